@@ -1,0 +1,64 @@
+//! The core's error type.
+
+use crate::codec::CodecError;
+use crate::BoxError;
+
+/// An error from a [`SessionStore`](crate::SessionStore) operation.
+///
+/// Undecodable stored sessions are not errors (they load as "no session" with a
+/// [`SessionEvent::LoadFailed`](crate::SessionEvent::LoadFailed)); these are failures
+/// the caller should see, typically answered with 503 Service Unavailable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The backend failed or timed out; the source says why.
+    #[error("session store backend failed during `{operation}`")]
+    Backend {
+        /// The store operation that failed.
+        operation: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The session data could not be encoded for storage.
+    #[error("session data could not be encoded for storage")]
+    Encode(#[source] CodecError),
+    /// Every generated id was already taken: the id source is broken (for example a
+    /// `transform_id` hook that maps every id to the same key).
+    #[error("could not find a free session id after {attempts} attempts: check `transform_id` and the id generator")]
+    IdCollision {
+        /// How many ids were tried.
+        attempts: usize,
+    },
+    /// A builder option is invalid.
+    #[error("invalid session store option `{option}`: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// True when the error means the backend is unavailable or failing (answer 503),
+    /// as opposed to a bug or misconfiguration.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Backend { .. })
+    }
+}
+
+/// Formats an error with all its causes, `outer: inner: innermost`, for logs and for
+/// frameworks whose error types only hold strings.
+#[must_use]
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -1,0 +1,117 @@
+//! Framework-agnostic server-side sessions: the policy shared by every adapter of this
+//! workspace, over an abstract [`DocumentBackend`].
+//!
+//! This crate is the Rust counterpart of Node's connect-mongo core: session ids,
+//! expiry, the lazy touch window, the payload codec and events live here, and a backend
+//! only stores documents. Use it through an adapter (`tower-sessions-mongo` for Axum)
+//! with the MongoDB backend (`session-store-mongo`); use it directly to write a new
+//! adapter or backend. It has no dependency on tokio, MongoDB or a web framework.
+//!
+//! # Quickstart
+//!
+//! ```
+//! use session_store_core::{MemoryBackend, SaveOutcome, SessionData, SessionStore};
+//! use std::time::Duration;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = SessionStore::builder(MemoryBackend::new())
+//!     .ttl(Duration::from_secs(3600))
+//!     .touch_after(Duration::from_secs(60))
+//!     .build()
+//!     .await?;
+//!
+//! let mut data = SessionData::new();
+//! data.insert("user".into(), "ann".into());
+//! let id = store.create(&data, None).await?; // a new 256-bit id, never an overwrite
+//!
+//! let loaded = store.load(id.as_str()).await?.expect("just created");
+//! assert_eq!(loaded.data["user"], "ann");
+//!
+//! // Unchanged data inside the touch window: nothing is written.
+//! assert_eq!(store.save(id.as_str(), &loaded.data, None).await?, SaveOutcome::Skipped);
+//!
+//! store.destroy(id.as_str()).await?;
+//! assert!(store.load(id.as_str()).await?.is_none());
+//! # Ok::<(), session_store_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Options
+//!
+//! | builder method | connect-mongo | default | meaning |
+//! | --- | --- | --- | --- |
+//! | [`ttl`](SessionStoreBuilder::ttl) | `ttl` | 14 days | lifetime when the framework gives no expiry |
+//! | [`touch_after`](SessionStoreBuilder::touch_after) | `touchAfter` | 0 (touch on every save) | unchanged data is written at most once per window, and then only its expiry |
+//! | [`auto_remove`](SessionStoreBuilder::auto_remove) | `autoRemove` | [`AutoRemove::Native`] (TTL index) | how expired documents are removed: `Native`, `Interval(period)`, `Disabled` |
+//! | [`timestamps`](SessionStoreBuilder::timestamps) | `timestamps` | off | `createdAt` on insert, `updatedAt` on every write and touch |
+//! | [`payload_format`](SessionStoreBuilder::payload_format) | `stringify`, `serialize`/`unserialize` | [`PayloadFormat::JsonString`] | JSON string, queryable document, or a custom [`SessionSerializer`] |
+//! | [`transform_id`](SessionStoreBuilder::transform_id) | `transformId` | identity | maps a session id to its storage key |
+//! | [`on_event`](SessionStoreBuilder::on_event) | store events | none | receives every [`SessionEvent`] |
+//! | [`clock`](SessionStoreBuilder::clock) | — | [`SystemClock`] | time source (inject [`ManualClock`] in tests) |
+//!
+//! Backend options (collection, database, write concern, operation timeout) belong to
+//! the backend, e.g. `session_store_mongo::MongoBackend::builder`.
+//!
+//! # Guarantees
+//!
+//! - **Collision-safe creation**: [`SessionStore::create`] inserts, never upserts; a
+//!   taken id is retried with a new one (and reported as [`SessionEvent::IdCollision`]).
+//! - **No resurrection**: [`SessionStore::save`] and [`SessionStore::touch`] only update
+//!   an unexpired document; a session destroyed or expired meanwhile stays gone
+//!   ([`SaveOutcome::NotFound`]).
+//! - **Expired sessions never load**, even before the database removes them.
+//! - **Undecodable documents are "no session"**: a warning and a
+//!   [`SessionEvent::LoadFailed`], never a panic or an error page.
+//! - **Touch-after without a read-back**: the store remembers a fingerprint of what it
+//!   last read or wrote for recent sessions (a bounded map), so it can tell an
+//!   unchanged save from a changed one. The stored `expires` may lag the cookie's by up
+//!   to `touch_after`, as with connect-mongo.
+//! - Every operation runs in a `session_store.<operation>` tracing span whose
+//!   `outcome` field records what happened (`hit`, `miss`, `created`, `written`,
+//!   `touched`, `skipped`, `not_found`, `error`, ...). Session ids are never logged.
+//!
+//! # Stored document (a compatibility contract)
+//!
+//! Field names follow connect-mongo's, so indexes, dashboards and scripts carry over.
+//!
+//! | field | type | when |
+//! | --- | --- | --- |
+//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]) |
+//! | `session` | string (JSON) or document | always; see [`codec`] for the payload versions |
+//! | `expires` | date | always; MongoDB's TTL index is on this field with `expireAfterSeconds: 0` |
+//! | `lastModified` | date | when `touch_after` is non-zero: the last write or touch |
+//! | `createdAt` | date | when `timestamps` is on: the insert |
+//! | `updatedAt` | date | when `timestamps` is on: the last write or touch |
+//!
+//! Dates have millisecond precision (BSON's); the store truncates before it writes, so
+//! every backend compares the same instants. Nothing else is written.
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod clock;
+pub mod codec;
+mod error;
+mod events;
+mod id;
+mod memory;
+mod store;
+mod touch;
+
+pub use backend::{
+    AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::{CodecError, Payload, PayloadFormat, SessionData, SessionSerializer};
+pub use error::{error_chain, Error};
+pub use events::{EventSubscriber, SessionEvent};
+pub use id::{SessionId, SESSION_ID_BYTES};
+pub use memory::MemoryBackend;
+pub use store::{
+    LoadedSession, SaveOutcome, SessionStore, SessionStoreBuilder, DEFAULT_TTL,
+    MAX_CREATE_ATTEMPTS,
+};
+pub use time;
+
+/// A boxed error that keeps its cause chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

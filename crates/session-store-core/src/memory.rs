@@ -1,0 +1,136 @@
+//! An in-memory backend for unit tests and doc examples. Not for production: nothing
+//! is persisted and nothing is shared between processes.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::stream;
+use time::OffsetDateTime;
+
+use crate::backend::{
+    AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
+};
+
+/// Session documents in a map behind a mutex. Clones share the same map.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBackend {
+    docs: Arc<Mutex<BTreeMap<String, StoredDocument>>>,
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stored document with this key, expired or not (for tests).
+    #[must_use]
+    pub fn get_raw(&self, key: &str) -> Option<StoredDocument> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Stores a document as is, replacing any with the same key (for tests that need
+    /// malformed or foreign documents).
+    pub fn put_raw(&self, doc: StoredDocument) {
+        self.lock().insert(doc.key.clone(), doc);
+    }
+
+    /// How many documents are stored, expired or not.
+    #[must_use]
+    pub fn len_raw(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, StoredDocument>> {
+        self.docs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn live(doc: &StoredDocument, now: OffsetDateTime) -> bool {
+    doc.expires.is_some_and(|e| e > now)
+}
+
+impl DocumentBackend for MemoryBackend {
+    type Error = Infallible;
+
+    async fn prepare(&self, _auto_remove: AutoRemove) -> Result<(), Infallible> {
+        Ok(())
+    }
+
+    async fn find(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<StoredDocument>, Infallible> {
+        Ok(self.lock().get(key).filter(|d| live(d, now)).cloned())
+    }
+
+    async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, Infallible> {
+        let mut docs = self.lock();
+        if docs.contains_key(&doc.key) {
+            return Ok(InsertOutcome::DuplicateKey);
+        }
+        docs.insert(doc.key.clone(), doc.clone());
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        update: &DocumentUpdate,
+    ) -> Result<bool, Infallible> {
+        let mut docs = self.lock();
+        let Some(doc) = docs.get_mut(key).filter(|d| live(d, now)) else {
+            return Ok(false);
+        };
+        if let Some(p) = &update.session {
+            doc.session = Some(p.clone());
+        }
+        doc.expires = Some(update.expires);
+        if update.last_modified.is_some() {
+            doc.last_modified = update.last_modified;
+        }
+        if update.updated_at.is_some() {
+            doc.updated_at = update.updated_at;
+        }
+        Ok(true)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, Infallible> {
+        Ok(self.lock().remove(key).is_some())
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, Infallible> {
+        let mut docs = self.lock();
+        let before = docs.len();
+        docs.retain(|_, d| live(d, now));
+        Ok((before - docs.len()) as u64)
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<u64, Infallible> {
+        Ok(self.lock().values().filter(|d| live(d, now)).count() as u64)
+    }
+
+    async fn all(&self, now: OffsetDateTime) -> Result<DocumentStream<Infallible>, Infallible> {
+        let docs: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|d| live(d, now))
+            .cloned()
+            .map(Ok)
+            .collect();
+        Ok(Box::pin(stream::iter(docs)))
+    }
+
+    async fn clear(&self) -> Result<(), Infallible> {
+        self.lock().clear();
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), Infallible> {
+        Ok(())
+    }
+}

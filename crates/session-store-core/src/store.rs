@@ -1,0 +1,696 @@
+//! [`SessionStore`]: the policy every adapter shares.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{Stream, StreamExt as _};
+use time::{Duration, OffsetDateTime};
+use tracing::Instrument as _;
+
+use crate::backend::{AutoRemove, DocumentBackend, DocumentUpdate, InsertOutcome, StoredDocument};
+use crate::clock::{to_millis, Clock, SystemClock};
+use crate::codec::{fingerprint, PayloadFormat, SessionData};
+use crate::error::Error;
+use crate::events::{EventSubscriber, SessionEvent, Subscribers};
+use crate::id::SessionId;
+use crate::touch::{plan, WritePlan};
+
+/// Default session lifetime when the framework gives no expiry: 14 days (connect-mongo's).
+pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 60 * 60);
+
+/// How many generated ids `create` tries before giving up.
+pub const MAX_CREATE_ATTEMPTS: usize = 5;
+
+/// How many recently read sessions the store remembers to decide touch-after without a
+/// read-back (about 150 bytes each).
+const MEMO_CAPACITY: usize = 16_384;
+
+type TransformId = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// A session as loaded from the store.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct LoadedSession {
+    /// The storage key (`_id`).
+    pub key: String,
+    /// The session data.
+    pub data: SessionData,
+    /// When it expires.
+    pub expires: OffsetDateTime,
+}
+
+/// What a save or touch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveOutcome {
+    /// The payload and expiry were written.
+    Written,
+    /// Only the expiry was written (the data was unchanged).
+    Touched,
+    /// Nothing was written: unchanged data inside the touch window.
+    Skipped,
+    /// No unexpired session with this id exists (it expired or was destroyed); nothing
+    /// was written, and it was not brought back.
+    NotFound,
+}
+
+/// A server-side session store over a [`DocumentBackend`].
+///
+/// Cheap to clone (clones share one store). Build one with [`SessionStore::builder`].
+pub struct SessionStore<B> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B> Clone for SessionStore<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<B> {
+    backend: B,
+    ttl: Duration,
+    touch_after: Duration,
+    auto_remove: AutoRemove,
+    timestamps: bool,
+    format: PayloadFormat,
+    transform_id: Option<TransformId>,
+    clock: Arc<dyn Clock>,
+    subscribers: Subscribers,
+    memo: Memo,
+}
+
+impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("SessionStore")
+            .field("backend", &i.backend)
+            .field("ttl", &i.ttl)
+            .field("touch_after", &i.touch_after)
+            .field("auto_remove", &i.auto_remove)
+            .field("timestamps", &i.timestamps)
+            .field("format", &i.format)
+            .field("transform_id", &i.transform_id.is_some())
+            .field("subscribers", &i.subscribers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`SessionStore`]. Every option has a default; see each method.
+#[must_use]
+pub struct SessionStoreBuilder<B> {
+    backend: B,
+    ttl: std::time::Duration,
+    touch_after: std::time::Duration,
+    auto_remove: AutoRemove,
+    timestamps: bool,
+    format: PayloadFormat,
+    transform_id: Option<TransformId>,
+    clock: Arc<dyn Clock>,
+    subscribers: Subscribers,
+}
+
+impl<B: DocumentBackend> SessionStoreBuilder<B> {
+    /// Session lifetime used when the framework gives no expiry. Default: 14 days
+    /// ([`DEFAULT_TTL`]). Must be positive.
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Lazy touch window (connect-mongo's `touchAfter`): saving unchanged data writes
+    /// nothing until this long after the last write, then only the expiry. Default: zero
+    /// (every save of unchanged data touches the expiry). Must be shorter than `ttl`.
+    pub fn touch_after(mut self, window: std::time::Duration) -> Self {
+        self.touch_after = window;
+        self
+    }
+
+    /// How expired sessions are removed. Default: [`AutoRemove::Native`].
+    pub fn auto_remove(mut self, mode: AutoRemove) -> Self {
+        self.auto_remove = mode;
+        self
+    }
+
+    /// Write `createdAt` on insert and `updatedAt` on every write and touch. Default: off.
+    pub fn timestamps(mut self, on: bool) -> Self {
+        self.timestamps = on;
+        self
+    }
+
+    /// How session data is stored. Default: [`PayloadFormat::JsonString`].
+    pub fn payload_format(mut self, format: PayloadFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Maps a session id to its storage key (connect-mongo's `transformId`). Default:
+    /// the id itself. Must be deterministic.
+    pub fn transform_id(mut self, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.transform_id = Some(Arc::new(f));
+        self
+    }
+
+    /// Adds an event subscriber. Default: none.
+    pub fn on_event(mut self, subscriber: impl EventSubscriber) -> Self {
+        self.subscribers.push(Arc::new(subscriber));
+        self
+    }
+
+    /// The clock for expiry and touch decisions. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the options, prepares the backend (indexes, background removal) and
+    /// returns the store.
+    pub async fn build(self) -> Result<SessionStore<B>, Error> {
+        let ttl = positive_duration("ttl", self.ttl)?;
+        let touch_after = Duration::try_from(self.touch_after).map_err(|_| Error::InvalidOption {
+            option: "touch_after",
+            reason: "too large".into(),
+        })?;
+        if touch_after >= ttl {
+            return Err(Error::InvalidOption {
+                option: "touch_after",
+                reason: format!(
+                    "must be shorter than ttl ({ttl}): otherwise active sessions expire before they are touched"
+                ),
+            });
+        }
+        if let AutoRemove::Interval(period) = self.auto_remove {
+            positive_duration("auto_remove", period)?;
+        }
+        let span = tracing::debug_span!("session_store.prepare", auto_remove = ?self.auto_remove);
+        self.backend
+            .prepare(self.auto_remove)
+            .instrument(span)
+            .await
+            .map_err(|e| backend_error("prepare", e))?;
+        Ok(SessionStore {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                ttl,
+                touch_after,
+                auto_remove: self.auto_remove,
+                timestamps: self.timestamps,
+                format: self.format,
+                transform_id: self.transform_id,
+                clock: self.clock,
+                subscribers: self.subscribers,
+                memo: Memo::default(),
+            }),
+        })
+    }
+}
+
+fn positive_duration(option: &'static str, d: std::time::Duration) -> Result<Duration, Error> {
+    match Duration::try_from(d) {
+        Ok(d) if d.is_positive() && d < Duration::days(365 * 100) => Ok(d),
+        _ => Err(Error::InvalidOption {
+            option,
+            reason: format!("must be positive and under 100 years, got {d:?}"),
+        }),
+    }
+}
+
+fn backend_error<E: std::error::Error + Send + Sync + 'static>(
+    operation: &'static str,
+    e: E,
+) -> Error {
+    Error::Backend {
+        operation,
+        source: Box::new(e),
+    }
+}
+
+/// Runs one store operation inside a `session_store.<op>` span that records its outcome.
+async fn traced<T>(
+    span: tracing::Span,
+    fut: impl Future<Output = Result<(T, &'static str), Error>>,
+) -> Result<T, Error> {
+    let result = fut.instrument(span.clone()).await;
+    match &result {
+        Ok((_, outcome)) => {
+            span.record("outcome", *outcome);
+        }
+        Err(e) => {
+            span.record("outcome", "error");
+            tracing::warn!(parent: &span, error = %crate::error_chain(e), "session store operation failed");
+        }
+    }
+    result.map(|(value, _)| value)
+}
+
+macro_rules! op_span {
+    ($name:literal) => {
+        tracing::debug_span!($name, outcome = tracing::field::Empty)
+    };
+}
+
+impl<B: DocumentBackend> SessionStore<B> {
+    /// Starts building a store over `backend`.
+    pub fn builder(backend: B) -> SessionStoreBuilder<B> {
+        SessionStoreBuilder {
+            backend,
+            ttl: DEFAULT_TTL,
+            touch_after: std::time::Duration::ZERO,
+            auto_remove: AutoRemove::default(),
+            timestamps: false,
+            format: PayloadFormat::default(),
+            transform_id: None,
+            clock: Arc::new(SystemClock),
+            subscribers: Subscribers::default(),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.inner.backend
+    }
+
+    /// The configured session lifetime.
+    pub fn ttl(&self) -> std::time::Duration {
+        self.inner.ttl.unsigned_abs()
+    }
+
+    /// The storage key for a session id.
+    pub fn storage_key(&self, id: &str) -> String {
+        match &self.inner.transform_id {
+            Some(f) => f(id),
+            None => id.to_owned(),
+        }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        to_millis(self.inner.clock.now())
+    }
+
+    fn expiry(&self, now: OffsetDateTime, expires: Option<OffsetDateTime>) -> OffsetDateTime {
+        expires.map_or(now + self.inner.ttl, to_millis)
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        self.inner.subscribers.emit(event);
+    }
+
+    fn last_modified(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.inner.touch_after.is_positive().then_some(now)
+    }
+
+    fn updated_at(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.inner.timestamps.then_some(now)
+    }
+
+    /// Loads the unexpired session with this id. `Ok(None)` when there is none, or when
+    /// the stored document cannot be decoded (a warning and a
+    /// [`SessionEvent::LoadFailed`] tell why).
+    pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>, Error> {
+        traced(op_span!("session_store.load"), async {
+            let now = self.now();
+            let key = self.storage_key(id);
+            let doc = self
+                .inner
+                .backend
+                .find(&key, now)
+                .await
+                .map_err(|e| backend_error("load", e))?;
+            let Some(doc) = doc else {
+                self.inner.memo.forget(&key);
+                return Ok((None, "miss"));
+            };
+            match self.decode(doc, now) {
+                Ok(Some((session, last_modified))) => {
+                    self.inner.memo.remember(
+                        &session.key,
+                        fingerprint(&session.data),
+                        last_modified,
+                        now,
+                    );
+                    Ok((Some(session), "hit"))
+                }
+                Ok(None) => Ok((None, "expired")),
+                Err(reason) => {
+                    tracing::warn!(%reason, "stored session could not be read; treating it as absent");
+                    self.emit(SessionEvent::LoadFailed { key, reason });
+                    Ok((None, "undecodable"))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Validates and decodes a stored document, with its `lastModified`; `Ok(None)` when
+    /// it has expired.
+    #[allow(clippy::type_complexity)]
+    fn decode(
+        &self,
+        doc: StoredDocument,
+        now: OffsetDateTime,
+    ) -> Result<Option<(LoadedSession, Option<OffsetDateTime>)>, String> {
+        let expires = doc.expires.ok_or("the document has no valid `expires` date")?;
+        if expires <= now {
+            return Ok(None);
+        }
+        let payload = doc.session.as_ref().ok_or("the document has no `session` field")?;
+        let data = self
+            .inner
+            .format
+            .decode(payload)
+            .map_err(|e| crate::error_chain(&e))?;
+        let session = LoadedSession {
+            key: doc.key,
+            data,
+            expires,
+        };
+        Ok(Some((session, doc.last_modified)))
+    }
+
+    /// Creates a session with a new random id and returns the id. Never overwrites: if
+    /// the id is taken, it retries with another (up to [`MAX_CREATE_ATTEMPTS`]).
+    pub async fn create(
+        &self,
+        data: &SessionData,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<SessionId, Error> {
+        self.create_with_ids(data, expires, SessionId::generate).await
+    }
+
+    /// Like [`create`](Self::create), with ids from `next_id` (for frameworks that mint
+    /// their own ids). Returns the id that was stored.
+    pub async fn create_with_ids<T: fmt::Display + Send>(
+        &self,
+        data: &SessionData,
+        expires: Option<OffsetDateTime>,
+        mut next_id: impl FnMut() -> T + Send,
+    ) -> Result<T, Error> {
+        traced(op_span!("session_store.create"), async {
+            let now = self.now();
+            let payload = self.inner.format.encode(data).map_err(Error::Encode)?;
+            let fp = fingerprint(data);
+            let mut doc = StoredDocument::new(String::new());
+            doc.session = Some(payload);
+            doc.expires = Some(self.expiry(now, expires));
+            doc.last_modified = self.last_modified(now);
+            doc.created_at = self.updated_at(now);
+            doc.updated_at = self.updated_at(now);
+            for _ in 0..MAX_CREATE_ATTEMPTS {
+                let id = next_id();
+                doc.key = self.storage_key(&id.to_string());
+                let outcome = self
+                    .inner
+                    .backend
+                    .insert(&doc)
+                    .await
+                    .map_err(|e| backend_error("create", e))?;
+                match outcome {
+                    InsertOutcome::Inserted => {
+                        self.inner.memo.remember(&doc.key, fp, doc.last_modified, now);
+                        self.emit(SessionEvent::Created { key: doc.key });
+                        return Ok((id, "created"));
+                    }
+                    InsertOutcome::DuplicateKey => {
+                        tracing::warn!("generated session id already exists; retrying with a new one");
+                        self.emit(SessionEvent::IdCollision {
+                            key: std::mem::take(&mut doc.key),
+                        });
+                    }
+                }
+            }
+            Err(Error::IdCollision {
+                attempts: MAX_CREATE_ATTEMPTS,
+            })
+        })
+        .await
+    }
+
+    /// Saves an existing session: writes the payload when the data changed, else
+    /// touches or skips according to `touch_after`. Never creates a document: a session
+    /// that expired or was destroyed meanwhile gives [`SaveOutcome::NotFound`].
+    ///
+    /// `expires` is the framework's expiry; `None` means now + `ttl`.
+    pub async fn save(
+        &self,
+        id: &str,
+        data: &SessionData,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<SaveOutcome, Error> {
+        let fp = fingerprint(data);
+        self.write(op_span!("session_store.save"), id, Some((data, fp)), expires)
+            .await
+    }
+
+    /// Extends a session's expiry without rewriting its data (actix-session's
+    /// `update_ttl`, express-session's `touch`), honouring `touch_after`.
+    pub async fn touch(
+        &self,
+        id: &str,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<SaveOutcome, Error> {
+        self.write(op_span!("session_store.touch"), id, None, expires)
+            .await
+    }
+
+    async fn write(
+        &self,
+        span: tracing::Span,
+        id: &str,
+        data: Option<(&SessionData, [u8; 32])>,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<SaveOutcome, Error> {
+        traced(span, async {
+            let now = self.now();
+            let key = self.storage_key(id);
+            let known = self.inner.memo.get(&key);
+            let changed = match (&data, &known) {
+                (None, _) => false,
+                (Some((_, fp)), Some(k)) => *fp != k.fingerprint,
+                (Some(_), None) => true,
+            };
+            let last_modified = known.as_ref().and_then(|k| k.last_modified);
+            let write_plan = plan(changed, last_modified, self.inner.touch_after, now);
+            if write_plan == WritePlan::Skip {
+                self.emit(SessionEvent::TouchSkipped { key });
+                return Ok((SaveOutcome::Skipped, "skipped"));
+            }
+            let session = match (write_plan, data) {
+                (WritePlan::Full, Some((d, _))) => {
+                    Some(self.inner.format.encode(d).map_err(Error::Encode)?)
+                }
+                _ => None,
+            };
+            let update = DocumentUpdate {
+                session,
+                expires: self.expiry(now, expires),
+                last_modified: self.last_modified(now),
+                updated_at: self.updated_at(now),
+            };
+            let matched = self
+                .inner
+                .backend
+                .update(&key, now, &update)
+                .await
+                .map_err(|e| backend_error("save", e))?;
+            if !matched {
+                self.inner.memo.forget(&key);
+                return Ok((SaveOutcome::NotFound, "not_found"));
+            }
+            let fp = match (data, known) {
+                (Some((_, fp)), _) => Some(fp),
+                (None, Some(k)) => Some(k.fingerprint),
+                (None, None) => None,
+            };
+            if let Some(fp) = fp {
+                self.inner.memo.remember(&key, fp, update.last_modified, now);
+            }
+            if update.session.is_some() {
+                self.emit(SessionEvent::Updated { key });
+                Ok((SaveOutcome::Written, "written"))
+            } else {
+                self.emit(SessionEvent::Touched { key });
+                Ok((SaveOutcome::Touched, "touched"))
+            }
+        })
+        .await
+    }
+
+    /// Deletes a session (logout, id rotation). Deleting a missing session is not an
+    /// error.
+    pub async fn destroy(&self, id: &str) -> Result<(), Error> {
+        traced(op_span!("session_store.destroy"), async {
+            let key = self.storage_key(id);
+            self.inner.memo.forget(&key);
+            let existed = self
+                .inner
+                .backend
+                .delete(&key)
+                .await
+                .map_err(|e| backend_error("destroy", e))?;
+            if existed {
+                self.emit(SessionEvent::Destroyed { key });
+                Ok(((), "destroyed"))
+            } else {
+                Ok(((), "absent"))
+            }
+        })
+        .await
+    }
+
+    /// Deletes every expired session now; returns how many. Useful with
+    /// [`AutoRemove::Disabled`] on your own schedule.
+    pub async fn delete_expired(&self) -> Result<u64, Error> {
+        traced(op_span!("session_store.delete_expired"), async {
+            let n = self
+                .inner
+                .backend
+                .delete_expired(self.now())
+                .await
+                .map_err(|e| backend_error("delete_expired", e))?;
+            Ok((n, "ok"))
+        })
+        .await
+    }
+
+    /// How many unexpired sessions are stored (connect-mongo's `length`).
+    pub async fn count(&self) -> Result<u64, Error> {
+        traced(op_span!("session_store.count"), async {
+            let n = self
+                .inner
+                .backend
+                .count(self.now())
+                .await
+                .map_err(|e| backend_error("count", e))?;
+            Ok((n, "ok"))
+        })
+        .await
+    }
+
+    /// Streams every unexpired session (connect-mongo's `all`). A document that cannot
+    /// be decoded is skipped with a warning and a [`SessionEvent::LoadFailed`]; it does
+    /// not fail the listing.
+    pub async fn all(
+        &self,
+    ) -> Result<impl Stream<Item = Result<LoadedSession, Error>> + Send + use<B>, Error> {
+        let now = self.now();
+        let stream = traced(op_span!("session_store.all"), async {
+            let s = self
+                .inner
+                .backend
+                .all(now)
+                .await
+                .map_err(|e| backend_error("all", e))?;
+            Ok((s, "ok"))
+        })
+        .await?;
+        let store = self.clone();
+        Ok(stream.filter_map(move |item| {
+            let out = match item {
+                Err(e) => Some(Err(backend_error("all", e))),
+                Ok(doc) => {
+                    let key = doc.key.clone();
+                    match store.decode(doc, now) {
+                        Ok(session) => session.map(|(s, _)| Ok(s)),
+                        Err(reason) => {
+                            tracing::warn!(%reason, "skipping a stored session that cannot be read");
+                            store.emit(SessionEvent::LoadFailed { key, reason });
+                            None
+                        }
+                    }
+                }
+            };
+            std::future::ready(out)
+        }))
+    }
+
+    /// Deletes every session (connect-mongo's `clear`). Indexes are kept.
+    pub async fn clear(&self) -> Result<(), Error> {
+        traced(op_span!("session_store.clear"), async {
+            self.inner.memo.clear();
+            self.inner
+                .backend
+                .clear()
+                .await
+                .map_err(|e| backend_error("clear", e))?;
+            Ok(((), "ok"))
+        })
+        .await
+    }
+
+    /// Stops background work and releases what the backend created (connect-mongo's
+    /// `close`). A client the application passed in is never closed.
+    pub async fn close(&self) -> Result<(), Error> {
+        traced(op_span!("session_store.close"), async {
+            self.inner
+                .backend
+                .close()
+                .await
+                .map_err(|e| backend_error("close", e))?;
+            Ok(((), "ok"))
+        })
+        .await
+    }
+}
+
+/// What this process last read or wrote for each recently used session, so a save can
+/// tell changed data from unchanged without reading the document back.
+#[derive(Default)]
+struct Memo {
+    entries: Mutex<HashMap<String, MemoEntry>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MemoEntry {
+    fingerprint: [u8; 32],
+    last_modified: Option<OffsetDateTime>,
+    seen: OffsetDateTime,
+}
+
+impl Memo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, MemoEntry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &str) -> Option<MemoEntry> {
+        self.lock().get(key).copied()
+    }
+
+    fn remember(
+        &self,
+        key: &str,
+        fingerprint: [u8; 32],
+        last_modified: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) {
+        let mut entries = self.lock();
+        if entries.len() >= MEMO_CAPACITY && !entries.contains_key(key) {
+            // Forget what is old; if everything is recent, start over. Forgetting only
+            // costs one extra write later.
+            let horizon = now - Duration::minutes(5);
+            entries.retain(|_, e| e.seen > horizon);
+            if entries.len() >= MEMO_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            key.to_owned(),
+            MemoEntry {
+                fingerprint,
+                last_modified,
+                seen: now,
+            },
+        );
+    }
+
+    fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+}
