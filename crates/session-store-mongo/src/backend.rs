@@ -1,0 +1,502 @@
+//! [`MongoBackend`]: session documents in a MongoDB collection.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, CollectionOptions, IndexOptions, WriteConcern};
+use mongodb::{Client, Collection, IndexModel};
+use session_store_core::time::OffsetDateTime;
+use session_store_core::{
+    AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
+};
+use tokio::task::AbortHandle;
+
+use crate::convert::{self, EXPIRES};
+use crate::error::MongoError;
+
+/// Default bound on every MongoDB call: 5 seconds.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default collection name: `sessions` (connect-mongo's).
+pub const DEFAULT_COLLECTION: &str = "sessions";
+/// Database used when neither the builder nor the connection string names one.
+pub const DEFAULT_DATABASE: &str = "sessions";
+/// Name of the TTL index the store creates (`{expires: 1}`, `expireAfterSeconds: 0`).
+pub const TTL_INDEX_NAME: &str = "expires_1";
+
+const DUPLICATE_KEY: i32 = 11000;
+const NAMESPACE_NOT_FOUND: i32 = 26;
+const INDEX_OPTIONS_CONFLICT: i32 = 85;
+const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
+
+/// A [`DocumentBackend`] over a MongoDB collection. Cheap to clone (clones share one
+/// connection pool and one background reaper).
+#[derive(Debug, Clone)]
+pub struct MongoBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    owns_client: bool,
+    collection: Collection<Document>,
+    operation_timeout: Duration,
+    reaper: Mutex<Option<AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(reaper) = self.reaper.get_mut().ok().and_then(Option::take) {
+            reaper.abort();
+        }
+    }
+}
+
+enum Source {
+    None,
+    Uri(String),
+    Client(Client),
+}
+
+/// Builds a [`MongoBackend`].
+#[must_use]
+pub struct MongoBackendBuilder {
+    source: Source,
+    database: Option<String>,
+    collection: String,
+    operation_timeout: Duration,
+    write_concern: Option<WriteConcern>,
+}
+
+impl MongoBackendBuilder {
+    /// Connect with this connection string (any option the driver accepts). The backend
+    /// owns the client and shuts it down on `close`. Either this or
+    /// [`client`](Self::client) is required.
+    pub fn uri(mut self, uri: impl Into<String>) -> Self {
+        self.source = Source::Uri(uri.into());
+        self
+    }
+
+    /// Use a client the application already has (one connection pool for the whole
+    /// app). The backend never shuts it down.
+    pub fn client(mut self, client: Client) -> Self {
+        self.source = Source::Client(client);
+        self
+    }
+
+    /// Database name. Default: the connection string's database, else
+    /// [`DEFAULT_DATABASE`].
+    pub fn database(mut self, name: impl Into<String>) -> Self {
+        self.database = Some(name.into());
+        self
+    }
+
+    /// Collection name. Default: [`DEFAULT_COLLECTION`] (`sessions`).
+    pub fn collection(mut self, name: impl Into<String>) -> Self {
+        self.collection = name.into();
+        self
+    }
+
+    /// Upper bound on every MongoDB call, including waiting for a server. The driver
+    /// has no socket timeout, so without a bound a hung server hangs requests. Default:
+    /// [`DEFAULT_OPERATION_TIMEOUT`] (5 s).
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Write concern for every write (connect-mongo's `writeOperationOptions`).
+    /// Default: the client's (the connection string's `w`, else the server's default).
+    pub fn write_concern(mut self, write_concern: WriteConcern) -> Self {
+        self.write_concern = Some(write_concern);
+        self
+    }
+
+    /// Connects (lazily: the first operation opens connections) and returns the backend.
+    pub async fn build(self) -> Result<MongoBackend, MongoError> {
+        if self.operation_timeout.is_zero() {
+            return Err(MongoError::InvalidOption {
+                option: "operation_timeout",
+                reason: "must be positive".into(),
+            });
+        }
+        if self.collection.is_empty() {
+            return Err(MongoError::InvalidOption {
+                option: "collection",
+                reason: "must not be empty".into(),
+            });
+        }
+        let timeout = self.operation_timeout;
+        let (client, owns_client, uri_database) = match self.source {
+            Source::None => return Err(MongoError::NoConnection),
+            Source::Client(c) => (c, false, None),
+            Source::Uri(uri) => {
+                let mut options = bounded("connect", timeout, async {
+                    ClientOptions::parse(&uri).await.map_err(MongoError::InvalidUri)
+                })
+                .await?;
+                if options.app_name.is_none() {
+                    options.app_name = Some("session-store-mongo".into());
+                }
+                let db = options.default_database.clone();
+                let client = Client::with_options(options).map_err(MongoError::InvalidUri)?;
+                (client, true, db)
+            }
+        };
+        let database = self
+            .database
+            .or(uri_database)
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        let options = CollectionOptions::builder()
+            .write_concern(self.write_concern)
+            .build();
+        let collection = client
+            .database(&database)
+            .collection_with_options::<Document>(&self.collection, options);
+        Ok(MongoBackend {
+            inner: Arc::new(Inner {
+                client,
+                owns_client,
+                collection,
+                operation_timeout: timeout,
+                reaper: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// Runs `fut` with a deadline.
+async fn bounded<T>(
+    operation: &'static str,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, MongoError>>,
+) -> Result<T, MongoError> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .unwrap_or(Err(MongoError::Timeout { operation, timeout }))
+}
+
+fn driver(operation: &'static str) -> impl FnOnce(mongodb::error::Error) -> MongoError {
+    move |source| MongoError::Driver { operation, source }
+}
+
+fn serialize(operation: &'static str, e: mongodb::bson::ser::Error) -> MongoError {
+    MongoError::Driver {
+        operation,
+        source: mongodb::error::Error::custom(e),
+    }
+}
+
+fn is_ascending(v: &Bson) -> bool {
+    matches!(v, Bson::Int32(1) | Bson::Int64(1)) || matches!(v, Bson::Double(f) if *f == 1.0)
+}
+
+fn command_code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        _ => None,
+    }
+}
+
+impl MongoBackend {
+    /// Starts building a backend.
+    pub fn builder() -> MongoBackendBuilder {
+        MongoBackendBuilder {
+            source: Source::None,
+            database: None,
+            collection: DEFAULT_COLLECTION.to_owned(),
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            write_concern: None,
+        }
+    }
+
+    /// The collection sessions are stored in.
+    pub fn collection(&self) -> &Collection<Document> {
+        &self.inner.collection
+    }
+
+    /// The client (shared with the application if it passed one in).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.operation_timeout
+    }
+
+    fn namespace(&self) -> String {
+        let c = &self.inner.collection;
+        format!("{}.{}", c.namespace().db, c.name())
+    }
+
+    /// Creates the TTL index, or fails clearly if a conflicting one exists.
+    async fn ensure_ttl_index(&self) -> Result<(), MongoError> {
+        let coll = &self.inner.collection;
+        let existing: Vec<IndexModel> = match coll.list_indexes().await {
+            Ok(cursor) => cursor.try_collect().await.map_err(driver("list_indexes"))?,
+            Err(e) if command_code(&e) == Some(NAMESPACE_NOT_FOUND) => Vec::new(),
+            Err(e) => return Err(driver("list_indexes")(e)),
+        };
+        for index in existing {
+            if !index.keys.contains_key(EXPIRES) {
+                continue;
+            }
+            let options = index.options.unwrap_or_default();
+            let name = options.name.clone().unwrap_or_else(|| "(unnamed)".into());
+            let only_expires = index.keys.len() == 1;
+            let problem = match index.keys.get(EXPIRES) {
+                // A compound index that merely includes `expires` does not conflict.
+                _ if !only_expires => continue,
+                Some(v) if is_ascending(v) => match options.expire_after {
+                    Some(d) if d.is_zero() => return Ok(()),
+                    Some(d) => format!("has expireAfterSeconds: {} instead of 0", d.as_secs()),
+                    None => "is not a TTL index (no expireAfterSeconds)".to_owned(),
+                },
+                _ => format!("has key {} instead of {{ expires: 1 }}", index.keys),
+            };
+            return Err(self.conflict(name, problem));
+        }
+        let model = IndexModel::builder()
+            .keys(doc! { EXPIRES: 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(TTL_INDEX_NAME.to_owned())
+                    .expire_after(Duration::ZERO)
+                    .build(),
+            )
+            .build();
+        match coll.create_index(model).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    command_code(&e),
+                    Some(INDEX_OPTIONS_CONFLICT | INDEX_KEY_SPECS_CONFLICT)
+                ) =>
+            {
+                Err(self.conflict(
+                    TTL_INDEX_NAME.to_owned(),
+                    format!("conflicts with the TTL index this store needs ({e})"),
+                ))
+            }
+            Err(e) => Err(driver("create_index")(e)),
+        }
+    }
+
+    fn conflict(&self, name: String, problem: String) -> MongoError {
+        MongoError::ConflictingTtlIndex {
+            name,
+            namespace: self.namespace(),
+            collection: self.inner.collection.name().to_owned(),
+            problem,
+        }
+    }
+
+    fn start_reaper(&self, period: Duration) {
+        let collection = self.inner.collection.clone();
+        let timeout = self.timeout();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let now = OffsetDateTime::now_utc();
+                let result = bounded("delete_expired", timeout, async {
+                    collection
+                        .delete_many(doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } })
+                        .await
+                        .map_err(driver("delete_expired"))
+                })
+                .await;
+                match result {
+                    Ok(r) => tracing::debug!(deleted = r.deleted_count, "removed expired sessions"),
+                    Err(e) => tracing::error!(
+                        error = %session_store_core::error_chain(&e),
+                        "removing expired sessions failed; will retry next period"
+                    ),
+                }
+            }
+        });
+        let previous = self
+            .inner
+            .reaper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task.abort_handle());
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+    }
+}
+
+impl DocumentBackend for MongoBackend {
+    type Error = MongoError;
+
+    async fn prepare(&self, auto_remove: AutoRemove) -> Result<(), MongoError> {
+        match auto_remove {
+            AutoRemove::Native => {
+                bounded("create_ttl_index", self.timeout(), self.ensure_ttl_index()).await
+            }
+            AutoRemove::Interval(period) => {
+                self.start_reaper(period);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<StoredDocument>, MongoError> {
+        bounded("find", self.timeout(), async {
+            let doc = self
+                .inner
+                .collection
+                .find_one(convert::live_key(key, now))
+                .await
+                .map_err(driver("find"))?;
+            Ok(doc.map(convert::from_document))
+        })
+        .await
+    }
+
+    async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, MongoError> {
+        let doc = convert::to_document(doc).map_err(|e| serialize("insert", e))?;
+        bounded("insert", self.timeout(), async {
+            match self.inner.collection.insert_one(doc).await {
+                Ok(_) => Ok(InsertOutcome::Inserted),
+                Err(e) if command_code(&e) == Some(DUPLICATE_KEY) => {
+                    Ok(InsertOutcome::DuplicateKey)
+                }
+                Err(e) => Err(driver("insert")(e)),
+            }
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        update: &DocumentUpdate,
+    ) -> Result<bool, MongoError> {
+        let change = convert::update_document(update).map_err(|e| serialize("update", e))?;
+        bounded("update", self.timeout(), async {
+            let r = self
+                .inner
+                .collection
+                .update_one(convert::live_key(key, now), change)
+                .await
+                .map_err(driver("update"))?;
+            Ok(r.matched_count > 0)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, MongoError> {
+        bounded("delete", self.timeout(), async {
+            let r = self
+                .inner
+                .collection
+                .delete_one(doc! { convert::ID: key })
+                .await
+                .map_err(driver("delete"))?;
+            Ok(r.deleted_count > 0)
+        })
+        .await
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
+        bounded("delete_expired", self.timeout(), async {
+            let r = self
+                .inner
+                .collection
+                .delete_many(doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } })
+                .await
+                .map_err(driver("delete_expired"))?;
+            Ok(r.deleted_count)
+        })
+        .await
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
+        bounded("count", self.timeout(), async {
+            self.inner
+                .collection
+                .count_documents(convert::live(now))
+                .await
+                .map_err(driver("count"))
+        })
+        .await
+    }
+
+    async fn all(&self, now: OffsetDateTime) -> Result<DocumentStream<MongoError>, MongoError> {
+        let cursor = bounded("all", self.timeout(), async {
+            self.inner
+                .collection
+                .find(convert::live(now))
+                .await
+                .map_err(driver("all"))
+        })
+        .await?;
+        let timeout = self.timeout();
+        // Bound each batch fetch too: a server that hangs mid-listing ends the stream
+        // with a timeout error instead of hanging the caller.
+        let stream = futures_util::stream::unfold(Some(cursor), move |cursor| async move {
+            let mut cursor = cursor?;
+            match tokio::time::timeout(timeout, cursor.next()).await {
+                Ok(Some(Ok(doc))) => Some((Ok(convert::from_document(doc)), Some(cursor))),
+                Ok(Some(Err(e))) => Some((Err(driver("all")(e)), None)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(MongoError::Timeout {
+                        operation: "all",
+                        timeout,
+                    }),
+                    None,
+                )),
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn clear(&self) -> Result<(), MongoError> {
+        bounded("clear", self.timeout(), async {
+            self.inner
+                .collection
+                .delete_many(doc! {})
+                .await
+                .map_err(driver("clear"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<(), MongoError> {
+        let reaper = self
+            .inner
+            .reaper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(reaper) = reaper {
+            reaper.abort();
+        }
+        if self.inner.owns_client {
+            let client = self.inner.client.clone();
+            bounded("close", self.timeout(), async {
+                client.shutdown().await;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! Conversion between the core's documents and BSON.
+
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use session_store_core::time::OffsetDateTime;
+use session_store_core::{DocumentUpdate, Payload, StoredDocument};
+
+pub(crate) const ID: &str = "_id";
+pub(crate) const SESSION: &str = "session";
+pub(crate) const EXPIRES: &str = "expires";
+pub(crate) const LAST_MODIFIED: &str = "lastModified";
+pub(crate) const CREATED_AT: &str = "createdAt";
+pub(crate) const UPDATED_AT: &str = "updatedAt";
+
+pub(crate) fn to_bson_date(t: OffsetDateTime) -> DateTime {
+    let millis = t.unix_timestamp_nanos() / 1_000_000;
+    DateTime::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
+}
+
+fn from_bson_date(d: DateTime) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.timestamp_millis()) * 1_000_000).ok()
+}
+
+fn payload_to_bson(p: &Payload) -> Result<Bson, mongodb::bson::ser::Error> {
+    Ok(match p {
+        Payload::Text(s) => Bson::String(s.clone()),
+        Payload::Document(map) => mongodb::bson::to_bson(map)?,
+        Payload::Binary(bytes) => Bson::Binary(mongodb::bson::Binary {
+            subtype: mongodb::bson::spec::BinarySubtype::Generic,
+            bytes: bytes.clone(),
+        }),
+        // Never produced by an encoder; store it as the text it carries.
+        Payload::Unsupported(s) => Bson::String(s.clone()),
+        _ => Bson::Null,
+    })
+}
+
+fn payload_from_bson(b: Bson) -> Payload {
+    match b {
+        Bson::String(s) => Payload::Text(s),
+        Bson::Document(d) => match Bson::Document(d).into_relaxed_extjson() {
+            serde_json::Value::Object(map) => Payload::Document(map),
+            _ => Payload::Unsupported("document".into()),
+        },
+        Bson::Binary(bin) => Payload::Binary(bin.bytes),
+        other => Payload::Unsupported(format!("{:?}", other.element_type())),
+    }
+}
+
+fn date(doc: &Document, field: &str) -> Option<OffsetDateTime> {
+    match doc.get(field) {
+        Some(Bson::DateTime(d)) => from_bson_date(*d),
+        _ => None,
+    }
+}
+
+/// Reads a stored document leniently: wrong types become `None`, and the core decides.
+pub(crate) fn from_document(mut d: Document) -> StoredDocument {
+    let key = match d.remove(ID) {
+        Some(Bson::String(s)) => s,
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let mut out = StoredDocument::new(key);
+    out.session = d.remove(SESSION).map(payload_from_bson);
+    out.expires = date(&d, EXPIRES);
+    out.last_modified = date(&d, LAST_MODIFIED);
+    out.created_at = date(&d, CREATED_AT);
+    out.updated_at = date(&d, UPDATED_AT);
+    out
+}
+
+pub(crate) fn to_document(s: &StoredDocument) -> Result<Document, mongodb::bson::ser::Error> {
+    let mut d = doc! { ID: &s.key };
+    if let Some(p) = &s.session {
+        d.insert(SESSION, payload_to_bson(p)?);
+    }
+    let dates = [
+        (EXPIRES, s.expires),
+        (LAST_MODIFIED, s.last_modified),
+        (CREATED_AT, s.created_at),
+        (UPDATED_AT, s.updated_at),
+    ];
+    for (field, value) in dates {
+        if let Some(t) = value {
+            d.insert(field, to_bson_date(t));
+        }
+    }
+    Ok(d)
+}
+
+pub(crate) fn update_document(u: &DocumentUpdate) -> Result<Document, mongodb::bson::ser::Error> {
+    let mut set = doc! { EXPIRES: to_bson_date(u.expires) };
+    if let Some(p) = &u.session {
+        set.insert(SESSION, payload_to_bson(p)?);
+    }
+    if let Some(t) = u.last_modified {
+        set.insert(LAST_MODIFIED, to_bson_date(t));
+    }
+    if let Some(t) = u.updated_at {
+        set.insert(UPDATED_AT, to_bson_date(t));
+    }
+    Ok(doc! { "$set": set })
+}
+
+/// Matches the unexpired document with this key.
+pub(crate) fn live_key(key: &str, now: OffsetDateTime) -> Document {
+    doc! { ID: key, EXPIRES: { "$gt": to_bson_date(now) } }
+}
+
+/// Matches every unexpired document.
+pub(crate) fn live(now: OffsetDateTime) -> Document {
+    doc! { EXPIRES: { "$gt": to_bson_date(now) } }
+}
+
+#[cfg(test)]
+mod tests {
+    use session_store_core::time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn documents_round_trip() {
+        let mut s = StoredDocument::new("k");
+        let mut map = serde_json::Map::new();
+        map.insert("count".into(), serde_json::json!(3));
+        map.insert("nested".into(), serde_json::json!({"a": [1, "x", null]}));
+        s.session = Some(Payload::Document(map));
+        s.expires = Some(datetime!(2030-01-02 3:04:05.678 UTC));
+        s.last_modified = Some(datetime!(2030-01-01 0:00 UTC));
+        let back = from_document(to_document(&s).unwrap());
+        assert_eq!(back, s);
+
+        s.session = Some(Payload::Text("{\"a\":1}".into()));
+        s.last_modified = None;
+        assert_eq!(from_document(to_document(&s).unwrap()), s);
+    }
+
+    #[test]
+    fn wrong_types_read_as_missing() {
+        let d = doc! { ID: 5, SESSION: 7, EXPIRES: "tomorrow" };
+        let s = from_document(d);
+        assert_eq!(s.key, "5");
+        assert!(matches!(s.session, Some(Payload::Unsupported(_))));
+        assert_eq!(s.expires, None);
+    }
+}

@@ -1,0 +1,53 @@
+//! Errors of the MongoDB backend.
+
+use std::time::Duration;
+
+/// An error from [`MongoBackend`](crate::MongoBackend).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MongoError {
+    /// Neither a connection string nor a client was given to the builder.
+    #[error("no MongoDB connection: call `MongoBackend::builder().uri(..)` or `.client(..)`")]
+    NoConnection,
+    /// The connection string could not be parsed or resolved.
+    #[error("invalid MongoDB connection string: check its syntax and options")]
+    InvalidUri(#[source] mongodb::error::Error),
+    /// An option given to the builder is invalid.
+    #[error("invalid MongoDB backend option `{option}`: {reason}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// The operation did not finish in time: the server is down, unreachable or hung.
+    #[error("MongoDB `{operation}` did not complete within {timeout:?}: check that the server is running and reachable, or raise `operation_timeout`")]
+    Timeout {
+        /// The backend operation.
+        operation: &'static str,
+        /// The bound that was exceeded.
+        timeout: Duration,
+    },
+    /// The driver reported an error.
+    #[error("MongoDB `{operation}` failed")]
+    Driver {
+        /// The backend operation.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: mongodb::error::Error,
+    },
+    /// An index on `expires` exists with options other than the TTL index this store
+    /// needs (connect-mongo instead fails every later request).
+    #[error("index `{name}` on `{namespace}` covers `expires` but {problem}; drop it with `db.getCollection(\"{collection}\").dropIndex(\"{name}\")` and restart, or set `auto_remove` to `Interval` or `Disabled` to manage expiry yourself")]
+    ConflictingTtlIndex {
+        /// The existing index's name.
+        name: String,
+        /// `database.collection`.
+        namespace: String,
+        /// The collection.
+        collection: String,
+        /// What differs from `{expires: 1}, expireAfterSeconds: 0`.
+        problem: String,
+    },
+}

@@ -1,0 +1,61 @@
+//! MongoDB backend for [`session_store_core`]: session documents in a collection, with
+//! the TTL index created at start-up, an optional interval reaper, every call bounded by
+//! a timeout, and driver errors kept as causes.
+//!
+//! Most users reach this crate through a framework adapter (`tower-sessions-mongo` for
+//! Axum), which re-exports it.
+//!
+//! # Quickstart
+//!
+//! ```no_run
+//! use session_store_core::SessionStore;
+//! use session_store_mongo::MongoBackend;
+//! use std::time::Duration;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = MongoBackend::builder()
+//!     .uri("mongodb://127.0.0.1:27017/app")
+//!     .collection("sessions")
+//!     .build()
+//!     .await?;
+//! let store = SessionStore::builder(backend)
+//!     .touch_after(Duration::from_secs(60))
+//!     .build() // creates the TTL index on `expires`
+//!     .await?;
+//! # let _ = store; Ok(()) }
+//! ```
+//!
+//! # Options
+//!
+//! | builder method | connect-mongo | default | meaning |
+//! | --- | --- | --- | --- |
+//! | [`uri`](MongoBackendBuilder::uri) | `mongoUrl` | — (this or `client`) | connection string; the backend owns and closes the client |
+//! | [`client`](MongoBackendBuilder::client) | `client` / `clientPromise` | — | an application's client; never closed by the store |
+//! | [`database`](MongoBackendBuilder::database) | `dbName` | the URI's, else `sessions` | database |
+//! | [`collection`](MongoBackendBuilder::collection) | `collectionName` | `sessions` | collection |
+//! | [`write_concern`](MongoBackendBuilder::write_concern) | `writeOperationOptions` | the client's | applied to every write |
+//! | [`operation_timeout`](MongoBackendBuilder::operation_timeout) | — | 5 s | bound on every call, so a hung server gives [`MongoError::Timeout`] |
+//!
+//! # Expiry
+//!
+//! With [`AutoRemove::Native`](session_store_core::AutoRemove::Native) the store creates
+//! `{expires: 1}` with `expireAfterSeconds: 0` (named [`TTL_INDEX_NAME`]) at start-up.
+//! If an index on `expires` already exists with other options, start-up fails with
+//! [`MongoError::ConflictingTtlIndex`], which names the index and how to fix it. With
+//! `Interval(period)` a tokio task deletes expired documents every period, logs its
+//! failures with `tracing::error!`, and stops when the store is closed or the last clone
+//! of the backend is dropped. MongoDB's TTL monitor runs every 60 s; expired sessions
+//! never load in between.
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod convert;
+mod error;
+
+pub use backend::{
+    MongoBackend, MongoBackendBuilder, DEFAULT_COLLECTION, DEFAULT_DATABASE,
+    DEFAULT_OPERATION_TIMEOUT, TTL_INDEX_NAME,
+};
+pub use error::MongoError;
+pub use mongodb;
