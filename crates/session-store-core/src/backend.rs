@@ -67,6 +67,19 @@ pub struct DocumentUpdate {
     pub updated_at: Option<OffsetDateTime>,
 }
 
+impl DocumentUpdate {
+    /// An update that only sets the expiry; set the other fields as needed.
+    #[must_use]
+    pub fn new(expires: OffsetDateTime) -> Self {
+        Self {
+            session: None,
+            expires,
+            last_modified: None,
+            updated_at: None,
+        }
+    }
+}
+
 /// What an insert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -1,0 +1,191 @@
+//! MongoDB session store for [tower-sessions] (Axum), on [`session_store_core`].
+//!
+//! Unlike the tower-sessions MongoDB store this one creates the TTL index, never
+//! overwrites a session on an id collision (create inserts and retries with a new id),
+//! never brings a logged-out session back (save never upserts), honours a lazy touch
+//! window, and bounds every MongoDB call by a timeout.
+//!
+//! [tower-sessions]: https://docs.rs/tower-sessions
+//!
+//! # Quickstart
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use axum::{routing::get, Router};
+//! use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
+//! use tower_sessions_mongo::{MongoBackend, MongoSessionStore, SessionStore};
+//!
+//! async fn counter(session: Session) -> String {
+//!     let n: u64 = session.get("count").await.ok().flatten().unwrap_or(0) + 1;
+//!     let _ = session.insert("count", n).await;
+//!     n.to_string()
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = MongoBackend::builder()
+//!     .uri("mongodb://127.0.0.1:27017/app")
+//!     .build()
+//!     .await?;
+//! let store = SessionStore::builder(backend)
+//!     .touch_after(Duration::from_secs(60))
+//!     .build() // creates the TTL index
+//!     .await?;
+//! let layer = SessionManagerLayer::new(MongoSessionStore::new(store))
+//!     .with_name("sid")
+//!     .with_same_site(SameSite::Lax)
+//!     .with_expiry(Expiry::OnInactivity(time::Duration::days(14)))
+//!     // Every request with a session reaches the store; `touch_after` keeps that
+//!     // to one read and, inside the window, no write.
+//!     .with_always_save(true);
+//! let app: Router = Router::new().route("/", get(counter)).layer(layer);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Behaviour
+//!
+//! | tower-sessions call | what the store does |
+//! | --- | --- |
+//! | `create` | inserts; if the id is taken, retries with a new `Id` (never overwrites) |
+//! | `save` | changed data: one update of payload and expiry; unchanged: a touch of the expiry, or nothing inside `touch_after`; never inserts |
+//! | `load` | the unexpired session, or `None` (also for a document that cannot be decoded, with a warning) |
+//! | `delete` | deletes the document (`cycle_id`, `flush`) |
+//! | `ExpiredDeletion::delete_expired` | deletes expired documents now (for `AutoRemove::Disabled`) |
+//!
+//! The session's expiry comes from the layer's [`Expiry`](tower_sessions_core::Expiry);
+//! the store's `ttl` is not used by this adapter. Store options (`touch_after`,
+//! `auto_remove`, `timestamps`, payload format, events) are documented in
+//! [`session_store_core`]; connection options in [`session_store_mongo`].
+//!
+//! Errors reach tower-sessions as strings (its error type holds only strings), so the
+//! adapter first logs the whole cause chain with `tracing::error!`.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use session_store_core::DocumentBackend;
+use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::session_store::{self, ExpiredDeletion};
+
+pub use session_store_core::{
+    self as core, AutoRemove, PayloadFormat, SessionEvent, SessionStore, SessionStoreBuilder,
+};
+pub use session_store_mongo::{self as mongo, MongoBackend, MongoBackendBuilder, MongoError};
+
+/// A tower-sessions store over any [`DocumentBackend`].
+pub struct TowerStore<B> {
+    store: SessionStore<B>,
+}
+
+/// The ready-made MongoDB store for tower-sessions.
+pub type MongoSessionStore = TowerStore<MongoBackend>;
+
+impl<B> Clone for TowerStore<B> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for TowerStore<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TowerStore").field(&self.store).finish()
+    }
+}
+
+impl<B: DocumentBackend> TowerStore<B> {
+    /// Wraps a built [`SessionStore`].
+    #[must_use]
+    pub fn new(store: SessionStore<B>) -> Self {
+        Self { store }
+    }
+
+    /// The core store, for `count`, `all`, `clear` and `close`.
+    #[must_use]
+    pub fn store(&self) -> &SessionStore<B> {
+        &self.store
+    }
+}
+
+fn to_core(data: &HashMap<String, serde_json::Value>) -> session_store_core::SessionData {
+    data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn to_tower_error(operation: &str, e: session_store_core::Error) -> session_store::Error {
+    let chain = session_store_core::error_chain(&e);
+    tracing::error!(operation, error = %chain, "session store operation failed");
+    match e {
+        session_store_core::Error::Encode(_) => session_store::Error::Encode(chain),
+        _ => session_store::Error::Backend(chain),
+    }
+}
+
+#[async_trait]
+impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore<B> {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = to_core(&record.data);
+        let mut proposed = Some(record.id);
+        let id = self
+            .store
+            .create_with_ids(&data, Some(record.expiry_date), move || {
+                proposed.take().unwrap_or_default()
+            })
+            .await
+            .map_err(|e| to_tower_error("create", e))?;
+        record.id = id;
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let outcome = self
+            .store
+            .save(
+                &record.id.to_string(),
+                &to_core(&record.data),
+                Some(record.expiry_date),
+            )
+            .await
+            .map_err(|e| to_tower_error("save", e))?;
+        if outcome == session_store_core::SaveOutcome::NotFound {
+            tracing::debug!("session expired or was deleted before it was saved; not recreated");
+        }
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let loaded = self
+            .store
+            .load(&id.to_string())
+            .await
+            .map_err(|e| to_tower_error("load", e))?;
+        Ok(loaded.map(|s| Record {
+            id: *id,
+            data: s.data.into_iter().collect(),
+            expiry_date: s.expires,
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.store
+            .destroy(&id.to_string())
+            .await
+            .map_err(|e| to_tower_error("delete", e))
+    }
+}
+
+#[async_trait]
+impl<B: DocumentBackend + fmt::Debug> ExpiredDeletion for TowerStore<B> {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        self.store
+            .delete_expired()
+            .await
+            .map(|_| ())
+            .map_err(|e| to_tower_error("delete_expired", e))
+    }
+}
