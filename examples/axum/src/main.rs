@@ -1,0 +1,242 @@
+//! Axum example: serves the session HTTP contract (../shared/CONTRACT.md) with
+//! tower-sessions on MongoDB through `tower-sessions-mongo`.
+//!
+//! Run it with `cargo xtask demo`, which starts a throwaway mongod first.
+
+mod config;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions_mongo::mongo::mongodb::bson::doc;
+use tower_sessions_mongo::{MongoBackend, MongoSessionStore, SessionStore};
+
+use crate::config::Config;
+
+const COUNT: &str = "count";
+const USER: &str = "user";
+const PAD: &str = "pad";
+/// Seconds a client is told to wait after a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+#[derive(Clone)]
+struct AppState {
+    payload_bytes: usize,
+}
+
+/// A response for the contract's failure modes.
+enum AppError {
+    /// MongoDB is unreachable, hung or failing.
+    Unavailable,
+    /// The request is malformed.
+    BadRequest(String),
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        // The adapter has logged the full cause chain already.
+        tracing::warn!(error = %e, "session store unavailable");
+        Self::Unavailable
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unavailable => unavailable(),
+            Self::BadRequest(why) => {
+                (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response()
+            }
+        }
+    }
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, RETRY_AFTER_SECS)],
+        Json(json!({ "error": "session store unavailable" })),
+    )
+        .into_response()
+}
+
+type AppResult = Result<Response, AppError>;
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "ok": true }))
+}
+
+async fn counter(State(state): State<Arc<AppState>>, session: Session) -> AppResult {
+    let count = session.get::<u64>(COUNT).await?;
+    let next = count.unwrap_or(0) + 1;
+    if count.is_none() && state.payload_bytes > 0 {
+        session.insert(PAD, "x".repeat(state.payload_bytes)).await?;
+    }
+    session.insert(COUNT, next).await?;
+    Ok(Json(json!({ "count": next })).into_response())
+}
+
+async fn peek(session: Session) -> AppResult {
+    let count = session.get::<u64>(COUNT).await?.unwrap_or(0);
+    Ok(Json(json!({ "count": count })).into_response())
+}
+
+async fn login(session: Session, body: Bytes) -> AppResult {
+    let user = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get(USER)?.as_str().map(str::to_owned))
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| AppError::BadRequest(r#"expected a JSON body {"user":"NAME"}"#.into()))?;
+    // Rotate the id at privilege change: the old id stops loading, the data stays.
+    session.cycle_id().await?;
+    session.insert(USER, &user).await?;
+    Ok(Json(json!({ "user": user })).into_response())
+}
+
+async fn me(session: Session) -> AppResult {
+    Ok(match session.get::<String>(USER).await? {
+        Some(user) => Json(json!({ "user": user })).into_response(),
+        None => (StatusCode::UNAUTHORIZED, Json(json!({ "user": null }))).into_response(),
+    })
+}
+
+async fn logout(session: Session) -> AppResult {
+    session.flush().await?;
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
+async fn whoami() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "error": "no client certificate: this server is not serving mutual TLS" })),
+    )
+        .into_response()
+}
+
+/// tower-sessions answers a bare 500 when saving at the end of a request fails; our
+/// handlers never answer 500 themselves, so a 500 here is the store failing.
+async fn store_failure_is_503(response: Response) -> Response {
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        return unavailable();
+    }
+    response
+}
+
+async fn build_store(config: &Config) -> anyhow::Result<MongoSessionStore> {
+    let mut backend = MongoBackend::builder()
+        .uri(&config.mongodb_uri)
+        .collection(&config.collection);
+    if let Some(db) = &config.database {
+        backend = backend.database(db);
+    }
+    let backend = backend
+        .build()
+        .await
+        .context("MONGODB_URI is not a usable MongoDB connection string")?;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        backend
+            .client()
+            .database("admin")
+            .run_command(doc! { "ping": 1 }),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .with_context(|| {
+        format!(
+            "cannot reach MongoDB at MONGODB_URI={}: start it (cargo xtask mongod up) or fix the URI",
+            config.mongodb_uri
+        )
+    })?;
+    let store = SessionStore::builder(backend)
+        .ttl(config.ttl)
+        .touch_after(config.touch_after)
+        .auto_remove(config.auto_remove)
+        .build()
+        .await
+        .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")?;
+    Ok(MongoSessionStore::new(store))
+}
+
+fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
+    let inactivity = time::Duration::try_from(config.ttl).context("SESSION_TTL_SECS is too large")?;
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("sid")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(inactivity))
+        .with_always_save(true);
+    let state = Arc::new(AppState {
+        payload_bytes: config.payload_bytes,
+    });
+    let with_sessions = Router::new()
+        .route("/counter", get(counter))
+        .route("/peek", get(peek))
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/logout", post(logout))
+        .layer(sessions)
+        .layer(axum::middleware::map_response(store_failure_is_503))
+        .with_state(state);
+    Ok(Router::new()
+        .route("/health", get(health))
+        .route("/whoami", get(whoami))
+        .merge(with_sessions))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let store = build_store(&config).await?;
+    let app = app(&config, store.clone())?;
+    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}: set HOST/PORT to a free address"))?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("server failed")?;
+    store.store().close().await.context("closing the session store")?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
