@@ -60,6 +60,5 @@ impl Clock for ManualClock {
 /// stores and compares the same instants.
 pub(crate) fn to_millis(t: OffsetDateTime) -> OffsetDateTime {
     let nanos = t.nanosecond();
-    t.replace_nanosecond(nanos - nanos % 1_000_000)
-        .unwrap_or(t)
+    t.replace_nanosecond(nanos - nanos % 1_000_000).unwrap_or(t)
 }

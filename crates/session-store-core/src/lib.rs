@@ -108,8 +108,7 @@ pub use events::{EventSubscriber, SessionEvent};
 pub use id::{SessionId, SESSION_ID_BYTES};
 pub use memory::MemoryBackend;
 pub use store::{
-    LoadedSession, SaveOutcome, SessionStore, SessionStoreBuilder, DEFAULT_TTL,
-    MAX_CREATE_ATTEMPTS,
+    LoadedSession, SaveOutcome, SessionStore, SessionStoreBuilder, DEFAULT_TTL, MAX_CREATE_ATTEMPTS,
 };
 pub use time;
 

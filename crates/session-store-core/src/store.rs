@@ -171,10 +171,11 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
     /// returns the store.
     pub async fn build(self) -> Result<SessionStore<B>, Error> {
         let ttl = positive_duration("ttl", self.ttl)?;
-        let touch_after = Duration::try_from(self.touch_after).map_err(|_| Error::InvalidOption {
-            option: "touch_after",
-            reason: "too large".into(),
-        })?;
+        let touch_after =
+            Duration::try_from(self.touch_after).map_err(|_| Error::InvalidOption {
+                option: "touch_after",
+                reason: "too large".into(),
+            })?;
         if touch_after >= ttl {
             return Err(Error::InvalidOption {
                 option: "touch_after",
@@ -353,11 +354,16 @@ impl<B: DocumentBackend> SessionStore<B> {
         doc: StoredDocument,
         now: OffsetDateTime,
     ) -> Result<Option<(LoadedSession, Option<OffsetDateTime>)>, String> {
-        let expires = doc.expires.ok_or("the document has no valid `expires` date")?;
+        let expires = doc
+            .expires
+            .ok_or("the document has no valid `expires` date")?;
         if expires <= now {
             return Ok(None);
         }
-        let payload = doc.session.as_ref().ok_or("the document has no `session` field")?;
+        let payload = doc
+            .session
+            .as_ref()
+            .ok_or("the document has no `session` field")?;
         let data = self
             .inner
             .format
@@ -378,7 +384,8 @@ impl<B: DocumentBackend> SessionStore<B> {
         data: &SessionData,
         expires: Option<OffsetDateTime>,
     ) -> Result<SessionId, Error> {
-        self.create_with_ids(data, expires, SessionId::generate).await
+        self.create_with_ids(data, expires, SessionId::generate)
+            .await
     }
 
     /// Like [`create`](Self::create), with ids from `next_id` (for frameworks that mint
@@ -410,12 +417,16 @@ impl<B: DocumentBackend> SessionStore<B> {
                     .map_err(|e| backend_error("create", e))?;
                 match outcome {
                     InsertOutcome::Inserted => {
-                        self.inner.memo.remember(&doc.key, fp, doc.last_modified, now);
+                        self.inner
+                            .memo
+                            .remember(&doc.key, fp, doc.last_modified, now);
                         self.emit(SessionEvent::Created { key: doc.key });
                         return Ok((id, "created"));
                     }
                     InsertOutcome::DuplicateKey => {
-                        tracing::warn!("generated session id already exists; retrying with a new one");
+                        tracing::warn!(
+                            "generated session id already exists; retrying with a new one"
+                        );
                         self.emit(SessionEvent::IdCollision {
                             key: std::mem::take(&mut doc.key),
                         });
@@ -441,8 +452,13 @@ impl<B: DocumentBackend> SessionStore<B> {
         expires: Option<OffsetDateTime>,
     ) -> Result<SaveOutcome, Error> {
         let fp = fingerprint(data);
-        self.write(op_span!("session_store.save"), id, Some((data, fp)), expires)
-            .await
+        self.write(
+            op_span!("session_store.save"),
+            id,
+            Some((data, fp)),
+            expires,
+        )
+        .await
     }
 
     /// Extends a session's expiry without rewriting its data (actix-session's
@@ -506,7 +522,9 @@ impl<B: DocumentBackend> SessionStore<B> {
                 (None, None) => None,
             };
             if let Some(fp) = fp {
-                self.inner.memo.remember(&key, fp, update.last_modified, now);
+                self.inner
+                    .memo
+                    .remember(&key, fp, update.last_modified, now);
             }
             if update.session.is_some() {
                 self.emit(SessionEvent::Updated { key });

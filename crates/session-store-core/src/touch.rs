@@ -76,7 +76,10 @@ mod tests {
     #[test]
     fn without_a_window_or_a_known_write_time_every_save_touches() {
         assert_eq!(plan(false, Some(T0), Duration::ZERO, T0), WritePlan::Touch);
-        assert_eq!(plan(false, None, Duration::minutes(10), T0), WritePlan::Touch);
+        assert_eq!(
+            plan(false, None, Duration::minutes(10), T0),
+            WritePlan::Touch
+        );
     }
 
     #[test]

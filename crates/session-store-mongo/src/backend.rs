@@ -136,7 +136,9 @@ impl MongoBackendBuilder {
             Source::Client(c) => (c, false, None),
             Source::Uri(uri) => {
                 let mut options = bounded("connect", timeout, async {
-                    ClientOptions::parse(&uri).await.map_err(MongoError::InvalidUri)
+                    ClientOptions::parse(&uri)
+                        .await
+                        .map_err(MongoError::InvalidUri)
                 })
                 .await?;
                 if options.app_name.is_none() {

@@ -51,8 +51,14 @@ impl Config {
             ("TLS_CERT", "HTTPS"),
             ("TLS_KEY", "HTTPS"),
             ("TLS_CLIENT_CA", "mutual TLS"),
-            ("MONGO_TLS_CA_FILE", "MongoDB TLS options; put tls=true&tlsCAFile=... in MONGODB_URI instead"),
-            ("MONGO_TLS_CERT_KEY_FILE", "MongoDB TLS options; put tlsCertificateKeyFile=... in MONGODB_URI instead"),
+            (
+                "MONGO_TLS_CA_FILE",
+                "MongoDB TLS options; put tls=true&tlsCAFile=... in MONGODB_URI instead",
+            ),
+            (
+                "MONGO_TLS_CERT_KEY_FILE",
+                "MongoDB TLS options; put tlsCertificateKeyFile=... in MONGODB_URI instead",
+            ),
         ] {
             if var(name)?.is_some() {
                 bail!("{name} is not supported by this version of the example ({issue}); unset it");

@@ -171,7 +171,8 @@ async fn build_store(config: &Config) -> anyhow::Result<MongoSessionStore> {
 }
 
 fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
-    let inactivity = time::Duration::try_from(config.ttl).context("SESSION_TTL_SECS is too large")?;
+    let inactivity =
+        time::Duration::try_from(config.ttl).context("SESSION_TTL_SECS is too large")?;
     let sessions = SessionManagerLayer::new(store)
         .with_name("sid")
         .with_http_only(true)
@@ -213,15 +214,18 @@ async fn run() -> anyhow::Result<()> {
         })
         .await
         .context("server failed")?;
-    store.store().close().await.context("closing the session store")?;
+    store
+        .store()
+        .close()
+        .await
+        .context("closing the session store")?;
     Ok(())
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -1,0 +1,423 @@
+//! MongoDB-specific behaviour against a real mongod: indexes, the reaper, timeouts,
+//! write concern, the stored BSON.
+
+use std::time::Duration;
+
+use session_store_core::time::OffsetDateTime;
+use session_store_core::{
+    AutoRemove, DocumentBackend, Error, PayloadFormat, SessionData, SessionStore, StoredDocument,
+};
+use session_store_mongo::mongodb::bson::{doc, Bson, Document};
+use session_store_mongo::mongodb::options::{Acknowledgment, IndexOptions, WriteConcern};
+use session_store_mongo::mongodb::IndexModel;
+use session_store_mongo::{MongoBackend, MongoError, TTL_INDEX_NAME};
+use session_store_testkit::live::{self, TestDb};
+use session_store_testkit::mongod::PrivateMongod;
+
+async fn test_db(prefix: &str) -> Option<TestDb> {
+    let uri = live::mongo_uri()?;
+    Some(TestDb::new(&uri, prefix).await.expect("test database"))
+}
+
+async fn backend(db: &TestDb) -> MongoBackend {
+    MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .build()
+        .await
+        .expect("backend builds")
+}
+
+fn data(n: i64) -> SessionData {
+    let mut d = SessionData::new();
+    d.insert("count".into(), n.into());
+    d
+}
+
+async fn indexes(db: &TestDb) -> Vec<IndexModel> {
+    use futures_util::TryStreamExt as _;
+    db.db()
+        .collection::<Document>("sessions")
+        .list_indexes()
+        .await
+        .expect("list indexes")
+        .try_collect()
+        .await
+        .expect("indexes")
+}
+
+fn mongo_error(e: &Error) -> &MongoError {
+    match e {
+        Error::Backend { source, .. } => source
+            .downcast_ref::<MongoError>()
+            .unwrap_or_else(|| panic!("not a MongoError: {e:?}")),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_auto_remove_creates_the_ttl_index_once() {
+    let Some(db) = test_db("ttl").await else {
+        return;
+    };
+    for _ in 0..2 {
+        SessionStore::builder(backend(&db).await)
+            .build()
+            .await
+            .expect("building twice is fine");
+    }
+    let ttl: Vec<_> = indexes(&db)
+        .await
+        .into_iter()
+        .filter(|i| i.keys == doc! { "expires": 1 })
+        .collect();
+    assert_eq!(ttl.len(), 1, "{ttl:?}");
+    let options = ttl[0].options.clone().unwrap();
+    assert_eq!(options.name.as_deref(), Some(TTL_INDEX_NAME));
+    assert_eq!(options.expire_after, Some(Duration::ZERO));
+    db.drop_and_shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_auto_remove_creates_no_index() {
+    let Some(db) = test_db("noidx").await else {
+        return;
+    };
+    let store = SessionStore::builder(backend(&db).await)
+        .auto_remove(AutoRemove::Disabled)
+        .build()
+        .await
+        .unwrap();
+    store.create(&data(1), None).await.unwrap();
+    let on_expires = indexes(&db)
+        .await
+        .into_iter()
+        .filter(|i| i.keys.contains_key("expires"))
+        .count();
+    assert_eq!(on_expires, 0);
+    db.drop_and_shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_index_on_expires_fails_start_up_with_the_fix() {
+    let Some(db) = test_db("conflict").await else {
+        return;
+    };
+    let coll = db.db().collection::<Document>("sessions");
+    for (name, options) in [
+        (
+            "ttl_one_hour",
+            IndexOptions::builder()
+                .name("ttl_one_hour".to_owned())
+                .expire_after(Duration::from_secs(3600))
+                .build(),
+        ),
+        (
+            "plain_expires",
+            IndexOptions::builder()
+                .name("plain_expires".to_owned())
+                .build(),
+        ),
+    ] {
+        coll.drop_indexes().await.ok();
+        coll.create_index(
+            IndexModel::builder()
+                .keys(doc! { "expires": 1 })
+                .options(options)
+                .build(),
+        )
+        .await
+        .unwrap();
+        let err = SessionStore::builder(backend(&db).await)
+            .build()
+            .await
+            .expect_err("a conflicting index must fail start-up");
+        match mongo_error(&err) {
+            MongoError::ConflictingTtlIndex { name: found, .. } => assert_eq!(found, name),
+            other => panic!("expected ConflictingTtlIndex, got {other:?}"),
+        }
+        let message = session_store_core::error_chain(&err);
+        assert!(
+            message.contains(name) && message.contains("dropIndex"),
+            "{message}"
+        );
+    }
+    db.drop_and_shutdown().await;
+}
+
+fn expired_doc(key: &str) -> StoredDocument {
+    let mut d = StoredDocument::new(key);
+    d.session = Some(session_store_core::Payload::Text("{}".into()));
+    d.expires = Some(OffsetDateTime::now_utc() - session_store_core::time::Duration::minutes(1));
+    d
+}
+
+async fn wait_until_gone(b: &MongoBackend, key: &str) -> bool {
+    for _ in 0..100 {
+        if b.find(key, OffsetDateTime::UNIX_EPOCH)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_reaper_removes_expired_sessions_and_stops_on_close() {
+    let Some(db) = test_db("reaper").await else {
+        return;
+    };
+    let b = backend(&db).await;
+    let store = SessionStore::builder(b.clone())
+        .auto_remove(AutoRemove::Interval(Duration::from_millis(200)))
+        .build()
+        .await
+        .unwrap();
+    let live_id = store.create(&data(1), None).await.unwrap();
+    b.insert(&expired_doc("old")).await.unwrap();
+    assert!(
+        wait_until_gone(&b, "old").await,
+        "the reaper did not remove an expired session"
+    );
+    assert!(
+        store.load(live_id.as_str()).await.unwrap().is_some(),
+        "the reaper removed a live session"
+    );
+
+    store.close().await.unwrap();
+    b.insert(&expired_doc("after-close")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        b.find("after-close", OffsetDateTime::UNIX_EPOCH)
+            .await
+            .unwrap()
+            .is_some(),
+        "the reaper kept running after close"
+    );
+    db.drop_and_shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_reaper_stops_when_the_store_is_dropped() {
+    let Some(db) = test_db("reapdrop").await else {
+        return;
+    };
+    let raw = db.db().collection::<Document>("sessions");
+    {
+        let store = SessionStore::builder(backend(&db).await)
+            .auto_remove(AutoRemove::Interval(Duration::from_millis(200)))
+            .build()
+            .await
+            .unwrap();
+        drop(store);
+    }
+    let b = backend(&db).await;
+    b.insert(&expired_doc("after-drop")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        raw.count_documents(doc! {}).await.unwrap(),
+        1,
+        "the reaper outlived its store"
+    );
+    db.drop_and_shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_gives_a_timeout_error_and_recovers() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mut mongod = PrivateMongod::start(&bin).await.expect("private mongod");
+    let b = MongoBackend::builder()
+        .uri(format!("{}hung", mongod.uri()))
+        .operation_timeout(Duration::from_millis(1500))
+        .build()
+        .await
+        .unwrap();
+    let store = SessionStore::builder(b).build().await.unwrap();
+    let id = store.create(&data(7), None).await.unwrap();
+
+    mongod.pause().expect("pause mongod");
+    let err = store
+        .load(id.as_str())
+        .await
+        .expect_err("a hung server must not hang the load");
+    assert!(err.is_unavailable());
+    assert!(
+        matches!(mongo_error(&err), MongoError::Timeout { .. }),
+        "{err:?}"
+    );
+    assert!(session_store_core::error_chain(&err).contains("did not complete within"));
+
+    mongod.resume().expect("resume mongod");
+    let mut loaded = None;
+    for _ in 0..20 {
+        if let Ok(found) = store.load(id.as_str()).await {
+            loaded = found;
+            break;
+        }
+    }
+    assert_eq!(loaded.expect("session survives the outage").data, data(7));
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_store_leaves_a_shared_client_open() {
+    let Some(db) = test_db("shared").await else {
+        return;
+    };
+    let store = SessionStore::builder(backend(&db).await)
+        .build()
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    db.db()
+        .run_command(doc! { "ping": 1 })
+        .await
+        .expect("the application's client still works after close");
+    db.drop_and_shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_concern_applies_to_every_write() {
+    let Some(db) = test_db("wc").await else {
+        return;
+    };
+    // A standalone server cannot satisfy w: 2, so a write concern that is really sent
+    // makes the write fail.
+    let strict = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .write_concern(WriteConcern::builder().w(Acknowledgment::Nodes(2)).build())
+        .build()
+        .await
+        .unwrap();
+    let store = SessionStore::builder(strict)
+        .auto_remove(AutoRemove::Disabled)
+        .build()
+        .await
+        .unwrap();
+    let err = store
+        .create(&data(1), None)
+        .await
+        .expect_err("w: 2 on a standalone");
+    assert!(
+        matches!(mongo_error(&err), MongoError::Driver { .. }),
+        "{err:?}"
+    );
+    db.drop_and_shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_bson_uses_connect_mongo_field_names_and_types() {
+    let Some(db) = test_db("bson").await else {
+        return;
+    };
+    let store = SessionStore::builder(backend(&db).await)
+        .touch_after(Duration::from_secs(60))
+        .timestamps(true)
+        .build()
+        .await
+        .unwrap();
+    let id = store.create(&data(3), None).await.unwrap();
+    let raw = db
+        .db()
+        .collection::<Document>("sessions")
+        .find_one(doc! {})
+        .await
+        .unwrap()
+        .unwrap();
+    let keys: Vec<&str> = raw.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "_id",
+            "session",
+            "expires",
+            "lastModified",
+            "createdAt",
+            "updatedAt"
+        ]
+    );
+    assert_eq!(raw.get_str("_id").unwrap(), id.as_str());
+    assert_eq!(raw.get_str("session").unwrap(), r#"{"count":3}"#);
+    for date in ["expires", "lastModified", "createdAt", "updatedAt"] {
+        assert!(
+            matches!(raw.get(date), Some(Bson::DateTime(_))),
+            "{date}: {raw}"
+        );
+    }
+    db.drop_and_shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_payloads_are_queryable() {
+    let Some(db) = test_db("docfmt").await else {
+        return;
+    };
+    let store = SessionStore::builder(backend(&db).await)
+        .payload_format(PayloadFormat::Document)
+        .build()
+        .await
+        .unwrap();
+    store.create(&data(3), None).await.unwrap();
+    store.create(&data(4), None).await.unwrap();
+    let n = db
+        .db()
+        .collection::<Document>("sessions")
+        .count_documents(doc! { "session.count": 3 })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    db.drop_and_shutdown().await;
+}
+
+#[tokio::test]
+async fn builder_errors_say_what_to_fix() {
+    let err = MongoBackend::builder().build().await.unwrap_err();
+    assert!(matches!(err, MongoError::NoConnection));
+    assert!(err.to_string().contains(".uri("));
+    let err = MongoBackend::builder()
+        .uri("postgres://nope")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MongoError::InvalidUri(_)), "{err:?}");
+    let err = MongoBackend::builder()
+        .uri("mongodb://127.0.0.1:1/")
+        .operation_timeout(Duration::ZERO)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        MongoError::InvalidOption {
+            option: "operation_timeout",
+            ..
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_defaults_to_the_uri_path() {
+    let b = MongoBackend::builder()
+        .uri("mongodb://127.0.0.1:1/from_uri")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(b.collection().namespace().db, "from_uri");
+    assert_eq!(b.collection().name(), "sessions");
+    let b = MongoBackend::builder()
+        .uri("mongodb://127.0.0.1:1/")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        b.collection().namespace().db,
+        session_store_mongo::DEFAULT_DATABASE
+    );
+}

@@ -1,0 +1,36 @@
+//! Test suites shared by every backend and every example, so each guarantee is written
+//! once and checked everywhere:
+//!
+//! - [`conformance`]: the backend conformance suite, every [`SessionStore`] guarantee
+//!   checked through a real backend (in-memory here, MongoDB in `session-store-mongo`),
+//!   one test per case via [`backend_conformance!`].
+//!
+//! [`SessionStore`]: session_store_core::SessionStore
+//! - [`contract`]: the HTTP contract every example server serves (`shared/CONTRACT.md`),
+//!   run over real HTTP against the example's binary and a real MongoDB, one
+//!   `#[tokio::test]` per case via [`contract_tests!`].
+//! - [`live`]: the live-MongoDB policy (read `MONGODB_URI` / `MONGOD_BIN` at run time;
+//!   skip visibly when unset, fail when `CI` or `SESSION_STORE_REQUIRE_MONGO` is set),
+//!   unique database names and a per-test database that is dropped afterwards.
+//! - [`mongod`]: a private, throwaway `mongod` process that tests may pause, stop and
+//!   restart to check behaviour during a MongoDB outage.
+//!
+//! `cargo xtask test` provisions a mongod and sets the environment; plain `cargo test`
+//! without it skips the live tests with a visible `skipping live test: ...` line.
+//!
+//! ```no_run
+//! // examples/axum/tests/contract.rs passes env!("CARGO_BIN_EXE_example-axum").
+//! session_store_testkit::contract_tests!("target/debug/example-axum");
+//! # fn main() {}
+//! ```
+
+pub mod conformance;
+pub mod contract;
+pub mod live;
+pub mod mongod;
+
+/// Re-exports used by this crate's macros; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use tokio;
+}
