@@ -43,6 +43,7 @@ pub fn provision(version: &str) -> Result<PathBuf> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            "--root-user-action=ignore",
         ])
         .args(["--no-deps", "--only-binary=:all:", "--upgrade", "--target"])
         .arg(&dir)
