@@ -13,8 +13,9 @@ use futures_util::StreamExt as _;
 use serde_json::json;
 use session_store_core::time::{Duration, OffsetDateTime};
 use session_store_core::{
-    Clock as _, DocumentBackend, DocumentUpdate, Error, ManualClock, Payload, PayloadFormat,
-    SaveOutcome, SessionData, SessionEvent, SessionStore, SessionStoreBuilder, StoredDocument,
+    BoxError, Clock as _, DocumentBackend, DocumentUpdate, Error, ManualClock, Payload,
+    PayloadFormat, SaveOutcome, SessionData, SessionEvent, SessionSerializer, SessionStore,
+    SessionStoreBuilder, StoredDocument,
 };
 
 /// A fresh, empty backend for one test case, and its clean-up.
@@ -48,7 +49,8 @@ macro_rules! backend_conformance {
             count_all_and_clear,
             document_format_round_trips,
             transform_id_sets_the_storage_key,
-            save_without_prior_load_writes_in_full
+            save_without_prior_load_writes_in_full,
+            custom_serializer_round_trips
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -494,4 +496,54 @@ pub async fn save_without_prior_load_writes_in_full<B: DocumentBackend + Clone>(
         second.store.save(id.as_str(), &d, None).await.unwrap(),
         SaveOutcome::Written
     );
+}
+
+/// A serializer that stores JSON bytes backwards, as a binary payload.
+#[derive(Debug)]
+struct Backwards;
+
+impl SessionSerializer for Backwards {
+    fn serialize(&self, data: &SessionData) -> Result<Payload, BoxError> {
+        let mut bytes = serde_json::to_vec(data)?;
+        bytes.reverse();
+        Ok(Payload::Binary(bytes))
+    }
+
+    fn deserialize(&self, payload: &Payload) -> Result<SessionData, BoxError> {
+        match payload {
+            Payload::Binary(bytes) => {
+                let mut bytes = bytes.clone();
+                bytes.reverse();
+                Ok(serde_json::from_slice(&bytes)?)
+            }
+            other => Err(format!("expected binary, got {other:?}").into()),
+        }
+    }
+}
+
+/// A custom serializer's payload is stored as it wrote it and read back through it; a
+/// payload it rejects is "no session".
+pub async fn custom_serializer_round_trips<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend, |b| {
+        b.payload_format(PayloadFormat::Custom(Arc::new(Backwards)))
+    })
+    .await;
+    let d = data(json!({"user": "ann", "n": 2}));
+    let id = f.store.create(&d, None).await.unwrap();
+    let doc = raw(&f.backend, id.as_str()).await;
+    let Some(Payload::Binary(bytes)) = doc.session else {
+        panic!("expected a binary payload, got {:?}", doc.session);
+    };
+    assert_eq!(
+        bytes.first(),
+        Some(&b'}'),
+        "the serializer's bytes were not stored as written"
+    );
+    assert_eq!(f.store.load(id.as_str()).await.unwrap().unwrap().data, d);
+
+    let mut text = StoredDocument::new("plain-text");
+    text.session = Some(Payload::Text("{}".into()));
+    text.expires = Some(millis(f.clock.now()) + Duration::hours(1));
+    f.backend.insert(&text).await.unwrap();
+    assert!(f.store.load("plain-text").await.unwrap().is_none());
 }
