@@ -1,0 +1,106 @@
+//! tower-sessions' `SessionStore` contract on our store: collision-safe `create`,
+//! `save` that never resurrects, `ExpiredDeletion`. In memory and against real mongod.
+
+use std::collections::HashMap;
+
+use session_store_core::{DocumentBackend, MemoryBackend};
+use session_store_testkit::live::{self, TestDb};
+use time::{Duration, OffsetDateTime};
+use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::session_store::{ExpiredDeletion, SessionStore as _};
+use tower_sessions_mongo::{MongoBackend, SessionStore, TowerStore};
+
+fn record(user: &str, expiry_date: OffsetDateTime) -> Record {
+    let mut data = HashMap::new();
+    data.insert("user".to_owned(), serde_json::json!(user));
+    Record {
+        id: Id::default(),
+        data,
+        expiry_date,
+    }
+}
+
+async fn exercise<B: DocumentBackend + std::fmt::Debug>(store: TowerStore<B>) {
+    let later = OffsetDateTime::now_utc() + Duration::hours(1);
+
+    let mut victim = record("victim", later);
+    store.create(&mut victim).await.unwrap();
+    let mut attacker = record("attacker", later);
+    attacker.id = victim.id;
+    store.create(&mut attacker).await.unwrap();
+    assert_ne!(
+        attacker.id, victim.id,
+        "a colliding id must be replaced on create"
+    );
+    let loaded = store.load(&victim.id).await.unwrap().expect("victim loads");
+    assert_eq!(
+        loaded.data["user"], "victim",
+        "create overwrote an existing session"
+    );
+    assert_eq!(
+        store.load(&attacker.id).await.unwrap().unwrap().data["user"],
+        "attacker"
+    );
+
+    // Expiry comes from the record, at millisecond precision.
+    let millis = |t: OffsetDateTime| {
+        t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap()
+    };
+    assert_eq!(loaded.expiry_date, millis(later));
+
+    store.delete(&victim.id).await.unwrap();
+    let mut late_write = loaded.clone();
+    late_write
+        .data
+        .insert("user".into(), serde_json::json!("revived"));
+    store
+        .save(&late_write)
+        .await
+        .expect("saving a deleted session is not an error");
+    assert!(
+        store.load(&victim.id).await.unwrap().is_none(),
+        "save resurrected a deleted session"
+    );
+
+    let mut short = record(
+        "short",
+        OffsetDateTime::now_utc() + Duration::milliseconds(300),
+    );
+    store.create(&mut short).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        store.load(&short.id).await.unwrap().is_none(),
+        "an expired session loaded"
+    );
+    store.delete_expired().await.unwrap();
+    assert_eq!(
+        store.store().count().await.unwrap(),
+        1,
+        "only the attacker's session is left"
+    );
+}
+
+#[tokio::test]
+async fn tower_contract_in_memory() {
+    let store = SessionStore::builder(MemoryBackend::new())
+        .build()
+        .await
+        .unwrap();
+    exercise(TowerStore::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tower_contract_on_mongodb() {
+    let Some(uri) = live::mongo_uri() else { return };
+    let db = TestDb::new(&uri, "tower").await.unwrap();
+    let backend = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    let store = SessionStore::builder(backend).build().await.unwrap();
+    exercise(TowerStore::new(store)).await;
+    db.drop_and_shutdown().await;
+}
