@@ -110,8 +110,17 @@ fn parse(args: &[String]) -> Result<Task> {
     })
 }
 
+/// The workspace root of the checkout being worked on.
+///
+/// Read at run time: `cargo run` sets `CARGO_MANIFEST_DIR` for the binary. The
+/// compile-time value would be wrong when several clones share one
+/// `CARGO_TARGET_DIR`, because cargo then reuses an xtask binary built in
+/// another clone.
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_owned()

@@ -288,7 +288,11 @@ impl<B: DocumentBackend> SessionStore<B> {
         }
     }
 
-    fn now(&self) -> OffsetDateTime {
+    /// The store clock's current time, truncated to milliseconds (what BSON dates hold).
+    /// Adapters whose framework passes a TTL rather than a date compute the expiry from
+    /// this, so an injected [`Clock`](crate::Clock) governs it too.
+    #[must_use]
+    pub fn now(&self) -> OffsetDateTime {
         to_millis(self.inner.clock.now())
     }
 

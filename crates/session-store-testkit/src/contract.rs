@@ -943,11 +943,8 @@ fn session_cookie(cookie: &SetCookie, what: &str) -> String {
             "the value is shorter than 22 characters",
         ),
         (
-            !cookie
-                .value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)),
-            "the value is not URL-safe text",
+            !cookie.value.bytes().all(is_cookie_octet),
+            "the value has characters RFC 6265 does not allow in a cookie value",
         ),
         (
             cookie.removes_at(OffsetDateTime::now_utc()),
@@ -960,11 +957,18 @@ fn session_cookie(cookie: &SetCookie, what: &str) -> String {
     assert!(
         problems.is_empty(),
         "{what}: the session cookie breaks the contract ({}): Set-Cookie {cookie}; expected \
-         `{COOKIE_NAME}=<at least 22 URL-safe characters>; HttpOnly; SameSite=Lax; Path=/` \
+         `{COOKIE_NAME}=<at least 22 cookie-safe characters>; HttpOnly; SameSite=Lax; Path=/` \
          without Secure",
         problems.join(", ")
     );
     cookie.value.clone()
+}
+
+/// RFC 6265 section 4.1.1 `cookie-octet`: printable US-ASCII except space, `"`, `,`,
+/// `;` and `\\`. The value is opaque: the adapter may sign, encrypt or percent-encode
+/// the id (actix-session does), so only the cookie grammar is checked, not an alphabet.
+fn is_cookie_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
 fn numeric(b: Option<&Bson>) -> Option<f64> {
@@ -1041,7 +1045,7 @@ pub async fn health(bin: impl AsRef<Path>) {
 }
 
 /// `GET /counter` counts 1, 2, 3 in one session; the `sid` cookie is `HttpOnly`,
-/// `SameSite=Lax`, `Path=/`, not `Secure` over HTTP, at least 22 URL-safe characters; one
+/// `SameSite=Lax`, `Path=/`, not `Secure` over HTTP, at least 22 cookie-safe characters; one
 /// document is stored.
 pub async fn counter(bin: impl AsRef<Path>) {
     let Some(uri) = live::mongo_uri() else { return };
@@ -1581,13 +1585,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(session_cookie(&good, "t"), "0123456789abcdefghijkl");
+        // Signed or encrypted ids, percent-encoded (actix-session) or not, are opaque.
+        let encoded =
+            SetCookie::parse("sid=Ab%2B/cd%3D0123456789xyz+=; HttpOnly; SameSite=Lax; Path=/")
+                .unwrap();
+        assert_eq!(session_cookie(&encoded, "t"), "Ab%2B/cd%3D0123456789xyz+=");
         for bad in [
             "sid=0123456789abcdefghijkl; SameSite=Lax; Path=/",
             "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Strict; Path=/",
             "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax",
             "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Secure",
             "sid=short; HttpOnly; SameSite=Lax; Path=/",
-            "sid=0123456789abcdefghijkl+/=; HttpOnly; SameSite=Lax; Path=/",
+            "sid=0123456789abcdefghijkl,x; HttpOnly; SameSite=Lax; Path=/",
+            "sid=0123456789abcdefghijkl\\x; HttpOnly; SameSite=Lax; Path=/",
             "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Max-Age=0",
         ] {
             let cookie = SetCookie::parse(bad).unwrap();

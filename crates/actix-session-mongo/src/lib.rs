@@ -1,0 +1,234 @@
+//! MongoDB session store for [actix-session] (Actix Web), on [`session_store_core`].
+//!
+//! Unlike the other Actix MongoDB store, this one issues 256-bit ids from a CSPRNG, never
+//! returns an expired session (it filters expiry itself, before MongoDB's TTL monitor
+//! runs), creates the TTL index, never overwrites a session on an id collision, never
+//! brings a deleted session back, honours a lazy touch window on `update_ttl`, and bounds
+//! every MongoDB call by a timeout.
+//!
+//! [actix-session]: https://docs.rs/actix-session
+//!
+//! # Quickstart
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+//! use actix_session::{Session, SessionMiddleware};
+//! use actix_session_mongo::{MongoBackend, MongoSessionStore, SessionStore};
+//! use actix_web::cookie::{time, Key};
+//! use actix_web::{web, App, HttpServer};
+//!
+//! async fn counter(session: Session) -> actix_web::Result<String> {
+//!     let n = session.get::<u64>("count")?.unwrap_or(0) + 1;
+//!     session.insert("count", n)?;
+//!     Ok(n.to_string())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = MongoBackend::builder()
+//!     .uri("mongodb://127.0.0.1:27017/app")
+//!     .build()
+//!     .await?;
+//! let store = MongoSessionStore::new(
+//!     SessionStore::builder(backend)
+//!         .touch_after(Duration::from_secs(60))
+//!         .build() // creates the TTL index
+//!         .await?,
+//! );
+//! // Load the key from your secrets in production: sessions outlive a restart only if
+//! // the cookie key does.
+//! let key = Key::generate();
+//! HttpServer::new(move || {
+//!     App::new()
+//!         .wrap(
+//!             SessionMiddleware::builder(store.clone(), key.clone())
+//!                 .cookie_name("sid".into())
+//!                 .session_lifecycle(
+//!                     PersistentSession::default()
+//!                         .session_ttl(time::Duration::days(14))
+//!                         // Every request reaches the store; `touch_after` keeps that
+//!                         // to one read and, inside the window, no write.
+//!                         .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+//!                 )
+//!                 .build(),
+//!         )
+//!         .route("/", web::get().to(counter))
+//! })
+//! .bind(("127.0.0.1", 8080))?
+//! .run()
+//! .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Behaviour
+//!
+//! | actix-session call | what the store does |
+//! | --- | --- |
+//! | `load` | the unexpired session, or `None` (also for a document that cannot be decoded, with a warning) |
+//! | `save` | inserts under a new id; if the id is taken, retries with another (never overwrites) |
+//! | `update` | changed data: one update of payload and expiry; unchanged: a touch, or nothing inside `touch_after`. If the session expired or was deleted meanwhile it is **not** brought back: a new session is created under a new key, as actix-session's Redis store does |
+//! | `update_ttl` | a touch: only `expires` (and `lastModified`) is written, and nothing inside `touch_after` |
+//! | `delete` | deletes the document (`purge`, `renew`) |
+//!
+//! Expiry is now + the TTL actix-session passes (its `session_ttl` / `state_ttl`, one
+//! day by default), read from the core store's clock; the store's own
+//! `ttl` option is not used by this adapter. Values keep their JSON types in the stored
+//! document (`{"count":2}`, not `{"count":"2"}`), so documents written through Axum,
+//! Actix and Rocket look the same. Store options (`touch_after`, `auto_remove`,
+//! `timestamps`, payload format, events) are documented in [`session_store_core`];
+//! connection options in [`session_store_mongo`].
+//!
+//! ## What actix-session decides, not this store
+//!
+//! - The cookie holds the session key signed or encrypted with the middleware's `Key`
+//!   (`CookieContentSecurity`); a key generated at start-up invalidates every cookie on
+//!   restart.
+//! - The middleware loads the session for every request it wraps: mount routes that never
+//!   use a session (health checks) outside it.
+//! - A store error fails the request with a bare `500`; map it to `503` yourself (the
+//!   example in `examples/actix` shows how).
+//! - Changes are saved whatever the response status, also when the handler failed
+//!   (tower-sessions skips saving on `5xx`).
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fmt;
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
+use anyhow::Context as _;
+use session_store_core::{DocumentBackend, SaveOutcome, SessionData};
+use time::{Duration, OffsetDateTime};
+
+pub use session_store_core::{
+    self as core, AutoRemove, PayloadFormat, SessionEvent, SessionStore, SessionStoreBuilder,
+};
+pub use session_store_mongo::{self as mongo, MongoBackend, MongoBackendBuilder, MongoError};
+
+/// An actix-session store over any [`DocumentBackend`].
+pub struct ActixStore<B> {
+    store: SessionStore<B>,
+}
+
+/// The ready-made MongoDB store for actix-session.
+pub type MongoSessionStore = ActixStore<MongoBackend>;
+
+impl<B> Clone for ActixStore<B> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for ActixStore<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ActixStore").field(&self.store).finish()
+    }
+}
+
+impl<B: DocumentBackend> ActixStore<B> {
+    /// Wraps a built [`SessionStore`].
+    #[must_use]
+    pub fn new(store: SessionStore<B>) -> Self {
+        Self { store }
+    }
+
+    /// The core store, for `count`, `all`, `clear` and `close`.
+    #[must_use]
+    pub fn store(&self) -> &SessionStore<B> {
+        &self.store
+    }
+
+    fn expires(&self, ttl: &Duration) -> OffsetDateTime {
+        self.store.now() + *ttl
+    }
+
+    async fn create(&self, data: &SessionData, ttl: &Duration) -> anyhow::Result<SessionKey> {
+        let id = self
+            .store
+            .create(data, Some(self.expires(ttl)))
+            .await
+            .map_err(|e| logged("save", e))?;
+        SessionKey::try_from(id.to_string()).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// actix-session keeps values as JSON text; the store keeps them as JSON values so the
+/// stored document is the same whichever framework wrote it.
+fn to_core(state: HashMap<String, String>) -> anyhow::Result<SessionData> {
+    state
+        .into_iter()
+        .map(|(k, v)| {
+            let value = serde_json::from_str(&v)
+                .with_context(|| format!("session value under {k:?} is not JSON"))?;
+            Ok((k, value))
+        })
+        .collect()
+}
+
+fn to_actix(data: SessionData) -> HashMap<String, String> {
+    data.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+}
+
+/// Logs the whole cause chain (actix-session logs only what reaches it), then hands the
+/// error on.
+fn logged(operation: &str, e: session_store_core::Error) -> anyhow::Error {
+    tracing::error!(operation, error = %session_store_core::error_chain(&e), "session store operation failed");
+    anyhow::Error::new(e)
+}
+
+impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
+        let loaded = self
+            .store
+            .load(key.as_ref())
+            .await
+            .map_err(|e| LoadError::Other(logged("load", e)))?;
+        Ok(loaded.map(|s| to_actix(s.data)))
+    }
+
+    async fn save(
+        &self,
+        state: HashMap<String, String>,
+        ttl: &Duration,
+    ) -> Result<SessionKey, SaveError> {
+        let data = to_core(state).map_err(SaveError::Serialization)?;
+        self.create(&data, ttl).await.map_err(SaveError::Other)
+    }
+
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: HashMap<String, String>,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let data = to_core(state).map_err(UpdateError::Serialization)?;
+        let outcome = self
+            .store
+            .save(key.as_ref(), &data, Some(self.expires(ttl)))
+            .await
+            .map_err(|e| UpdateError::Other(logged("update", e)))?;
+        if outcome != SaveOutcome::NotFound {
+            return Ok(key);
+        }
+        tracing::debug!("session expired or was deleted before it was saved; starting a new one");
+        self.create(&data, ttl).await.map_err(UpdateError::Other)
+    }
+
+    async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
+        self.store
+            .touch(key.as_ref(), Some(self.expires(ttl)))
+            .await
+            .map_err(|e| logged("update_ttl", e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
+        self.store
+            .destroy(key.as_ref())
+            .await
+            .map_err(|e| logged("delete", e))
+    }
+}

@@ -1,0 +1,275 @@
+//! Actix Web example: serves the session HTTP contract (../shared/CONTRACT.md) with
+//! actix-session on MongoDB through `actix-session-mongo`.
+//!
+//! Run it with `cargo xtask demo --framework actix`, which starts a throwaway mongod
+//! first. Besides the contract's variables it reads `COOKIE_KEY`, the secret that
+//! actix-session's cookie protection needs (generated at start-up when unset).
+
+mod config;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_session::config::{CookieContentSecurity, PersistentSession, TtlExtensionPolicy};
+use actix_session::{Session, SessionMiddleware};
+use actix_session_mongo::mongo::mongodb::bson::doc;
+use actix_session_mongo::{MongoBackend, MongoSessionStore, SessionStore};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::config::Config;
+
+const COUNT: &str = "count";
+const USER: &str = "user";
+const PAD: &str = "pad";
+/// Seconds a client is told to wait after a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+struct AppState {
+    payload_bytes: usize,
+}
+
+/// A response for the contract's failure modes.
+#[derive(Debug)]
+enum AppError {
+    /// The request is malformed.
+    BadRequest(String),
+    /// A session value has an unexpected type.
+    Internal(String),
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadRequest(why) | Self::Internal(why) => f.write_str(why),
+        }
+    }
+}
+
+impl ResponseError for AppError {
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::BadRequest(why) => HttpResponse::BadRequest().json(json!({ "error": why })),
+            Self::Internal(why) => {
+                HttpResponse::InternalServerError().json(json!({ "error": why }))
+            }
+        }
+    }
+}
+
+impl From<actix_session::SessionGetError> for AppError {
+    fn from(e: actix_session::SessionGetError) -> Self {
+        Self::Internal(format!("{e:#}"))
+    }
+}
+
+impl From<actix_session::SessionInsertError> for AppError {
+    fn from(e: actix_session::SessionInsertError) -> Self {
+        Self::Internal(format!("{e:#}"))
+    }
+}
+
+type AppResult = Result<HttpResponse, AppError>;
+
+fn unavailable() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS))
+        .json(json!({ "error": "session store unavailable" }))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "ok": true }))
+}
+
+async fn counter(session: Session, state: web::Data<AppState>) -> AppResult {
+    let count = session.get::<u64>(COUNT)?;
+    let next = count.unwrap_or(0) + 1;
+    if count.is_none() && state.payload_bytes > 0 {
+        session.insert(PAD, "x".repeat(state.payload_bytes))?;
+    }
+    session.insert(COUNT, next)?;
+    Ok(HttpResponse::Ok().json(json!({ "count": next })))
+}
+
+async fn peek(session: Session) -> AppResult {
+    let count = session.get::<u64>(COUNT)?.unwrap_or(0);
+    Ok(HttpResponse::Ok().json(json!({ "count": count })))
+}
+
+async fn login(session: Session, body: web::Bytes) -> AppResult {
+    let user = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get(USER)?.as_str().map(str::to_owned))
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| AppError::BadRequest(r#"expected a JSON body {"user":"NAME"}"#.into()))?;
+    // Rotate the id at privilege change: the old id stops loading, the data stays.
+    session.renew();
+    session.insert(USER, &user)?;
+    Ok(HttpResponse::Ok().json(json!({ "user": user })))
+}
+
+async fn me(session: Session) -> AppResult {
+    Ok(match session.get::<String>(USER)? {
+        Some(user) => HttpResponse::Ok().json(json!({ "user": user })),
+        None => HttpResponse::Unauthorized().json(json!({ "user": null })),
+    })
+}
+
+async fn logout(session: Session) -> HttpResponse {
+    session.purge();
+    HttpResponse::Ok().json(json!({ "ok": true }))
+}
+
+async fn whoami() -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .json(json!({ "error": "no client certificate: this server is not serving mutual TLS" }))
+}
+
+/// actix-session fails the request with an error when the store fails (loading before the
+/// handler or saving after it); answer those with 503 and no cookie. A handler's own
+/// errors arrive as responses and pass through unchanged.
+async fn store_failure_is_503(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let http_req = req.request().clone();
+    match next.call(req).await {
+        Ok(res) => Ok(res.map_into_boxed_body()),
+        Err(e) => {
+            tracing::warn!(error = %e, "session store unavailable");
+            Ok(ServiceResponse::new(http_req, unavailable()))
+        }
+    }
+}
+
+/// A route with the session middleware. The middleware wraps each resource rather than
+/// a scope: [`store_failure_is_503`] keeps a handle on the request, which a scope's
+/// router would need to own exclusively.
+fn with_session(
+    path: &str,
+    route: actix_web::Route,
+    sessions: SessionMiddleware<MongoSessionStore>,
+) -> impl actix_web::dev::HttpServiceFactory {
+    web::resource(path)
+        .route(route)
+        .wrap(sessions)
+        .wrap(actix_web::middleware::from_fn(store_failure_is_503))
+}
+
+async fn build_store(config: &Config) -> anyhow::Result<MongoSessionStore> {
+    let mut backend = MongoBackend::builder()
+        .uri(&config.mongodb_uri)
+        .collection(&config.collection);
+    if let Some(db) = &config.database {
+        backend = backend.database(db);
+    }
+    let backend = backend
+        .build()
+        .await
+        .context("MONGODB_URI is not a usable MongoDB connection string")?;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        backend
+            .client()
+            .database("admin")
+            .run_command(doc! { "ping": 1 }),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .with_context(|| {
+        format!(
+            "cannot reach MongoDB at MONGODB_URI={}: start it (cargo xtask mongod up) or fix the URI",
+            config.mongodb_uri
+        )
+    })?;
+    let store = SessionStore::builder(backend)
+        .ttl(config.ttl)
+        .touch_after(config.touch_after)
+        .auto_remove(config.auto_remove)
+        .build()
+        .await
+        .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")?;
+    Ok(MongoSessionStore::new(store))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let store = build_store(&config).await?;
+    let ttl = actix_web::cookie::time::Duration::try_from(config.ttl)
+        .context("SESSION_TTL_SECS is too large")?;
+    let key = match &config.cookie_key {
+        Some(secret) => Key::derive_from(secret.as_bytes()),
+        None => {
+            tracing::info!("COOKIE_KEY is unset: using a key generated now, so sessions end when the server restarts");
+            Key::generate()
+        }
+    };
+    let state = web::Data::new(AppState {
+        payload_bytes: config.payload_bytes,
+    });
+    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let app_store = store.clone();
+    let server = HttpServer::new(move || {
+        let sessions = || {
+            SessionMiddleware::builder(app_store.clone(), key.clone())
+                .cookie_name("sid".into())
+                // The id is already a 256-bit secret; signing keeps the cookie value
+                // stable for the session's life (Private re-encrypts with a new nonce on
+                // every response).
+                .cookie_content_security(CookieContentSecurity::Signed)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_path("/".into())
+                .cookie_secure(false)
+                .session_lifecycle(
+                    PersistentSession::default()
+                        .session_ttl(ttl)
+                        .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                )
+                .build()
+        };
+        App::new()
+            .app_data(state.clone())
+            .route("/health", web::get().to(health))
+            .route("/whoami", web::get().to(whoami))
+            .service(with_session("/counter", web::get().to(counter), sessions()))
+            .service(with_session("/peek", web::get().to(peek), sessions()))
+            .service(with_session("/login", web::post().to(login), sessions()))
+            .service(with_session("/me", web::get().to(me), sessions()))
+            .service(with_session("/logout", web::post().to(logout), sessions()))
+    })
+    .bind(addr)
+    .with_context(|| format!("cannot listen on {addr}: set HOST/PORT to a free address"))?;
+    for bound in server.addrs() {
+        tracing::info!("listening on http://{bound}");
+    }
+    server.run().await.context("server failed")?;
+    store
+        .store()
+        .close()
+        .await
+        .context("closing the session store")?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match actix_web::rt::System::new().block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

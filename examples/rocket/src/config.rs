@@ -1,0 +1,99 @@
+//! The example's configuration, read from the environment as ../shared/CONTRACT.md
+//! lists it. Every error names the variable and what to do.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use rocket_session_mongo::AutoRemove;
+
+/// How often `AUTO_REMOVE=interval` deletes expired sessions (connect-mongo's default).
+const REMOVE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Settings of one server process.
+pub struct Config {
+    pub mongodb_uri: String,
+    pub database: Option<String>,
+    pub collection: String,
+    pub host: IpAddr,
+    pub port: u16,
+    pub ttl: Duration,
+    pub touch_after: Duration,
+    pub auto_remove: AutoRemove,
+    pub payload_bytes: usize,
+}
+
+fn var(name: &str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{name} is not valid UTF-8")),
+    }
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T, what: &str) -> Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match var(name)? {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not {what}")),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        for (name, issue) in [
+            ("SESSION_KEYS", "encryption at rest"),
+            ("TLS_CERT", "HTTPS"),
+            ("TLS_KEY", "HTTPS"),
+            ("TLS_CLIENT_CA", "mutual TLS"),
+            (
+                "MONGO_TLS_CA_FILE",
+                "MongoDB TLS options; put tls=true&tlsCAFile=... in MONGODB_URI instead",
+            ),
+            (
+                "MONGO_TLS_CERT_KEY_FILE",
+                "MongoDB TLS options; put tlsCertificateKeyFile=... in MONGODB_URI instead",
+            ),
+        ] {
+            if var(name)?.is_some() {
+                bail!("{name} is not supported by this version of the example ({issue}); unset it");
+            }
+        }
+        if parsed("BIND_SESSION_TO_CLIENT_CERT", 0u8, "0 or 1")? != 0 {
+            bail!("BIND_SESSION_TO_CLIENT_CERT needs mutual TLS, which this version of the example does not serve; unset it");
+        }
+        let auto_remove = match var("AUTO_REMOVE")?.as_deref() {
+            None | Some("native") => AutoRemove::Native,
+            Some("interval") => AutoRemove::Interval(REMOVE_INTERVAL),
+            Some("disabled") => AutoRemove::Disabled,
+            Some(other) => {
+                bail!("AUTO_REMOVE={other:?} is not one of `native`, `interval`, `disabled`")
+            }
+        };
+        let ttl = parsed("SESSION_TTL_SECS", 1_209_600u64, "a number of seconds")?;
+        if ttl == 0 {
+            bail!("SESSION_TTL_SECS must be positive");
+        }
+        Ok(Self {
+            mongodb_uri: var("MONGODB_URI")?
+                .unwrap_or_else(|| "mongodb://127.0.0.1:27017/sessions_demo".into()),
+            database: var("MONGO_DB")?,
+            collection: var("MONGO_COLLECTION")?.unwrap_or_else(|| "sessions".into()),
+            host: parsed("HOST", IpAddr::from([127, 0, 0, 1]), "an IP address")?,
+            port: parsed("PORT", 3000u16, "a port number")?,
+            ttl: Duration::from_secs(ttl),
+            touch_after: Duration::from_secs(parsed(
+                "TOUCH_AFTER_SECS",
+                0u64,
+                "a number of seconds",
+            )?),
+            auto_remove,
+            payload_bytes: parsed("PAYLOAD_BYTES", 0usize, "a number of bytes")?,
+        })
+    }
+}

@@ -1,0 +1,221 @@
+//! Rocket example: serves the session HTTP contract (../shared/CONTRACT.md) with
+//! `rocket-session-mongo`'s fairing and `Session` guard on MongoDB.
+//!
+//! Run it with `cargo xtask demo --framework rocket`, which starts a throwaway mongod
+//! first.
+
+mod config;
+
+use std::io::Cursor;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rocket::fairing::AdHoc;
+use rocket::http::{ContentType, Status};
+use rocket::response::{self, Responder};
+use rocket::{catch, catchers, get, post, routes, Request, Response, State};
+use rocket_session_mongo::mongo::mongodb::bson::doc;
+use rocket_session_mongo::{MongoBackend, MongoSessionFairing, Session, SessionStore};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+
+const COUNT: &str = "count";
+const USER: &str = "user";
+const PAD: &str = "pad";
+
+struct AppState {
+    payload_bytes: usize,
+}
+
+/// A JSON response with a status.
+type Reply = (Status, (ContentType, String));
+
+fn reply(status: Status, body: &Value) -> Reply {
+    (status, (ContentType::JSON, body.to_string()))
+}
+
+type AppResult = Result<Reply, rocket_session_mongo::Error>;
+
+#[get("/health")]
+fn health() -> Reply {
+    reply(Status::Ok, &json!({ "ok": true }))
+}
+
+#[get("/counter")]
+fn counter(session: Session<'_>, state: &State<AppState>) -> AppResult {
+    let count = session.get::<u64>(COUNT)?;
+    let next = count.unwrap_or(0) + 1;
+    if count.is_none() && state.payload_bytes > 0 {
+        session.insert(PAD, "x".repeat(state.payload_bytes))?;
+    }
+    session.insert(COUNT, next)?;
+    Ok(reply(Status::Ok, &json!({ "count": next })))
+}
+
+#[get("/peek")]
+fn peek(session: Session<'_>) -> AppResult {
+    let count = session.get::<u64>(COUNT)?.unwrap_or(0);
+    Ok(reply(Status::Ok, &json!({ "count": count })))
+}
+
+#[post("/login", data = "<body>")]
+fn login(session: Session<'_>, body: Vec<u8>) -> AppResult {
+    let Some(user) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get(USER)?.as_str().map(str::to_owned))
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(reply(
+            Status::BadRequest,
+            &json!({ "error": r#"expected a JSON body {"user":"NAME"}"# }),
+        ));
+    };
+    // Rotate the id at privilege change: the old id stops loading, the data stays.
+    session.cycle_id();
+    session.insert(USER, &user)?;
+    Ok(reply(Status::Ok, &json!({ "user": user })))
+}
+
+#[get("/me")]
+fn me(session: Session<'_>) -> AppResult {
+    Ok(match session.get::<String>(USER)? {
+        Some(user) => reply(Status::Ok, &json!({ "user": user })),
+        None => reply(Status::Unauthorized, &json!({ "user": null })),
+    })
+}
+
+#[post("/logout")]
+fn logout(session: Session<'_>) -> Reply {
+    session.destroy();
+    reply(Status::Ok, &json!({ "ok": true }))
+}
+
+#[get("/whoami")]
+fn whoami() -> Reply {
+    reply(
+        Status::Unauthorized,
+        &json!({ "error": "no client certificate: this server is not serving mutual TLS" }),
+    )
+}
+
+/// The contract's answer when the session store is down: 503, `Retry-After`, JSON.
+struct Unavailable;
+
+impl<'r> Responder<'r, 'static> for Unavailable {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        const BODY: &str = r#"{"error":"session store unavailable"}"#;
+        Response::build()
+            .status(Status::ServiceUnavailable)
+            .header(ContentType::JSON)
+            .raw_header(
+                "Retry-After",
+                rocket_session_mongo::RETRY_AFTER_SECS.to_string(),
+            )
+            .sized_body(BODY.len(), Cursor::new(BODY))
+            .ok()
+    }
+}
+
+/// The `Session` guard fails with 503 when loading the session fails.
+#[catch(503)]
+fn unavailable() -> Unavailable {
+    Unavailable
+}
+
+/// Every other error status as JSON, never Rocket's HTML page.
+#[catch(default)]
+fn error(status: Status, _: &Request<'_>) -> Reply {
+    reply(
+        status,
+        &json!({ "error": status.reason().unwrap_or("error") }),
+    )
+}
+
+async fn build_store(config: &Config) -> anyhow::Result<SessionStore<MongoBackend>> {
+    let mut backend = MongoBackend::builder()
+        .uri(&config.mongodb_uri)
+        .collection(&config.collection);
+    if let Some(db) = &config.database {
+        backend = backend.database(db);
+    }
+    let backend = backend
+        .build()
+        .await
+        .context("MONGODB_URI is not a usable MongoDB connection string")?;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        backend
+            .client()
+            .database("admin")
+            .run_command(doc! { "ping": 1 }),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .with_context(|| {
+        format!(
+            "cannot reach MongoDB at MONGODB_URI={}: start it (cargo xtask mongod up) or fix the URI",
+            config.mongodb_uri
+        )
+    })?;
+    SessionStore::builder(backend)
+        .ttl(config.ttl)
+        .touch_after(config.touch_after)
+        .auto_remove(config.auto_remove)
+        .build()
+        .await
+        .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")
+}
+
+async fn run() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let store = build_store(&config).await?;
+    let rocket_config = rocket::Config {
+        address: config.host,
+        port: config.port,
+        log_level: rocket::config::LogLevel::Off,
+        cli_colors: false,
+        ..rocket::Config::release_default()
+    };
+    let addr = std::net::SocketAddr::new(config.host, config.port);
+    rocket::custom(rocket_config)
+        .manage(AppState {
+            payload_bytes: config.payload_bytes,
+        })
+        .attach(MongoSessionFairing::new(store.clone()).secure(false))
+        .attach(AdHoc::on_liftoff("listen line", |rocket| {
+            Box::pin(async move {
+                let c = rocket.config();
+                tracing::info!("listening on http://{}:{}", c.address, c.port);
+            })
+        }))
+        .mount(
+            "/",
+            routes![health, counter, peek, login, me, logout, whoami],
+        )
+        .register("/", catchers![unavailable, error])
+        .launch()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("serving on {addr} failed (set HOST/PORT to a free address)"))?;
+    store.close().await.context("closing the session store")?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match rocket::execute(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

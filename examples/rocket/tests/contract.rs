@@ -1,0 +1,8 @@
+//! The HTTP contract (shared/CONTRACT.md) checked against the Rocket example over real
+//! HTTP and a real MongoDB: the same cases as every other example.
+//!
+//! Needs `MONGODB_URI` (and `MONGOD_BIN` for the outage case); without them the cases
+//! print `skipping live test: ...` and pass, except under `CI` or
+//! `SESSION_STORE_REQUIRE_MONGO=1`. `cargo xtask test` sets everything up.
+
+session_store_testkit::contract_tests!(env!("CARGO_BIN_EXE_example-rocket"));
