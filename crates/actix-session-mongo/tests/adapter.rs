@@ -1,0 +1,314 @@
+//! actix-session's `SessionStore` contract on our store, through the real middleware:
+//! TTL extension policies, `update_ttl` as a touch that honours `touch_after`, no
+//! resurrection on `update`, and what happens when a handler fails after changing the
+//! session. Each scenario runs in memory and against a real mongod.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+use actix_session::storage::{SaveError, SessionKey, SessionStore as _};
+use actix_session::{Session, SessionMiddleware};
+use actix_session_mongo::{ActixStore, MongoBackend, SessionEvent, SessionStore};
+use actix_web::cookie::{Cookie, Key};
+use actix_web::dev::ServiceResponse;
+use actix_web::{test, web, App, HttpResponse};
+use actix_session_mongo::core::{Clock as _, DocumentBackend, ManualClock, MemoryBackend};
+use session_store_testkit::live::{self, TestDb};
+use time::{Duration, OffsetDateTime};
+
+const SESSION_TTL: Duration = Duration::hours(1);
+const TOUCH_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A store with a hand-driven clock and a log of its events.
+struct Harness<B> {
+    store: ActixStore<B>,
+    clock: ManualClock,
+    events: Arc<Mutex<Vec<SessionEvent>>>,
+}
+
+impl<B: DocumentBackend> Harness<B> {
+    async fn new(backend: B) -> Self {
+        let clock = ManualClock::new(OffsetDateTime::now_utc());
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&events);
+        let store = SessionStore::builder(backend)
+            .touch_after(TOUCH_AFTER)
+            .clock(clock.clone())
+            .on_event(move |e: &SessionEvent| log.lock().unwrap().push(e.clone()))
+            .build()
+            .await
+            .expect("store builds");
+        Self {
+            store: ActixStore::new(store),
+            clock,
+            events,
+        }
+    }
+
+    /// The events since the last call.
+    fn take_events(&self) -> Vec<SessionEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap())
+    }
+}
+
+async fn bump(session: Session) -> actix_web::Result<HttpResponse> {
+    let n = session.get::<u64>("count")?.unwrap_or(0) + 1;
+    session.insert("count", n)?;
+    Ok(HttpResponse::Ok().body(n.to_string()))
+}
+
+async fn read(session: Session) -> actix_web::Result<HttpResponse> {
+    let n = session.get::<u64>("count")?.unwrap_or(0);
+    Ok(HttpResponse::Ok().body(n.to_string()))
+}
+
+async fn fail_after_change(session: Session) -> actix_web::Result<HttpResponse> {
+    session.insert("tainted", true)?;
+    Ok(HttpResponse::InternalServerError().finish())
+}
+
+async fn logout(session: Session) -> HttpResponse {
+    session.purge();
+    HttpResponse::Ok().finish()
+}
+
+/// The test app: the real session middleware with our store, signed cookie `sid`.
+macro_rules! app {
+    ($store:expr, $policy:expr) => {
+        test::init_service(
+            App::new()
+                .wrap(
+                    SessionMiddleware::builder($store.clone(), Key::from(&[7; 64]))
+                        .cookie_name("sid".into())
+                        .cookie_secure(false)
+                        .session_lifecycle(
+                            PersistentSession::default()
+                                .session_ttl(SESSION_TTL)
+                                .session_ttl_extension_policy($policy),
+                        )
+                        .build(),
+                )
+                .route("/bump", web::post().to(bump))
+                .route("/read", web::get().to(read))
+                .route("/fail", web::post().to(fail_after_change))
+                .route("/logout", web::post().to(logout)),
+        )
+        .await
+    };
+}
+
+fn sid(resp: &ServiceResponse) -> Option<Cookie<'static>> {
+    resp.response()
+        .cookies()
+        .find(|c| c.name() == "sid")
+        .map(Cookie::into_owned)
+}
+
+/// The only session in the store.
+async fn only_session<B: DocumentBackend>(
+    store: &ActixStore<B>,
+) -> actix_session_mongo::core::LoadedSession {
+    use futures_util::TryStreamExt as _;
+    let all: Vec<_> = store
+        .store()
+        .all()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "expected exactly one stored session");
+    all.into_iter().next().unwrap()
+}
+
+/// `OnEveryRequest`: a read inside `touch_after` writes nothing; after it, only the
+/// expiry moves (a touch), to the store clock's now + the middleware's TTL.
+async fn every_request_touches_lazily<B: DocumentBackend>(h: Harness<B>) {
+    let app = app!(h.store, TtlExtensionPolicy::OnEveryRequest);
+    let resp = test::call_service(&app, test::TestRequest::post().uri("/bump").to_request()).await;
+    assert!(resp.status().is_success());
+    let cookie = sid(&resp).expect("a new session sets the cookie");
+    assert!(matches!(h.take_events()[..], [SessionEvent::Created { .. }]));
+    let created = only_session(&h.store).await;
+    assert_eq!(created.expires, truncate(h.clock.now() + SESSION_TTL));
+
+    h.clock.advance(Duration::seconds(30));
+    let req = test::TestRequest::get()
+        .uri("/read")
+        .cookie(cookie.clone())
+        .to_request();
+    assert_eq!(test::call_and_read_body(&app, req).await, "1");
+    assert!(
+        matches!(h.take_events()[..], [SessionEvent::TouchSkipped { .. }]),
+        "update_ttl inside touch_after must write nothing"
+    );
+    assert_eq!(only_session(&h.store).await.expires, created.expires);
+
+    h.clock.advance(Duration::seconds(60));
+    let req = test::TestRequest::get()
+        .uri("/read")
+        .cookie(cookie.clone())
+        .to_request();
+    assert_eq!(test::call_and_read_body(&app, req).await, "1");
+    assert!(
+        matches!(h.take_events()[..], [SessionEvent::Touched { .. }]),
+        "update_ttl after touch_after must be a touch, not a rewrite"
+    );
+    let touched = only_session(&h.store).await;
+    assert_eq!(touched.expires, truncate(h.clock.now() + SESSION_TTL));
+    assert_eq!(touched.data, created.data, "a touch keeps the data");
+}
+
+/// `OnStateChanges`: a read never reaches the store's write path; a change does.
+async fn state_changes_only<B: DocumentBackend>(h: Harness<B>) {
+    let app = app!(h.store, TtlExtensionPolicy::OnStateChanges);
+    let resp = test::call_service(&app, test::TestRequest::post().uri("/bump").to_request()).await;
+    let cookie = sid(&resp).unwrap();
+    h.take_events();
+    let expires = only_session(&h.store).await.expires;
+
+    h.clock.advance(Duration::minutes(10));
+    let req = test::TestRequest::get()
+        .uri("/read")
+        .cookie(cookie.clone())
+        .to_request();
+    assert_eq!(test::call_and_read_body(&app, req).await, "1");
+    assert!(h.take_events().is_empty(), "a read wrote to the store");
+    assert_eq!(only_session(&h.store).await.expires, expires);
+
+    let req = test::TestRequest::post()
+        .uri("/bump")
+        .cookie(cookie)
+        .to_request();
+    assert_eq!(test::call_and_read_body(&app, req).await, "2");
+    assert!(matches!(h.take_events()[..], [SessionEvent::Updated { .. }]));
+    let saved = only_session(&h.store).await;
+    assert_eq!(saved.data["count"], 2);
+    assert_eq!(saved.expires, truncate(h.clock.now() + SESSION_TTL));
+}
+
+/// A session logged out (or expired) between load and save is not brought back:
+/// `update` creates a new session under a new key.
+async fn update_never_resurrects<B: DocumentBackend>(h: Harness<B>) {
+    let mut state = HashMap::new();
+    state.insert("user".to_owned(), "\"ada\"".to_owned());
+    let key = h.store.save(state.clone(), &SESSION_TTL).await.unwrap();
+    h.store.delete(&key).await.unwrap();
+
+    state.insert("user".to_owned(), "\"mallory\"".to_owned());
+    let old = key.as_ref().to_owned();
+    let new = h
+        .store
+        .update(key, state, &SESSION_TTL)
+        .await
+        .expect("updating a deleted session starts a new one");
+    assert_ne!(new.as_ref(), old, "the deleted key came back");
+    assert!(h.store.store().load(&old).await.unwrap().is_none());
+    let loaded = h.store.store().load(new.as_ref()).await.unwrap().unwrap();
+    assert_eq!(loaded.data["user"], "mallory");
+
+    // Expired counts as gone too.
+    h.clock.advance(SESSION_TTL + Duration::seconds(1));
+    let expired = new.as_ref().to_owned();
+    let again = h
+        .store
+        .update(new, HashMap::new(), &SESSION_TTL)
+        .await
+        .unwrap();
+    assert_ne!(again.as_ref(), expired, "an expired session came back");
+
+    // update_ttl of a missing session is not an error and creates nothing.
+    let missing = SessionKey::try_from("x".repeat(43)).unwrap();
+    let before = h.store.store().count().await.unwrap();
+    h.store.update_ttl(&missing, &SESSION_TTL).await.unwrap();
+    assert_eq!(h.store.store().count().await.unwrap(), before);
+}
+
+/// actix-session hands values over as JSON text; text that is not JSON is a
+/// serialization error, not a stored string.
+async fn rejects_non_json_values<B: DocumentBackend>(h: Harness<B>) {
+    let mut state = HashMap::new();
+    state.insert("k".to_owned(), "not json".to_owned());
+    let err = h.store.save(state, &SESSION_TTL).await.unwrap_err();
+    assert!(matches!(err, SaveError::Serialization(_)), "{err:?}");
+    assert_eq!(h.store.store().count().await.unwrap(), 0);
+}
+
+/// Unlike tower-sessions (which skips saving on 5xx), actix-session saves a changed
+/// session whatever the response status. Documented in the crate; pinned here so an
+/// actix-session change in either direction is noticed.
+async fn saves_even_when_handler_fails<B: DocumentBackend>(h: Harness<B>) {
+    let app = app!(h.store, TtlExtensionPolicy::OnStateChanges);
+    let resp = test::call_service(&app, test::TestRequest::post().uri("/fail").to_request()).await;
+    assert_eq!(resp.status(), 500);
+    assert!(sid(&resp).is_some());
+    assert_eq!(only_session(&h.store).await.data["tainted"], true);
+}
+
+/// `purge` deletes the document and removes the cookie.
+async fn logout_deletes<B: DocumentBackend>(h: Harness<B>) {
+    let app = app!(h.store, TtlExtensionPolicy::OnEveryRequest);
+    let resp = test::call_service(&app, test::TestRequest::post().uri("/bump").to_request()).await;
+    let cookie = sid(&resp).unwrap();
+    let req = test::TestRequest::post()
+        .uri("/logout")
+        .cookie(cookie.clone())
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    let removal = sid(&resp).expect("logout sends a removal cookie");
+    assert_eq!(removal.value(), "");
+    assert_eq!(h.store.store().count().await.unwrap(), 0);
+    let req = test::TestRequest::get()
+        .uri("/read")
+        .cookie(cookie)
+        .to_request();
+    assert_eq!(test::call_and_read_body(&app, req).await, "0");
+}
+
+fn truncate(t: OffsetDateTime) -> OffsetDateTime {
+    let nanos = t.nanosecond();
+    t.replace_nanosecond(nanos - nanos % 1_000_000).unwrap()
+}
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod in_memory {
+            use super::*;
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name(Harness::new(MemoryBackend::new()).await).await;
+                }
+            )*
+        }
+
+        mod on_mongodb {
+            use super::*;
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    let Some(uri) = live::mongo_uri() else { return };
+                    let db = TestDb::new(&uri, "actix").await.unwrap();
+                    let backend = MongoBackend::builder()
+                        .client(db.client.clone())
+                        .database(&db.name)
+                        .build()
+                        .await
+                        .unwrap();
+                    super::$name(Harness::new(backend).await).await;
+                    db.drop_and_shutdown().await;
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    every_request_touches_lazily,
+    state_changes_only,
+    update_never_resurrects,
+    rejects_non_json_values,
+    saves_even_when_handler_fails,
+    logout_deletes,
+);
