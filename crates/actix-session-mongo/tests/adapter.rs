@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use actix_session::config::{PersistentSession, TtlExtensionPolicy};
 use actix_session::storage::{SaveError, SessionKey, SessionStore as _};
 use actix_session::{Session, SessionMiddleware};
+use actix_session_mongo::core::{Clock as _, DocumentBackend, ManualClock, MemoryBackend};
 use actix_session_mongo::{ActixStore, MongoBackend, SessionEvent, SessionStore};
 use actix_web::cookie::{Cookie, Key};
 use actix_web::dev::ServiceResponse;
 use actix_web::{test, web, App, HttpResponse};
-use actix_session_mongo::core::{Clock as _, DocumentBackend, ManualClock, MemoryBackend};
 use session_store_testkit::live::{self, TestDb};
 use time::{Duration, OffsetDateTime};
 
@@ -129,7 +129,10 @@ async fn every_request_touches_lazily<B: DocumentBackend>(h: Harness<B>) {
     let resp = test::call_service(&app, test::TestRequest::post().uri("/bump").to_request()).await;
     assert!(resp.status().is_success());
     let cookie = sid(&resp).expect("a new session sets the cookie");
-    assert!(matches!(h.take_events()[..], [SessionEvent::Created { .. }]));
+    assert!(matches!(
+        h.take_events()[..],
+        [SessionEvent::Created { .. }]
+    ));
     let created = only_session(&h.store).await;
     assert_eq!(created.expires, truncate(h.clock.now() + SESSION_TTL));
 
@@ -182,7 +185,10 @@ async fn state_changes_only<B: DocumentBackend>(h: Harness<B>) {
         .cookie(cookie)
         .to_request();
     assert_eq!(test::call_and_read_body(&app, req).await, "2");
-    assert!(matches!(h.take_events()[..], [SessionEvent::Updated { .. }]));
+    assert!(matches!(
+        h.take_events()[..],
+        [SessionEvent::Updated { .. }]
+    ));
     let saved = only_session(&h.store).await;
     assert_eq!(saved.data["count"], 2);
     assert_eq!(saved.expires, truncate(h.clock.now() + SESSION_TTL));

@@ -47,6 +47,7 @@
 //!
 //! | when | what happens |
 //! | --- | --- |
+//! | a route takes [`Session`] but no fairing is attached | launch is aborted ([`Error::NotAttached`] in the log) |
 //! | a handler takes [`Session`] | the session named by the cookie is loaded once per request (unexpired only); no cookie, an unknown id or an undecodable document gives an empty session |
 //! | loading fails (MongoDB down, timeout) | the guard fails with `503` and [`Error::Unavailable`]; register a catcher to shape the body |
 //! | after the handler, new session with data | inserted under a new id (never overwrites on collision); cookie set |
@@ -408,6 +409,20 @@ impl<'r, B: DocumentBackend> FromRequest<'r> for Session<'r, B> {
             // The fairing only caches `Unused` after the handler has run.
             Slot::Unused => Outcome::Error((Status::InternalServerError, Error::NotAttached)),
         }
+    }
+}
+
+/// Launch is aborted when a route takes a [`Session`] and no [`SessionFairing`] for the
+/// same backend type is attached, with [`Error::NotAttached`] in the log. Guards Rocket
+/// cannot see (a `Session` inside your own guard) get the same error as a `500` at
+/// request time instead.
+impl<B: DocumentBackend> rocket::Sentinel for Session<'_, B> {
+    fn abort(rocket: &Rocket<rocket::Ignite>) -> bool {
+        let missing = rocket.state::<Arc<Shared<B>>>().is_none();
+        if missing {
+            tracing::error!("{}", Error::NotAttached);
+        }
+        missing
     }
 }
 
