@@ -6,7 +6,7 @@
 
 mod mongod;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context as _, Result};
@@ -19,7 +19,7 @@ usage: cargo xtask <command>
 commands:
   test [-- ARGS]                 start a throwaway mongod, run `cargo test --workspace ARGS`
                                  against it (MONGODB_URI, MONGOD_BIN set), stop it
-  demo [--framework axum] [--port 3000]
+  demo [--framework axum|actix|rocket] [--port 3000]
                                  start a throwaway mongod and serve an example app on it
   mongod up [--version 6.0.5]    start a mongod for your own use and print MONGODB_URI
   mongod down                    stop it and delete its data
@@ -180,10 +180,9 @@ fn test(cargo_args: &[String]) -> Result<bool> {
 fn demo(framework: &str, port: u16) -> Result<bool> {
     let package = match framework {
         "axum" => "example-axum",
-        "actix" | "rocket" => {
-            bail!("the {framework} example is not available yet; use --framework axum")
-        }
-        other => bail!("unknown framework `{other}`: use axum"),
+        "actix" => "example-actix",
+        "rocket" => "example-rocket",
+        other => bail!("unknown framework `{other}`: use axum, actix or rocket"),
     };
     let port = if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
         port

@@ -34,3 +34,9 @@ pub mod mongod;
 pub mod __private {
     pub use tokio;
 }
+
+/// The README's code blocks (one quickstart per framework), compiled as doc tests here
+/// because this crate's dev-dependencies include all three frameworks.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -189,8 +189,3 @@ impl<B: DocumentBackend + fmt::Debug> ExpiredDeletion for TowerStore<B> {
             .map_err(|e| to_tower_error("delete_expired", e))
     }
 }
-
-/// The README's code blocks, compiled as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
