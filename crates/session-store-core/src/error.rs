@@ -23,6 +23,10 @@ pub enum Error {
     /// The session data could not be encoded for storage.
     #[error("session data could not be encoded for storage")]
     Encode(#[source] CodecError),
+    /// The session data could not be encrypted (see the source: e.g. a key that reached
+    /// its encryption limit, or a custom cipher's failure).
+    #[error("session data could not be encrypted")]
+    Encrypt(#[source] BoxError),
     /// Every generated id was already taken: the id source is broken (for example a
     /// `transform_id` hook that maps every id to the same key).
     #[error("could not find a free session id after {attempts} attempts: check `transform_id` and the id generator")]

@@ -91,6 +91,7 @@
 mod backend;
 mod clock;
 pub mod codec;
+pub mod crypto;
 mod error;
 mod events;
 mod id;
@@ -103,12 +104,14 @@ pub use backend::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CodecError, Payload, PayloadFormat, SessionData, SessionSerializer};
+pub use crypto::{Cipher, EncryptionKey, KeyRing};
 pub use error::{error_chain, Error};
 pub use events::{EventSubscriber, SessionEvent};
 pub use id::{SessionId, SESSION_ID_BYTES};
 pub use memory::MemoryBackend;
 pub use store::{
-    LoadedSession, SaveOutcome, SessionStore, SessionStoreBuilder, DEFAULT_TTL, MAX_CREATE_ATTEMPTS,
+    IdAtRest, LoadedSession, SaveOutcome, SessionStore, SessionStoreBuilder, DEFAULT_TTL,
+    MAX_CREATE_ATTEMPTS,
 };
 pub use time;
 

@@ -11,7 +11,8 @@ use tracing::Instrument as _;
 
 use crate::backend::{AutoRemove, DocumentBackend, DocumentUpdate, InsertOutcome, StoredDocument};
 use crate::clock::{to_millis, Clock, SystemClock};
-use crate::codec::{fingerprint, PayloadFormat, SessionData};
+use crate::codec::{fingerprint, Payload, PayloadFormat, SessionData};
+use crate::crypto::Cipher;
 use crate::error::Error;
 use crate::events::{EventSubscriber, SessionEvent, Subscribers};
 use crate::id::SessionId;
@@ -28,6 +29,24 @@ pub const MAX_CREATE_ATTEMPTS: usize = 5;
 const MEMO_CAPACITY: usize = 16_384;
 
 type TransformId = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+/// First byte of an encrypted plaintext: what the payload format produced.
+const PLAIN_TEXT: u8 = b't';
+const PLAIN_BYTES: u8 = b'b';
+
+/// How session ids are kept in the database (the `_id` of a session document).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdAtRest {
+    /// The lowercase hex SHA-256 digest of the id (default): a copy of the database
+    /// holds no usable cookie, and lookups never compare the secret itself.
+    #[default]
+    Sha256,
+    /// The id itself, as connect-mongo stores it (for tools that expect `_id` to be the
+    /// cookie's session id).
+    Raw,
+}
 
 /// A session as loaded from the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +97,8 @@ struct Inner<B> {
     auto_remove: AutoRemove,
     timestamps: bool,
     format: PayloadFormat,
+    cipher: Option<Arc<dyn Cipher>>,
+    id_at_rest: IdAtRest,
     transform_id: Option<TransformId>,
     clock: Arc<dyn Clock>,
     subscribers: Subscribers,
@@ -94,6 +115,8 @@ impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
             .field("auto_remove", &i.auto_remove)
             .field("timestamps", &i.timestamps)
             .field("format", &i.format)
+            .field("cipher", &i.cipher)
+            .field("id_at_rest", &i.id_at_rest)
             .field("transform_id", &i.transform_id.is_some())
             .field("subscribers", &i.subscribers)
             .finish_non_exhaustive()
@@ -109,6 +132,8 @@ pub struct SessionStoreBuilder<B> {
     auto_remove: AutoRemove,
     timestamps: bool,
     format: PayloadFormat,
+    cipher: Option<Arc<dyn Cipher>>,
+    id_at_rest: IdAtRest,
     transform_id: Option<TransformId>,
     clock: Arc<dyn Clock>,
     subscribers: Subscribers,
@@ -148,8 +173,25 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         self
     }
 
-    /// Maps a session id to its storage key (connect-mongo's `transformId`). Default:
-    /// the id itself. Must be deterministic.
+    /// Encrypts every stored payload (connect-mongo's `crypto` / `cryptoAdapter`), e.g.
+    /// with a [`KeyRing`](crate::KeyRing). Default: none (payloads are stored in clear).
+    /// Once on, a payload stored unencrypted loads as "no session". Cannot be combined
+    /// with [`PayloadFormat::Document`] (an encrypted payload is not queryable).
+    pub fn cipher(mut self, cipher: impl Cipher) -> Self {
+        self.cipher = Some(Arc::new(cipher));
+        self
+    }
+
+    /// How session ids are kept in the database. Default: [`IdAtRest::Sha256`], so read
+    /// access to the database yields no usable cookie.
+    pub fn id_at_rest(mut self, mode: IdAtRest) -> Self {
+        self.id_at_rest = mode;
+        self
+    }
+
+    /// Maps a session id to its storage key (connect-mongo's `transformId`), before
+    /// [`id_at_rest`](Self::id_at_rest) applies. Default: the id itself. Must be
+    /// deterministic.
     pub fn transform_id(mut self, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
         self.transform_id = Some(Arc::new(f));
         self
@@ -184,6 +226,14 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 ),
             });
         }
+        if self.cipher.is_some() && matches!(self.format, PayloadFormat::Document) {
+            return Err(Error::InvalidOption {
+                option: "cipher",
+                reason: "an encrypted payload is stored as binary and cannot be a queryable \
+                         document: use PayloadFormat::JsonString (the default) or a custom serializer"
+                    .into(),
+            });
+        }
         if let AutoRemove::Interval(period) = self.auto_remove {
             positive_duration("auto_remove", period)?;
         }
@@ -201,6 +251,8 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 auto_remove: self.auto_remove,
                 timestamps: self.timestamps,
                 format: self.format,
+                cipher: self.cipher,
+                id_at_rest: self.id_at_rest,
                 transform_id: self.transform_id,
                 clock: self.clock,
                 subscribers: self.subscribers,
@@ -264,6 +316,8 @@ impl<B: DocumentBackend> SessionStore<B> {
             auto_remove: AutoRemove::default(),
             timestamps: false,
             format: PayloadFormat::default(),
+            cipher: None,
+            id_at_rest: IdAtRest::default(),
             transform_id: None,
             clock: Arc::new(SystemClock),
             subscribers: Subscribers::default(),
@@ -280,12 +334,86 @@ impl<B: DocumentBackend> SessionStore<B> {
         self.inner.ttl.unsigned_abs()
     }
 
-    /// The storage key for a session id.
+    /// The storage key (`_id`) for a session id: `transform_id`, then `id_at_rest`.
     pub fn storage_key(&self, id: &str) -> String {
-        match &self.inner.transform_id {
-            Some(f) => f(id),
-            None => id.to_owned(),
+        let id = match &self.inner.transform_id {
+            Some(f) => std::borrow::Cow::Owned(f(id)),
+            None => std::borrow::Cow::Borrowed(id),
+        };
+        match self.inner.id_at_rest {
+            IdAtRest::Sha256 => {
+                let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+                let mut hex = String::with_capacity(64);
+                for b in digest.as_ref() {
+                    hex.push(char::from(HEX[usize::from(b >> 4)]));
+                    hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+                }
+                hex
+            }
+            IdAtRest::Raw => id.into_owned(),
         }
+    }
+
+    /// Encodes `data` for the document under `key`, encrypting when a cipher is set.
+    fn encode(&self, data: &SessionData, key: &str) -> Result<Payload, Error> {
+        let payload = self.inner.format.encode(data).map_err(Error::Encode)?;
+        let Some(cipher) = &self.inner.cipher else {
+            return Ok(payload);
+        };
+        let mut plaintext = Vec::new();
+        match payload {
+            Payload::Text(text) => {
+                plaintext.push(PLAIN_TEXT);
+                plaintext.extend_from_slice(text.as_bytes());
+            }
+            Payload::Binary(bytes) => {
+                plaintext.push(PLAIN_BYTES);
+                plaintext.extend_from_slice(&bytes);
+            }
+            Payload::Document(_) | Payload::Unsupported(_) => {
+                return Err(Error::Encode(crate::CodecError::UnexpectedType(
+                    "document (cannot be encrypted)".into(),
+                )))
+            }
+        }
+        cipher
+            .seal(&plaintext, key)
+            .map(Payload::Binary)
+            .map_err(Error::Encrypt)
+    }
+
+    /// Decodes the payload of the document under `key`, decrypting when a cipher is set.
+    fn decode_payload(&self, payload: &Payload, key: &str) -> Result<SessionData, String> {
+        let Some(cipher) = &self.inner.cipher else {
+            return self
+                .inner
+                .format
+                .decode(payload)
+                .map_err(|e| crate::error_chain(&e));
+        };
+        let Payload::Binary(sealed) = payload else {
+            return Err(
+                "the session is stored unencrypted but encryption is on; it is ignored".into(),
+            );
+        };
+        let plaintext = cipher.open(sealed, key).map_err(|e| {
+            format!(
+                "the session could not be decrypted: {}",
+                crate::error_chain(&*e)
+            )
+        })?;
+        let inner = match plaintext.split_first() {
+            Some((&PLAIN_TEXT, text)) => Payload::Text(
+                String::from_utf8(text.to_vec())
+                    .map_err(|_| "the decrypted session text is not UTF-8")?,
+            ),
+            Some((&PLAIN_BYTES, bytes)) => Payload::Binary(bytes.to_vec()),
+            _ => return Err("the decrypted session has an unknown inner format".into()),
+        };
+        self.inner
+            .format
+            .decode(&inner)
+            .map_err(|e| crate::error_chain(&e))
     }
 
     /// The store clock's current time, truncated to milliseconds (what BSON dates hold).
@@ -368,11 +496,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             .session
             .as_ref()
             .ok_or("the document has no `session` field")?;
-        let data = self
-            .inner
-            .format
-            .decode(payload)
-            .map_err(|e| crate::error_chain(&e))?;
+        let data = self.decode_payload(payload, &doc.key)?;
         let session = LoadedSession {
             key: doc.key,
             data,
@@ -402,10 +526,8 @@ impl<B: DocumentBackend> SessionStore<B> {
     ) -> Result<T, Error> {
         traced(op_span!("session_store.create"), async {
             let now = self.now();
-            let payload = self.inner.format.encode(data).map_err(Error::Encode)?;
             let fp = fingerprint(data);
             let mut doc = StoredDocument::new(String::new());
-            doc.session = Some(payload);
             doc.expires = Some(self.expiry(now, expires));
             doc.last_modified = self.last_modified(now);
             doc.created_at = self.updated_at(now);
@@ -413,6 +535,8 @@ impl<B: DocumentBackend> SessionStore<B> {
             for _ in 0..MAX_CREATE_ATTEMPTS {
                 let id = next_id();
                 doc.key = self.storage_key(&id.to_string());
+                // Encrypted payloads are bound to their key: encode per attempt.
+                doc.session = Some(self.encode(data, &doc.key)?);
                 let outcome = self
                     .inner
                     .backend
@@ -499,9 +623,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                 return Ok((SaveOutcome::Skipped, "skipped"));
             }
             let session = match (write_plan, data) {
-                (WritePlan::Full, Some((d, _))) => {
-                    Some(self.inner.format.encode(d).map_err(Error::Encode)?)
-                }
+                (WritePlan::Full, Some((d, _))) => Some(self.encode(d, &key)?),
                 _ => None,
             };
             let update = DocumentUpdate {

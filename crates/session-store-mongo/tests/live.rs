@@ -343,7 +343,7 @@ async fn stored_bson_uses_connect_mongo_field_names_and_types() {
             "updatedAt"
         ]
     );
-    assert_eq!(raw.get_str("_id").unwrap(), id.as_str());
+    assert_eq!(raw.get_str("_id").unwrap(), store.storage_key(id.as_str()));
     assert_eq!(raw.get_str("session").unwrap(), r#"{"count":3}"#);
     for date in ["expires", "lastModified", "createdAt", "updatedAt"] {
         assert!(

@@ -13,9 +13,9 @@ use futures_util::StreamExt as _;
 use serde_json::json;
 use session_store_core::time::{Duration, OffsetDateTime};
 use session_store_core::{
-    BoxError, Clock as _, DocumentBackend, DocumentUpdate, Error, ManualClock, Payload,
-    PayloadFormat, SaveOutcome, SessionData, SessionEvent, SessionSerializer, SessionStore,
-    SessionStoreBuilder, StoredDocument,
+    BoxError, Clock as _, DocumentBackend, DocumentUpdate, EncryptionKey, Error, IdAtRest, KeyRing,
+    ManualClock, Payload, PayloadFormat, SaveOutcome, SessionData, SessionEvent, SessionSerializer,
+    SessionStore, SessionStoreBuilder, StoredDocument,
 };
 
 /// A fresh, empty backend for one test case, and its clean-up.
@@ -50,7 +50,11 @@ macro_rules! backend_conformance {
             document_format_round_trips,
             transform_id_sets_the_storage_key,
             save_without_prior_load_writes_in_full,
-            custom_serializer_round_trips
+            custom_serializer_round_trips,
+            ids_are_hashed_at_rest,
+            encrypted_payload_round_trips,
+            undecryptable_session_is_no_session,
+            key_rotation_keeps_sessions
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -124,7 +128,13 @@ fn millis(t: OffsetDateTime) -> OffsetDateTime {
         .unwrap()
 }
 
-async fn raw<B: DocumentBackend>(backend: &B, key: &str) -> StoredDocument {
+/// The stored document of session `id`, read from the backend directly.
+async fn raw<B: DocumentBackend>(f: &Fixture<B>, id: &str) -> StoredDocument {
+    raw_at(&f.backend, &f.store.storage_key(id)).await
+}
+
+/// The stored document under storage key `key`.
+async fn raw_at<B: DocumentBackend>(backend: &B, key: &str) -> StoredDocument {
     // Far in the past: sees the document whatever its expiry.
     backend
         .find(key, OffsetDateTime::UNIX_EPOCH)
@@ -146,7 +156,12 @@ pub async fn create_then_load<B: DocumentBackend + Clone>(backend: B) {
         .expect("created session loads");
     assert_eq!(s.data, d);
     assert_eq!(s.expires, millis(f.clock.now()) + Duration::hours(1));
-    assert_eq!(s.key, id.as_str(), "storage key is the id by default");
+    assert_eq!(s.key, f.store.storage_key(id.as_str()));
+    assert_ne!(
+        s.key,
+        id.as_str(),
+        "the raw id must not be stored by default"
+    );
     assert!(matches!(&f.events()[..], [SessionEvent::Created { .. }]));
 }
 
@@ -259,7 +274,7 @@ pub async fn touch_after_skips_then_touches_expiry_only<B: DocumentBackend + Clo
     let f = fixture(backend, |b| b.touch_after(StdDuration::from_secs(60))).await;
     let d = data(json!({"n": 1}));
     let id = f.store.create(&d, None).await.unwrap();
-    let created = raw(&f.backend, id.as_str()).await;
+    let created = raw(&f, id.as_str()).await;
     assert_eq!(created.last_modified, Some(millis(f.clock.now())));
 
     let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
@@ -268,18 +283,14 @@ pub async fn touch_after_skips_then_touches_expiry_only<B: DocumentBackend + Clo
         f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
         SaveOutcome::Skipped
     );
-    assert_eq!(
-        raw(&f.backend, id.as_str()).await,
-        created,
-        "a skipped save wrote"
-    );
+    assert_eq!(raw(&f, id.as_str()).await, created, "a skipped save wrote");
 
     // Change the stored payload behind the store's back: a touch must not overwrite it.
     let mut sneaky = DocumentUpdate::new(created.expires.unwrap());
     sneaky.session = Some(Payload::Text(r#"{"n":99}"#.into()));
     assert!(f
         .backend
-        .update(id.as_str(), f.clock.now(), &sneaky)
+        .update(&f.store.storage_key(id.as_str()), f.clock.now(), &sneaky)
         .await
         .unwrap());
 
@@ -288,7 +299,7 @@ pub async fn touch_after_skips_then_touches_expiry_only<B: DocumentBackend + Clo
         f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
         SaveOutcome::Touched
     );
-    let after = raw(&f.backend, id.as_str()).await;
+    let after = raw(&f, id.as_str()).await;
     let now = millis(f.clock.now());
     assert_eq!(after.expires, Some(now + Duration::hours(1)));
     assert_eq!(after.last_modified, Some(now));
@@ -319,7 +330,7 @@ pub async fn without_touch_window_every_save_touches<B: DocumentBackend + Clone>
             f.store.save(id.as_str(), &d, None).await.unwrap(),
             SaveOutcome::Touched
         );
-        let doc = raw(&f.backend, id.as_str()).await;
+        let doc = raw(&f, id.as_str()).await;
         assert_eq!(
             doc.expires,
             Some(millis(f.clock.now()) + Duration::hours(1))
@@ -387,7 +398,7 @@ pub async fn undecodable_document_is_no_session<B: DocumentBackend + Clone>(back
         ("not-object", Some(Payload::Text("[1,2]".into()))),
         ("no-payload", None),
     ] {
-        let mut doc = StoredDocument::new(key);
+        let mut doc = StoredDocument::new(f.store.storage_key(key));
         doc.session = payload;
         doc.expires = Some(millis(expires));
         f.backend.insert(&doc).await.unwrap();
@@ -401,7 +412,10 @@ pub async fn undecodable_document_is_no_session<B: DocumentBackend + Clone>(back
     assert_eq!(failures, 3);
     let listed: Vec<_> = f.store.all().await.unwrap().collect().await;
     assert_eq!(listed.len(), 1, "only the good session is listed");
-    assert_eq!(listed[0].as_ref().unwrap().key, good.as_str());
+    assert_eq!(
+        listed[0].as_ref().unwrap().key,
+        f.store.storage_key(good.as_str())
+    );
 }
 
 /// `createdAt` on insert, `updatedAt` on every write and touch.
@@ -409,19 +423,19 @@ pub async fn timestamps_are_written<B: DocumentBackend + Clone>(backend: B) {
     let f = fixture(backend, |b| b.timestamps(true)).await;
     let t0 = millis(f.clock.now());
     let id = f.store.create(&data(json!({"n": 1})), None).await.unwrap();
-    let doc = raw(&f.backend, id.as_str()).await;
+    let doc = raw(&f, id.as_str()).await;
     assert_eq!((doc.created_at, doc.updated_at), (Some(t0), Some(t0)));
     f.clock.advance(Duration::seconds(3));
     f.store
         .save(id.as_str(), &data(json!({"n": 2})), None)
         .await
         .unwrap();
-    let doc = raw(&f.backend, id.as_str()).await;
+    let doc = raw(&f, id.as_str()).await;
     assert_eq!(doc.created_at, Some(t0));
     assert_eq!(doc.updated_at, Some(t0 + Duration::seconds(3)));
     f.clock.advance(Duration::seconds(3));
     f.store.touch(id.as_str(), None).await.unwrap();
-    let doc = raw(&f.backend, id.as_str()).await;
+    let doc = raw(&f, id.as_str()).await;
     assert_eq!(doc.updated_at, Some(t0 + Duration::seconds(6)));
 }
 
@@ -458,7 +472,7 @@ pub async fn document_format_round_trips<B: DocumentBackend + Clone>(backend: B)
     let f = fixture(backend, |b| b.payload_format(PayloadFormat::Document)).await;
     let d = data(json!({"count": 3, "nested": {"list": [1, "two", null, true]}}));
     let id = f.store.create(&d, None).await.unwrap();
-    let doc = raw(&f.backend, id.as_str()).await;
+    let doc = raw(&f, id.as_str()).await;
     assert!(
         matches!(doc.session, Some(Payload::Document(_))),
         "{:?}",
@@ -469,11 +483,15 @@ pub async fn document_format_round_trips<B: DocumentBackend + Clone>(backend: B)
 
 /// `transform_id` decides the storage key.
 pub async fn transform_id_sets_the_storage_key<B: DocumentBackend + Clone>(backend: B) {
-    let f = fixture(backend, |b| b.transform_id(|id| format!("app1:{id}"))).await;
+    let f = fixture(backend, |b| {
+        b.transform_id(|id| format!("app1:{id}"))
+            .id_at_rest(IdAtRest::Raw)
+    })
+    .await;
     let id = f.store.create(&data(json!({"n": 1})), None).await.unwrap();
     let key = format!("app1:{}", id.as_str());
     assert_eq!(f.store.storage_key(id.as_str()), key);
-    raw(&f.backend, &key).await;
+    raw_at(&f.backend, &key).await;
     assert!(f.store.load(id.as_str()).await.unwrap().is_some());
     assert!(f
         .backend
@@ -530,7 +548,7 @@ pub async fn custom_serializer_round_trips<B: DocumentBackend + Clone>(backend: 
     .await;
     let d = data(json!({"user": "ann", "n": 2}));
     let id = f.store.create(&d, None).await.unwrap();
-    let doc = raw(&f.backend, id.as_str()).await;
+    let doc = raw(&f, id.as_str()).await;
     let Some(Payload::Binary(bytes)) = doc.session else {
         panic!("expected a binary payload, got {:?}", doc.session);
     };
@@ -541,9 +559,236 @@ pub async fn custom_serializer_round_trips<B: DocumentBackend + Clone>(backend: 
     );
     assert_eq!(f.store.load(id.as_str()).await.unwrap().unwrap().data, d);
 
-    let mut text = StoredDocument::new("plain-text");
+    let mut text = StoredDocument::new(f.store.storage_key("plain-text"));
     text.session = Some(Payload::Text("{}".into()));
     text.expires = Some(millis(f.clock.now()) + Duration::hours(1));
     f.backend.insert(&text).await.unwrap();
     assert!(f.store.load("plain-text").await.unwrap().is_none());
+}
+
+/// The default storage key is the lowercase hex SHA-256 of the id; `IdAtRest::Raw`
+/// stores the id itself.
+pub async fn ids_are_hashed_at_rest<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend.clone(), |b| b).await;
+    f.store
+        .create_with_ids(&data(json!({"n": 1})), None, || "abc")
+        .await
+        .unwrap();
+    // SHA-256("abc"), FIPS 180-2 appendix B.1.
+    let digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(f.store.storage_key("abc"), digest);
+    raw_at(&f.backend, digest).await;
+    assert!(f
+        .backend
+        .find("abc", OffsetDateTime::UNIX_EPOCH)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(f.store.load("abc").await.unwrap().is_some());
+    // A client sending the digest as its cookie gets nothing.
+    assert!(f.store.load(digest).await.unwrap().is_none());
+
+    let raw_ids = fixture(backend, |b| b.id_at_rest(IdAtRest::Raw)).await;
+    raw_ids
+        .store
+        .create_with_ids(&data(json!({"n": 2})), None, || "xyz")
+        .await
+        .unwrap();
+    raw_at(&raw_ids.backend, "xyz").await;
+    assert_eq!(
+        raw_ids.store.load("xyz").await.unwrap().unwrap().data["n"],
+        2
+    );
+}
+
+fn ring(keys: &[(&str, u8)]) -> KeyRing {
+    KeyRing::new(
+        keys.iter()
+            .map(|(id, byte)| EncryptionKey::new(id, &[*byte; 32]).unwrap()),
+    )
+    .unwrap()
+}
+
+fn sealed_bytes(doc: &StoredDocument) -> Vec<u8> {
+    match &doc.session {
+        Some(Payload::Binary(bytes)) => bytes.clone(),
+        other => panic!("an encrypted session must be stored as binary, got {other:?}"),
+    }
+}
+
+const MARKER: &str = "marker-7f3a9c-plaintext";
+
+/// With a cipher, the payload is stored as an envelope holding no plaintext, loads back,
+/// and is re-encrypted on change; touches leave it alone.
+pub async fn encrypted_payload_round_trips<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend, |b| {
+        b.cipher(ring(&[("k1", 1)]))
+            .touch_after(StdDuration::from_secs(60))
+    })
+    .await;
+    let d = data(json!({"user": MARKER, "n": 1}));
+    let id = f.store.create(&d, None).await.unwrap();
+    let first = sealed_bytes(&raw(&f, id.as_str()).await);
+    assert_eq!(first[..4], [1, 2, b'k', b'1'], "envelope v1 with key id k1");
+    assert!(
+        !first.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+        "the plaintext is visible in the stored payload"
+    );
+    let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
+    assert_eq!(loaded.data, d);
+
+    f.clock.advance(Duration::minutes(2));
+    assert_eq!(
+        f.store.save(id.as_str(), &d, None).await.unwrap(),
+        SaveOutcome::Touched
+    );
+    assert_eq!(
+        sealed_bytes(&raw(&f, id.as_str()).await),
+        first,
+        "a touch re-wrote the payload"
+    );
+
+    let changed = data(json!({"user": MARKER, "n": 2}));
+    assert_eq!(
+        f.store.save(id.as_str(), &changed, None).await.unwrap(),
+        SaveOutcome::Written
+    );
+    assert_ne!(sealed_bytes(&raw(&f, id.as_str()).await), first);
+    assert_eq!(
+        f.store.load(id.as_str()).await.unwrap().unwrap().data,
+        changed
+    );
+
+    // Encryption and a queryable document format do not mix: a clear build error.
+    let Err(err) = SessionStore::builder(f.backend.clone())
+        .cipher(ring(&[("k1", 1)]))
+        .payload_format(PayloadFormat::Document)
+        .build()
+        .await
+    else {
+        panic!("a cipher with the document format must not build");
+    };
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "cipher",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// A session that cannot be decrypted is "no session" with a `LoadFailed` event:
+/// tampered, truncated, moved to another document, stored in clear, or sealed with a key
+/// this store does not have.
+pub async fn undecryptable_session_is_no_session<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend.clone(), |b| b.cipher(ring(&[("k1", 1)]))).await;
+    let id = f
+        .store
+        .create(&data(json!({"user": "ann"})), None)
+        .await
+        .unwrap();
+    let stored = raw(&f, id.as_str()).await;
+    let sealed = sealed_bytes(&stored);
+    let expires = stored.expires;
+
+    let mut tampered = sealed.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x80;
+    let cases = [
+        ("tampered", Payload::Binary(tampered)),
+        (
+            "truncated",
+            Payload::Binary(sealed[..sealed.len() / 2].to_vec()),
+        ),
+        ("moved", Payload::Binary(sealed.clone())),
+        ("in-clear", Payload::Text(r#"{"user":"mallory"}"#.into())),
+    ];
+    for (name, payload) in cases {
+        let mut doc = StoredDocument::new(f.store.storage_key(name));
+        doc.session = Some(payload);
+        doc.expires = expires;
+        f.backend.insert(&doc).await.unwrap();
+        assert!(
+            f.store.load(name).await.unwrap().is_none(),
+            "a {name} session loaded"
+        );
+    }
+    let failures = f
+        .events()
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::LoadFailed { .. }))
+        .count();
+    assert_eq!(failures, 4, "{:?}", f.events());
+
+    let other_keys = fixture(backend, |b| b.cipher(ring(&[("k2", 2)]))).await;
+    assert!(other_keys.store.load(id.as_str()).await.unwrap().is_none());
+    assert!(matches!(
+        &other_keys.events()[..],
+        [SessionEvent::LoadFailed { reason, .. }] if reason.contains("k1")
+    ));
+    // The original is untouched and still loads.
+    assert!(f.store.load(id.as_str()).await.unwrap().is_some());
+}
+
+/// Rotation: a new first key encrypts, the old one still decrypts; once the old key is
+/// removed, its sessions are "no session".
+pub async fn key_rotation_keeps_sessions<B: DocumentBackend + Clone>(backend: B) {
+    let before = fixture(backend.clone(), |b| b.cipher(ring(&[("k1", 1)]))).await;
+    let old = before
+        .store
+        .create(&data(json!({"n": 1})), None)
+        .await
+        .unwrap();
+
+    let rotated = fixture(backend.clone(), |b| b.cipher(ring(&[("k2", 2), ("k1", 1)]))).await;
+    assert_eq!(
+        rotated
+            .store
+            .load(old.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .data["n"],
+        1
+    );
+    rotated
+        .store
+        .save(old.as_str(), &data(json!({"n": 2})), None)
+        .await
+        .unwrap();
+    let new = rotated
+        .store
+        .create(&data(json!({"n": 3})), None)
+        .await
+        .unwrap();
+    for id in [&old, &new] {
+        let bytes = sealed_bytes(&raw(&rotated, id.as_str()).await);
+        assert_eq!(bytes[2..4], *b"k2", "the first key must encrypt");
+    }
+
+    let k2_only = fixture(backend.clone(), |b| b.cipher(ring(&[("k2", 2)]))).await;
+    assert_eq!(
+        k2_only
+            .store
+            .load(old.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .data["n"],
+        2
+    );
+    let untouched = before
+        .store
+        .create(&data(json!({"n": 4})), None)
+        .await
+        .unwrap();
+    assert!(k2_only
+        .store
+        .load(untouched.as_str())
+        .await
+        .unwrap()
+        .is_none());
 }
