@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use actix_session_mongo::core::KeyRing;
 use actix_session_mongo::AutoRemove;
 use anyhow::{bail, Context as _, Result};
 
@@ -21,6 +22,8 @@ pub struct Config {
     pub touch_after: Duration,
     pub auto_remove: AutoRemove,
     pub payload_bytes: usize,
+    /// Encryption keys from `SESSION_KEYS` (`keyid:base64,...`; the first encrypts).
+    pub session_keys: Option<KeyRing>,
     /// `COOKIE_KEY` (Actix only): the secret actix-session signs and encrypts the cookie
     /// with. Unset: a key generated at start-up, so sessions do not survive a restart.
     pub cookie_key: Option<String>,
@@ -50,7 +53,6 @@ where
 impl Config {
     pub fn from_env() -> Result<Self> {
         for (name, issue) in [
-            ("SESSION_KEYS", "encryption at rest"),
             ("TLS_CERT", "HTTPS"),
             ("TLS_KEY", "HTTPS"),
             ("TLS_CLIENT_CA", "mutual TLS"),
@@ -78,6 +80,10 @@ impl Config {
                 bail!("AUTO_REMOVE={other:?} is not one of `native`, `interval`, `disabled`")
             }
         };
+        let session_keys = var("SESSION_KEYS")?
+            .map(|list| KeyRing::parse(&list))
+            .transpose()
+            .context("SESSION_KEYS must be `keyid:base64(32 bytes)` entries separated by commas (make a key with `openssl rand -base64 32`)")?;
         let ttl = parsed("SESSION_TTL_SECS", 1_209_600u64, "a number of seconds")?;
         if ttl == 0 {
             bail!("SESSION_TTL_SECS must be positive");
@@ -97,6 +103,7 @@ impl Config {
             )?),
             auto_remove,
             payload_bytes: parsed("PAYLOAD_BYTES", 0usize, "a number of bytes")?,
+            session_keys,
             cookie_key: match var("COOKIE_KEY")? {
                 Some(k) if k.len() < 32 => {
                     bail!("COOKIE_KEY must be a secret of at least 32 characters")

@@ -161,7 +161,7 @@ fn with_session(
         .wrap(actix_web::middleware::from_fn(store_failure_is_503))
 }
 
-async fn build_store(config: &Config) -> anyhow::Result<MongoSessionStore> {
+async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
     let mut backend = MongoBackend::builder()
         .uri(&config.mongodb_uri)
         .collection(&config.collection);
@@ -188,10 +188,18 @@ async fn build_store(config: &Config) -> anyhow::Result<MongoSessionStore> {
             config.mongodb_uri
         )
     })?;
-    let store = SessionStore::builder(backend)
+    let mut builder = SessionStore::builder(backend)
         .ttl(config.ttl)
         .touch_after(config.touch_after)
-        .auto_remove(config.auto_remove)
+        .auto_remove(config.auto_remove);
+    if let Some(keys) = config.session_keys.take() {
+        tracing::info!(
+            encrypting_with = keys.primary_id(),
+            "sessions are encrypted at rest"
+        );
+        builder = builder.cipher(keys);
+    }
+    let store = builder
         .build()
         .await
         .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")?;
@@ -199,8 +207,8 @@ async fn build_store(config: &Config) -> anyhow::Result<MongoSessionStore> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
-    let store = build_store(&config).await?;
+    let mut config = Config::from_env()?;
+    let store = build_store(&mut config).await?;
     let ttl = actix_web::cookie::time::Duration::try_from(config.ttl)
         .context("SESSION_TTL_SECS is too large")?;
     let key = match &config.cookie_key {

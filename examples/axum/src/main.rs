@@ -133,7 +133,7 @@ async fn store_failure_is_503(response: Response) -> Response {
     response
 }
 
-async fn build_store(config: &Config) -> anyhow::Result<MongoSessionStore> {
+async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
     let mut backend = MongoBackend::builder()
         .uri(&config.mongodb_uri)
         .collection(&config.collection);
@@ -160,10 +160,18 @@ async fn build_store(config: &Config) -> anyhow::Result<MongoSessionStore> {
             config.mongodb_uri
         )
     })?;
-    let store = SessionStore::builder(backend)
+    let mut builder = SessionStore::builder(backend)
         .ttl(config.ttl)
         .touch_after(config.touch_after)
-        .auto_remove(config.auto_remove)
+        .auto_remove(config.auto_remove);
+    if let Some(keys) = config.session_keys.take() {
+        tracing::info!(
+            encrypting_with = keys.primary_id(),
+            "sessions are encrypted at rest"
+        );
+        builder = builder.cipher(keys);
+    }
+    let store = builder
         .build()
         .await
         .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")?;
@@ -200,8 +208,8 @@ fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
-    let store = build_store(&config).await?;
+    let mut config = Config::from_env()?;
+    let store = build_store(&mut config).await?;
     let app = app(&config, store.clone())?;
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr)

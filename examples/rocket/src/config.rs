@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use rocket_session_mongo::core::KeyRing;
 use rocket_session_mongo::AutoRemove;
 
 /// How often `AUTO_REMOVE=interval` deletes expired sessions (connect-mongo's default).
@@ -21,6 +22,8 @@ pub struct Config {
     pub touch_after: Duration,
     pub auto_remove: AutoRemove,
     pub payload_bytes: usize,
+    /// Encryption keys from `SESSION_KEYS` (`keyid:base64,...`; the first encrypts).
+    pub session_keys: Option<KeyRing>,
 }
 
 fn var(name: &str) -> Result<Option<String>> {
@@ -47,7 +50,6 @@ where
 impl Config {
     pub fn from_env() -> Result<Self> {
         for (name, issue) in [
-            ("SESSION_KEYS", "encryption at rest"),
             ("TLS_CERT", "HTTPS"),
             ("TLS_KEY", "HTTPS"),
             ("TLS_CLIENT_CA", "mutual TLS"),
@@ -75,6 +77,10 @@ impl Config {
                 bail!("AUTO_REMOVE={other:?} is not one of `native`, `interval`, `disabled`")
             }
         };
+        let session_keys = var("SESSION_KEYS")?
+            .map(|list| KeyRing::parse(&list))
+            .transpose()
+            .context("SESSION_KEYS must be `keyid:base64(32 bytes)` entries separated by commas (make a key with `openssl rand -base64 32`)")?;
         let ttl = parsed("SESSION_TTL_SECS", 1_209_600u64, "a number of seconds")?;
         if ttl == 0 {
             bail!("SESSION_TTL_SECS must be positive");
@@ -94,6 +100,7 @@ impl Config {
             )?),
             auto_remove,
             payload_bytes: parsed("PAYLOAD_BYTES", 0usize, "a number of bytes")?,
+            session_keys,
         })
     }
 }

@@ -133,7 +133,7 @@ fn error(status: Status, _: &Request<'_>) -> Reply {
     )
 }
 
-async fn build_store(config: &Config) -> anyhow::Result<SessionStore<MongoBackend>> {
+async fn build_store(config: &mut Config) -> anyhow::Result<SessionStore<MongoBackend>> {
     let mut backend = MongoBackend::builder()
         .uri(&config.mongodb_uri)
         .collection(&config.collection);
@@ -160,18 +160,26 @@ async fn build_store(config: &Config) -> anyhow::Result<SessionStore<MongoBacken
             config.mongodb_uri
         )
     })?;
-    SessionStore::builder(backend)
+    let mut builder = SessionStore::builder(backend)
         .ttl(config.ttl)
         .touch_after(config.touch_after)
-        .auto_remove(config.auto_remove)
+        .auto_remove(config.auto_remove);
+    if let Some(keys) = config.session_keys.take() {
+        tracing::info!(
+            encrypting_with = keys.primary_id(),
+            "sessions are encrypted at rest"
+        );
+        builder = builder.cipher(keys);
+    }
+    builder
         .build()
         .await
         .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")
 }
 
 async fn run() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
-    let store = build_store(&config).await?;
+    let mut config = Config::from_env()?;
+    let store = build_store(&mut config).await?;
     let rocket_config = rocket::Config {
         address: config.host,
         port: config.port,
