@@ -3,7 +3,8 @@
 //!
 //! This crate is the Rust counterpart of Node's connect-mongo core: session ids,
 //! expiry, the lazy touch window, the payload codec and events live here, and a backend
-//! only stores documents. Use it through an adapter (`tower-sessions-mongo` for Axum)
+//! only stores documents. Use it through an adapter (`tower-sessions-mongo` for Axum,
+//! `actix-session-mongo`, `rocket-session-mongo`)
 //! with the MongoDB backend (`session-store-mongo`); use it directly to write a new
 //! adapter or backend. It has no dependency on tokio, MongoDB or a web framework.
 //!
@@ -46,6 +47,8 @@
 //! | [`timestamps`](SessionStoreBuilder::timestamps) | `timestamps` | off | `createdAt` on insert, `updatedAt` on every write and touch |
 //! | [`payload_format`](SessionStoreBuilder::payload_format) | `stringify`, `serialize`/`unserialize` | [`PayloadFormat::JsonString`] | JSON string, queryable document, or a custom [`SessionSerializer`] |
 //! | [`transform_id`](SessionStoreBuilder::transform_id) | `transformId` | identity | maps a session id to its storage key |
+//! | [`id_at_rest`](SessionStoreBuilder::id_at_rest) | — | [`IdAtRest::Sha256`] | `_id` is the SHA-256 digest of the id (after `transform_id`), or `Raw` |
+//! | [`cipher`](SessionStoreBuilder::cipher) | `crypto` / `cryptoAdapter` | none | encrypts every payload, e.g. with a [`KeyRing`] (AES-256-GCM, see [`crypto`]) |
 //! | [`on_event`](SessionStoreBuilder::on_event) | store events | none | receives every [`SessionEvent`] |
 //! | [`clock`](SessionStoreBuilder::clock) | — | [`SystemClock`] | time source (inject [`ManualClock`] in tests) |
 //!
@@ -61,7 +64,11 @@
 //!   ([`SaveOutcome::NotFound`]).
 //! - **Expired sessions never load**, even before the database removes them.
 //! - **Undecodable documents are "no session"**: a warning and a
-//!   [`SessionEvent::LoadFailed`], never a panic or an error page.
+//!   [`SessionEvent::LoadFailed`], never a panic or an error page. With a cipher, so is
+//!   a payload that fails to decrypt (tampered, moved to another document, sealed with a
+//!   removed key) or one stored in clear.
+//! - **Ids protected at rest**: the stored `_id` is a digest of the session id, so a
+//!   copy of the database holds no usable cookie and lookups never compare the secret.
 //! - **Touch-after without a read-back**: the store remembers a fingerprint of what it
 //!   last read or wrote for recent sessions (a bounded map), so it can tell an
 //!   unchanged save from a changed one. The stored `expires` may lag the cookie's by up
@@ -76,8 +83,8 @@
 //!
 //! | field | type | when |
 //! | --- | --- | --- |
-//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]) |
-//! | `session` | string (JSON) or document | always; see [`codec`] for the payload versions |
+//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id |
+//! | `session` | string (JSON), document, or binary (encrypted) | always; see [`codec`] for the payload versions and [`crypto`] for the envelope |
 //! | `expires` | date | always; MongoDB's TTL index is on this field with `expireAfterSeconds: 0` |
 //! | `lastModified` | date | when `touch_after` is non-zero: the last write or touch |
 //! | `createdAt` | date | when `timestamps` is on: the insert |
