@@ -25,6 +25,8 @@ commands:
   mongod down                    stop it and delete its data
   mongod status                  say whether it runs
   ci                             cargo fmt --check, clippy -D warnings, then `test`
+  bench [--quick] [--rounds 3]   start a throwaway mongod, run the store benchmark in release
+                                 mode, write target/bench/latest.md
   help                           this text
 ";
 
@@ -36,6 +38,7 @@ enum Task {
     MongodDown,
     MongodStatus,
     Ci,
+    Bench { args: Vec<String> },
     Help,
 }
 
@@ -98,6 +101,23 @@ fn parse(args: &[String]) -> Result<Task> {
         (Some("mongod"), Some("down")) if rest.len() == 1 => Task::MongodDown,
         (Some("mongod"), Some("status")) if rest.len() == 1 => Task::MongodStatus,
         (Some("ci"), None) => Task::Ci,
+        (Some("bench"), _) => {
+            let mut args = Vec::new();
+            let mut i = 0;
+            while i < rest.len() {
+                match rest[i] {
+                    "--quick" => args.push("--quick".to_owned()),
+                    "--rounds" => {
+                        let n = flag("--rounds")?.unwrap_or_default();
+                        args.extend(["--rounds".to_owned(), n]);
+                        i += 1;
+                    }
+                    other => bail!("unexpected argument `{other}`\n\n{USAGE}"),
+                }
+                i += 1;
+            }
+            Task::Bench { args }
+        }
         (Some(other), _) => bail!(
             "unknown command `{}`\n\n{USAGE}",
             [other]
@@ -212,6 +232,39 @@ fn demo(framework: &str, port: u16) -> Result<bool> {
     })
 }
 
+fn bench(args: &[String]) -> Result<bool> {
+    // Build first, so the build does not run while mongod waits.
+    let built = cargo()
+        .args(["build", "--release", "--package", "session-store-bench"])
+        .status()
+        .context("cannot build the benchmark")?;
+    if !built.success() {
+        return Ok(false);
+    }
+    let out = project_root()
+        .join("target")
+        .join("bench")
+        .join("latest.md");
+    with_mongod(|server| {
+        let status = cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--package",
+                "session-store-bench",
+                "--",
+            ])
+            .args(["--uri", &server.uri()])
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .status()
+            .context("cannot run the benchmark")?;
+        Ok(status.success())
+    })
+}
+
 fn mongod_up(version: &str) -> Result<()> {
     let file = state_dir()?.join("mongod.env");
     if let Some(existing) = Mongod::load(&file)? {
@@ -288,6 +341,7 @@ fn run() -> Result<bool> {
         Task::MongodDown => mongod_down().map(|()| true),
         Task::MongodStatus => mongod_status().map(|()| true),
         Task::Ci => ci(),
+        Task::Bench { args } => bench(&args),
     }
 }
 

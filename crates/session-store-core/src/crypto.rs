@@ -367,7 +367,7 @@ impl KeyRing {
             primary.sealed.fetch_sub(1, Ordering::Relaxed);
             return Err(CipherError::Exhausted(primary.key.id.clone()));
         }
-        if n >= WARN_ENCRYPTIONS && (n - WARN_ENCRYPTIONS) % WARN_EVERY == 0 {
+        if n >= WARN_ENCRYPTIONS && (n - WARN_ENCRYPTIONS).is_multiple_of(WARN_EVERY) {
             tracing::warn!(
                 key_id = %primary.key.id,
                 encryptions = n,
@@ -557,7 +557,8 @@ mod tests {
         assert!(ring.encryptions("old").is_some());
 
         let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
-        let cases: [(&str, fn(&KeyError) -> bool); 6] = [
+        type Expect = fn(&KeyError) -> bool;
+        let cases: [(&str, Expect); 6] = [
             ("", |e| matches!(e, KeyError::Malformed { position: 1 })),
             ("nokey", |e| {
                 matches!(e, KeyError::Malformed { position: 1 })

@@ -1476,154 +1476,6 @@ pub async fn mongodb_outage(bin: impl AsRef<Path>) {
     .await;
 }
 
-#[cfg(test)]
-mod tests {
-    use time::macros::datetime;
-
-    use super::*;
-
-    #[test]
-    fn parses_name_value_and_attributes_case_insensitively() {
-        let c = SetCookie::parse(
-            "sid=AbC-_123; path=/; HTTPONLY; samesite=lax; Max-Age=1209600; Domain=example.com",
-        )
-        .unwrap();
-        assert_eq!((c.name.as_str(), c.value.as_str()), ("sid", "AbC-_123"));
-        assert_eq!(c.attribute("Path"), Some(Some("/")));
-        assert_eq!(c.attribute("HttpOnly"), Some(None));
-        assert!(c.has("httponly"));
-        assert_eq!(c.attribute("SameSite"), Some(Some("lax")));
-        assert!(!c.has("Secure"));
-        assert_eq!(c.max_age(), Some(1_209_600));
-        assert_eq!(c.expires(), None);
-        assert!(!c.removes_at(OffsetDateTime::now_utc()));
-        assert_eq!(
-            c.to_string(),
-            "sid=AbC-_123; path=/; HTTPONLY; samesite=lax; Max-Age=1209600; Domain=example.com"
-        );
-    }
-
-    #[test]
-    fn keeps_values_with_equals_signs_and_spaces_trimmed() {
-        let c = SetCookie::parse(" a = b=c ;  Secure ; ;Path = /x ").unwrap();
-        assert_eq!((c.name.as_str(), c.value.as_str()), ("a", "b=c"));
-        assert!(c.has("secure"));
-        assert_eq!(c.attribute("path"), Some(Some("/x")));
-        assert_eq!(SetCookie::parse("sid=; Max-Age=0").unwrap().value, "");
-        assert_eq!(
-            SetCookie::parse(r#"q="quoted""#).unwrap().value,
-            r#""quoted""#
-        );
-    }
-
-    #[test]
-    fn rejects_headers_without_a_pair() {
-        assert_eq!(SetCookie::parse(""), None);
-        assert_eq!(SetCookie::parse("novalue"), None);
-        assert_eq!(SetCookie::parse("=value; Path=/"), None);
-    }
-
-    #[test]
-    fn last_attribute_wins() {
-        let c = SetCookie::parse("sid=x; Path=/a; path=/b").unwrap();
-        assert_eq!(c.attribute("Path"), Some(Some("/b")));
-    }
-
-    #[test]
-    fn removal_by_max_age_or_past_expires() {
-        let now = datetime!(2025-06-01 12:00 UTC);
-        let removes = |h: &str| SetCookie::parse(h).unwrap().removes_at(now);
-        assert!(removes("sid=; Max-Age=0"));
-        assert!(removes("sid=x; max-age=-1"));
-        assert!(removes("sid=; Expires=Thu, 01 Jan 1970 00:00:00 GMT"));
-        assert!(removes(
-            "sid=; expires=Sat, 01-Jun-2024 11:00:00 GMT; Path=/"
-        ));
-        assert!(!removes("sid=x; Expires=Sun, 01 Jun 2025 12:00:01 GMT"));
-        assert!(!removes("sid=x"));
-        // Max-Age takes precedence over Expires.
-        assert!(!removes(
-            "sid=x; Max-Age=60; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
-        ));
-        assert!(removes(
-            "sid=x; Expires=Sun, 01 Jun 2099 12:00:00 GMT; Max-Age=0"
-        ));
-        // A malformed Max-Age is ignored.
-        assert!(!removes("sid=x; Max-Age=soon"));
-        assert!(removes(
-            "sid=x; Max-Age=99999999999999999999999; Max-Age=-5"
-        ));
-    }
-
-    #[test]
-    fn cookie_dates() {
-        let at = datetime!(2015-10-21 07:28:00 UTC);
-        for text in [
-            "Wed, 21 Oct 2015 07:28:00 GMT",
-            "Wednesday, 21-Oct-15 07:28:00 GMT",
-            "Wed Oct 21 07:28:00 2015",
-            "21 october 2015 7:28:0",
-        ] {
-            assert_eq!(parse_cookie_date(text), Some(at), "{text}");
-        }
-        assert_eq!(
-            parse_cookie_date("Thu, 01 Jan 1970 00:00:00 GMT"),
-            Some(OffsetDateTime::UNIX_EPOCH)
-        );
-        for bad in [
-            "",
-            "tomorrow",
-            "Wed, 31 Feb 2015 07:28:00 GMT",
-            "Wed, 21 Oct 2015 25:00:00 GMT",
-            "Wed, 21 Oct 1600 07:28:00 GMT",
-            "Wed, 21 Oct 2015",
-        ] {
-            assert_eq!(parse_cookie_date(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn forged_ids_have_the_requested_shape() {
-        let b64 = forged_id(b"", 0);
-        assert_eq!(b64.len(), 22, "{b64}");
-        assert!(b64
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        let alnum = forged_id(b"ab", 64);
-        assert_eq!(alnum.len(), 64);
-        assert!(alnum.bytes().all(|b| b == b'a' || b == b'b'));
-        assert_ne!(forged_id(b"", 0), forged_id(b"", 0));
-    }
-
-    #[test]
-    fn session_cookie_checks_every_attribute() {
-        let good = SetCookie::parse(
-            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Max-Age=60",
-        )
-        .unwrap();
-        assert_eq!(session_cookie(&good, "t"), "0123456789abcdefghijkl");
-        // Signed or encrypted ids, percent-encoded (actix-session) or not, are opaque.
-        let encoded =
-            SetCookie::parse("sid=Ab%2B/cd%3D0123456789xyz+=; HttpOnly; SameSite=Lax; Path=/")
-                .unwrap();
-        assert_eq!(session_cookie(&encoded, "t"), "Ab%2B/cd%3D0123456789xyz+=");
-        for bad in [
-            "sid=0123456789abcdefghijkl; SameSite=Lax; Path=/",
-            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Strict; Path=/",
-            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax",
-            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Secure",
-            "sid=short; HttpOnly; SameSite=Lax; Path=/",
-            "sid=0123456789abcdefghijkl,x; HttpOnly; SameSite=Lax; Path=/",
-            "sid=0123456789abcdefghijkl\\x; HttpOnly; SameSite=Lax; Path=/",
-            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Max-Age=0",
-        ] {
-            let cookie = SetCookie::parse(bad).unwrap();
-            let result = std::panic::catch_unwind(|| session_cookie(&cookie, "t"));
-            assert!(result.is_err(), "accepted {bad}");
-        }
-    }
-}
-
 /// The envelope of an encrypted `session` field: its bytes, checked to be a BSON binary
 /// starting with version 1 and a key id.
 fn envelope(doc: &Document, what: &str) -> Vec<u8> {
@@ -1781,5 +1633,153 @@ pub async fn key_rotation_across_restarts(bin: impl AsRef<Path>) {
             Ok(panic) => std::panic::resume_unwind(panic),
             Err(e) => panic!("the case did not finish: {e}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn parses_name_value_and_attributes_case_insensitively() {
+        let c = SetCookie::parse(
+            "sid=AbC-_123; path=/; HTTPONLY; samesite=lax; Max-Age=1209600; Domain=example.com",
+        )
+        .unwrap();
+        assert_eq!((c.name.as_str(), c.value.as_str()), ("sid", "AbC-_123"));
+        assert_eq!(c.attribute("Path"), Some(Some("/")));
+        assert_eq!(c.attribute("HttpOnly"), Some(None));
+        assert!(c.has("httponly"));
+        assert_eq!(c.attribute("SameSite"), Some(Some("lax")));
+        assert!(!c.has("Secure"));
+        assert_eq!(c.max_age(), Some(1_209_600));
+        assert_eq!(c.expires(), None);
+        assert!(!c.removes_at(OffsetDateTime::now_utc()));
+        assert_eq!(
+            c.to_string(),
+            "sid=AbC-_123; path=/; HTTPONLY; samesite=lax; Max-Age=1209600; Domain=example.com"
+        );
+    }
+
+    #[test]
+    fn keeps_values_with_equals_signs_and_spaces_trimmed() {
+        let c = SetCookie::parse(" a = b=c ;  Secure ; ;Path = /x ").unwrap();
+        assert_eq!((c.name.as_str(), c.value.as_str()), ("a", "b=c"));
+        assert!(c.has("secure"));
+        assert_eq!(c.attribute("path"), Some(Some("/x")));
+        assert_eq!(SetCookie::parse("sid=; Max-Age=0").unwrap().value, "");
+        assert_eq!(
+            SetCookie::parse(r#"q="quoted""#).unwrap().value,
+            r#""quoted""#
+        );
+    }
+
+    #[test]
+    fn rejects_headers_without_a_pair() {
+        assert_eq!(SetCookie::parse(""), None);
+        assert_eq!(SetCookie::parse("novalue"), None);
+        assert_eq!(SetCookie::parse("=value; Path=/"), None);
+    }
+
+    #[test]
+    fn last_attribute_wins() {
+        let c = SetCookie::parse("sid=x; Path=/a; path=/b").unwrap();
+        assert_eq!(c.attribute("Path"), Some(Some("/b")));
+    }
+
+    #[test]
+    fn removal_by_max_age_or_past_expires() {
+        let now = datetime!(2025-06-01 12:00 UTC);
+        let removes = |h: &str| SetCookie::parse(h).unwrap().removes_at(now);
+        assert!(removes("sid=; Max-Age=0"));
+        assert!(removes("sid=x; max-age=-1"));
+        assert!(removes("sid=; Expires=Thu, 01 Jan 1970 00:00:00 GMT"));
+        assert!(removes(
+            "sid=; expires=Sat, 01-Jun-2024 11:00:00 GMT; Path=/"
+        ));
+        assert!(!removes("sid=x; Expires=Sun, 01 Jun 2025 12:00:01 GMT"));
+        assert!(!removes("sid=x"));
+        // Max-Age takes precedence over Expires.
+        assert!(!removes(
+            "sid=x; Max-Age=60; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        ));
+        assert!(removes(
+            "sid=x; Expires=Sun, 01 Jun 2099 12:00:00 GMT; Max-Age=0"
+        ));
+        // A malformed Max-Age is ignored.
+        assert!(!removes("sid=x; Max-Age=soon"));
+        assert!(removes(
+            "sid=x; Max-Age=99999999999999999999999; Max-Age=-5"
+        ));
+    }
+
+    #[test]
+    fn cookie_dates() {
+        let at = datetime!(2015-10-21 07:28:00 UTC);
+        for text in [
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Wednesday, 21-Oct-15 07:28:00 GMT",
+            "Wed Oct 21 07:28:00 2015",
+            "21 october 2015 7:28:0",
+        ] {
+            assert_eq!(parse_cookie_date(text), Some(at), "{text}");
+        }
+        assert_eq!(
+            parse_cookie_date("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(OffsetDateTime::UNIX_EPOCH)
+        );
+        for bad in [
+            "",
+            "tomorrow",
+            "Wed, 31 Feb 2015 07:28:00 GMT",
+            "Wed, 21 Oct 2015 25:00:00 GMT",
+            "Wed, 21 Oct 1600 07:28:00 GMT",
+            "Wed, 21 Oct 2015",
+        ] {
+            assert_eq!(parse_cookie_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn forged_ids_have_the_requested_shape() {
+        let b64 = forged_id(b"", 0);
+        assert_eq!(b64.len(), 22, "{b64}");
+        assert!(b64
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        let alnum = forged_id(b"ab", 64);
+        assert_eq!(alnum.len(), 64);
+        assert!(alnum.bytes().all(|b| b == b'a' || b == b'b'));
+        assert_ne!(forged_id(b"", 0), forged_id(b"", 0));
+    }
+
+    #[test]
+    fn session_cookie_checks_every_attribute() {
+        let good = SetCookie::parse(
+            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Max-Age=60",
+        )
+        .unwrap();
+        assert_eq!(session_cookie(&good, "t"), "0123456789abcdefghijkl");
+        // Signed or encrypted ids, percent-encoded (actix-session) or not, are opaque.
+        let encoded =
+            SetCookie::parse("sid=Ab%2B/cd%3D0123456789xyz+=; HttpOnly; SameSite=Lax; Path=/")
+                .unwrap();
+        assert_eq!(session_cookie(&encoded, "t"), "Ab%2B/cd%3D0123456789xyz+=");
+        for bad in [
+            "sid=0123456789abcdefghijkl; SameSite=Lax; Path=/",
+            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Strict; Path=/",
+            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax",
+            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Secure",
+            "sid=short; HttpOnly; SameSite=Lax; Path=/",
+            "sid=0123456789abcdefghijkl,x; HttpOnly; SameSite=Lax; Path=/",
+            "sid=0123456789abcdefghijkl\\x; HttpOnly; SameSite=Lax; Path=/",
+            "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Max-Age=0",
+        ] {
+            let cookie = SetCookie::parse(bad).unwrap();
+            let result = std::panic::catch_unwind(|| session_cookie(&cookie, "t"));
+            assert!(result.is_err(), "accepted {bad}");
+        }
     }
 }
