@@ -1,6 +1,9 @@
 //! Errors of the MongoDB backend.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::tls::Diagnosis;
 
 /// An error from [`MongoBackend`](crate::MongoBackend).
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,26 @@ pub enum MongoError {
         option: &'static str,
         /// What is wrong and what to do.
         reason: String,
+    },
+    /// A TLS file (CA, client certificate and key) is missing, unreadable or unusable.
+    #[error("TLS file {}: {problem}", path.display())]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+        /// The I/O error, when reading failed.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// The connection check at start-up failed; the diagnosis says why and what to do.
+    #[error("cannot connect to MongoDB: {diagnosis}")]
+    Connect {
+        /// What went wrong, as far as the driver's error tells.
+        diagnosis: Diagnosis,
+        /// The driver's error.
+        #[source]
+        source: mongodb::error::Error,
     },
     /// The operation did not finish in time: the server is down, unreachable or hung.
     #[error("MongoDB `{operation}` did not complete within {timeout:?}: check that the server is running and reachable, or raise `operation_timeout`")]

@@ -52,6 +52,7 @@
 mod backend;
 mod convert;
 mod error;
+mod tls;
 
 pub use backend::{
     MongoBackend, MongoBackendBuilder, DEFAULT_COLLECTION, DEFAULT_DATABASE,
@@ -59,3 +60,4 @@ pub use backend::{
 };
 pub use error::MongoError;
 pub use mongodb;
+pub use tls::Diagnosis;

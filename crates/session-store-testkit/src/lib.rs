@@ -24,6 +24,7 @@
 //! # fn main() {}
 //! ```
 
+pub mod certs;
 pub mod conformance;
 pub mod contract;
 pub mod live;

@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
+use crate::certs::CertSet;
 use crate::live::{file_tail, free_port, unique_name};
 
 /// How long a start or restart may take before it is an error.
@@ -45,7 +47,37 @@ pub struct PrivateMongod {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    extra_args: Vec<OsString>,
 }
+
+/// How a [`PrivateMongod`] secures connections (`../shared/MONGODB.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Security {
+    /// Plain TCP, no authentication.
+    Plain,
+    /// TLS required (`requireTLS`), client certificates optional.
+    Tls,
+    /// TLS with a client certificate required.
+    MutualTls,
+    /// Like [`Tls`](Self::Tls), with a server certificate valid only for
+    /// `wrong.invalid` (a hostname mismatch for every client).
+    TlsWrongHostname,
+    /// Mutual TLS and `--auth`; the [`CertSet::client`] certificate's subject is an
+    /// `$external` user with the `root` role.
+    X509,
+    /// Plain TCP and `--auth`; user [`SCRAM_USER`] / [`SCRAM_PASSWORD`] in `admin` with the
+    /// `root` role, SCRAM-SHA-256.
+    Scram,
+}
+
+/// The SCRAM user of [`Security::Scram`].
+pub const SCRAM_USER: &str = "app";
+/// Its password.
+pub const SCRAM_PASSWORD: &str = "app-password-0123";
+/// The administrator created through the localhost exception in the `--auth` modes.
+const ROOT_USER: &str = "root";
+const ROOT_PASSWORD: &str = "root-password-0123";
 
 impl PrivateMongod {
     /// Starts `bin` as a standalone mongod on a free 127.0.0.1 port with a fresh data
@@ -56,6 +88,105 @@ impl PrivateMongod {
     /// When the directory cannot be made, the binary does not start, or it exits or
     /// does not get ready in time (the error quotes its log).
     pub async fn start(bin: &Path) -> anyhow::Result<Self> {
+        Self::start_with_args(bin, Vec::new()).await
+    }
+
+    /// Starts `bin` secured as `security` says, with the certificates of `certs`, and
+    /// creates the users that mode needs (through the localhost exception).
+    ///
+    /// # Errors
+    ///
+    /// As for [`start`](Self::start); also when the users cannot be created.
+    pub async fn start_secure(
+        bin: &Path,
+        security: Security,
+        certs: &CertSet,
+    ) -> anyhow::Result<Self> {
+        let mut args: Vec<OsString> = Vec::new();
+        if security != Security::Plain && security != Security::Scram {
+            let server = if security == Security::TlsWrongHostname {
+                &certs.server_wrong_host
+            } else {
+                &certs.server
+            };
+            args.extend(["--tlsMode".into(), "requireTLS".into()]);
+            args.extend(["--tlsCertificateKeyFile".into(), server.clone().into()]);
+            args.extend(["--tlsCAFile".into(), certs.ca.clone().into()]);
+        }
+        if matches!(security, Security::Tls | Security::TlsWrongHostname) {
+            args.push("--tlsAllowConnectionsWithoutCertificates".into());
+        }
+        if matches!(security, Security::X509 | Security::Scram) {
+            args.push("--auth".into());
+        }
+        let mongod = Self::start_with_args(bin, args).await?;
+        match security {
+            Security::X509 => {
+                let tls = mongod.tls_query(certs, Some(&certs.client));
+                let admin = mongod.create_root(&tls).await?;
+                admin
+                    .database("$external")
+                    .run_command(mongodb::bson::doc! {
+                        "createUser": &certs.client_subject,
+                        "roles": [{ "role": "root", "db": "admin" }],
+                    })
+                    .await
+                    .context("creating the X.509 user failed")?;
+                admin.shutdown().await;
+            }
+            Security::Scram => {
+                let admin = mongod.create_root("").await?;
+                admin
+                    .database("admin")
+                    .run_command(mongodb::bson::doc! {
+                        "createUser": SCRAM_USER,
+                        "pwd": SCRAM_PASSWORD,
+                        "roles": [{ "role": "root", "db": "admin" }],
+                        "mechanisms": ["SCRAM-SHA-256"],
+                    })
+                    .await
+                    .context("creating the SCRAM user failed")?;
+                admin.shutdown().await;
+            }
+            _ => {}
+        }
+        Ok(mongod)
+    }
+
+    /// `tls=true&tlsCAFile=...[&tlsCertificateKeyFile=...]` for this server's certificates.
+    pub fn tls_query(&self, certs: &CertSet, client: Option<&Path>) -> String {
+        let mut q = format!("tls=true&tlsCAFile={}", certs.ca.display());
+        if let Some(c) = client {
+            q.push_str(&format!("&tlsCertificateKeyFile={}", c.display()));
+        }
+        q
+    }
+
+    /// Creates the root user through the localhost exception and returns a client logged
+    /// in as it. `query` holds the connection options (TLS) without credentials.
+    async fn create_root(&self, query: &str) -> anyhow::Result<mongodb::Client> {
+        let open = mongodb::Client::with_uri_str(format!("{}?{query}", self.uri()))
+            .await
+            .context("connecting for the localhost exception failed")?;
+        open.database("admin")
+            .run_command(mongodb::bson::doc! {
+                "createUser": ROOT_USER,
+                "pwd": ROOT_PASSWORD,
+                "roles": ["root"],
+            })
+            .await
+            .context("creating the root user through the localhost exception failed")?;
+        open.shutdown().await;
+        let sep = if query.is_empty() { "" } else { "&" };
+        mongodb::Client::with_uri_str(format!(
+            "mongodb://{ROOT_USER}:{ROOT_PASSWORD}@127.0.0.1:{}/?authSource=admin{sep}{query}",
+            self.port
+        ))
+        .await
+        .context("logging in as root failed")
+    }
+
+    async fn start_with_args(bin: &Path, extra_args: Vec<OsString>) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(unique_name("mongod"));
         std::fs::create_dir_all(dir.join("db"))
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -64,6 +195,7 @@ impl PrivateMongod {
             dir,
             port: 0,
             child: None,
+            extra_args,
         };
         // The free port may be taken by someone else before mongod binds it: try another.
         let mut attempts = 0;
@@ -238,6 +370,7 @@ impl PrivateMongod {
             .args(["--setParameter", "enableTestCommands=1"])
             // No /tmp/mongodb-PORT.sock left behind when the process is killed.
             .arg("--nounixsocket")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -1,0 +1,173 @@
+//! Test certificates for TLS, mutual TLS and X.509 (rcgen): a CA, a server certificate
+//! for `localhost` and `127.0.0.1`, client certificates, and the negative cases (a client
+//! from a second CA, a server certificate for another host, a certificate without its
+//! key). `cargo xtask certs` writes the same set for manual use.
+//!
+//! Every PEM that a server or client presents holds the certificate followed by its
+//! PKCS#8 key, as mongod wants it (`--tlsCertificateKeyFile`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+
+/// The organization every test certificate names.
+pub const ORGANIZATION: &str = "session-store-test";
+
+/// Paths of a generated certificate set (all PEM).
+#[derive(Debug, Clone)]
+pub struct CertSet {
+    /// The directory holding them.
+    pub dir: PathBuf,
+    /// The CA certificate (trust anchor for servers and clients).
+    pub ca: PathBuf,
+    /// Server certificate and key: SAN `localhost`, `127.0.0.1`.
+    pub server: PathBuf,
+    /// Server certificate and key valid only for `wrong.invalid` (hostname mismatch).
+    pub server_wrong_host: PathBuf,
+    /// Client certificate and key (`CN=session-client,OU=clients`), mapped to an X.509
+    /// user in tests.
+    pub client: PathBuf,
+    /// [`client`](Self::client)'s subject in RFC 2253 order, the `$external` user name.
+    pub client_subject: String,
+    /// A client certificate from the same CA with a subject no user is created for.
+    pub client_unmapped: PathBuf,
+    /// A client certificate and key from a second, untrusted CA.
+    pub client_other_ca: PathBuf,
+    /// The second CA's certificate.
+    pub other_ca: PathBuf,
+    /// A client certificate without its key.
+    pub client_cert_only: PathBuf,
+}
+
+fn dn(parts: &[(DnType, &str)]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for (t, v) in parts {
+        dn.push(t.clone(), *v);
+    }
+    dn
+}
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(name: &str) -> anyhow::Result<(Self, String)> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = dn(&[
+            (DnType::OrganizationName, ORGANIZATION),
+            (DnType::CommonName, name),
+        ]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate()?;
+        let pem = params.self_signed(&key)?.pem();
+        Ok((Self { params, key }, pem))
+    }
+
+    /// A leaf certificate and key PEM.
+    fn issue(
+        &self,
+        sans: &[&str],
+        subject: &[(DnType, &str)],
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> anyhow::Result<(String, String)> {
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
+        params.distinguished_name = dn(subject);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = usages;
+        let key = KeyPair::generate()?;
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+impl CertSet {
+    /// Generates a fresh set into `dir` (created if missing; files are overwritten).
+    ///
+    /// # Errors
+    ///
+    /// When a certificate cannot be generated or a file cannot be written.
+    pub fn generate(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let server_usage = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let client_usage = || vec![ExtendedKeyUsagePurpose::ClientAuth];
+
+        let (ca, ca_pem) = Ca::new("session-store test CA")?;
+        let server_subject = [
+            (DnType::OrganizationName, ORGANIZATION),
+            (DnType::OrganizationalUnitName, "server"),
+            (DnType::CommonName, "localhost"),
+        ];
+        let (cert, key) = ca.issue(
+            &["localhost", "127.0.0.1"],
+            &server_subject,
+            server_usage.clone(),
+        )?;
+        let server = format!("{cert}{key}");
+        let (cert, key) = ca.issue(&["wrong.invalid"], &server_subject, server_usage)?;
+        let server_wrong_host = format!("{cert}{key}");
+        // RFC 2253 lists the RDNs in reverse order of the certificate's sequence.
+        let client_dn = [
+            (DnType::OrganizationName, ORGANIZATION),
+            (DnType::OrganizationalUnitName, "clients"),
+            (DnType::CommonName, "session-client"),
+        ];
+        let client_subject = format!("CN=session-client,OU=clients,O={ORGANIZATION}");
+        let (client_cert, key) = ca.issue(&[], &client_dn, client_usage())?;
+        let client = format!("{client_cert}{key}");
+        let (cert, key) = ca.issue(
+            &[],
+            &[
+                (DnType::OrganizationName, ORGANIZATION),
+                (DnType::OrganizationalUnitName, "clients"),
+                (DnType::CommonName, "stranger"),
+            ],
+            client_usage(),
+        )?;
+        let client_unmapped = format!("{cert}{key}");
+
+        let (other, other_pem) = Ca::new("some other CA")?;
+        let (cert, key) = other.issue(&[], &client_dn, client_usage())?;
+        let client_other_ca = format!("{cert}{key}");
+
+        Ok(Self {
+            ca: write(dir, "ca.pem", &ca_pem)?,
+            server: write(dir, "server.pem", &server)?,
+            server_wrong_host: write(dir, "server-wrong-host.pem", &server_wrong_host)?,
+            client: write(dir, "client.pem", &client)?,
+            client_subject: {
+                write(dir, "client.subject", &format!("{client_subject}\n"))?;
+                client_subject
+            },
+            client_unmapped: write(dir, "client-unmapped.pem", &client_unmapped)?,
+            client_other_ca: write(dir, "client-other-ca.pem", &client_other_ca)?,
+            other_ca: write(dir, "other-ca.pem", &other_pem)?,
+            client_cert_only: write(dir, "client-cert-only.pem", &client_cert)?,
+            dir: dir.to_owned(),
+        })
+    }
+}
