@@ -21,7 +21,10 @@ commands:
                                  against it (MONGODB_URI, MONGOD_BIN set), stop it
   demo [--framework axum|actix|rocket] [--port 3000]
                                  start a throwaway mongod and serve an example app on it
-  mongod up [--version 6.0.5]    start a mongod for your own use and print MONGODB_URI
+  mongod up [--version 6.0.5] [--tls|--mtls|--x509|--scram]
+                                 start a mongod for your own use and print MONGODB_URI;
+                                 the modes use the certificates of `certs`
+  certs                          write test certificates (CA, server, clients) to .xtask/certs
   mongod down                    stop it and delete its data
   mongod status                  say whether it runs
   ci                             cargo fmt --check, clippy -D warnings, then `test`
@@ -32,13 +35,24 @@ commands:
 
 /// Everything the command line says, parsed in one place.
 enum Task {
-    Test { cargo_args: Vec<String> },
-    Demo { framework: String, port: u16 },
-    MongodUp { version: String },
+    Test {
+        cargo_args: Vec<String>,
+    },
+    Demo {
+        framework: String,
+        port: u16,
+    },
+    MongodUp {
+        version: String,
+        mode: Option<String>,
+    },
+    Certs,
     MongodDown,
     MongodStatus,
     Ci,
-    Bench { args: Vec<String> },
+    Bench {
+        args: Vec<String>,
+    },
     Help,
 }
 
@@ -91,13 +105,23 @@ fn parse(args: &[String]) -> Result<Task> {
             }
         }
         (Some("mongod"), Some("up")) => {
-            let version = match rest.get(1..) {
-                Some([]) | None => DEFAULT_VERSION.to_owned(),
-                Some(["--version", v]) => (*v).to_owned(),
-                Some(other) => bail!("unexpected arguments {other:?}\n\n{USAGE}"),
-            };
-            Task::MongodUp { version }
+            let mut version = DEFAULT_VERSION.to_owned();
+            let mut mode = None;
+            let mut args = rest[1..].iter();
+            while let Some(arg) = args.next() {
+                match *arg {
+                    "--version" => {
+                        version = (*args.next().context("--version needs a value")?).to_owned()
+                    }
+                    "--tls" | "--mtls" | "--x509" | "--scram" if mode.is_none() => {
+                        mode = Some(arg.trim_start_matches('-').to_owned());
+                    }
+                    other => bail!("unexpected argument `{other}`\n\n{USAGE}"),
+                }
+            }
+            Task::MongodUp { version, mode }
         }
+        (Some("certs"), None) => Task::Certs,
         (Some("mongod"), Some("down")) if rest.len() == 1 => Task::MongodDown,
         (Some("mongod"), Some("status")) if rest.len() == 1 => Task::MongodStatus,
         (Some("ci"), None) => Task::Ci,
@@ -168,7 +192,7 @@ fn survive_ctrl_c() {
 /// Runs `f` with a throwaway mongod, stopping it whatever happens.
 fn with_mongod<T>(f: impl FnOnce(&Mongod) -> Result<T>) -> Result<T> {
     let bin = mongod::provision(DEFAULT_VERSION)?;
-    let server = Mongod::start(&bin, &state_dir()?)?;
+    let server = Mongod::start(&bin, &state_dir()?, &[])?;
     eprintln!(
         "xtask: mongod {DEFAULT_VERSION} (pid {}) at {}",
         server.pid,
@@ -265,21 +289,75 @@ fn bench(args: &[String]) -> Result<bool> {
     })
 }
 
-fn mongod_up(version: &str) -> Result<()> {
+/// Runs the testkit's TLS helper (certificates, mongod arguments, users); returns its
+/// standard output.
+fn testkit_tls(args: &[&str]) -> Result<String> {
+    let out = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "session-store-testkit",
+            "--bin",
+            "testkit-tls",
+            "--",
+        ])
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run the testkit's TLS helper")?;
+    if !out.status.success() {
+        bail!("testkit-tls {} failed ({})", args.join(" "), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Generates the test certificates into `.xtask/certs` (CA, server for localhost and
+/// 127.0.0.1, clients for mutual TLS and X.509, and the negative cases).
+fn certs() -> Result<PathBuf> {
+    let dir = state_dir()?.join("certs");
+    testkit_tls(&["certs", &dir.to_string_lossy()])?;
+    Ok(dir)
+}
+
+fn mongod_up(version: &str, mode: Option<&str>) -> Result<()> {
     let file = state_dir()?.join("mongod.env");
     if let Some(existing) = Mongod::load(&file)? {
         if existing.is_running() {
-            println!("mongod already running (pid {})", existing.pid);
-            println!("export MONGODB_URI={}", existing.uri());
+            println!(
+                "mongod already running (pid {}); `cargo xtask mongod down` first to change mode",
+                existing.pid
+            );
+            println!("export MONGODB_URI='{}'", existing.uri());
             return Ok(());
         }
         existing.stop()?;
     }
     let bin = mongod::provision(version)?;
-    let server = Mongod::start(&bin, &state_dir()?)?;
+    let server = match mode {
+        None => Mongod::start(&bin, &state_dir()?, &[])?,
+        Some(mode) => {
+            let dir = certs()?;
+            let dir = dir.to_string_lossy();
+            let args: Vec<String> = testkit_tls(&["mongod-args", mode, &dir])?
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            let mut server = Mongod::start(&bin, &state_dir()?, &args)?;
+            match testkit_tls(&["prepare", mode, &server.port.to_string(), &dir]) {
+                Ok(uri) => server.uri = uri.trim().to_owned(),
+                Err(e) => {
+                    server.stop()?;
+                    return Err(e);
+                }
+            }
+            println!("certificates in {dir}");
+            server
+        }
+    };
     server.save(&file)?;
     println!("mongod {version} running (pid {})", server.pid);
-    println!("export MONGODB_URI={}", server.uri());
+    println!("export MONGODB_URI='{}'", server.uri());
     Ok(())
 }
 
@@ -337,7 +415,11 @@ fn run() -> Result<bool> {
         }
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Demo { framework, port } => demo(&framework, port),
-        Task::MongodUp { version } => mongod_up(&version).map(|()| true),
+        Task::MongodUp { version, mode } => mongod_up(&version, mode.as_deref()).map(|()| true),
+        Task::Certs => certs().map(|dir| {
+            println!("certificates written to {}", dir.display());
+            true
+        }),
         Task::MongodDown => mongod_down().map(|()| true),
         Task::MongodStatus => mongod_status().map(|()| true),
         Task::Ci => ci(),

@@ -88,6 +88,8 @@ pub struct Mongod {
     pub pid: u32,
     pub port: u16,
     pub dir: PathBuf,
+    /// The connection string clients use (TLS options and credentials included).
+    pub uri: String,
 }
 
 fn free_port() -> Result<u16> {
@@ -96,8 +98,9 @@ fn free_port() -> Result<u16> {
 }
 
 impl Mongod {
-    /// Starts a standalone mongod on a free loopback port under `state_dir`.
-    pub fn start(bin: &Path, state_dir: &Path) -> Result<Self> {
+    /// Starts a standalone mongod on a free loopback port under `state_dir`, with
+    /// `extra_args` (TLS, auth).
+    pub fn start(bin: &Path, state_dir: &Path, extra_args: &[String]) -> Result<Self> {
         let port = free_port()?;
         let dir = state_dir.join(format!("mongod-{port}"));
         let db = dir.join("db");
@@ -120,6 +123,7 @@ impl Mongod {
             .arg(&pidfile)
             .args(["--wiredTigerCacheSizeGB", "0.25", "--nounixsocket"])
             .args(["--setParameter", "enableTestCommands=1"])
+            .args(extra_args)
             .output()
             .with_context(|| format!("cannot run {}", bin.display()))?;
         if !out.status.success() {
@@ -140,12 +144,13 @@ impl Mongod {
             pid,
             port,
             dir,
+            uri: format!("mongodb://127.0.0.1:{port}/"),
         })
     }
 
     /// The connection string (no database).
     pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/", self.port)
+        self.uri.clone()
     }
 
     /// True when `pid` is a mongod on our port (never signal anything else).
@@ -184,8 +189,9 @@ impl Mongod {
 
     /// Saves what `up` started, for `down` and `status`.
     pub fn save(&self, file: &Path) -> Result<()> {
+        // Single-quoted, so the file can be sourced by a shell (URIs hold `&`).
         let text = format!(
-            "MONGODB_URI={}\nMONGOD_BIN={}\nMONGOD_PID={}\nMONGOD_PORT={}\nMONGOD_DIR={}\n",
+            "MONGODB_URI='{}'\nMONGOD_BIN='{}'\nMONGOD_PID={}\nMONGOD_PORT={}\nMONGOD_DIR='{}'\n",
             self.uri(),
             self.bin.display(),
             self.pid,
@@ -203,7 +209,7 @@ impl Mongod {
         let get = |key: &str| -> Result<String> {
             text.lines()
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(str::to_owned)
+                .map(|v| v.trim_matches('\'').to_owned())
                 .with_context(|| format!("{} has no {key}; delete it", file.display()))
         };
         Ok(Some(Self {
@@ -211,6 +217,7 @@ impl Mongod {
             pid: get("MONGOD_PID")?.parse().context("bad MONGOD_PID")?,
             port: get("MONGOD_PORT")?.parse().context("bad MONGOD_PORT")?,
             dir: get("MONGOD_DIR")?.into(),
+            uri: get("MONGODB_URI")?,
         }))
     }
 

@@ -30,6 +30,7 @@ pub const TTL_INDEX_NAME: &str = "expires_1";
 
 const DUPLICATE_KEY: i32 = 11000;
 const NAMESPACE_NOT_FOUND: i32 = 26;
+const UNAUTHORIZED: i32 = 13;
 const INDEX_OPTIONS_CONFLICT: i32 = 85;
 const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
 
@@ -267,9 +268,25 @@ async fn check_options(options: &ClientOptions, timeout: Duration) -> Result<(),
         client.database("admin").run_command(doc! { "ping": 1 }),
     )
     .await;
+    // `ping` needs no authentication: without credentials, also try a command that does,
+    // so a server started with `--auth` is reported now, not at the first request.
+    let result = match result {
+        Ok(Ok(_)) if options.credential.is_none() => {
+            tokio::time::timeout(timeout, client.database("admin").list_collection_names())
+                .await
+                .map(|r| r.map(|_| doc! {}))
+        }
+        other => other,
+    };
     tokio::spawn(async move { client.shutdown().await });
     match result {
         Ok(Ok(_)) => Ok(()),
+        Ok(Err(source)) if command_code(&source) == Some(UNAUTHORIZED) => {
+            Err(MongoError::Connect {
+                diagnosis: tls::Diagnosis::AuthenticationRequired,
+                source,
+            })
+        }
         Ok(Err(source)) => {
             let sent_certificate = matches!(
                 &options.tls,

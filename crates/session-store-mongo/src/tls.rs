@@ -43,6 +43,8 @@ pub enum Diagnosis {
     X509UserNotMapped,
     /// User name, password, `authSource` or mechanism is wrong.
     AuthenticationFailed,
+    /// The server requires authentication and the connection string has no credentials.
+    AuthenticationRequired,
     /// The server did not answer in time; the driver gave no cause.
     NoAnswer,
     /// None of the above: see the source.
@@ -79,6 +81,9 @@ impl fmt::Display for Diagnosis {
             ),
             Self::AuthenticationFailed => f.write_str(
                 "authentication failed: check the user name, the password (percent-encode special characters), `authSource` (where the user was created, often `admin`) and `authMechanism`",
+            ),
+            Self::AuthenticationRequired => f.write_str(
+                "the server requires authentication and no credentials were given: add `user:password@` before the host (and `authSource=admin` if the user lives there), or use X.509 (`authMechanism=MONGODB-X509` with `tlsCertificateKeyFile`)",
             ),
             Self::NoAnswer => f.write_str(
                 "the server did not answer in time: check that it is running and reachable (firewall, host, port)",

@@ -138,6 +138,18 @@ async fn x509_authentication() {
     );
     let (b, _) = timed(MongoBackend::builder().uri(s.uri(&query))).await;
     round_trip(b.expect("X.509 from the URI")).await;
+    // The user (the certificate's subject, percent-encoded) in the URI, as Mongoose shows it.
+    let user = s
+        .certs
+        .client_subject
+        .replace('=', "%3D")
+        .replace(',', "%2C");
+    let uri = format!(
+        "mongodb://{user}@127.0.0.1:{}/tlsdb?{query}",
+        s.mongod.port()
+    );
+    let (b, _) = timed(MongoBackend::builder().uri(uri)).await;
+    round_trip(b.expect("X.509 with the user in the URI")).await;
     let (b, _) = timed(
         MongoBackend::builder()
             .uri(format!("mongodb://127.0.0.1:{}/tlsdb", s.mongod.port()))
@@ -272,6 +284,19 @@ async fn wrong_password() {
         MongoBackend::builder().uri(uri),
         |d| *d == Diagnosis::AuthenticationFailed,
         "authSource",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_for_a_server_with_auth() {
+    let Some(s) = Setup::start(Security::Scram).await else {
+        return;
+    };
+    expect_diagnosis(
+        MongoBackend::builder().uri(s.uri("")),
+        |d| *d == Diagnosis::AuthenticationRequired,
+        "user:password@",
     )
     .await;
 }

@@ -103,6 +103,36 @@ fn write(dir: &Path, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
 }
 
 impl CertSet {
+    /// The set [`generate`](Self::generate) wrote into `dir` earlier.
+    ///
+    /// # Errors
+    ///
+    /// When a file is missing (generate the set first: `cargo xtask certs`).
+    pub fn at(dir: &Path) -> anyhow::Result<Self> {
+        let path = |name: &str| -> anyhow::Result<PathBuf> {
+            let p = dir.join(name);
+            anyhow::ensure!(
+                p.is_file(),
+                "{} is missing: generate the certificates with `cargo xtask certs`",
+                p.display()
+            );
+            Ok(p)
+        };
+        let subject_file = path("client.subject")?;
+        Ok(Self {
+            ca: path("ca.pem")?,
+            server: path("server.pem")?,
+            server_wrong_host: path("server-wrong-host.pem")?,
+            client: path("client.pem")?,
+            client_subject: std::fs::read_to_string(&subject_file)?.trim().to_owned(),
+            client_unmapped: path("client-unmapped.pem")?,
+            client_other_ca: path("client-other-ca.pem")?,
+            other_ca: path("other-ca.pem")?,
+            client_cert_only: path("client-cert-only.pem")?,
+            dir: dir.to_owned(),
+        })
+    }
+
     /// Generates a fresh set into `dir` (created if missing; files are overwritten).
     ///
     /// # Errors

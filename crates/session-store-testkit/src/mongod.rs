@@ -102,88 +102,14 @@ impl PrivateMongod {
         security: Security,
         certs: &CertSet,
     ) -> anyhow::Result<Self> {
-        let mut args: Vec<OsString> = Vec::new();
-        if security != Security::Plain && security != Security::Scram {
-            let server = if security == Security::TlsWrongHostname {
-                &certs.server_wrong_host
-            } else {
-                &certs.server
-            };
-            args.extend(["--tlsMode".into(), "requireTLS".into()]);
-            args.extend(["--tlsCertificateKeyFile".into(), server.clone().into()]);
-            args.extend(["--tlsCAFile".into(), certs.ca.clone().into()]);
-        }
-        if matches!(security, Security::Tls | Security::TlsWrongHostname) {
-            args.push("--tlsAllowConnectionsWithoutCertificates".into());
-        }
-        if matches!(security, Security::X509 | Security::Scram) {
-            args.push("--auth".into());
-        }
-        let mongod = Self::start_with_args(bin, args).await?;
-        match security {
-            Security::X509 => {
-                let tls = mongod.tls_query(certs, Some(&certs.client));
-                let admin = mongod.create_root(&tls).await?;
-                admin
-                    .database("$external")
-                    .run_command(mongodb::bson::doc! {
-                        "createUser": &certs.client_subject,
-                        "roles": [{ "role": "root", "db": "admin" }],
-                    })
-                    .await
-                    .context("creating the X.509 user failed")?;
-                admin.shutdown().await;
-            }
-            Security::Scram => {
-                let admin = mongod.create_root("").await?;
-                admin
-                    .database("admin")
-                    .run_command(mongodb::bson::doc! {
-                        "createUser": SCRAM_USER,
-                        "pwd": SCRAM_PASSWORD,
-                        "roles": [{ "role": "root", "db": "admin" }],
-                        "mechanisms": ["SCRAM-SHA-256"],
-                    })
-                    .await
-                    .context("creating the SCRAM user failed")?;
-                admin.shutdown().await;
-            }
-            _ => {}
-        }
+        let mongod = Self::start_with_args(bin, security_args(security, certs)).await?;
+        create_users(mongod.port, security, certs).await?;
         Ok(mongod)
     }
 
     /// `tls=true&tlsCAFile=...[&tlsCertificateKeyFile=...]` for this server's certificates.
     pub fn tls_query(&self, certs: &CertSet, client: Option<&Path>) -> String {
-        let mut q = format!("tls=true&tlsCAFile={}", certs.ca.display());
-        if let Some(c) = client {
-            q.push_str(&format!("&tlsCertificateKeyFile={}", c.display()));
-        }
-        q
-    }
-
-    /// Creates the root user through the localhost exception and returns a client logged
-    /// in as it. `query` holds the connection options (TLS) without credentials.
-    async fn create_root(&self, query: &str) -> anyhow::Result<mongodb::Client> {
-        let open = mongodb::Client::with_uri_str(format!("{}?{query}", self.uri()))
-            .await
-            .context("connecting for the localhost exception failed")?;
-        open.database("admin")
-            .run_command(mongodb::bson::doc! {
-                "createUser": ROOT_USER,
-                "pwd": ROOT_PASSWORD,
-                "roles": ["root"],
-            })
-            .await
-            .context("creating the root user through the localhost exception failed")?;
-        open.shutdown().await;
-        let sep = if query.is_empty() { "" } else { "&" };
-        mongodb::Client::with_uri_str(format!(
-            "mongodb://{ROOT_USER}:{ROOT_PASSWORD}@127.0.0.1:{}/?authSource=admin{sep}{query}",
-            self.port
-        ))
-        .await
-        .context("logging in as root failed")
+        tls_query(certs, client)
     }
 
     async fn start_with_args(bin: &Path, extra_args: Vec<OsString>) -> anyhow::Result<Self> {
@@ -437,6 +363,109 @@ impl PrivateMongod {
             let _ = child.wait();
         }
     }
+}
+
+/// The `mongod` arguments for `security` (besides port, dbpath and the like).
+pub fn security_args(security: Security, certs: &CertSet) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    if security != Security::Plain && security != Security::Scram {
+        let server = if security == Security::TlsWrongHostname {
+            &certs.server_wrong_host
+        } else {
+            &certs.server
+        };
+        args.extend(["--tlsMode".into(), "requireTLS".into()]);
+        args.extend(["--tlsCertificateKeyFile".into(), server.clone().into()]);
+        args.extend(["--tlsCAFile".into(), certs.ca.clone().into()]);
+    }
+    if matches!(security, Security::Tls | Security::TlsWrongHostname) {
+        args.push("--tlsAllowConnectionsWithoutCertificates".into());
+    }
+    if matches!(security, Security::X509 | Security::Scram) {
+        args.push("--auth".into());
+    }
+    args
+}
+
+/// `tls=true&tlsCAFile=...[&tlsCertificateKeyFile=...]`.
+pub fn tls_query(certs: &CertSet, client: Option<&Path>) -> String {
+    let mut q = format!("tls=true&tlsCAFile={}", certs.ca.display());
+    if let Some(c) = client {
+        q.push_str(&format!("&tlsCertificateKeyFile={}", c.display()));
+    }
+    q
+}
+
+/// The connection string a client of a mongod secured as `security` on `port` uses.
+pub fn client_uri(port: u16, security: Security, certs: &CertSet) -> String {
+    let base = format!("127.0.0.1:{port}/");
+    match security {
+        Security::Plain => format!("mongodb://{base}"),
+        Security::Tls | Security::TlsWrongHostname => {
+            format!("mongodb://{base}?{}", tls_query(certs, None))
+        }
+        Security::MutualTls => format!("mongodb://{base}?{}", tls_query(certs, Some(&certs.client))),
+        Security::X509 => format!(
+            "mongodb://{base}?{}&authMechanism=MONGODB-X509",
+            tls_query(certs, Some(&certs.client))
+        ),
+        Security::Scram => format!(
+            "mongodb://{SCRAM_USER}:{SCRAM_PASSWORD}@{base}?authSource=admin&authMechanism=SCRAM-SHA-256"
+        ),
+    }
+}
+
+/// Creates the users `security` needs on a fresh mongod at `port`, through the localhost
+/// exception: for X.509 the client certificate's subject in `$external`, for SCRAM
+/// [`SCRAM_USER`]; both with the `root` role. Other modes need none.
+///
+/// # Errors
+///
+/// When connecting or creating a user fails.
+pub async fn create_users(port: u16, security: Security, certs: &CertSet) -> anyhow::Result<()> {
+    let (query, db, user) = match security {
+        Security::X509 => (
+            tls_query(certs, Some(&certs.client)),
+            "$external",
+            mongodb::bson::doc! {
+                "createUser": &certs.client_subject,
+                "roles": [{ "role": "root", "db": "admin" }],
+            },
+        ),
+        Security::Scram => (
+            String::new(),
+            "admin",
+            mongodb::bson::doc! {
+                "createUser": SCRAM_USER,
+                "pwd": SCRAM_PASSWORD,
+                "roles": [{ "role": "root", "db": "admin" }],
+                "mechanisms": ["SCRAM-SHA-256"],
+            },
+        ),
+        _ => return Ok(()),
+    };
+    let open = mongodb::Client::with_uri_str(format!("mongodb://127.0.0.1:{port}/?{query}"))
+        .await
+        .context("connecting for the localhost exception failed")?;
+    open.database("admin")
+        .run_command(mongodb::bson::doc! {
+            "createUser": ROOT_USER,
+            "pwd": ROOT_PASSWORD,
+            "roles": ["root"],
+        })
+        .await
+        .context("creating the root user through the localhost exception failed")?;
+    open.shutdown().await;
+    let sep = if query.is_empty() { "" } else { "&" };
+    let admin = mongodb::Client::with_uri_str(format!(
+        "mongodb://{ROOT_USER}:{ROOT_PASSWORD}@127.0.0.1:{port}/?authSource=admin{sep}{query}"
+    ))
+    .await
+    .context("logging in as root failed")?;
+    let created = admin.database(db).run_command(user).await;
+    admin.shutdown().await;
+    created.with_context(|| format!("creating the {security:?} user failed"))?;
+    Ok(())
 }
 
 impl Drop for PrivateMongod {
