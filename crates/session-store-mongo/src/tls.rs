@@ -369,6 +369,13 @@ impl TlsSettings {
             .credential
             .as_ref()
             .is_some_and(|c| c.mechanism == Some(AuthMechanism::MongoDbX509));
+        if x509 {
+            // X.509 users always live in `$external`; with a user name in the URI the driver
+            // would otherwise authenticate against the URI's database and fail.
+            if let Some(c) = options.credential.as_mut() {
+                c.source = Some("$external".into());
+            }
+        }
         let has_client_cert =
             matches!(&options.tls, Some(Tls::Enabled(t)) if t.cert_key_file_path.is_some());
         if x509 && !has_client_cert {
