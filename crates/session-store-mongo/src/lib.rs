@@ -35,6 +35,9 @@
 //! | [`collection`](MongoBackendBuilder::collection) | `collectionName` | `sessions` | collection |
 //! | [`write_concern`](MongoBackendBuilder::write_concern) | `writeOperationOptions` | the client's | applied to every write |
 //! | [`operation_timeout`](MongoBackendBuilder::operation_timeout) | — | 5 s | bound on every call, so a hung server gives [`MongoError::Timeout`] |
+//! | [`check_connection`](MongoBackendBuilder::check_connection) | — | `true` | `build` pings once and turns a failure into [`MongoError::Connect`] with a [`Diagnosis`] |
+//! | [`tls_ca_file`](MongoBackendBuilder::tls_ca_file), [`tls_certificate_key_file`](MongoBackendBuilder::tls_certificate_key_file), [`tls_certificate_key_password`](MongoBackendBuilder::tls_certificate_key_password) | `tlsCAFile`, `tlsCertificateKeyFile`, `tlsCertificateKeyFilePassword` | the connection string's | TLS files, checked before connecting |
+//! | [`tls`](MongoBackendBuilder::tls), [`tls_allow_invalid_certificates`](MongoBackendBuilder::tls_allow_invalid_certificates), [`tls_allow_invalid_hostnames`](MongoBackendBuilder::tls_allow_invalid_hostnames), [`x509_auth`](MongoBackendBuilder::x509_auth) | `tls`, `tlsAllowInvalidCertificates`, `tlsAllowInvalidHostnames`, `authMechanism=MONGODB-X509` | the connection string's | see each method |
 //!
 //! # Expiry
 //!
