@@ -166,6 +166,12 @@ async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
     if let Some(db) = &config.database {
         backend = backend.database(db);
     }
+    if let Some(ca) = &config.mongo_tls_ca_file {
+        backend = backend.tls_ca_file(ca);
+    }
+    if let Some(cert) = &config.mongo_tls_cert_key_file {
+        backend = backend.tls_certificate_key_file(cert);
+    }
     // `build` checks the files and the connection, and says what is wrong and how to fix
     // it (TLS required, certificate not trusted, authentication failed, nothing listening).
     let backend = backend.build().await.with_context(|| {

@@ -2,6 +2,7 @@
 //! lists it. Every error names the variable and what to do.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -10,6 +11,14 @@ use tower_sessions_mongo::AutoRemove;
 
 /// How often `AUTO_REMOVE=interval` deletes expired sessions (connect-mongo's default).
 const REMOVE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// `TLS_CERT`, `TLS_KEY` and `TLS_CLIENT_CA`.
+pub struct Https {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// With a CA, clients must present a certificate it signed (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
 
 /// Settings of one server process.
 pub struct Config {
@@ -22,6 +31,12 @@ pub struct Config {
     pub touch_after: Duration,
     pub auto_remove: AutoRemove,
     pub payload_bytes: usize,
+    /// HTTPS settings, when `TLS_CERT` and `TLS_KEY` are set.
+    pub https: Option<Https>,
+    /// `MONGO_TLS_CA_FILE`: the CA of the MongoDB server's certificate.
+    pub mongo_tls_ca_file: Option<PathBuf>,
+    /// `MONGO_TLS_CERT_KEY_FILE`: client certificate and key for MongoDB.
+    pub mongo_tls_cert_key_file: Option<PathBuf>,
     /// Encryption keys from `SESSION_KEYS` (`keyid:base64,...`; the first encrypts).
     pub session_keys: Option<KeyRing>,
 }
@@ -49,23 +64,34 @@ where
 
 impl Config {
     pub fn from_env() -> Result<Self> {
-        for (name, issue) in [
-            ("TLS_CERT", "HTTPS"),
-            ("TLS_KEY", "HTTPS"),
-            ("TLS_CLIENT_CA", "mutual TLS"),
-            (
-                "MONGO_TLS_CA_FILE",
-                "MongoDB TLS options; put tls=true&tlsCAFile=... in MONGODB_URI instead",
-            ),
-            (
-                "MONGO_TLS_CERT_KEY_FILE",
-                "MongoDB TLS options; put tlsCertificateKeyFile=... in MONGODB_URI instead",
-            ),
-        ] {
-            if var(name)?.is_some() {
-                bail!("{name} is not supported by this version of the example ({issue}); unset it");
+        let file = |name: &str| -> Result<Option<PathBuf>> {
+            match var(name)? {
+                None => Ok(None),
+                Some(p) => {
+                    let path = PathBuf::from(&p);
+                    std::fs::metadata(&path)
+                        .with_context(|| format!("{name}={p} cannot be read"))?;
+                    Ok(Some(path))
+                }
             }
-        }
+        };
+        let tls_cert = file("TLS_CERT")?;
+        let tls_key = file("TLS_KEY")?;
+        let tls_client_ca = file("TLS_CLIENT_CA")?;
+        let https = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(Https {
+                cert,
+                key,
+                client_ca: tls_client_ca,
+            }),
+            (None, None) if tls_client_ca.is_some() => {
+                bail!("TLS_CLIENT_CA needs TLS_CERT and TLS_KEY: mutual TLS is served over HTTPS")
+            }
+            (None, None) => None,
+            _ => bail!("set both TLS_CERT and TLS_KEY to serve HTTPS, or neither"),
+        };
+        let mongo_tls_ca_file = file("MONGO_TLS_CA_FILE")?;
+        let mongo_tls_cert_key_file = file("MONGO_TLS_CERT_KEY_FILE")?;
         if parsed("BIND_SESSION_TO_CLIENT_CERT", 0u8, "0 or 1")? != 0 {
             bail!("BIND_SESSION_TO_CLIENT_CERT needs mutual TLS, which this version of the example does not serve; unset it");
         }
@@ -101,6 +127,9 @@ impl Config {
             auto_remove,
             payload_bytes: parsed("PAYLOAD_BYTES", 0usize, "a number of bytes")?,
             session_keys,
+            https,
+            mongo_tls_ca_file,
+            mongo_tls_cert_key_file,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! Run it with `cargo xtask demo`, which starts a throwaway mongod first.
 
 mod config;
+mod tls;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tower_sessions_mongo::{MongoBackend, MongoSessionStore, SessionStore};
 
 use crate::config::Config;
+use crate::tls::ClientCert;
 
 const COUNT: &str = "count";
 const USER: &str = "user";
@@ -114,12 +116,19 @@ async fn logout(session: Session) -> AppResult {
     Ok(Json(json!({ "ok": true })).into_response())
 }
 
-async fn whoami() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({ "error": "no client certificate: this server is not serving mutual TLS" })),
-    )
-        .into_response()
+async fn whoami(cert: Option<axum::Extension<ClientCert>>) -> Response {
+    match cert {
+        Some(axum::Extension(cert)) => Json(json!({
+            "subject": cert.subject,
+            "fingerprint_sha256": cert.fingerprint_sha256,
+        }))
+        .into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "no client certificate (mutual TLS is off or none was sent)" })),
+        )
+            .into_response(),
+    }
 }
 
 /// tower-sessions answers a bare 500 when saving at the end of a request fails; our
@@ -137,6 +146,12 @@ async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
         .collection(&config.collection);
     if let Some(db) = &config.database {
         backend = backend.database(db);
+    }
+    if let Some(ca) = &config.mongo_tls_ca_file {
+        backend = backend.tls_ca_file(ca);
+    }
+    if let Some(cert) = &config.mongo_tls_cert_key_file {
+        backend = backend.tls_certificate_key_file(cert);
     }
     // `build` checks the files and the connection, and says what is wrong and how to fix
     // it (TLS required, certificate not trusted, authentication failed, nothing listening).
@@ -172,7 +187,7 @@ fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_path("/")
-        .with_secure(false)
+        .with_secure(config.https.is_some())
         .with_expiry(Expiry::OnInactivity(inactivity))
         .with_always_save(true);
     let state = Arc::new(AppState {
@@ -201,19 +216,83 @@ async fn run() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}: set HOST/PORT to a free address"))?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("server failed")?;
+    match &config.https {
+        None => {
+            tracing::info!("listening on http://{}", listener.local_addr()?);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await
+                .context("server failed")?;
+        }
+        Some(https) => {
+            let tls = tls::server_config(&https.cert, &https.key, https.client_ca.as_deref())?;
+            tracing::info!(
+                mutual_tls = https.client_ca.is_some(),
+                "listening on https://{}",
+                listener.local_addr()?
+            );
+            tokio::select! {
+                result = serve_https(listener, tls, app) => result?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+    }
     store
         .store()
         .close()
         .await
         .context("closing the session store")?;
     Ok(())
+}
+
+/// Serves `app` over TLS; a verified client certificate reaches handlers as an
+/// `Extension<ClientCert>`. A client refused at the handshake never reaches the app.
+async fn serve_https(
+    listener: tokio::net::TcpListener,
+    tls: rustls::ServerConfig,
+    app: Router,
+) -> anyhow::Result<()> {
+    use tower::ServiceExt as _;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    loop {
+        let (tcp, peer) = listener
+            .accept()
+            .await
+            .context("accepting a connection failed")?;
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake refused");
+                    return;
+                }
+            };
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|der| ClientCert::from_der(der));
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(cert) = &cert {
+                        req.extensions_mut().insert(cert.clone());
+                    }
+                    app.clone().oneshot(req)
+                },
+            );
+            let served =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
 }
 
 fn main() -> ExitCode {
