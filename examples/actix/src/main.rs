@@ -6,6 +6,7 @@
 //! actix-session's cookie protection needs (generated at start-up when unset).
 
 mod config;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::tls::ClientCert;
 
 const COUNT: &str = "count";
 const USER: &str = "user";
@@ -123,9 +125,26 @@ async fn logout(session: Session) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "ok": true }))
 }
 
-async fn whoami() -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .json(json!({ "error": "no client certificate: this server is not serving mutual TLS" }))
+async fn whoami(req: actix_web::HttpRequest) -> HttpResponse {
+    match req.conn_data::<ClientCert>() {
+        Some(cert) => HttpResponse::Ok().json(json!({
+            "subject": cert.subject,
+            "fingerprint_sha256": cert.fingerprint_sha256,
+        })),
+        None => HttpResponse::Unauthorized()
+            .json(json!({ "error": "no client certificate (mutual TLS is off or none was sent)" })),
+    }
+}
+
+/// Puts a verified client certificate in the connection's data, for `/whoami`.
+fn client_cert_of(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    let cert = conn
+        .downcast_ref::<Tls>()
+        .and_then(|tls| tls.get_ref().1.peer_certificates()?.first().cloned());
+    if let Some(der) = cert {
+        data.insert(ClientCert::from_der(&der));
+    }
 }
 
 /// actix-session fails the request with an error when the store fails (loading before the
@@ -214,6 +233,7 @@ async fn run() -> anyhow::Result<()> {
         payload_bytes: config.payload_bytes,
     });
     let addr = std::net::SocketAddr::new(config.host, config.port);
+    let secure = config.https.is_some();
     let app_store = store.clone();
     let server = HttpServer::new(move || {
         let sessions = || {
@@ -226,7 +246,7 @@ async fn run() -> anyhow::Result<()> {
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
                 .cookie_path("/".into())
-                .cookie_secure(false)
+                .cookie_secure(secure)
                 .session_lifecycle(
                     PersistentSession::default()
                         .session_ttl(ttl)
@@ -244,10 +264,22 @@ async fn run() -> anyhow::Result<()> {
             .service(with_session("/me", web::get().to(me), sessions()))
             .service(with_session("/logout", web::post().to(logout), sessions()))
     })
-    .bind(addr)
-    .with_context(|| format!("cannot listen on {addr}: set HOST/PORT to a free address"))?;
+    .on_connect(client_cert_of);
+    let listen_error = || format!("cannot listen on {addr}: set HOST/PORT to a free address");
+    let (server, scheme) = match &config.https {
+        None => (server.bind(addr).with_context(listen_error)?, "http"),
+        Some(https) => {
+            let tls = tls::server_config(&https.cert, &https.key, https.client_ca.as_deref())?;
+            (
+                server
+                    .bind_rustls_0_23(addr, tls)
+                    .with_context(listen_error)?,
+                "https",
+            )
+        }
+    };
     for bound in server.addrs() {
-        tracing::info!("listening on http://{bound}");
+        tracing::info!("listening on {scheme}://{bound}");
     }
     server.run().await.context("server failed")?;
     store
