@@ -5,6 +5,7 @@
 //! first.
 
 mod config;
+mod tls;
 
 use std::io::Cursor;
 use std::process::ExitCode;
@@ -92,11 +93,23 @@ fn logout(session: Session<'_>) -> Reply {
 }
 
 #[get("/whoami")]
-fn whoami() -> Reply {
-    reply(
-        Status::Unauthorized,
-        &json!({ "error": "no client certificate: this server is not serving mutual TLS" }),
-    )
+fn whoami(cert: Option<rocket::mtls::Certificate<'_>>) -> Reply {
+    match cert {
+        Some(cert) => {
+            let cert = tls::ClientCert::from_der(cert.as_bytes());
+            reply(
+                Status::Ok,
+                &json!({
+                    "subject": cert.subject,
+                    "fingerprint_sha256": cert.fingerprint_sha256,
+                }),
+            )
+        }
+        None => reply(
+            Status::Unauthorized,
+            &json!({ "error": "no client certificate (mutual TLS is off or none was sent)" }),
+        ),
+    }
 }
 
 /// The contract's answer when the session store is down: 503, `Retry-After`, JSON.
@@ -173,7 +186,17 @@ async fn build_store(config: &mut Config) -> anyhow::Result<SessionStore<MongoBa
 async fn run() -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
     let store = build_store(&mut config).await?;
+    let tls = config.https.as_ref().map(|https| {
+        let tls = rocket::config::TlsConfig::from_paths(&https.cert, &https.key);
+        match &https.client_ca {
+            Some(ca) => tls.with_mutual(rocket::config::MutualTls::from_path(ca).mandatory(true)),
+            None => tls,
+        }
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let secure = tls.is_some();
     let rocket_config = rocket::Config {
+        tls,
         address: config.host,
         port: config.port,
         log_level: rocket::config::LogLevel::Off,
@@ -185,11 +208,11 @@ async fn run() -> anyhow::Result<()> {
         .manage(AppState {
             payload_bytes: config.payload_bytes,
         })
-        .attach(MongoSessionFairing::new(store.clone()).secure(false))
-        .attach(AdHoc::on_liftoff("listen line", |rocket| {
+        .attach(MongoSessionFairing::new(store.clone()).secure(secure))
+        .attach(AdHoc::on_liftoff("listen line", move |rocket| {
             Box::pin(async move {
                 let c = rocket.config();
-                tracing::info!("listening on http://{}:{}", c.address, c.port);
+                tracing::info!("listening on {scheme}://{}:{}", c.address, c.port);
             })
         }))
         .mount(
