@@ -24,6 +24,8 @@
 //! | [`whoami_over_plain_http`] | `401` |
 //! | [`unknown_cookie`] | a client-chosen id is never loaded, stored or adopted |
 //! | [`mongodb_outage`] | `503` + `Retry-After` while MongoDB hangs or is down; recovery without loss |
+//! | [`https_and_secure_cookie`] | with `TLS_CERT`/`TLS_KEY`: the contract over HTTPS, the cookie gets `Secure`, `/whoami` is 401 without a client certificate |
+//! | [`mutual_tls`] | with `TLS_CLIENT_CA`: `/whoami` shows the client certificate's subject and SHA-256 fingerprint; a client without a certificate, or with one from another CA, is refused at the handshake |
 //! | [`encrypted_at_rest`] | with `SESSION_KEYS`: `session` is an encrypted envelope without the plaintext, `_id` is not the cookie |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable and encrypts with the new key; a removed key means no session, not an error |
 
@@ -45,6 +47,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use crate::certs::CertSet;
 use crate::live::{self, file_tail, free_port, unique_name, TestDb};
 use crate::mongod::PrivateMongod;
 
@@ -118,6 +121,8 @@ macro_rules! contract_tests {
             mongodb_outage,
             encrypted_at_rest,
             key_rotation_across_restarts,
+            https_and_secure_cookie,
+            mutual_tls,
         );
     };
     (@cases $bin:expr; $($case:ident),* $(,)?) => {
@@ -375,6 +380,46 @@ pub struct ServerUnderTest {
     base_url: String,
     dir: PathBuf,
     http: reqwest::Client,
+    https: bool,
+}
+
+/// How the suite's client reaches a server over HTTPS: the CA it trusts, and the client
+/// certificate (with key) it presents, if any.
+#[derive(Debug, Clone)]
+pub struct HttpsClient {
+    /// The CA that signed the server's certificate.
+    pub ca: PathBuf,
+    /// A PEM with the client certificate and key, for mutual TLS.
+    pub identity: Option<PathBuf>,
+}
+
+impl HttpsClient {
+    fn http_client(&self) -> anyhow::Result<reqwest::Client> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&self.ca)? {
+            roots.add(cert?)?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let chain = CertificateDer::pem_file_iter(pem)?.collect::<Result<Vec<_>, _>>()?;
+                let key = PrivateKeyDer::from_pem_file(pem)?;
+                builder.with_client_auth_cert(chain, key)?
+            }
+        };
+        Ok(reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .tls_backend_preconfigured(config)
+            .build()?)
+    }
 }
 
 impl ServerUnderTest {
@@ -394,17 +439,36 @@ impl ServerUnderTest {
         database: &str,
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("cannot build the HTTP client")?;
+        Self::start_over(bin, mongodb_uri, database, extra_env, None).await
+    }
+
+    /// [`start`](Self::start), reached over HTTPS with `https` when given (the server's
+    /// TLS variables must be in `extra_env`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`start`](Self::start); also when the client's TLS files are unusable.
+    pub async fn start_over(
+        bin: &Path,
+        mongodb_uri: &str,
+        database: &str,
+        extra_env: &[(&str, &str)],
+        https: Option<&HttpsClient>,
+    ) -> anyhow::Result<Self> {
+        let http = match https {
+            None => reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .context("cannot build the HTTP client")?,
+            Some(tls) => tls.http_client().context("cannot build the HTTPS client")?,
+        };
         let mut attempts = 0;
         loop {
             attempts += 1;
             let port = free_port()?;
-            let server = Self::spawn(bin, port, http.clone(), |cmd| {
+            let server = Self::spawn(bin, port, http.clone(), https.is_some(), |cmd| {
                 cmd.env("MONGODB_URI", mongodb_uri)
                     .env("MONGO_DB", database)
                     .env("HOST", "127.0.0.1")
@@ -437,6 +501,7 @@ impl ServerUnderTest {
         bin: &Path,
         port: u16,
         http: reqwest::Client,
+        https: bool,
         configure: impl FnOnce(&mut Command),
     ) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(unique_name("server"));
@@ -471,9 +536,13 @@ impl ServerUnderTest {
         Ok(Self {
             bin: bin.to_owned(),
             child: Mutex::new(Some(child)),
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: format!(
+                "{}://127.0.0.1:{port}",
+                if https { "https" } else { "http" }
+            ),
             dir,
             http,
+            https,
         })
     }
 
@@ -686,10 +755,26 @@ async fn run_case<F, Fut>(
     F: FnOnce(Arc<Ctx>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    run_case_over(bin, uri, extra_env, None, cleanup, body).await;
+}
+
+/// [`run_case`] with the server reached over HTTPS when `https` is given.
+async fn run_case_over<F, Fut>(
+    bin: &Path,
+    uri: &str,
+    extra_env: &[(&str, &str)],
+    https: Option<&HttpsClient>,
+    cleanup: Cleanup,
+    body: F,
+) where
+    F: FnOnce(Arc<Ctx>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let test_db = TestDb::new(uri, "contract")
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let server = match ServerUnderTest::start(bin, uri, &test_db.name, extra_env).await {
+    let server = match ServerUnderTest::start_over(bin, uri, &test_db.name, extra_env, https).await
+    {
         Ok(server) => server,
         Err(e) => {
             test_db.drop_and_shutdown().await;
@@ -820,7 +905,7 @@ impl Ctx {
                 "{what} without a cookie: expected a Set-Cookie for `{COOKIE_NAME}` that \
                  starts the session, got {r}"
             ),
-            (None, Some(cookie)) => session_cookie(cookie, &what),
+            (None, Some(cookie)) => session_cookie_over(cookie, &what, self.server.https),
             (Some(old), Some(cookie)) => {
                 assert!(
                     cookie.value == old && !cookie.removes_at(OffsetDateTime::now_utc()),
@@ -843,7 +928,7 @@ impl Ctx {
         let cookie = r.sid().unwrap_or_else(|| {
             panic!("{what}: expected a Set-Cookie for `{COOKIE_NAME}` with the rotated id, got {r}")
         });
-        let new = session_cookie(cookie, &what);
+        let new = session_cookie_over(cookie, &what, self.server.https);
         if let Some(old) = sid {
             assert_ne!(
                 new, old,
@@ -944,6 +1029,11 @@ fn expect_no_set_cookie(r: &Reply, what: &str) {
 
 /// Checks a newly issued session cookie against the contract; returns its value.
 fn session_cookie(cookie: &SetCookie, what: &str) -> String {
+    session_cookie_over(cookie, what, false)
+}
+
+/// [`session_cookie`] for a server reached over HTTPS (`https`): then `Secure` is required.
+fn session_cookie_over(cookie: &SetCookie, what: &str, https: bool) -> String {
     let problems: Vec<&str> = [
         (!cookie.has("HttpOnly"), "no HttpOnly"),
         (
@@ -954,7 +1044,8 @@ fn session_cookie(cookie: &SetCookie, what: &str) -> String {
             "SameSite is not Lax",
         ),
         (cookie.attribute("Path") != Some(Some("/")), "Path is not /"),
-        (cookie.has("Secure"), "Secure over plain HTTP"),
+        (cookie.has("Secure") && !https, "Secure over plain HTTP"),
+        (!cookie.has("Secure") && https, "no Secure over HTTPS"),
         (
             cookie.value.len() < 22,
             "the value is shorter than 22 characters",
@@ -975,7 +1066,7 @@ fn session_cookie(cookie: &SetCookie, what: &str) -> String {
         problems.is_empty(),
         "{what}: the session cookie breaks the contract ({}): Set-Cookie {cookie}; expected \
          `{COOKIE_NAME}=<at least 22 cookie-safe characters>; HttpOnly; SameSite=Lax; Path=/` \
-         without Secure",
+         with Secure exactly when served over HTTPS",
         problems.join(", ")
     );
     cookie.value.clone()
@@ -1634,6 +1725,147 @@ pub async fn key_rotation_across_restarts(bin: impl AsRef<Path>) {
             Err(e) => panic!("the case did not finish: {e}"),
         },
     }
+}
+
+/// A fresh certificate set for one case, deleted afterwards.
+struct CaseCerts(CertSet);
+
+impl CaseCerts {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("certs"));
+        Self(CertSet::generate(&dir).unwrap_or_else(|e| panic!("{e:#}")))
+    }
+}
+
+impl Drop for CaseCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0.dir);
+    }
+}
+
+/// The server's HTTPS variables: its certificate and key (one PEM), and the client CA
+/// when `mutual`.
+fn https_env(certs: &CertSet, mutual: bool) -> Vec<(&'static str, String)> {
+    let server = certs.server.display().to_string();
+    let mut env = vec![("TLS_CERT", server.clone()), ("TLS_KEY", server)];
+    if mutual {
+        env.push(("TLS_CLIENT_CA", certs.ca.display().to_string()));
+    }
+    env
+}
+
+/// The lowercase hex SHA-256 of the first certificate in a PEM file.
+fn pem_fingerprint(path: &Path) -> String {
+    use rustls::pki_types::pem::PemObject as _;
+    let der = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|mut it| it.next().transpose())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no certificate in {}", path.display()));
+    ring::digest::digest(&ring::digest::SHA256, &der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `TLS_CERT`/`TLS_KEY` set: the session contract holds over HTTPS, the cookie carries
+/// `Secure`, and `/whoami` without a client certificate is `401`.
+pub async fn https_and_secure_cookie(bin: impl AsRef<Path>) {
+    let Some(uri) = live::mongo_uri() else { return };
+    let certs = CaseCerts::new();
+    let env = https_env(&certs.0, false);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let client = HttpsClient {
+        ca: certs.0.ca.clone(),
+        identity: None,
+    };
+    run_case_over(
+        bin.as_ref(),
+        &uri,
+        &env,
+        Some(&client),
+        Cleanup::DropDatabase,
+        |c| async move {
+            let sid = c.counter(None, 1).await;
+            c.counter(Some(&sid), 2).await;
+            let sid = c.login(Some(&sid), "https-user").await;
+            let r = c.get("/me", Some(&sid)).await;
+            expect_reply(
+                &r,
+                200,
+                &json!({ "user": "https-user" }),
+                "GET /me over HTTPS",
+            );
+            let r = c.get("/whoami", None).await;
+            assert_eq!(
+                r.status.as_u16(),
+                401,
+                "GET /whoami over HTTPS without mutual TLS: {r}"
+            );
+            c.expect_docs(1, "a session over HTTPS").await;
+        },
+    )
+    .await;
+}
+
+/// `TLS_CLIENT_CA` set: `/whoami` answers the client certificate's subject (RFC 2253)
+/// and SHA-256 fingerprint; sessions work over mutual TLS; a client without a
+/// certificate, or with one from another CA, is refused at the handshake.
+pub async fn mutual_tls(bin: impl AsRef<Path>) {
+    let Some(uri) = live::mongo_uri() else { return };
+    let certs = CaseCerts::new();
+    let env = https_env(&certs.0, true);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let client = HttpsClient {
+        ca: certs.0.ca.clone(),
+        identity: Some(certs.0.client.clone()),
+    };
+    let subject = certs.0.client_subject.clone();
+    let fingerprint = pem_fingerprint(&certs.0.client);
+    let refused = [
+        HttpsClient {
+            ca: certs.0.ca.clone(),
+            identity: None,
+        },
+        HttpsClient {
+            ca: certs.0.ca.clone(),
+            identity: Some(certs.0.client_other_ca.clone()),
+        },
+    ];
+    run_case_over(
+        bin.as_ref(),
+        &uri,
+        &env,
+        Some(&client),
+        Cleanup::DropDatabase,
+        |c| async move {
+            let r = c.get("/whoami", None).await;
+            expect_reply(
+                &r,
+                200,
+                &json!({ "subject": subject, "fingerprint_sha256": fingerprint }),
+                "GET /whoami with a client certificate",
+            );
+            let sid = c.counter(None, 1).await;
+            c.counter(Some(&sid), 2).await;
+            for (client, who) in refused.iter().zip([
+                "without a client certificate",
+                "with a certificate from another CA",
+            ]) {
+                let http = client.http_client().expect("client");
+                let url = format!("{}/health", c.server.base_url());
+                match http.get(&url).send().await {
+                    Err(_) => {}
+                    Ok(r) => panic!(
+                        "a client {who} must be refused at the TLS handshake, got HTTP {}",
+                        r.status()
+                    ),
+                }
+            }
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]
