@@ -26,6 +26,7 @@
 //! | [`mongodb_outage`] | `503` + `Retry-After` while MongoDB hangs or is down; recovery without loss |
 //! | [`https_and_secure_cookie`] | with `TLS_CERT`/`TLS_KEY`: the contract over HTTPS, the cookie gets `Secure`, `/whoami` is 401 without a client certificate |
 //! | [`mutual_tls`] | with `TLS_CLIENT_CA`: `/whoami` shows the client certificate's subject and SHA-256 fingerprint; a client without a certificate, or with one from another CA, is refused at the handshake |
+//! | [`secured_mongodb`] | the server works against a mongod requiring TLS (CA from `MONGO_TLS_CA_FILE`), mutual TLS, X.509 (`MONGO_TLS_CERT_KEY_FILE`) and SCRAM |
 //! | [`encrypted_at_rest`] | with `SESSION_KEYS`: `session` is an encrypted envelope without the plaintext, `_id` is not the cookie |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable and encrypts with the new key; a removed key means no session, not an error |
 
@@ -49,7 +50,7 @@ use time::OffsetDateTime;
 
 use crate::certs::CertSet;
 use crate::live::{self, file_tail, free_port, unique_name, TestDb};
-use crate::mongod::PrivateMongod;
+use crate::mongod::{client_uri, PrivateMongod, Security};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "sid";
@@ -123,6 +124,7 @@ macro_rules! contract_tests {
             key_rotation_across_restarts,
             https_and_secure_cookie,
             mutual_tls,
+            secured_mongodb,
         );
     };
     (@cases $bin:expr; $($case:ident),* $(,)?) => {
@@ -455,6 +457,9 @@ impl ServerUnderTest {
         extra_env: &[(&str, &str)],
         https: Option<&HttpsClient>,
     ) -> anyhow::Result<Self> {
+        // reqwest is built without a default TLS provider (no aws-lc); even a plain-HTTP
+        // client needs one installed. Ignored when one already is.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = match https {
             None => reqwest::Client::builder()
                 .no_proxy()
@@ -1866,6 +1871,64 @@ pub async fn mutual_tls(bin: impl AsRef<Path>) {
         },
     )
     .await;
+}
+
+/// The server against a private mongod in each secured mode: TLS with the CA given as
+/// `MONGO_TLS_CA_FILE`, mutual TLS with everything in `MONGODB_URI`, X.509 with the client
+/// certificate given as `MONGO_TLS_CERT_KEY_FILE`, and SCRAM. Each serves a session.
+pub async fn secured_mongodb(bin: impl AsRef<Path>) {
+    let Some(_) = live::mongo_uri() else { return };
+    let Some(mongod_bin) = live::mongod_bin() else {
+        return;
+    };
+    let certs = CaseCerts::new();
+    let ca = certs.0.ca.display().to_string();
+    let client = certs.0.client.display().to_string();
+    for security in [
+        Security::Tls,
+        Security::MutualTls,
+        Security::X509,
+        Security::Scram,
+    ] {
+        let mongod = PrivateMongod::start_secure(&mongod_bin, security, &certs.0)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let port = mongod.port();
+        let (uri, env): (String, Vec<(&str, &str)>) = match security {
+            Security::Tls => (
+                format!("mongodb://127.0.0.1:{port}/?tls=true"),
+                vec![("MONGO_TLS_CA_FILE", ca.as_str())],
+            ),
+            Security::X509 => (
+                format!("mongodb://127.0.0.1:{port}/?tls=true&authMechanism=MONGODB-X509"),
+                vec![
+                    ("MONGO_TLS_CA_FILE", ca.as_str()),
+                    ("MONGO_TLS_CERT_KEY_FILE", client.as_str()),
+                ],
+            ),
+            other => (client_uri(port, other, &certs.0), vec![]),
+        };
+        let server = ServerUnderTest::start(bin.as_ref(), &uri, "secured", &env)
+            .await
+            .unwrap_or_else(|e| panic!("{security:?}: {e:#}"));
+        let what = format!("GET /counter against a mongod secured with {security:?}");
+        let r = server
+            .get("/counter", None)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        expect_reply(&r, 200, &json!({ "count": 1 }), &what);
+        let sid = session_cookie(
+            r.sid().unwrap_or_else(|| panic!("{what}: no cookie: {r}")),
+            &what,
+        );
+        let r = server
+            .get("/counter", Some(&sid))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        expect_reply(&r, 200, &json!({ "count": 2 }), &what);
+        server.kill();
+        drop(mongod);
+    }
 }
 
 #[cfg(test)]
