@@ -93,7 +93,7 @@ impl Config {
         let mongo_tls_ca_file = file("MONGO_TLS_CA_FILE")?;
         let mongo_tls_cert_key_file = file("MONGO_TLS_CERT_KEY_FILE")?;
         if parsed("BIND_SESSION_TO_CLIENT_CERT", 0u8, "0 or 1")? != 0 {
-            bail!("BIND_SESSION_TO_CLIENT_CERT needs mutual TLS, which this version of the example does not serve; unset it");
+            bail!("BIND_SESSION_TO_CLIENT_CERT=1 (sessions bound to the client certificate) is not implemented in this version of the example yet; unset it");
         }
         let auto_remove = match var("AUTO_REMOVE")?.as_deref() {
             None | Some("native") => AutoRemove::Native,
