@@ -244,7 +244,8 @@ impl<B: DocumentBackend> Fairing for SessionFairing<B> {
             return;
         }
         let state = std::mem::take(&mut *lock(cell));
-        match self.shared.persist(state).await {
+        let bound = session_store_core::with_binding(binding(req), self.shared.persist(state));
+        match bound.await {
             Ok(Some(cookie)) => res.adjoin_header(cookie),
             Ok(None) => {}
             Err(e) => {
@@ -257,6 +258,18 @@ impl<B: DocumentBackend> Fairing for SessionFairing<B> {
             }
         }
     }
+}
+
+/// Binds this request's session to a client identity (see
+/// [`session_store_core::binding`]): put one in the request-local cache before any
+/// route runs, e.g. from an `on_request` fairing with the TLS client certificate's
+/// fingerprint: `req.local_cache(|| SessionBinding(Some(fingerprint)))`. A cookie replayed
+/// with another binding then finds no session. Default: unbound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionBinding(pub Option<String>);
+
+fn binding(req: &Request<'_>) -> Option<String> {
+    req.local_cache(SessionBinding::default).0.clone()
 }
 
 /// What a handler asked to happen to the session.
@@ -395,7 +408,8 @@ impl<'r, B: DocumentBackend> FromRequest<'r> for Session<'r, B> {
             tracing::error!("{}", Error::NotAttached);
             return Outcome::Error((Status::InternalServerError, Error::NotAttached));
         };
-        match req.local_cache_async(shared.load(req)).await {
+        let bound = session_store_core::with_binding(binding(req), shared.load(req));
+        match req.local_cache_async(bound).await {
             Slot::Ready(state) => Outcome::Success(Session {
                 state,
                 backend: PhantomData,

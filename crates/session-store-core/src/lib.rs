@@ -83,7 +83,7 @@
 //!
 //! | field | type | when |
 //! | --- | --- | --- |
-//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id |
+//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id (and of the request's [binding](binding), if any) |
 //! | `session` | string (JSON), document, or binary (encrypted) | always; see [`codec`] for the payload versions and [`crypto`] for the envelope |
 //! | `expires` | date | always; MongoDB's TTL index is on this field with `expireAfterSeconds: 0` |
 //! | `lastModified` | date | when `touch_after` is non-zero: the last write or touch |
@@ -96,6 +96,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+pub mod binding;
 mod clock;
 pub mod codec;
 pub mod crypto;
@@ -109,6 +110,7 @@ mod touch;
 pub use backend::{
     AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
 };
+pub use binding::with_binding;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CodecError, Payload, PayloadFormat, SessionData, SessionSerializer};
 pub use crypto::{Cipher, EncryptionKey, KeyRing};

@@ -334,12 +334,16 @@ impl<B: DocumentBackend> SessionStore<B> {
         self.inner.ttl.unsigned_abs()
     }
 
-    /// The storage key (`_id`) for a session id: `transform_id`, then `id_at_rest`.
+    /// The storage key (`_id`) for a session id: `transform_id`, then the current
+    /// [binding](crate::binding) if any (`{id}#{binding}`), then `id_at_rest`.
     pub fn storage_key(&self, id: &str) -> String {
-        let id = match &self.inner.transform_id {
+        let mut id = match &self.inner.transform_id {
             Some(f) => std::borrow::Cow::Owned(f(id)),
             None => std::borrow::Cow::Borrowed(id),
         };
+        if let Some(binding) = crate::binding::current() {
+            id = std::borrow::Cow::Owned(format!("{id}#{binding}"));
+        }
         match self.inner.id_at_rest {
             IdAtRest::Sha256 => {
                 let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());

@@ -26,6 +26,7 @@
 //! | [`mongodb_outage`] | `503` + `Retry-After` while MongoDB hangs or is down; recovery without loss |
 //! | [`https_and_secure_cookie`] | with `TLS_CERT`/`TLS_KEY`: the contract over HTTPS, the cookie gets `Secure`, `/whoami` is 401 without a client certificate |
 //! | [`mutual_tls`] | with `TLS_CLIENT_CA`: `/whoami` shows the client certificate's subject and SHA-256 fingerprint; a client without a certificate, or with one from another CA, is refused at the handshake |
+//! | [`session_bound_to_client_cert`] | with `BIND_SESSION_TO_CLIENT_CERT=1`: a cookie replayed with another client certificate finds no session and leaves the original unchanged |
 //! | [`secured_mongodb`] | the server works against a mongod requiring TLS (CA from `MONGO_TLS_CA_FILE`), mutual TLS, X.509 (`MONGO_TLS_CERT_KEY_FILE`) and SCRAM |
 //! | [`encrypted_at_rest`] | with `SESSION_KEYS`: `session` is an encrypted envelope without the plaintext, `_id` is not the cookie |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable and encrypts with the new key; a removed key means no session, not an error |
@@ -124,6 +125,7 @@ macro_rules! contract_tests {
             key_rotation_across_restarts,
             https_and_secure_cookie,
             mutual_tls,
+            session_bound_to_client_cert,
             secured_mongodb,
         );
     };
@@ -1868,6 +1870,79 @@ pub async fn mutual_tls(bin: impl AsRef<Path>) {
                     ),
                 }
             }
+        },
+    )
+    .await;
+}
+
+/// `BIND_SESSION_TO_CLIENT_CERT=1` over mutual TLS: client A's cookie, replayed by client
+/// B (another certificate from the same CA), finds no session: `/peek` counts 0, `/me`
+/// is 401, `/counter` starts a new session under a new id; A's session is unchanged.
+pub async fn session_bound_to_client_cert(bin: impl AsRef<Path>) {
+    let Some(uri) = live::mongo_uri() else { return };
+    let certs = CaseCerts::new();
+    let mut env = https_env(&certs.0, true);
+    env.push(("BIND_SESSION_TO_CLIENT_CERT", "1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let client_a = HttpsClient {
+        ca: certs.0.ca.clone(),
+        identity: Some(certs.0.client.clone()),
+    };
+    let client_b = HttpsClient {
+        ca: certs.0.ca.clone(),
+        identity: Some(certs.0.client_unmapped.clone()),
+    };
+    run_case_over(
+        bin.as_ref(),
+        &uri,
+        &env,
+        Some(&client_a),
+        Cleanup::DropDatabase,
+        |c| async move {
+            let sid = c.counter(None, 1).await;
+            c.counter(Some(&sid), 2).await;
+            let b = client_b.http_client().expect("client B");
+            let thief = |path: &'static str| {
+                let request = b
+                    .get(format!("{}{path}", c.server.base_url()))
+                    .header(COOKIE, format!("{COOKIE_NAME}={sid}"));
+                async move {
+                    let r = request.send().await.expect("client B is served");
+                    let set_cookie = r
+                        .headers()
+                        .get_all(SET_COOKIE)
+                        .iter()
+                        .filter_map(|v| SetCookie::parse(v.to_str().ok()?))
+                        .find(|c| c.name == COOKIE_NAME);
+                    let status = r.status().as_u16();
+                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    (status, body, set_cookie)
+                }
+            };
+            let (status, body, _) = thief("/peek").await;
+            assert_eq!(
+                (status, &body),
+                (200, &json!({ "count": 0 })),
+                "GET /peek with a cookie replayed from another client certificate must see no session"
+            );
+            let (status, body, _) = thief("/me").await;
+            assert_eq!((status, &body), (401, &json!({ "user": null })), "GET /me replayed");
+            let (status, body, cookie) = thief("/counter").await;
+            assert_eq!(
+                (status, &body),
+                (200, &json!({ "count": 1 })),
+                "GET /counter replayed must start a new session"
+            );
+            let issued = cookie.expect("a new session cookie for client B");
+            assert_ne!(issued.value, sid, "client B was given client A's session id");
+            let r = c.get("/peek", Some(&sid)).await;
+            expect_reply(
+                &r,
+                200,
+                &json!({ "count": 2 }),
+                "GET /peek by client A after the replay (its session must be unchanged)",
+            );
+            c.expect_docs(2, "client A's session and client B's new one").await;
         },
     )
     .await;

@@ -37,6 +37,9 @@ pub struct Config {
     pub mongo_tls_ca_file: Option<PathBuf>,
     /// `MONGO_TLS_CERT_KEY_FILE`: client certificate and key for MongoDB.
     pub mongo_tls_cert_key_file: Option<PathBuf>,
+    /// `BIND_SESSION_TO_CLIENT_CERT=1`: sessions load only for the client certificate that
+    /// created them.
+    pub bind_session_to_client_cert: bool,
     /// Encryption keys from `SESSION_KEYS` (`keyid:base64,...`; the first encrypts).
     pub session_keys: Option<KeyRing>,
     /// `COOKIE_KEY` (Actix only): the secret actix-session signs and encrypts the cookie
@@ -95,9 +98,12 @@ impl Config {
         };
         let mongo_tls_ca_file = file("MONGO_TLS_CA_FILE")?;
         let mongo_tls_cert_key_file = file("MONGO_TLS_CERT_KEY_FILE")?;
-        if parsed("BIND_SESSION_TO_CLIENT_CERT", 0u8, "0 or 1")? != 0 {
-            bail!("BIND_SESSION_TO_CLIENT_CERT=1 (sessions bound to the client certificate) is not implemented in this version of the example yet; unset it");
-        }
+        let bind_session_to_client_cert = match parsed("BIND_SESSION_TO_CLIENT_CERT", 0u8, "0 or 1")? {
+            0 => false,
+            1 if https.as_ref().is_some_and(|h| h.client_ca.is_some()) => true,
+            1 => bail!("BIND_SESSION_TO_CLIENT_CERT=1 needs mutual TLS: set TLS_CERT, TLS_KEY and TLS_CLIENT_CA"),
+            n => bail!("BIND_SESSION_TO_CLIENT_CERT={n} is not 0 or 1"),
+        };
         let auto_remove = match var("AUTO_REMOVE")?.as_deref() {
             None | Some("native") => AutoRemove::Native,
             Some("interval") => AutoRemove::Interval(REMOVE_INTERVAL),
@@ -130,6 +136,7 @@ impl Config {
             auto_remove,
             payload_bytes: parsed("PAYLOAD_BYTES", 0usize, "a number of bytes")?,
             session_keys,
+            bind_session_to_client_cert,
             https,
             mongo_tls_ca_file,
             mongo_tls_cert_key_file,

@@ -32,6 +32,7 @@ const RETRY_AFTER_SECS: &str = "5";
 
 struct AppState {
     payload_bytes: usize,
+    bind_session_to_client_cert: bool,
 }
 
 /// A response for the contract's failure modes.
@@ -176,6 +177,26 @@ fn with_session(
         .route(route)
         .wrap(sessions)
         .wrap(actix_web::middleware::from_fn(store_failure_is_503))
+        .wrap(actix_web::middleware::from_fn(bind_to_client_cert))
+}
+
+/// `BIND_SESSION_TO_CLIENT_CERT=1`: the session middleware's store calls are bound to the
+/// client certificate's fingerprint, so a cookie replayed with another certificate finds
+/// no session (and leaves the original alone).
+async fn bind_to_client_cert(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let bind = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.bind_session_to_client_cert);
+    let binding = if bind {
+        req.conn_data::<ClientCert>()
+            .map(|c| c.fingerprint_sha256.clone())
+    } else {
+        None
+    };
+    actix_session_mongo::core::with_binding(binding, next.call(req)).await
 }
 
 async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
@@ -231,6 +252,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let state = web::Data::new(AppState {
         payload_bytes: config.payload_bytes,
+        bind_session_to_client_cert: config.bind_session_to_client_cert,
     });
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let secure = config.https.is_some();

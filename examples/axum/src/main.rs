@@ -131,6 +131,20 @@ async fn whoami(cert: Option<axum::Extension<ClientCert>>) -> Response {
     }
 }
 
+/// `BIND_SESSION_TO_CLIENT_CERT=1`: the request's session operations are bound to the
+/// client certificate's fingerprint, so a cookie replayed with another certificate finds
+/// no session (and leaves the original alone).
+async fn bind_to_client_cert(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let binding = req
+        .extensions()
+        .get::<ClientCert>()
+        .map(|c| c.fingerprint_sha256.clone());
+    tower_sessions_mongo::core::with_binding(binding, next.run(req)).await
+}
+
 /// tower-sessions answers a bare 500 when saving at the end of a request fails; our
 /// handlers never answer 500 themselves, so a 500 here is the store failing.
 async fn store_failure_is_503(response: Response) -> Response {
@@ -202,6 +216,11 @@ fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
         .layer(sessions)
         .layer(axum::middleware::map_response(store_failure_is_503))
         .with_state(state);
+    let with_sessions = if config.bind_session_to_client_cert {
+        with_sessions.layer(axum::middleware::from_fn(bind_to_client_cert))
+    } else {
+        with_sessions
+    };
     Ok(Router::new()
         .route("/health", get(health))
         .route("/whoami", get(whoami))

@@ -16,7 +16,9 @@ use rocket::http::{ContentType, Status};
 use rocket::response::{self, Responder};
 use rocket::{catch, catchers, get, post, routes, Request, Response, State};
 use rocket_session_mongo::mongo::mongodb::bson::doc;
-use rocket_session_mongo::{MongoBackend, MongoSessionFairing, Session, SessionStore};
+use rocket_session_mongo::{
+    MongoBackend, MongoSessionFairing, Session, SessionBinding, SessionStore,
+};
 use serde_json::{json, Value};
 
 use crate::config::Config;
@@ -195,6 +197,7 @@ async fn run() -> anyhow::Result<()> {
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     let secure = tls.is_some();
+    let bind = config.bind_session_to_client_cert;
     let rocket_config = rocket::Config {
         tls,
         address: config.host,
@@ -209,6 +212,19 @@ async fn run() -> anyhow::Result<()> {
             payload_bytes: config.payload_bytes,
         })
         .attach(MongoSessionFairing::new(store.clone()).secure(secure))
+        .attach(AdHoc::on_request("session binding", move |req, _| {
+            Box::pin(async move {
+                if bind {
+                    let cert = req
+                        .guard::<rocket::mtls::Certificate<'_>>()
+                        .await
+                        .succeeded();
+                    let fingerprint =
+                        cert.map(|c| tls::ClientCert::from_der(c.as_bytes()).fingerprint_sha256);
+                    req.local_cache(|| SessionBinding(fingerprint));
+                }
+            })
+        }))
         .attach(AdHoc::on_liftoff("listen line", move |rocket| {
             Box::pin(async move {
                 let c = rocket.config();
