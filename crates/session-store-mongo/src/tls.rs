@@ -370,10 +370,15 @@ impl TlsSettings {
             .as_ref()
             .is_some_and(|c| c.mechanism == Some(AuthMechanism::MongoDbX509));
         if x509 {
-            // X.509 users always live in `$external`; with a user name in the URI the driver
-            // would otherwise authenticate against the URI's database and fail.
             if let Some(c) = options.credential.as_mut() {
+                // X.509 users always live in `$external`.
                 c.source = Some("$external".into());
+                // mongod takes the user from the certificate. The driver (3.x) sends a user
+                // name given in the URI as `username`, a field mongod's `authenticate`
+                // rejects, so a URI written as the Mongoose guide shows would always fail.
+                if c.username.take().is_some() {
+                    tracing::debug!("X.509: the user name in the connection string is not sent; mongod takes it from the client certificate");
+                }
             }
         }
         let has_client_cert =

@@ -138,6 +138,18 @@ async fn x509_authentication() {
     );
     let (b, _) = timed(MongoBackend::builder().uri(s.uri(&query))).await;
     round_trip(b.expect("X.509 from the URI")).await;
+    // The subject, percent-encoded, as the user in the URI (the Mongoose guide's form).
+    let user = s
+        .certs
+        .client_subject
+        .replace('=', "%3D")
+        .replace(',', "%2C");
+    let uri = format!(
+        "mongodb://{user}@127.0.0.1:{}/tlsdb?{query}",
+        s.mongod.port()
+    );
+    let (b, _) = timed(MongoBackend::builder().uri(uri)).await;
+    round_trip(b.expect("X.509 with the user in the URI")).await;
     let (b, _) = timed(
         MongoBackend::builder()
             .uri(format!("mongodb://127.0.0.1:{}/tlsdb", s.mongod.port()))
