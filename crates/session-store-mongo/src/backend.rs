@@ -226,7 +226,8 @@ impl MongoBackendBuilder {
                     check_options(&options, timeout).await?;
                 }
                 let db = options.default_database.clone();
-                let client = Client::with_options(options).map_err(MongoError::InvalidUri)?;
+                let client = Client::with_options(options.clone())
+                    .map_err(|e| tls::client_error(e, &options))?;
                 (client, true, db)
             }
         };
@@ -260,7 +261,7 @@ async fn check_options(options: &ClientOptions, timeout: Duration) -> Result<(),
     probe.server_selection_timeout = Some(timeout);
     probe.connect_timeout = Some(timeout);
     probe.max_pool_size = Some(1);
-    let client = Client::with_options(probe).map_err(MongoError::InvalidUri)?;
+    let client = Client::with_options(probe).map_err(|e| tls::client_error(e, options))?;
     let started = std::time::Instant::now();
     // The driver's own timeout answers first; ours only guards against a hang.
     let result = tokio::time::timeout(

@@ -170,6 +170,30 @@ fn hostname_detail(text: &str) -> String {
     rest[..end].trim().to_owned()
 }
 
+/// Maps the driver's refusal to build a client: TLS problems name the file and the fix.
+pub(crate) fn client_error(e: Error, options: &mongodb::options::ClientOptions) -> MongoError {
+    let ErrorKind::InvalidTlsConfig { message, .. } = e.kind.as_ref() else {
+        return MongoError::InvalidUri(e);
+    };
+    let cert = match &options.tls {
+        Some(mongodb::options::Tls::Enabled(t)) => t.cert_key_file_path.clone(),
+        _ => None,
+    };
+    let problem = if message.to_lowercase().contains("decrypt") {
+        "holds an encrypted private key that the password does not open: check `tlsCertificateKeyFilePassword` (or `tls_certificate_key_password`)".to_owned()
+    } else {
+        format!("is not usable by the TLS library: {message}")
+    };
+    match cert {
+        Some(path) => MongoError::TlsFile {
+            path,
+            problem,
+            source: None,
+        },
+        None => MongoError::InvalidUri(e),
+    }
+}
+
 /// What a PEM file must hold.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum PemRole {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use session_store_core::{SessionData, SessionStore};
 use session_store_mongo::{Diagnosis, MongoBackend, MongoBackendBuilder, MongoError};
-use session_store_testkit::certs::CertSet;
+use session_store_testkit::certs::{CertSet, CLIENT_KEY_PASSWORD};
 use session_store_testkit::live::{self, unique_name};
 use session_store_testkit::mongod::{PrivateMongod, Security, SCRAM_PASSWORD, SCRAM_USER};
 
@@ -125,6 +125,40 @@ async fn mutual_tls() {
     };
     let (b, _) = timed(MongoBackend::builder().uri(s.uri(&s.tls(Some(&s.certs.client))))).await;
     round_trip(b.expect("mutual TLS")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_an_encrypted_key() {
+    let Some(s) = Setup::start(Security::MutualTls).await else {
+        return;
+    };
+    let query = format!(
+        "{}&tlsCertificateKeyFilePassword={CLIENT_KEY_PASSWORD}",
+        s.tls(Some(&s.certs.client_encrypted))
+    );
+    let (b, _) = timed(MongoBackend::builder().uri(s.uri(&query))).await;
+    round_trip(b.expect("encrypted key, password in the URI")).await;
+    let (b, _) = timed(
+        MongoBackend::builder()
+            .uri(format!("mongodb://127.0.0.1:{}/tlsdb", s.mongod.port()))
+            .tls_ca_file(&s.certs.ca)
+            .tls_certificate_key_file(&s.certs.client_encrypted)
+            .tls_certificate_key_password(CLIENT_KEY_PASSWORD),
+    )
+    .await;
+    round_trip(b.expect("encrypted key, password from the builder")).await;
+    let (b, elapsed) = timed(
+        MongoBackend::builder()
+            .uri(format!("mongodb://127.0.0.1:{}/tlsdb", s.mongod.port()))
+            .tls_ca_file(&s.certs.ca)
+            .tls_certificate_key_file(&s.certs.client_encrypted)
+            .tls_certificate_key_password("wrong"),
+    )
+    .await;
+    let message = session_store_core::error_chain(&b.expect_err("wrong key password"));
+    assert!(message.contains("password"), "{message}");
+    assert!(elapsed < DIAGNOSIS_WITHIN, "{elapsed:?}: {message}");
+    eprintln!("diagnosed in {elapsed:?}: {message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,6 +375,12 @@ async fn bad_files_and_options_fail_up_front() {
                 .tls_ca_file(&certs.ca)
                 .x509_auth(),
             "tlsCertificateKeyFile",
+        ),
+        (
+            MongoBackend::builder()
+                .uri(base)
+                .tls_certificate_key_file(&certs.client_encrypted),
+            "encrypted private key but no password",
         ),
     ];
     for (builder, expected) in cases {

@@ -14,6 +14,9 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
+/// The password of [`CertSet::client_encrypted`]'s key.
+pub const CLIENT_KEY_PASSWORD: &str = "client-key-password-0123";
+
 /// The organization every test certificate names.
 pub const ORGANIZATION: &str = "session-store-test";
 
@@ -41,6 +44,33 @@ pub struct CertSet {
     pub other_ca: PathBuf,
     /// A client certificate without its key.
     pub client_cert_only: PathBuf,
+    /// [`client`](Self::client)'s certificate with its key encrypted (PKCS#8, PBES2
+    /// PBKDF2-SHA256 + AES-256-CBC) under [`CLIENT_KEY_PASSWORD`].
+    pub client_encrypted: PathBuf,
+}
+
+/// A PKCS#8 key encrypted with `password`, as an `ENCRYPTED PRIVATE KEY` PEM.
+fn encrypted_key_pem(key: &KeyPair, password: &str) -> anyhow::Result<String> {
+    use pkcs8::der::pem::LineEnding;
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 16];
+    let rng = ring::rand::SystemRandom::new();
+    ring::rand::SecureRandom::fill(&rng, &mut salt)
+        .map_err(|_| anyhow::anyhow!("no randomness"))?;
+    ring::rand::SecureRandom::fill(&rng, &mut iv).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let params =
+        pkcs8::pkcs5::pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(100_000, &salt, iv)
+            .map_err(|e| anyhow::anyhow!("PBES2 parameters: {e}"))?;
+    let der = key.serialize_der();
+    let info = pkcs8::PrivateKeyInfoRef::try_from(der.as_slice())
+        .map_err(|e| anyhow::anyhow!("PKCS#8 key: {e}"))?;
+    let encrypted = info
+        .encrypt_with_params(params, password)
+        .map_err(|e| anyhow::anyhow!("encrypting the key: {e}"))?;
+    Ok(encrypted
+        .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("PEM: {e}"))?
+        .to_string())
 }
 
 fn dn(parts: &[(DnType, &str)]) -> DistinguishedName {
@@ -81,6 +111,17 @@ impl Ca {
         subject: &[(DnType, &str)],
         usages: Vec<ExtendedKeyUsagePurpose>,
     ) -> anyhow::Result<(String, String)> {
+        let (cert, key) = self.issue_key(sans, subject, usages)?;
+        Ok((cert, key.serialize_pem()))
+    }
+
+    /// A leaf certificate PEM and its key pair.
+    fn issue_key(
+        &self,
+        sans: &[&str],
+        subject: &[(DnType, &str)],
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> anyhow::Result<(String, KeyPair)> {
         let mut params =
             CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
         params.distinguished_name = dn(subject);
@@ -92,7 +133,7 @@ impl Ca {
         let key = KeyPair::generate()?;
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer)?;
-        Ok((cert.pem(), key.serialize_pem()))
+        Ok((cert.pem(), key))
     }
 }
 
@@ -129,6 +170,7 @@ impl CertSet {
             client_other_ca: path("client-other-ca.pem")?,
             other_ca: path("other-ca.pem")?,
             client_cert_only: path("client-cert-only.pem")?,
+            client_encrypted: path("client-encrypted.pem")?,
             dir: dir.to_owned(),
         })
     }
@@ -167,8 +209,12 @@ impl CertSet {
             (DnType::CommonName, "session-client"),
         ];
         let client_subject = format!("CN=session-client,OU=clients,O={ORGANIZATION}");
-        let (client_cert, key) = ca.issue(&[], &client_dn, client_usage())?;
-        let client = format!("{client_cert}{key}");
+        let (client_cert, client_key) = ca.issue_key(&[], &client_dn, client_usage())?;
+        let client = format!("{client_cert}{}", client_key.serialize_pem());
+        let client_encrypted = format!(
+            "{client_cert}{}",
+            encrypted_key_pem(&client_key, CLIENT_KEY_PASSWORD)?
+        );
         let (cert, key) = ca.issue(
             &[],
             &[
@@ -197,6 +243,7 @@ impl CertSet {
             client_other_ca: write(dir, "client-other-ca.pem", &client_other_ca)?,
             other_ca: write(dir, "other-ca.pem", &other_pem)?,
             client_cert_only: write(dir, "client-cert-only.pem", &client_cert)?,
+            client_encrypted: write(dir, "client-encrypted.pem", &client_encrypted)?,
             dir: dir.to_owned(),
         })
     }
