@@ -5,6 +5,7 @@
 //! Python 3 with pip is enough.
 
 mod mongod;
+mod runtime;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};

