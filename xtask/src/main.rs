@@ -24,7 +24,8 @@ commands:
                                  start a throwaway mongod and serve an example app on it
   mongod up [--version 6.0.5] [--tls|--mtls|--x509|--scram]
                                  start a mongod for your own use and print MONGODB_URI;
-                                 the modes use the certificates of `certs`
+                                 versions 6.0.5, 6.0.27, 5.0.32, 4.4.2 (the older ones
+                                 get OpenSSL 1.1, built once); the modes use `certs`
   certs                          write test certificates (CA, server, clients) to .xtask/certs
   mongod down                    stop it and delete its data
   mongod status                  say whether it runs
