@@ -18,8 +18,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test [-- ARGS]                 start a throwaway mongod, run `cargo test --workspace ARGS`
-                                 against it (MONGODB_URI, MONGOD_BIN set), stop it
+  test [--server 6.0.5] [--topology standalone|rs1|rs3] [-- ARGS]
+                                 start throwaway mongods, run `cargo test --workspace ARGS`
+                                 against them (MONGODB_URI, MONGOD_BIN set), stop them
   demo [--framework axum|actix|rocket] [--port 3000]
                                  start a throwaway mongod and serve an example app on it
   mongod up [--version 6.0.5] [--tls|--mtls|--x509|--scram]
@@ -38,6 +39,8 @@ commands:
 /// Everything the command line says, parsed in one place.
 enum Task {
     Test {
+        server: String,
+        topology: Topology,
         cargo_args: Vec<String>,
     },
     Demo {
@@ -84,14 +87,34 @@ fn parse(args: &[String]) -> Result<Task> {
     Ok(match (command, rest.first().copied()) {
         (None | Some("help" | "--help" | "-h"), _) => Task::Help,
         (Some("test"), _) => {
-            let cargo_args = match rest.first() {
-                None => Vec::new(),
-                Some(&"--") => rest[1..].iter().map(|s| (*s).to_owned()).collect(),
-                Some(other) => {
-                    bail!("unexpected argument `{other}` (put cargo test arguments after `--`)")
-                }
+            let (own, cargo_args) = match rest.iter().position(|a| *a == "--") {
+                Some(i) => (
+                    &rest[..i],
+                    rest[i + 1..].iter().map(|s| (*s).to_owned()).collect(),
+                ),
+                None => (&rest[..], Vec::new()),
             };
-            Task::Test { cargo_args }
+            let mut server = DEFAULT_VERSION.to_owned();
+            let mut topology = Topology::Standalone;
+            let mut it = own.iter();
+            while let Some(arg) = it.next() {
+                match *arg {
+                    "--server" => {
+                        server = (*it.next().context("--server needs a version")?).to_owned()
+                    }
+                    "--topology" => {
+                        topology = Topology::parse(it.next().context("--topology needs a value")?)?
+                    }
+                    other => bail!(
+                        "unexpected argument `{other}` (put cargo test arguments after `--`)\n\n{USAGE}"
+                    ),
+                }
+            }
+            Task::Test {
+                server,
+                topology,
+                cargo_args,
+            }
         }
         (Some("demo"), _) => {
             only(&["--framework", "--port"])?;
@@ -192,27 +215,116 @@ fn survive_ctrl_c() {
 }
 
 /// Runs `f` with a throwaway mongod, stopping it whatever happens.
-fn with_mongod<T>(f: impl FnOnce(&Mongod) -> Result<T>) -> Result<T> {
-    let bin = mongod::provision(DEFAULT_VERSION)?;
-    let server = Mongod::start(&bin, &state_dir()?, &[])?;
-    eprintln!(
-        "xtask: mongod {DEFAULT_VERSION} (pid {}) at {}",
-        server.pid,
-        server.uri()
-    );
-    survive_ctrl_c();
-    let result = f(&server);
-    let stopped = server.stop();
+fn with_mongod<T>(f: impl FnOnce(&Deployment) -> Result<T>) -> Result<T> {
+    with_deployment(DEFAULT_VERSION, Topology::Standalone, f)
+}
+
+/// How the mongods of a test run are arranged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    Standalone,
+    /// A replica set of this many members.
+    ReplicaSet(usize),
+}
+
+impl Topology {
+    fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "standalone" => Self::Standalone,
+            "rs1" => Self::ReplicaSet(1),
+            "rs3" => Self::ReplicaSet(3),
+            other => bail!("unknown topology `{other}`: use standalone, rs1 or rs3"),
+        })
+    }
+}
+
+/// Running mongods and the connection string that reaches them.
+struct Deployment {
+    members: Vec<Mongod>,
+    bin: PathBuf,
+    uri: String,
+}
+
+impl Deployment {
+    fn uri(&self) -> String {
+        self.uri.clone()
+    }
+}
+
+/// Runs `f` with throwaway mongods of `version` in `topology`, stopping them whatever
+/// happens.
+fn with_deployment<T>(
+    version: &str,
+    topology: Topology,
+    f: impl FnOnce(&Deployment) -> Result<T>,
+) -> Result<T> {
+    let bin = mongod::provision(version)?;
+    let (count, args) = match topology {
+        Topology::Standalone => (1, Vec::new()),
+        Topology::ReplicaSet(n) => {
+            let mut args = vec!["--replSet".to_owned(), format!("rs{n}")];
+            // 5.0+ members wait 15 s on SIGTERM otherwise; 4.4 rejects the parameter.
+            if !version.starts_with("4.") {
+                args.extend([
+                    "--setParameter".to_owned(),
+                    "shutdownTimeoutMillisForSignaledShutdown=1000".to_owned(),
+                ]);
+            }
+            (n, args)
+        }
+    };
+    let mut members = Vec::new();
+    let mut started = Ok(());
+    for _ in 0..count {
+        match Mongod::start(&bin, &state_dir()?, &args) {
+            Ok(m) => members.push(m),
+            Err(e) => {
+                started = Err(e);
+                break;
+            }
+        }
+    }
+    let uri = started.and_then(|()| match topology {
+        Topology::Standalone => Ok(members[0].uri()),
+        Topology::ReplicaSet(n) => {
+            let mut args = vec!["initiate".to_owned(), format!("rs{n}")];
+            args.extend(members.iter().map(|m| m.port.to_string()));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            testkit_helper(&refs).map(|out| out.trim().to_owned())
+        }
+    });
+    let result = match uri {
+        Ok(uri) => {
+            let deployment = Deployment { members, bin, uri };
+            eprintln!("xtask: mongod {version} {topology:?} at {}", deployment.uri);
+            survive_ctrl_c();
+            let result = f(&deployment);
+            members = deployment.members;
+            result
+        }
+        Err(e) => Err(e),
+    };
+    let mut stopped = Ok(());
+    for m in &members {
+        if let Err(e) = m.stop() {
+            stopped = Err(e);
+        }
+    }
     eprintln!("xtask: mongod stopped");
     let value = result?;
     stopped?;
     Ok(value)
 }
 
-fn test(cargo_args: &[String]) -> Result<bool> {
-    with_mongod(|server| {
+fn test(version: &str, topology: Topology, cargo_args: &[String]) -> Result<bool> {
+    with_deployment(version, topology, |server| {
         let status = cargo()
-            .args(["test", "--workspace"])
+            .arg("test")
+            // `-- -p PACKAGE` narrows the run; otherwise every workspace member.
+            .args(
+                (!cargo_args.iter().any(|a| a == "-p" || a == "--package"))
+                    .then_some("--workspace"),
+            )
             .args(cargo_args)
             .env("MONGODB_URI", server.uri())
             .env("MONGOD_BIN", &server.bin)
@@ -293,7 +405,7 @@ fn bench(args: &[String]) -> Result<bool> {
 
 /// Runs the testkit's TLS helper (certificates, mongod arguments, users); returns its
 /// standard output.
-fn testkit_tls(args: &[&str]) -> Result<String> {
+fn testkit_helper(args: &[&str]) -> Result<String> {
     let out = cargo()
         .args([
             "run",
@@ -301,7 +413,7 @@ fn testkit_tls(args: &[&str]) -> Result<String> {
             "--package",
             "session-store-testkit",
             "--bin",
-            "testkit-tls",
+            "testkit-helper",
             "--",
         ])
         .args(args)
@@ -309,7 +421,7 @@ fn testkit_tls(args: &[&str]) -> Result<String> {
         .output()
         .context("cannot run the testkit's TLS helper")?;
     if !out.status.success() {
-        bail!("testkit-tls {} failed ({})", args.join(" "), out.status);
+        bail!("testkit-helper {} failed ({})", args.join(" "), out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -318,7 +430,7 @@ fn testkit_tls(args: &[&str]) -> Result<String> {
 /// 127.0.0.1, clients for mutual TLS and X.509, and the negative cases).
 fn certs() -> Result<PathBuf> {
     let dir = state_dir()?.join("certs");
-    testkit_tls(&["certs", &dir.to_string_lossy()])?;
+    testkit_helper(&["certs", &dir.to_string_lossy()])?;
     Ok(dir)
 }
 
@@ -341,12 +453,12 @@ fn mongod_up(version: &str, mode: Option<&str>) -> Result<()> {
         Some(mode) => {
             let dir = certs()?;
             let dir = dir.to_string_lossy();
-            let args: Vec<String> = testkit_tls(&["mongod-args", mode, &dir])?
+            let args: Vec<String> = testkit_helper(&["mongod-args", mode, &dir])?
                 .lines()
                 .map(str::to_owned)
                 .collect();
             let mut server = Mongod::start(&bin, &state_dir()?, &args)?;
-            match testkit_tls(&["prepare", mode, &server.port.to_string(), &dir]) {
+            match testkit_helper(&["prepare", mode, &server.port.to_string(), &dir]) {
                 Ok(uri) => server.uri = uri.trim().to_owned(),
                 Err(e) => {
                     server.stop()?;
@@ -405,7 +517,7 @@ fn ci() -> Result<bool> {
             return Ok(false);
         }
     }
-    test(&[])
+    test(DEFAULT_VERSION, Topology::Standalone, &[])
 }
 
 fn run() -> Result<bool> {
@@ -415,7 +527,11 @@ fn run() -> Result<bool> {
             print!("{USAGE}");
             Ok(true)
         }
-        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Test {
+            server,
+            topology,
+            cargo_args,
+        } => test(&server, topology, &cargo_args),
         Task::Demo { framework, port } => demo(&framework, port),
         Task::MongodUp { version, mode } => mongod_up(&version, mode.as_deref()).map(|()| true),
         Task::Certs => certs().map(|dir| {

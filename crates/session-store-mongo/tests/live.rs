@@ -287,12 +287,25 @@ async fn write_concern_applies_to_every_write() {
     let Some(db) = test_db("wc").await else {
         return;
     };
-    // A standalone server cannot satisfy w: 2, so a write concern that is really sent
-    // makes the write fail.
+    // Ask for one more acknowledgement than the deployment has data-bearing members
+    // (read from the server: 1 for a standalone, the replica set's hosts otherwise), so
+    // a write concern that is really sent makes the write fail.
+    let hello = db
+        .client
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .await
+        .unwrap();
+    let members = hello.get_array("hosts").map_or(1, Vec::len);
+    let unsatisfiable = u32::try_from(members + 1).unwrap();
     let strict = MongoBackend::builder()
         .client(db.client.clone())
         .database(&db.name)
-        .write_concern(WriteConcern::builder().w(Acknowledgment::Nodes(2)).build())
+        .write_concern(
+            WriteConcern::builder()
+                .w(Acknowledgment::Nodes(unsatisfiable))
+                .build(),
+        )
         .build()
         .await
         .unwrap();
@@ -304,7 +317,7 @@ async fn write_concern_applies_to_every_write() {
     let err = store
         .create(&data(1), None)
         .await
-        .expect_err("w: 2 on a standalone");
+        .expect_err("a write concern the deployment cannot satisfy");
     assert!(
         matches!(mongo_error(&err), MongoError::Driver { .. }),
         "{err:?}"
