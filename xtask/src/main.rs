@@ -4,6 +4,7 @@
 //! under `~/.cache/session-store`), so a fresh machine with the Rust toolchain and
 //! Python 3 with pip is enough.
 
+mod matrix;
 mod mongod;
 mod runtime;
 
@@ -21,6 +22,10 @@ commands:
   test [--server 6.0.5] [--topology standalone|rs1|rs3] [-- ARGS]
                                  start throwaway mongods, run `cargo test --workspace ARGS`
                                  against them (MONGODB_URI, MONGOD_BIN set), stop them
+  test-matrix [--servers 6.0.5,6.0.27,5.0.32,4.4.2] [--drivers newest,oldest]
+              [--topologies standalone,rs1,rs3] [--frameworks axum,actix,rocket]
+                                 the live suites for every server x driver x topology cell;
+                                 grid in target/test-matrix.md
   demo [--framework axum|actix|rocket] [--port 3000]
                                  start a throwaway mongod and serve an example app on it
   mongod up [--version 6.0.5] [--tls|--mtls|--x509|--scram]
@@ -52,6 +57,7 @@ enum Task {
         mode: Option<String>,
     },
     Certs,
+    TestMatrix(matrix::Selection),
     MongodDown,
     MongodStatus,
     Ci,
@@ -147,6 +153,33 @@ fn parse(args: &[String]) -> Result<Task> {
             Task::MongodUp { version, mode }
         }
         (Some("certs"), None) => Task::Certs,
+        (Some("test-matrix"), _) => {
+            only(&["--servers", "--drivers", "--topologies", "--frameworks"])?;
+            let list = |name: &str, default: Vec<String>| -> Result<Vec<String>> {
+                Ok(match flag(name)? {
+                    None => default,
+                    Some(v) => v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                })
+            };
+            let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+            let selection = matrix::Selection {
+                servers: list("--servers", strings(&mongod::versions()))?,
+                drivers: list("--drivers", strings(&["newest", "oldest"]))?,
+                topologies: list("--topologies", strings(&["standalone", "rs1", "rs3"]))?,
+                frameworks: list("--frameworks", strings(&["axum", "actix", "rocket"]))?,
+            };
+            for f in &selection.frameworks {
+                if !["axum", "actix", "rocket"].contains(&f.as_str()) {
+                    bail!("unknown framework `{f}` in --frameworks: use axum, actix, rocket");
+                }
+            }
+            Task::TestMatrix(selection)
+        }
         (Some("mongod"), Some("down")) if rest.len() == 1 => Task::MongodDown,
         (Some("mongod"), Some("status")) if rest.len() == 1 => Task::MongodStatus,
         (Some("ci"), None) => Task::Ci,
@@ -534,6 +567,7 @@ fn run() -> Result<bool> {
         } => test(&server, topology, &cargo_args),
         Task::Demo { framework, port } => demo(&framework, port),
         Task::MongodUp { version, mode } => mongod_up(&version, mode.as_deref()).map(|()| true),
+        Task::TestMatrix(selection) => matrix::run(&selection),
         Task::Certs => certs().map(|dir| {
             println!("certificates written to {}", dir.display());
             true

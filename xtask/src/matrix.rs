@@ -1,0 +1,268 @@
+//! `cargo xtask test-matrix`: the live suites (conformance, store, TLS, and the HTTP
+//! contract of each framework's example) for every server version x driver version x
+//! topology cell.
+//!
+//! Drivers are pinned in a scratch copy of the working tree (`cargo update -p mongodb
+//! --precise V`), each with its own target directory under `~/.cache/session-store`, so
+//! the project's Cargo.lock is never touched. A grid is printed and written to
+//! `target/test-matrix.md`; any failed cell makes the command fail.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{project_root, with_deployment, Topology};
+
+/// The oldest `mongodb` release the workspace supports (declared in Cargo.toml).
+pub const OLDEST_DRIVER: &str = "3.2.5";
+
+/// What the command line narrows the matrix to.
+pub struct Selection {
+    pub servers: Vec<String>,
+    pub drivers: Vec<String>,
+    pub topologies: Vec<String>,
+    pub frameworks: Vec<String>,
+}
+
+enum Outcome {
+    Pass,
+    Fail(String),
+    Skipped(String),
+}
+
+struct Cell {
+    server: String,
+    driver: String,
+    topology: String,
+    outcome: Outcome,
+    took: Duration,
+}
+
+/// The `mongodb` version the project's lockfile resolves.
+fn locked_driver() -> Result<String> {
+    let lock = std::fs::read_to_string(project_root().join("Cargo.lock"))
+        .context("cannot read Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"mongodb\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    bail!("Cargo.lock has no mongodb package")
+}
+
+/// `newest` / `oldest` or a version.
+fn resolve_driver(name: &str) -> Result<String> {
+    Ok(match name {
+        "newest" | "locked" => locked_driver()?,
+        "oldest" => OLDEST_DRIVER.to_owned(),
+        v => v.to_owned(),
+    })
+}
+
+/// A copy of the working tree (tracked and untracked, not ignored files) with `mongodb`
+/// pinned to `driver`.
+fn scratch_copy(driver: &str) -> Result<PathBuf> {
+    let root = project_root();
+    let dir = std::env::temp_dir().join(format!("session-store-matrix-mongodb-{driver}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(&root)
+        .output()
+        .context("cannot run git ls-files")?;
+    if !files.status.success() {
+        bail!("git ls-files failed in {}", root.display());
+    }
+    for name in files.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(name)?);
+        let (from, to) = (root.join(rel), dir.join(rel));
+        if !from.is_file() {
+            continue; // deleted in the working tree
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
+    }
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "update",
+            "--quiet",
+            "--package",
+            "mongodb",
+            "--precise",
+            driver,
+        ])
+        .current_dir(&dir)
+        .status()
+        .context("cannot run cargo update")?;
+    if !status.success() {
+        bail!("cannot pin mongodb {driver} (cargo update --precise failed)");
+    }
+    Ok(dir)
+}
+
+fn target_dir(driver: &str) -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(Path::new(&home).join(format!(".cache/session-store/target-mongodb-{driver}")))
+}
+
+/// `cargo test` of the live suites in `dir`; `extra` adds `--no-run` or test filters.
+fn cargo_test(dir: &Path, driver: &str, frameworks: &[String], extra: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.arg("test").args(["--package", "session-store-mongo"]);
+    for f in frameworks {
+        cmd.args(["--package", &format!("example-{f}")]);
+    }
+    cmd.args(extra)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target_dir(driver).unwrap_or_default());
+    cmd
+}
+
+pub fn run(selection: &Selection) -> Result<bool> {
+    let started = Instant::now();
+    let mut cells = Vec::new();
+    for driver_name in &selection.drivers {
+        let driver = resolve_driver(driver_name)?;
+        eprintln!("xtask: test-matrix: mongodb {driver}: preparing a scratch copy");
+        let dir = scratch_copy(&driver)?;
+        let built = cargo_test(&dir, &driver, &selection.frameworks, &["--no-run"])
+            .status()
+            .context("cannot build the tests")?;
+        for server in &selection.servers {
+            for topology in &selection.topologies {
+                let cell_started = Instant::now();
+                let outcome = if !built.success() {
+                    Outcome::Fail(format!("the tests do not build with mongodb {driver}"))
+                } else {
+                    run_cell(&dir, &driver, server, topology, &selection.frameworks)
+                };
+                let cell = Cell {
+                    server: server.clone(),
+                    driver: driver.clone(),
+                    topology: topology.clone(),
+                    outcome,
+                    took: cell_started.elapsed(),
+                };
+                eprintln!(
+                    "xtask: test-matrix: {} x mongodb {} x {}: {} ({:.0?})",
+                    cell.server,
+                    cell.driver,
+                    cell.topology,
+                    label(&cell.outcome),
+                    cell.took
+                );
+                cells.push(cell);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let report = grid(&cells, &selection.frameworks, started.elapsed());
+    println!("{report}");
+    let out = project_root().join("target").join("test-matrix.md");
+    std::fs::create_dir_all(out.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(&out, &report).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("xtask: test-matrix: grid written to {}", out.display());
+    Ok(cells.iter().all(|c| !matches!(c.outcome, Outcome::Fail(_))))
+}
+
+fn run_cell(
+    dir: &Path,
+    driver: &str,
+    server: &str,
+    topology: &str,
+    frameworks: &[String],
+) -> Outcome {
+    let topo = match Topology::parse(topology) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Skipped(format!("{e:#}")),
+    };
+    let result = with_deployment(server, topo, |deployment| {
+        let log = std::env::temp_dir().join(format!(
+            "session-store-matrix-{server}-{driver}-{topology}.log"
+        ));
+        let file = std::fs::File::create(&log)?;
+        let status = cargo_test(dir, driver, frameworks, &[])
+            .env("MONGODB_URI", deployment.uri())
+            .env("MONGOD_BIN", &deployment.bin)
+            .env("SESSION_STORE_REQUIRE_MONGO", "1")
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .status()
+            .context("cannot run cargo test")?;
+        if status.success() {
+            Ok(Outcome::Pass)
+        } else {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let failed: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("test ") && l.ends_with("FAILED"))
+                .map(|l| {
+                    l.trim_start_matches("test ")
+                        .trim_end_matches(" ... FAILED")
+                })
+                .collect();
+            Ok(Outcome::Fail(format!(
+                "{} (log: {})",
+                if failed.is_empty() {
+                    "cargo test failed".to_owned()
+                } else {
+                    failed.join(", ")
+                },
+                log.display()
+            )))
+        }
+    });
+    result.unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")))
+}
+
+fn label(o: &Outcome) -> String {
+    match o {
+        Outcome::Pass => "pass".into(),
+        Outcome::Fail(why) => format!("FAIL: {why}"),
+        Outcome::Skipped(why) => format!("skipped: {why}"),
+    }
+}
+
+fn grid(cells: &[Cell], frameworks: &[String], total: Duration) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## Test matrix\n\nSuites per cell: session-store-mongo (conformance, store, TLS/mTLS/X.509/SCRAM) \
+         and the HTTP contract of {}. Total {:.1} min.\n",
+        frameworks
+            .iter()
+            .map(|f| format!("examples/{f}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        total.as_secs_f64() / 60.0
+    );
+    out.push_str(
+        "| server | driver | topology | result | time |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for c in cells {
+        let _ = writeln!(
+            out,
+            "| {} | mongodb {} | {} | {} | {:.0} s |",
+            c.server,
+            c.driver,
+            c.topology,
+            label(&c.outcome),
+            c.took.as_secs_f64()
+        );
+    }
+    out
+}
