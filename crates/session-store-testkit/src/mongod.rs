@@ -182,9 +182,35 @@ impl PrivateMongod {
     ///
     /// # Errors
     ///
-    /// When it is not running or the signal cannot be sent.
+    /// When it is not running, the signal cannot be sent, or the process (checked to be
+    /// a mongod) is not seen stopped within a second.
     pub fn pause(&mut self) -> anyhow::Result<()> {
-        self.signal("STOP")
+        self.signal("STOP")?;
+        let Some(pid) = self.pid() else {
+            bail!("mongod on port {} is not running", self.port);
+        };
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if !exe.to_string_lossy().ends_with("mongod") {
+            bail!(
+                "pid {pid} is {}, not a mongod: the pause would not hang MongoDB",
+                exe.display()
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            // /proc/PID/stat: "pid (comm) STATE ...": `T` is stopped.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next());
+            if state == Some('T') {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("mongod (pid {pid}) is not stopped 1 s after SIGSTOP (state {state:?})");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Thaws a paused process (SIGCONT).
