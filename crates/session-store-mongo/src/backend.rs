@@ -289,11 +289,15 @@ async fn check_options(options: &ClientOptions, timeout: Duration) -> Result<(),
             })
         }
         Ok(Err(source)) => {
-            let sent_certificate = matches!(
-                &options.tls,
-                Some(mongodb::options::Tls::Enabled(t)) if t.cert_key_file_path.is_some()
-            );
-            let diagnosis = tls::diagnose(&source, sent_certificate);
+            let tls_options = match &options.tls {
+                Some(mongodb::options::Tls::Enabled(t)) => Some(t),
+                _ => None,
+            };
+            let attempt = tls::Attempt {
+                tls: tls_options.is_some(),
+                client_certificate: tls_options.is_some_and(|t| t.cert_key_file_path.is_some()),
+            };
+            let diagnosis = tls::diagnose(&source, attempt);
             tracing::debug!(?diagnosis, elapsed = ?started.elapsed(), "connection check failed");
             Err(MongoError::Connect { diagnosis, source })
         }
@@ -314,7 +318,7 @@ async fn check_client(client: &Client, timeout: Duration) -> Result<(), MongoErr
     {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(source)) => Err(MongoError::Connect {
-            diagnosis: tls::diagnose(&source, false),
+            diagnosis: tls::diagnose(&source, tls::Attempt::default()),
             source,
         }),
         Err(_) => Err(MongoError::Timeout {

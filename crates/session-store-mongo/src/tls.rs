@@ -93,10 +93,25 @@ impl fmt::Display for Diagnosis {
     }
 }
 
-/// Reads a driver error from the connection check. `sent_client_certificate` tells a
-/// server that wants a certificate from one that refused ours: rustls reports both as
-/// the server closing the connection.
-pub(crate) fn diagnose(e: &Error, sent_client_certificate: bool) -> Diagnosis {
+/// What the client tried, which the driver's error text alone does not tell.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Attempt {
+    /// The client spoke TLS.
+    pub(crate) tls: bool,
+    /// The client presented a certificate.
+    pub(crate) client_certificate: bool,
+}
+
+/// Reads a driver error from the connection check. rustls reports "the server wants a
+/// client certificate" and "the server refused ours" alike as the server closing the
+/// connection (older driver versions as a bare end of file, like a plain client meeting
+/// a TLS server), so `attempt` decides between them.
+pub(crate) fn diagnose(e: &Error, attempt: Attempt) -> Diagnosis {
+    let certificate_problem = if attempt.client_certificate {
+        Diagnosis::ClientCertificateRejected
+    } else {
+        Diagnosis::ClientCertificateRequired
+    };
     let text = match e.kind.as_ref() {
         ErrorKind::Authentication { message, .. } => {
             return if message.contains("X509") {
@@ -125,11 +140,7 @@ pub(crate) fn diagnose(e: &Error, sent_client_certificate: bool) -> Diagnosis {
     } else if has("unknownissuer") || has("unknown issuer") || has("unable to get local issuer") {
         Diagnosis::CertificateNotTrusted
     } else if has("certificaterequired") || has("certificate required") || has("close_notify") {
-        if sent_client_certificate {
-            Diagnosis::ClientCertificateRejected
-        } else {
-            Diagnosis::ClientCertificateRequired
-        }
+        certificate_problem
     } else if has("badcertificate")
         || has("bad certificate")
         || has("unknownca")
@@ -148,7 +159,11 @@ pub(crate) fn diagnose(e: &Error, sent_client_certificate: bool) -> Diagnosis {
     } else if has("connection refused") {
         Diagnosis::NothingListening
     } else if has("unexpected end of file") || has("connection reset") || has("broken pipe") {
-        Diagnosis::ServerRequiresTls
+        if attempt.tls {
+            certificate_problem
+        } else {
+            Diagnosis::ServerRequiresTls
+        }
     } else if has("timed out") || has("timeout") {
         Diagnosis::NoAnswer
     } else {
