@@ -289,15 +289,7 @@ async fn check_options(options: &ClientOptions, timeout: Duration) -> Result<(),
             })
         }
         Ok(Err(source)) => {
-            let tls_options = match &options.tls {
-                Some(mongodb::options::Tls::Enabled(t)) => Some(t),
-                _ => None,
-            };
-            let attempt = tls::Attempt {
-                tls: tls_options.is_some(),
-                client_certificate: tls_options.is_some_and(|t| t.cert_key_file_path.is_some()),
-            };
-            let diagnosis = tls::diagnose(&source, attempt);
+            let diagnosis = tls::diagnose(&source, tls::Attempt::of(options));
             tracing::debug!(?diagnosis, elapsed = ?started.elapsed(), "connection check failed");
             Err(MongoError::Connect { diagnosis, source })
         }

@@ -102,6 +102,25 @@ pub(crate) struct Attempt {
     pub(crate) client_certificate: bool,
 }
 
+impl Attempt {
+    /// What clients built from `options` try.
+    pub(crate) fn of(options: &mongodb::options::ClientOptions) -> Self {
+        let tls = enabled(options);
+        Self {
+            tls: tls.is_some(),
+            client_certificate: tls.is_some_and(|t| t.cert_key_file_path.is_some()),
+        }
+    }
+}
+
+/// The TLS options of `options`, when TLS is on.
+fn enabled(options: &mongodb::options::ClientOptions) -> Option<&mongodb::options::TlsOptions> {
+    match &options.tls {
+        Some(mongodb::options::Tls::Enabled(t)) => Some(t),
+        _ => None,
+    }
+}
+
 /// Reads a driver error from the connection check. rustls reports "the server wants a
 /// client certificate" and "the server refused ours" alike as the server closing the
 /// connection (older driver versions as a bare end of file, like a plain client meeting
@@ -190,10 +209,7 @@ pub(crate) fn client_error(e: Error, options: &mongodb::options::ClientOptions) 
     let ErrorKind::InvalidTlsConfig { message, .. } = e.kind.as_ref() else {
         return MongoError::InvalidUri(e);
     };
-    let cert = match &options.tls {
-        Some(mongodb::options::Tls::Enabled(t)) => t.cert_key_file_path.clone(),
-        _ => None,
-    };
+    let cert = enabled(options).and_then(|t| t.cert_key_file_path.clone());
     let problem = if message.to_lowercase().contains("decrypt") {
         "holds an encrypted private key that the password does not open: check `tlsCertificateKeyFilePassword` (or `tls_certificate_key_password`)".to_owned()
     } else {
@@ -395,7 +411,7 @@ impl TlsSettings {
             credential.source = Some("$external".into());
             options.credential = Some(credential);
         }
-        if let Some(Tls::Enabled(tls)) = &options.tls {
+        if let Some(tls) = enabled(options) {
             let has_password = tls.tls_certificate_key_file_password.is_some();
             if let Some(ca) = &tls.ca_file_path {
                 check_pem(ca, PemRole::CaFile, false)?;
@@ -420,9 +436,7 @@ impl TlsSettings {
                 }
             }
         }
-        let has_client_cert =
-            matches!(&options.tls, Some(Tls::Enabled(t)) if t.cert_key_file_path.is_some());
-        if x509 && !has_client_cert {
+        if x509 && !Attempt::of(options).client_certificate {
             return Err(MongoError::InvalidOption {
                 option: "authMechanism",
                 reason: "MONGODB-X509 authenticates with the client certificate: set `tlsCertificateKeyFile` (and `tls=true`)".into(),

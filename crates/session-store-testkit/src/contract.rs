@@ -387,6 +387,17 @@ pub struct ServerUnderTest {
     https: bool,
 }
 
+/// The suite's HTTP client settings: no proxy, no redirects, a liveness timeout.
+fn client_builder() -> reqwest::ClientBuilder {
+    // reqwest is built without a default TLS provider (no aws-lc); even a plain-HTTP
+    // client needs one installed. Ignored when one already is.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+}
+
 /// How the suite's client reaches a server over HTTPS: the CA it trusts, and the client
 /// certificate (with key) it presents, if any.
 #[derive(Debug, Clone)]
@@ -417,12 +428,7 @@ impl HttpsClient {
                 builder.with_client_auth_cert(chain, key)?
             }
         };
-        Ok(reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .tls_backend_preconfigured(config)
-            .build()?)
+        Ok(client_builder().tls_backend_preconfigured(config).build()?)
     }
 }
 
@@ -459,14 +465,8 @@ impl ServerUnderTest {
         extra_env: &[(&str, &str)],
         https: Option<&HttpsClient>,
     ) -> anyhow::Result<Self> {
-        // reqwest is built without a default TLS provider (no aws-lc); even a plain-HTTP
-        // client needs one installed. Ignored when one already is.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = match https {
-            None => reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(REQUEST_TIMEOUT)
+            None => client_builder()
                 .build()
                 .context("cannot build the HTTP client")?,
             Some(tls) => tls.http_client().context("cannot build the HTTPS client")?,
