@@ -241,10 +241,14 @@ fn cargo() -> Command {
 }
 
 /// Lets xtask outlive Ctrl-C (the child gets it too) so it can stop mongod.
+/// Installed once per process (the test matrix starts many deployments).
 fn survive_ctrl_c() {
-    if let Err(e) = ctrlc::set_handler(|| eprintln!("xtask: interrupted; cleaning up")) {
-        eprintln!("xtask: cannot handle Ctrl-C ({e}); a Ctrl-C may leave mongod running");
-    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = ctrlc::set_handler(|| eprintln!("xtask: interrupted; cleaning up")) {
+            eprintln!("xtask: cannot handle Ctrl-C ({e}); a Ctrl-C may leave mongod running");
+        }
+    });
 }
 
 /// Runs `f` with a throwaway mongod, stopping it whatever happens.
@@ -294,17 +298,9 @@ fn with_deployment<T>(
     let bin = mongod::provision(version)?;
     let (count, args) = match topology {
         Topology::Standalone => (1, Vec::new()),
-        Topology::ReplicaSet(n) => {
-            let mut args = vec!["--replSet".to_owned(), format!("rs{n}")];
-            // 5.0+ members wait 15 s on SIGTERM otherwise; 4.4 rejects the parameter.
-            if !version.starts_with("4.") {
-                args.extend([
-                    "--setParameter".to_owned(),
-                    "shutdownTimeoutMillisForSignaledShutdown=1000".to_owned(),
-                ]);
-            }
-            (n, args)
-        }
+        // The shutdown quiesce time is set by `testkit-helper initiate`, where the
+        // server says whether it knows the parameter.
+        Topology::ReplicaSet(n) => (n, vec!["--replSet".to_owned(), format!("rs{n}")]),
     };
     let mut members = Vec::new();
     let mut started = Ok(());

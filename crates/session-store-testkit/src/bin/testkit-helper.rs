@@ -57,6 +57,31 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Replica-set members of 5.0+ spend 15 s in quiesce mode on SIGTERM; tests stop them
+/// often, so the wait is cut to 1 s where the server knows the parameter. Asked of the
+/// server (`getParameter`), not guessed from its version: 4.4 has no such parameter.
+async fn shorten_signalled_shutdown(host: &str) -> anyhow::Result<()> {
+    use mongodb::bson::doc;
+    const NAME: &str = "shutdownTimeoutMillisForSignaledShutdown";
+    let client =
+        mongodb::Client::with_uri_str(format!("mongodb://{host}/?directConnection=true")).await?;
+    let admin = client.database("admin");
+    let known = admin
+        .run_command(doc! { "getParameter": 1, NAME: 1 })
+        .await
+        .is_ok();
+    if known {
+        admin
+            .run_command(doc! { "setParameter": 1, NAME: 1000 })
+            .await
+            .with_context(|| format!("setParameter {NAME} on {host} failed"))?;
+    } else {
+        eprintln!("testkit-helper: {host} has no {NAME} (before 5.0): shutdown keeps its default");
+    }
+    client.shutdown().await;
+    Ok(())
+}
+
 /// `replSetInitiate` on the first member, then waits (up to 60 s) for a writable primary.
 async fn initiate(set: &str, ports: &[String]) -> anyhow::Result<String> {
     use mongodb::bson::{doc, Document};
@@ -66,6 +91,9 @@ async fn initiate(set: &str, ports: &[String]) -> anyhow::Result<String> {
         .enumerate()
         .map(|(i, h)| doc! { "_id": i as i32, "host": h })
         .collect();
+    for host in &hosts {
+        shorten_signalled_shutdown(host).await?;
+    }
     let first =
         mongodb::Client::with_uri_str(format!("mongodb://{}/?directConnection=true", hosts[0]))
             .await?;
