@@ -4,6 +4,7 @@
 //! under `~/.cache/session-store`), so a fresh machine with the Rust toolchain and
 //! Python 3 with pip is enough.
 
+mod bench;
 mod matrix;
 mod mongod;
 mod runtime;
@@ -35,9 +36,12 @@ commands:
   certs                          write test certificates (CA, server, clients) to .xtask/certs
   mongod down                    stop it and delete its data
   mongod status                  say whether it runs
-  ci                             cargo fmt --check, clippy -D warnings, then `test`
-  bench [--quick] [--rounds 3]   start a throwaway mongod, run the store benchmark in release
-                                 mode, write target/bench/latest.md
+  ci                             what .ci/run does: cargo fmt --check, clippy -D warnings,
+                                 `test`, and the matrix cell 4.4.2 x oldest driver x standalone
+  bench [--quick] [--rounds 3] [--only store|http] [--seconds 10] [--connections 64]
+                                 start a throwaway mongod; benchmark the store against the raw
+                                 driver, and each example (and Express + connect-mongo) over
+                                 HTTP under wrk; write target/bench/latest.md
   help                           this text
 ";
 
@@ -399,39 +403,6 @@ fn demo(framework: &str, port: u16) -> Result<bool> {
     })
 }
 
-fn bench(args: &[String]) -> Result<bool> {
-    // Build first, so the build does not run while mongod waits.
-    let built = cargo()
-        .args(["build", "--release", "--package", "session-store-bench"])
-        .status()
-        .context("cannot build the benchmark")?;
-    if !built.success() {
-        return Ok(false);
-    }
-    let out = project_root()
-        .join("target")
-        .join("bench")
-        .join("latest.md");
-    with_mongod(|server| {
-        let status = cargo()
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "--package",
-                "session-store-bench",
-                "--",
-            ])
-            .args(["--uri", &server.uri()])
-            .arg("--out")
-            .arg(&out)
-            .args(args)
-            .status()
-            .context("cannot run the benchmark")?;
-        Ok(status.success())
-    })
-}
-
 /// Runs the testkit's TLS helper (certificates, mongod arguments, users); returns its
 /// standard output.
 fn testkit_helper(args: &[&str]) -> Result<String> {
@@ -546,7 +517,16 @@ fn ci() -> Result<bool> {
             return Ok(false);
         }
     }
-    test(DEFAULT_VERSION, Topology::Standalone, &[])
+    if !test(DEFAULT_VERSION, Topology::Standalone, &[])? {
+        return Ok(false);
+    }
+    // The cheap matrix cell .ci/run adds: oldest server x oldest driver.
+    matrix::run(&matrix::Selection {
+        servers: vec!["4.4.2".into()],
+        drivers: vec!["oldest".into()],
+        topologies: vec!["standalone".into()],
+        frameworks: ["axum", "actix", "rocket"].map(String::from).to_vec(),
+    })
 }
 
 fn run() -> Result<bool> {
@@ -571,7 +551,7 @@ fn run() -> Result<bool> {
         Task::MongodDown => mongod_down().map(|()| true),
         Task::MongodStatus => mongod_status().map(|()| true),
         Task::Ci => ci(),
-        Task::Bench { args } => bench(&args),
+        Task::Bench { args } => bench::bench(&args),
     }
 }
 

@@ -39,6 +39,13 @@
 //! | [`tls_ca_file`](MongoBackendBuilder::tls_ca_file), [`tls_certificate_key_file`](MongoBackendBuilder::tls_certificate_key_file), [`tls_certificate_key_password`](MongoBackendBuilder::tls_certificate_key_password) | `tlsCAFile`, `tlsCertificateKeyFile`, `tlsCertificateKeyFilePassword` | the connection string's | TLS files, checked before connecting |
 //! | [`tls`](MongoBackendBuilder::tls), [`tls_allow_invalid_certificates`](MongoBackendBuilder::tls_allow_invalid_certificates), [`tls_allow_invalid_hostnames`](MongoBackendBuilder::tls_allow_invalid_hostnames), [`x509_auth`](MongoBackendBuilder::x509_auth) | `tls`, `tlsAllowInvalidCertificates`, `tlsAllowInvalidHostnames`, `authMechanism=MONGODB-X509` | the connection string's | see each method |
 //!
+//! # Compatibility
+//!
+//! The `mongodb` crate from 3.2.5 to the newest 3.x, and MongoDB server 4.4 and newer,
+//! standalone or replica set. `cargo xtask test-matrix` runs the live suites against
+//! servers 4.4.2, 5.0.32, 6.0.5 and 6.0.27 with both ends of the driver range; the
+//! repository README holds the last grid.
+//!
 //! # Expiry
 //!
 //! With [`AutoRemove::Native`](session_store_core::AutoRemove::Native) the store creates

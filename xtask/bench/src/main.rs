@@ -5,12 +5,23 @@
 //!
 //! Every operation of a round runs over its own sessions in this order: create, load,
 //! save (changed), save (unchanged, inside `touch_after`), save (unchanged, outside it),
-//! delete. Rounds alternate the order of the variants; ops/s is the median over rounds,
-//! p50/p99 come from all rounds' latencies, and writes per operation from the server's
-//! `opcounters`. Timings are reported, never asserted.
+//! delete; each operation runs for the raw floor, the store and the encrypted store back
+//! to back (the order rotates per round), so the ratios compare runs seconds apart.
+//! ops/s is the median over rounds, store/raw the median of per-round ratios, p50/p99
+//! come from all rounds' latencies, and writes per operation from the server's
+//! `opcounters`. The raw collection has the store's TTL index. Timings are reported,
+//! never asserted.
+//!
+//! The HTTP part ([`http`]) runs each example server, and Express + connect-mongo for
+//! comparison, under wrk.
 //!
 //! Arguments: `--uri URI` (else `MONGODB_URI`), `--out FILE` (the markdown report),
-//! `--rounds N` (default 3), `--quick` (fewer sessions, for a smoke run).
+//! `--rounds N` (default 3), `--quick` (fewer sessions and shorter loads, for a smoke run),
+//! `--only store|http`, and for the HTTP part `--server NAME=PATH` (repeated; a `.js`
+//! path runs under node), `--wrk PATH`, `--connections N` (default 64), `--seconds N`
+//! (default 10).
+
+mod http;
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -23,7 +34,8 @@ use serde_json::json;
 use session_store_core::time::{self, OffsetDateTime};
 use session_store_core::{KeyRing, ManualClock, SaveOutcome, SessionData, SessionId, SessionStore};
 use session_store_mongo::mongodb::bson::{doc, DateTime, Document};
-use session_store_mongo::mongodb::{Client, Collection, Database};
+use session_store_mongo::mongodb::options::IndexOptions;
+use session_store_mongo::mongodb::{Client, Collection, Database, IndexModel};
 use session_store_mongo::MongoBackend;
 
 const DATABASE: &str = "session_store_bench";
@@ -128,6 +140,19 @@ struct Args {
     out: Option<std::path::PathBuf>,
     rounds: usize,
     quick: bool,
+    store: bool,
+    http: bool,
+    servers: Vec<http::Server>,
+    wrk: Option<std::path::PathBuf>,
+    connections: usize,
+    seconds: Option<u64>,
+}
+
+fn number<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>, flag: &str) -> Result<T> {
+    it.next()
+        .with_context(|| format!("{flag} needs a value"))?
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{flag} takes a positive number"))
 }
 
 fn args() -> Result<Args> {
@@ -136,28 +161,42 @@ fn args() -> Result<Args> {
         out: None,
         rounds: 3,
         quick: false,
+        store: true,
+        http: true,
+        servers: Vec::new(),
+        wrk: None,
+        connections: 64,
+        seconds: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--uri" => args.uri = it.next().context("--uri needs a value")?,
             "--out" => args.out = Some(it.next().context("--out needs a value")?.into()),
-            "--rounds" => {
-                args.rounds = it
-                    .next()
-                    .context("--rounds needs a value")?
-                    .parse()
-                    .context("--rounds takes a positive number")?;
-            }
+            "--rounds" => args.rounds = number(&mut it, "--rounds")?,
             "--quick" => args.quick = true,
+            "--only" => match it.next().as_deref() {
+                Some("store") => args.http = false,
+                Some("http") => args.store = false,
+                other => bail!("--only takes store or http, not {other:?}"),
+            },
+            "--server" => args.servers.push(http::Server::parse(
+                &it.next().context("--server needs NAME=PATH")?,
+            )?),
+            "--wrk" => args.wrk = Some(it.next().context("--wrk needs a path")?.into()),
+            "--connections" => args.connections = number(&mut it, "--connections")?,
+            "--seconds" => args.seconds = Some(number(&mut it, "--seconds")?),
             other => bail!("unknown argument {other:?}; see the crate docs"),
         }
     }
     if args.uri.is_empty() {
         bail!("no MongoDB: pass --uri or set MONGODB_URI (cargo xtask bench provisions one)");
     }
-    if args.rounds == 0 {
-        bail!("--rounds takes a positive number");
+    if args.rounds == 0 || args.connections == 0 || args.seconds == Some(0) {
+        bail!("--rounds, --connections and --seconds take positive numbers");
+    }
+    if args.http && !args.servers.is_empty() && args.wrk.is_none() {
+        bail!("--server needs --wrk PATH (cargo xtask bench fetches wrk)");
     }
     Ok(args)
 }
@@ -268,60 +307,76 @@ async fn store(
     Ok(b.build().await?)
 }
 
-/// One round of every operation for one variant; results go into `cells[op index]`.
+/// One round: every operation in order, each run for the three variants back to back (in
+/// `order`), so a variant and the floor it is compared with run seconds apart on the
+/// same machine state. Results go into `cells[variant index][op index]`.
 async fn round(
     s: &Stores,
     db: &Database,
-    variant: Variant,
+    order: [usize; 3],
     concurrency: usize,
     per_worker: usize,
-    cells: &mut [Measure],
+    cells: &mut [Vec<Measure>],
 ) -> Result<()> {
     s.clock.set(OffsetDateTime::now_utc());
     let ops = (concurrency * per_worker) as u64;
-    let ids: Arc<Vec<Vec<std::sync::Mutex<String>>>> = Arc::new(
-        (0..concurrency)
-            .map(|_| {
-                (0..per_worker)
-                    .map(|_| std::sync::Mutex::new(String::new()))
-                    .collect()
-            })
-            .collect(),
-    );
-    let store = match variant {
-        Variant::Plain => Some(s.plain.clone()),
-        Variant::Encrypted => Some(s.encrypted.clone()),
-        Variant::Raw => None,
-    };
+    // Each variant works on its own sessions.
+    let ids: Vec<Arc<Vec<Vec<std::sync::Mutex<String>>>>> = (0..VARIANTS.len())
+        .map(|_| {
+            Arc::new(
+                (0..concurrency)
+                    .map(|_| {
+                        (0..per_worker)
+                            .map(|_| std::sync::Mutex::new(String::new()))
+                            .collect()
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
     for (k, op) in OPS.into_iter().enumerate() {
         if op == Op::SaveUnchangedOutside {
             s.clock
                 .advance(time::Duration::seconds(TOUCH_AFTER.as_secs() as i64 + 60));
         }
-        let before = writes(db).await?;
-        let (ids, store, raw, clock) = (
-            Arc::clone(&ids),
-            store.clone(),
-            s.raw.clone(),
-            s.clock.clone(),
-        );
-        let (wall, lat) = run(concurrency, per_worker, move |w, i| {
-            let (ids, store, raw, clock) =
-                (Arc::clone(&ids), store.clone(), raw.clone(), clock.clone());
-            async move {
-                let n = w * 100_000 + i;
-                let slot = &ids[w][i];
-                match store {
-                    Some(store) => store_op(&store, op, n, slot).await,
-                    None => raw_op(&raw, &clock, op, n, slot).await,
+        for v in order {
+            let store = match VARIANTS[v] {
+                Variant::Plain => Some(s.plain.clone()),
+                Variant::Encrypted => Some(s.encrypted.clone()),
+                Variant::Raw => None,
+            };
+            let before = writes(db).await?;
+            let (ids, raw, clock) = (Arc::clone(&ids[v]), s.raw.clone(), s.clock.clone());
+            let (wall, lat) = run(concurrency, per_worker, move |w, i| {
+                let (ids, store, raw, clock) =
+                    (Arc::clone(&ids), store.clone(), raw.clone(), clock.clone());
+                async move {
+                    let n = w * 100_000 + i;
+                    let slot = &ids[w][i];
+                    match store {
+                        Some(store) => store_op(&store, op, n, slot).await,
+                        None => raw_op(&raw, &clock, op, n, slot).await,
+                    }
                 }
-            }
-        })
-        .await?;
-        let after = writes(db).await?;
-        cells[k].add(ops, wall, lat, after.saturating_sub(before));
+            })
+            .await?;
+            let after = writes(db).await?;
+            cells[v][k].add(ops, wall, lat, after.saturating_sub(before));
+        }
     }
     Ok(())
+}
+
+/// The median over rounds of `a`'s ops/s divided by `b`'s in the same round.
+fn paired_ratio(a: &Measure, b: &Measure) -> f64 {
+    let mut ratios: Vec<f64> = a
+        .ops_per_sec
+        .iter()
+        .zip(&b.ops_per_sec)
+        .map(|(x, y)| x / y)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn id_of(slot: &std::sync::Mutex<String>) -> String {
@@ -461,6 +516,143 @@ fn machine() -> String {
     format!("{cpus} cores ({model}), shared")
 }
 
+/// The store-vs-raw section of the report.
+async fn store_section(
+    args: &Args,
+    client: &Client,
+    db: &Database,
+    version: &str,
+) -> Result<String> {
+    let clock = ManualClock::new(OffsetDateTime::now_utc());
+    let raw = db.collection("raw");
+    // The floor keeps the same indexes as the store (the TTL index on `expires`), so
+    // both pay for the same index writes.
+    raw.create_index(
+        IndexModel::builder()
+            .keys(doc! { "expires": 1 })
+            .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
+            .build(),
+    )
+    .await?;
+    let stores = Stores {
+        plain: store(client, "plain", &clock, false).await?,
+        encrypted: store(client, "encrypted", &clock, true).await?,
+        raw,
+        clock,
+    };
+    // Warm the pool and the collections.
+    for c in CONCURRENCY {
+        let mut scratch = vec![vec![Measure::default(); OPS.len()]; VARIANTS.len()];
+        round(&stores, db, [0, 1, 2], c, 20, &mut scratch).await?;
+    }
+
+    let mut table = String::new();
+    let started = Instant::now();
+    for concurrency in CONCURRENCY {
+        let per_worker = match (args.quick, concurrency) {
+            (true, 1) => 200,
+            (true, _) => 20,
+            (false, 1) => 800,
+            (false, _) => 60,
+        };
+        let mut cells: Vec<Vec<Measure>> =
+            vec![vec![Measure::default(); OPS.len()]; VARIANTS.len()];
+        // Short paired rounds, three per requested round: drift on a shared machine
+        // then hits the store and its floor alike.
+        let rounds = args.rounds * 3;
+        for r in 0..rounds {
+            let order = [r % 3, (r + 1) % 3, (r + 2) % 3];
+            round(&stores, db, order, concurrency, per_worker, &mut cells).await?;
+            eprintln!(
+                "bench: concurrency {concurrency}, round {} of {rounds} done",
+                r + 1,
+            );
+        }
+        for (k, op) in OPS.into_iter().enumerate() {
+            let [mut raw, mut plain, mut enc] = [0, 1, 2].map(|v| cells[v][k].clone());
+            let (r, p, e) = (raw.median_ops(), plain.median_ops(), enc.median_ops());
+            let (ratio, enc_cost) = (paired_ratio(&plain, &raw), 1.0 / paired_ratio(&enc, &plain));
+            let _ = writeln!(
+                table,
+                "| {} | {concurrency} | {} | {r:.0} | {}/{} | {p:.0} | {}/{} | **{:.2}** | {:.2} | {e:.0} | {}/{} | {:+.1}% |",
+                op.label(),
+                op.raw_label(),
+                raw.percentile(0.5),
+                raw.percentile(0.99),
+                plain.percentile(0.5),
+                plain.percentile(0.99),
+                ratio,
+                plain.writes_per_op(),
+                enc.percentile(0.5),
+                enc.percentile(0.99),
+                (enc_cost - 1.0) * 100.0,
+            );
+        }
+    }
+    let (seal, open) = cipher_cost()?;
+
+    let mut report = String::new();
+    let _ = writeln!(report, "## Store vs raw driver\n");
+    let _ = writeln!(
+        report,
+        "{} UTC; {}; mongod {version} (standalone, loopback); ~{PAYLOAD_BYTES} B session; \
+         `touch_after` {} s; the raw collection has the store's TTL index; {} round(s), each \
+         running every operation for raw, store and encrypted store back to back (order \
+         rotating); ops/s is the median over rounds, store/raw and the encryption cost are \
+         medians of the per-round ratios, p50/p99 in µs over all rounds; {:.0} s total.\n",
+        utc_minute(OffsetDateTime::now_utc()),
+        machine(),
+        TOUCH_AFTER.as_secs(),
+        args.rounds * 3,
+        started.elapsed().as_secs_f64(),
+    );
+    report.push_str(
+        "| operation | conc. | raw driver does | raw ops/s | raw p50/p99 | store ops/s | store p50/p99 | store/raw | store writes/op | encrypted ops/s | encrypted p50/p99 | encryption cost |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    report.push_str(&table);
+    let _ = writeln!(
+        report,
+        "\nEncryption alone (AES-256-GCM, one ~{PAYLOAD_BYTES} B payload, in memory): seal {seal:.1} µs, open {open:.1} µs.\n\
+         \"encryption cost\" is how much slower the encrypted store is than the plain one \
+         (median per round of store ops/s ÷ encrypted ops/s, − 1); within a few percent it is noise on a shared machine."
+    );
+    Ok(report)
+}
+
+/// The HTTP section of the report.
+async fn http_section(args: &Args, db: &Database, version: &str) -> Result<String> {
+    let wrk = args.wrk.clone().context("no wrk")?;
+    let setup = http::Setup {
+        uri: args.uri.clone(),
+        wrk,
+        connections: args.connections,
+        seconds: args.seconds.unwrap_or(if args.quick { 3 } else { 10 }),
+        rounds: args.rounds,
+    };
+    let started = Instant::now();
+    let table = http::run(&args.servers, &setup, db).await?;
+    let mut report = String::new();
+    let _ = writeln!(report, "## HTTP end to end\n");
+    let _ = writeln!(
+        report,
+        "{} UTC; {}; mongod {version} (standalone, loopback); release builds of the examples; \
+         wrk with {} connections, one session per connection (created beforehand), {} s per \
+         run; `PAYLOAD_BYTES` 900 (~1 KB session), `TOUCH_AFTER_SECS` 3600; {} round(s), \
+         req/s is the median; writes/req from the server's opcounters; start-up is process \
+         start to the first `/health` answer (median); peak RSS is the maximum `VmHWM`; \
+         {:.0} s total. wrk, the server and mongod share the 2 cores.\n",
+        utc_minute(OffsetDateTime::now_utc()),
+        machine(),
+        setup.connections,
+        setup.seconds,
+        setup.rounds,
+        started.elapsed().as_secs_f64(),
+    );
+    report.push_str(&table);
+    Ok(report)
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let args = args()?;
@@ -477,99 +669,17 @@ async fn main() -> Result<()> {
         .await?;
     let version = build.get_str("version").unwrap_or("?").to_owned();
 
-    let clock = ManualClock::new(OffsetDateTime::now_utc());
-    let stores = Stores {
-        plain: store(&client, "plain", &clock, false).await?,
-        encrypted: store(&client, "encrypted", &clock, true).await?,
-        raw: db.collection("raw"),
-        clock,
-    };
-    // Warm the pool and the collections.
-    for c in CONCURRENCY {
-        let mut scratch = vec![Measure::default(); OPS.len()];
-        for v in VARIANTS {
-            round(&stores, &db, v, c, 20, &mut scratch).await?;
-        }
-    }
-
-    let mut table = String::new();
-    let started = Instant::now();
-    for concurrency in CONCURRENCY {
-        let per_worker = match (args.quick, concurrency) {
-            (true, 1) => 200,
-            (true, _) => 20,
-            (false, 1) => 2_000,
-            (false, _) => 150,
-        };
-        let mut cells: Vec<Vec<Measure>> =
-            vec![vec![Measure::default(); OPS.len()]; VARIANTS.len()];
-        for r in 0..args.rounds {
-            for k in 0..VARIANTS.len() {
-                let v = (k + r) % VARIANTS.len();
-                round(
-                    &stores,
-                    &db,
-                    VARIANTS[v],
-                    concurrency,
-                    per_worker,
-                    &mut cells[v],
-                )
-                .await?;
-            }
-            eprintln!(
-                "bench: concurrency {concurrency}, round {} of {} done",
-                r + 1,
-                args.rounds
-            );
-        }
-        for (k, op) in OPS.into_iter().enumerate() {
-            let [raw, plain, enc] = [0, 1, 2].map(|v| cells[v][k].clone());
-            let (mut raw, mut plain, mut enc) = (raw, plain, enc);
-            let (r, p, e) = (raw.median_ops(), plain.median_ops(), enc.median_ops());
-            let _ = writeln!(
-                table,
-                "| {} | {concurrency} | {} | {r:.0} | {}/{} | {p:.0} | {}/{} | **{:.2}** | {:.2} | {e:.0} | {}/{} | {:+.1}% |",
-                op.label(),
-                op.raw_label(),
-                raw.percentile(0.5),
-                raw.percentile(0.99),
-                plain.percentile(0.5),
-                plain.percentile(0.99),
-                p / r,
-                plain.writes_per_op(),
-                enc.percentile(0.5),
-                enc.percentile(0.99),
-                (p / e - 1.0) * 100.0,
-            );
-        }
-    }
-    let (seal, open) = cipher_cost()?;
-    db.drop().await?;
-
     let mut report = String::new();
-    let _ = writeln!(report, "## Store vs raw driver\n");
-    let _ = writeln!(
-        report,
-        "{} UTC; {}; mongod {version} (standalone, loopback); ~{PAYLOAD_BYTES} B session; \
-         `touch_after` {} s; {} round(s), ops/s is the median, p50/p99 in µs over all rounds; \
-         {:.0} s total.\n",
-        utc_minute(OffsetDateTime::now_utc()),
-        machine(),
-        TOUCH_AFTER.as_secs(),
-        args.rounds,
-        started.elapsed().as_secs_f64(),
-    );
-    report.push_str(
-        "| operation | conc. | raw driver does | raw ops/s | raw p50/p99 | store ops/s | store p50/p99 | store/raw | store writes/op | encrypted ops/s | encrypted p50/p99 | encryption cost |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
-    );
-    report.push_str(&table);
-    let _ = writeln!(
-        report,
-        "\nEncryption alone (AES-256-GCM, one ~{PAYLOAD_BYTES} B payload, in memory): seal {seal:.1} µs, open {open:.1} µs.\n\
-         \"encryption cost\" is how much slower the encrypted store is than the plain one \
-         (store ops/s ÷ encrypted ops/s − 1); within a few percent it is noise on a shared machine."
-    );
+    if args.store {
+        report.push_str(&store_section(&args, &client, &db, &version).await?);
+        db.drop().await?;
+    }
+    if args.http && !args.servers.is_empty() {
+        if !report.is_empty() {
+            report.push('\n');
+        }
+        report.push_str(&http_section(&args, &db, &version).await?);
+    }
     println!("{report}");
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent() {

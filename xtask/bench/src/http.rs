@@ -1,0 +1,343 @@
+//! HTTP end to end: each example server (and, for comparison, Express + connect-mongo)
+//! under wrk, with one session per connection.
+//!
+//! Per server and round: start it (start-up = process start to the first `200` from
+//! `/health`), create one session per connection with `GET /counter`, then run wrk on
+//! `/counter` (every request changes the session: one write expected) and on `/peek`
+//! (nothing changes and `TOUCH_AFTER_SECS` is an hour: no write expected). Writes per
+//! request come from the server's `opcounters`; peak RSS is the server's `VmHWM` after
+//! both runs. Rounds alternate the order of the servers; req/s is the median over rounds.
+
+use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use session_store_mongo::mongodb::Database;
+
+/// Padding the servers store on creation, for a ~1 KB session like the store benchmark.
+const PAYLOAD_BYTES: &str = "900";
+/// `TOUCH_AFTER_SECS` for every server.
+const TOUCH_AFTER_SECS: &str = "3600";
+const SCRIPT: &str = include_str!("session.lua");
+
+/// A server under test: a name and the program to start (`.js` runs under node).
+pub struct Server {
+    pub name: String,
+    pub program: PathBuf,
+}
+
+impl Server {
+    /// Parses `NAME=PATH`.
+    pub fn parse(arg: &str) -> Result<Self> {
+        let (name, program) = arg.split_once('=').context("--server takes NAME=PATH")?;
+        Ok(Self {
+            name: name.to_owned(),
+            program: program.into(),
+        })
+    }
+
+    fn command(&self) -> Command {
+        if self.program.extension().is_some_and(|e| e == "js") {
+            let mut c = Command::new("node");
+            c.arg(&self.program);
+            c
+        } else {
+            Command::new(&self.program)
+        }
+    }
+}
+
+/// What the HTTP benchmark needs besides the servers.
+pub struct Setup {
+    pub uri: String,
+    pub wrk: PathBuf,
+    pub connections: usize,
+    pub seconds: u64,
+    pub rounds: usize,
+}
+
+/// One wrk run.
+#[derive(Clone, Copy, Default)]
+struct Load {
+    rps: f64,
+    p99_us: u64,
+    writes_per_request: f64,
+}
+
+#[derive(Default)]
+struct Results {
+    counter: Vec<Load>,
+    peek: Vec<Load>,
+    rss_kib: Vec<u64>,
+    startup: Vec<Duration>,
+}
+
+fn median_by<T: Copy>(v: &[T], key: impl Fn(&T) -> f64) -> Option<T> {
+    let mut sorted: Vec<T> = v.to_vec();
+    sorted.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    sorted.get(sorted.len() / 2).copied()
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A blocking `GET` over a fresh connection; returns the status and the `sid` cookie the
+/// response sets (name=value), if any.
+fn get(port: u16, path: &str, cookie: Option<&str>) -> Result<(u16, Option<String>, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{cookie}Connection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("GET {path}: not an HTTP response: {head:?}"))?;
+    let set_cookie = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        let pair = value.trim().split(';').next()?;
+        (name.eq_ignore_ascii_case("set-cookie") && pair.starts_with("sid="))
+            .then(|| pair.to_owned())
+    });
+    Ok((status, set_cookie, body.to_owned()))
+}
+
+/// Starts `server` and waits for its first `/health` answer; returns the process and the
+/// time that took.
+fn start(server: &Server, setup: &Setup, port: u16, log: &Path) -> Result<(Child, Duration)> {
+    let database = format!("bench_http_{}", server.name);
+    let uri = match setup.uri.split_once('?') {
+        Some((base, query)) => format!("{}/{database}?{query}", base.trim_end_matches('/')),
+        None => format!("{}/{database}", setup.uri.trim_end_matches('/')),
+    };
+    let file = std::fs::File::create(log)?;
+    let started = Instant::now();
+    let mut child = server
+        .command()
+        .env("MONGODB_URI", uri)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("PAYLOAD_BYTES", PAYLOAD_BYTES)
+        .env("TOUCH_AFTER_SECS", TOUCH_AFTER_SECS)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("cannot start {}", server.program.display()))?;
+    loop {
+        if let Ok((200, _, _)) = get(port, "/health", None) {
+            return Ok((child, started.elapsed()));
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{} exited ({status}) before serving; its log: {}",
+                server.name,
+                log.display()
+            );
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            bail!("{} did not answer /health within 30 s", server.name);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn stop(mut child: Child) {
+    // SIGTERM so the servers shut down as in production; SIGKILL if that hangs.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Peak resident set of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmHWM in /proc/PID/status")
+}
+
+fn json_number(json: &str, field: &str) -> Result<u64> {
+    let at = json
+        .find(&format!("\"{field}\":"))
+        .with_context(|| format!("wrk summary has no {field}: {json}"))?;
+    let rest = &json[at + field.len() + 3..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    Ok(rest[..end].parse()?)
+}
+
+/// One wrk run against `path` with the cookies in `cookies`.
+async fn load(
+    setup: &Setup,
+    db: &Database,
+    port: u16,
+    path: &str,
+    cookies: &Path,
+    script: &Path,
+) -> Result<Load> {
+    let before = crate::writes(db).await?;
+    let n = setup.connections.to_string();
+    let out = Command::new(&setup.wrk)
+        .args(["-t", &n, "-c", &n, "-d"])
+        .arg(format!("{}s", setup.seconds))
+        .arg("-s")
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .env("BENCH_COOKIES", cookies)
+        .output()
+        .with_context(|| format!("cannot run {}", setup.wrk.display()))?;
+    let after = crate::writes(db).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "wrk failed ({}): {}{}",
+        out.status,
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH_JSON "))
+        .with_context(|| format!("wrk printed no summary: {stdout}"))?;
+    let requests = json_number(json, "requests")?;
+    let failed = json_number(json, "non_2xx")? + json_number(json, "socket_errors")?;
+    ensure!(requests > 0, "wrk made no request on {path}");
+    ensure!(
+        failed == 0,
+        "{failed} of {requests} requests on {path} failed (non-2xx or socket errors)"
+    );
+    let seconds = json_number(json, "duration_us")? as f64 / 1e6;
+    Ok(Load {
+        rps: requests as f64 / seconds,
+        p99_us: json_number(json, "p99_us")?,
+        writes_per_request: after.saturating_sub(before) as f64 / requests as f64,
+    })
+}
+
+/// One round for one server.
+async fn round(
+    server: &Server,
+    setup: &Setup,
+    db: &Database,
+    work: &Path,
+    results: &mut Results,
+) -> Result<()> {
+    let port = free_port()?;
+    let log = work.join(format!("{}.log", server.name));
+    let (child, startup) = start(server, setup, port, &log)?;
+    let outcome = async {
+        let mut cookies = String::new();
+        for _ in 0..setup.connections {
+            let (status, cookie, body) = get(port, "/counter", None)?;
+            ensure!(status == 200, "GET /counter answered {status}: {body}");
+            let cookie = cookie.context("GET /counter set no sid cookie")?;
+            writeln!(cookies, "{cookie}")?;
+        }
+        let file = work.join(format!("{}.cookies", server.name));
+        std::fs::write(&file, &cookies)?;
+        let script = work.join("session.lua");
+        let counter = load(setup, db, port, "/counter", &file, &script).await?;
+        // The sessions were kept: the first one has counted past its creation.
+        let first = cookies.lines().next().unwrap_or_default();
+        let (_, _, body) = get(port, "/peek", Some(first))?;
+        ensure!(
+            json_number(&body, "count").is_ok_and(|n| n > 1),
+            "after the /counter run, /peek of the first session says {body}: sessions were not kept"
+        );
+        let peek = load(setup, db, port, "/peek", &file, &script).await?;
+        let rss = peak_rss_kib(child.id())?;
+        Ok::<_, anyhow::Error>((counter, peek, rss))
+    }
+    .await;
+    stop(child);
+    let (counter, peek, rss) =
+        outcome.with_context(|| format!("{} (log: {})", server.name, log.display()))?;
+    results.counter.push(counter);
+    results.peek.push(peek);
+    results.rss_kib.push(rss);
+    results.startup.push(startup);
+    Ok(())
+}
+
+/// Runs every server for `setup.rounds` rounds; returns the markdown table.
+pub async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Result<String> {
+    let work =
+        std::env::temp_dir().join(format!("session-store-bench-http-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    std::fs::write(work.join("session.lua"), SCRIPT)?;
+    let mut results: Vec<Results> = servers.iter().map(|_| Results::default()).collect();
+    for r in 0..setup.rounds {
+        for k in 0..servers.len() {
+            let i = (k + r) % servers.len();
+            round(&servers[i], setup, db, &work, &mut results[i]).await?;
+            eprintln!(
+                "bench: http {} round {} of {} done",
+                servers[i].name,
+                r + 1,
+                setup.rounds
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+
+    let baseline = servers
+        .iter()
+        .position(|s| s.name == "express")
+        .and_then(|i| median_by(&results[i].counter, |l| l.rps));
+    let mut table = String::from(
+        "| server | /counter req/s | /counter p99 ms | writes/req | /peek req/s | /peek p99 ms | writes/req | peak RSS MiB | start-up ms | /counter vs Express |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for (server, res) in servers.iter().zip(&results) {
+        let c = median_by(&res.counter, |l| l.rps).unwrap_or_default();
+        let p = median_by(&res.peek, |l| l.rps).unwrap_or_default();
+        let rss = res.rss_kib.iter().max().copied().unwrap_or(0);
+        let startup = median_by(&res.startup, Duration::as_secs_f64).unwrap_or_default();
+        let versus = match baseline {
+            Some(b) if server.name != "express" => format!("**{:.1}x**", c.rps / b.rps),
+            _ => "1.0x".to_owned(),
+        };
+        let _ = writeln!(
+            table,
+            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {versus} |",
+            server.name,
+            c.rps,
+            c.p99_us as f64 / 1000.0,
+            c.writes_per_request,
+            p.rps,
+            p.p99_us as f64 / 1000.0,
+            p.writes_per_request,
+            rss as f64 / 1024.0,
+            startup.as_secs_f64() * 1000.0,
+        );
+    }
+    Ok(table)
+}

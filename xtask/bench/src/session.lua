@@ -1,0 +1,26 @@
+-- wrk script of `cargo xtask bench` (HTTP part). One session per connection: wrk runs as
+-- many threads as connections (-t N -c N), and thread i sends line i of the file named by
+-- BENCH_COOKIES as its Cookie header (sessions the harness created beforehand).
+-- Prints one `BENCH_JSON {...}` line with the totals the harness reads.
+
+local cookies, handed_out = {}, 0
+for line in io.lines(os.getenv("BENCH_COOKIES")) do
+  cookies[#cookies + 1] = line
+end
+
+function setup(thread)
+  handed_out = handed_out + 1
+  thread:set("cookie", cookies[handed_out])
+end
+
+function init(args)
+  wrk.headers["Cookie"] = cookie
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"non_2xx":%d,"socket_errors":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end

@@ -1,0 +1,145 @@
+//! `cargo xtask bench`: builds the harness and the example servers in release mode,
+//! fetches wrk (Debian's package, unpacked under `~/.cache/session-store/wrk`, no root
+//! needed) and the Express comparison app's npm packages, starts a throwaway mongod and
+//! runs `session-store-bench`, which writes `target/bench/latest.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{ensure, Context as _, Result};
+
+use crate::{cargo, project_root, with_mongod};
+
+/// The example servers benchmarked over HTTP: (name, cargo package = binary name).
+const EXAMPLES: [(&str, &str); 3] = [
+    ("axum", "example-axum"),
+    ("actix", "example-actix"),
+    ("rocket", "example-rocket"),
+];
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
+    ensure!(status.success(), "{what} failed ({status})");
+    Ok(())
+}
+
+/// `wrk` from PATH, else Debian's package and its LuaJIT library unpacked into the cache
+/// (`apt-get download` + `dpkg-deb -x`) behind a wrapper that sets the library path.
+fn wrk() -> Result<PathBuf> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok("wrk".into());
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let dir = Path::new(&home).join(".cache/session-store/wrk");
+    let _ = std::fs::remove_dir_all(&dir);
+    let debs = dir.join("debs");
+    std::fs::create_dir_all(&debs)?;
+    eprintln!(
+        "xtask: fetching wrk from Debian's packages into {}",
+        dir.display()
+    );
+    run(
+        Command::new("apt-get")
+            .args(["download", "-q", "wrk", "libluajit-5.1-2"])
+            .current_dir(&debs),
+        "`apt-get download wrk libluajit-5.1-2` (Debian's package archive)",
+    )?;
+    let root = dir.join("root");
+    for deb in std::fs::read_dir(&debs)? {
+        let deb = deb?.path();
+        run(
+            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+            &format!("dpkg-deb -x {}", deb.display()),
+        )?;
+    }
+    let script = format!(
+        "#!/bin/sh\n# Written by cargo xtask bench: Debian's wrk with its LuaJIT library.\nLD_LIBRARY_PATH='{}'${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}} exec '{}' \"$@\"\n",
+        root.join("usr/lib/x86_64-linux-gnu").display(),
+        root.join("usr/bin/wrk").display()
+    );
+    let bin = dir.join("wrk");
+    std::fs::write(&bin, script)?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let out = Command::new(&bin).arg("--version").output()?;
+    // wrk --version prints its banner and exits 1.
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("wrk"),
+        "the unpacked wrk does not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(bin)
+}
+
+/// Installs the Express comparison app's packages (`npm ci`, from its lockfile); returns
+/// its `server.js`.
+fn express() -> Result<PathBuf> {
+    let dir = project_root().join("xtask/bench/express");
+    eprintln!("xtask: installing the Express + connect-mongo comparison app (npm ci)");
+    run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel", "error"])
+            .current_dir(&dir),
+        "npm ci in xtask/bench/express",
+    )?;
+    Ok(dir.join("server.js"))
+}
+
+pub fn bench(args: &[String]) -> Result<bool> {
+    let store_only = args.windows(2).any(|w| w[0] == "--only" && w[1] == "store");
+    // Build first, so the build does not run while mongod waits.
+    let mut build = cargo();
+    build.args(["build", "--release", "--package", "session-store-bench"]);
+    if !store_only {
+        for (_, package) in EXAMPLES {
+            build.args(["--package", package]);
+        }
+    }
+    if !build
+        .status()
+        .context("cannot build the benchmark")?
+        .success()
+    {
+        return Ok(false);
+    }
+    let mut http_args: Vec<String> = Vec::new();
+    if !store_only {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| project_root().join("target"), PathBuf::from);
+        for (name, package) in EXAMPLES {
+            let bin = target.join("release").join(package);
+            http_args.extend(["--server".to_owned(), format!("{name}={}", bin.display())]);
+        }
+        http_args.extend([
+            "--server".to_owned(),
+            format!("express={}", express()?.display()),
+            "--wrk".to_owned(),
+            wrk()?.display().to_string(),
+        ]);
+    }
+    let out = project_root()
+        .join("target")
+        .join("bench")
+        .join("latest.md");
+    with_mongod(|server| {
+        let status = cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--package",
+                "session-store-bench",
+                "--",
+            ])
+            .args(["--uri", &server.uri()])
+            .arg("--out")
+            .arg(&out)
+            .args(&http_args)
+            .args(args)
+            .status()
+            .context("cannot run the benchmark")?;
+        Ok(status.success())
+    })
+}
