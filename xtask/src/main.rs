@@ -193,9 +193,9 @@ fn parse(args: &[String]) -> Result<Task> {
             while i < rest.len() {
                 match rest[i] {
                     "--quick" => args.push("--quick".to_owned()),
-                    "--rounds" => {
-                        let n = flag("--rounds")?.unwrap_or_default();
-                        args.extend(["--rounds".to_owned(), n]);
+                    name @ ("--rounds" | "--only" | "--seconds" | "--connections") => {
+                        let v = flag(name)?.unwrap_or_default();
+                        args.extend([name.to_owned(), v]);
                         i += 1;
                     }
                     other => bail!("unexpected argument `{other}`\n\n{USAGE}"),

@@ -23,6 +23,9 @@ const PAYLOAD_BYTES: &str = "900";
 /// `TOUCH_AFTER_SECS` for every server.
 const TOUCH_AFTER_SECS: &str = "3600";
 const SCRIPT: &str = include_str!("session.lua");
+/// wrk's per-request timeout (its default, 2 s, is shorter than a slow server's p99 under
+/// 64 connections; a timed-out request counts as a failure).
+const TIMEOUT: &str = "10s";
 
 /// A server under test: a name and the program to start (`.js` runs under node).
 pub struct Server {
@@ -206,7 +209,7 @@ async fn load(
     let before = crate::writes(db).await?;
     let n = setup.connections.to_string();
     let out = Command::new(&setup.wrk)
-        .args(["-t", &n, "-c", &n, "-d"])
+        .args(["-t", &n, "-c", &n, "--timeout", TIMEOUT, "-d"])
         .arg(format!("{}s", setup.seconds))
         .arg("-s")
         .arg(script)
@@ -228,11 +231,16 @@ async fn load(
         .find_map(|l| l.strip_prefix("BENCH_JSON "))
         .with_context(|| format!("wrk printed no summary: {stdout}"))?;
     let requests = json_number(json, "requests")?;
-    let failed = json_number(json, "non_2xx")? + json_number(json, "socket_errors")?;
+    let (status, socket, timeouts) = (
+        json_number(json, "non_2xx")?,
+        json_number(json, "socket_errors")?,
+        json_number(json, "timeouts")?,
+    );
     ensure!(requests > 0, "wrk made no request on {path}");
     ensure!(
-        failed == 0,
-        "{failed} of {requests} requests on {path} failed (non-2xx or socket errors)"
+        status + socket + timeouts == 0,
+        "of {requests} requests on {path}: {status} got a 4xx/5xx, {socket} socket errors, \
+         {timeouts} timed out (after {TIMEOUT})"
     );
     let seconds = json_number(json, "duration_us")? as f64 / 1e6;
     Ok(Load {
