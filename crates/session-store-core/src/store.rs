@@ -467,6 +467,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                         &session.key,
                         fingerprint(&session.data),
                         last_modified,
+                        session.expires,
                         now,
                     );
                     Ok((Some(session), "hit"))
@@ -532,7 +533,8 @@ impl<B: DocumentBackend> SessionStore<B> {
             let now = self.now();
             let fp = fingerprint(data);
             let mut doc = StoredDocument::new(String::new());
-            doc.expires = Some(self.expiry(now, expires));
+            let expires_at = self.expiry(now, expires);
+            doc.expires = Some(expires_at);
             doc.last_modified = self.last_modified(now);
             doc.created_at = self.updated_at(now);
             doc.updated_at = self.updated_at(now);
@@ -551,7 +553,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                     InsertOutcome::Inserted => {
                         self.inner
                             .memo
-                            .remember(&doc.key, fp, doc.last_modified, now);
+                            .remember(&doc.key, fp, doc.last_modified, expires_at, now);
                         self.emit(SessionEvent::Created { key: doc.key });
                         return Ok((id, "created"));
                     }
@@ -635,6 +637,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                 expires: self.expiry(now, expires),
                 last_modified: self.last_modified(now),
                 updated_at: self.updated_at(now),
+                seen_live: known.as_ref().is_some_and(|k| k.expires > now),
             };
             let matched = self
                 .inner
@@ -654,7 +657,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             if let Some(fp) = fp {
                 self.inner
                     .memo
-                    .remember(&key, fp, update.last_modified, now);
+                    .remember(&key, fp, update.last_modified, update.expires, now);
             }
             if update.session.is_some() {
                 self.emit(SessionEvent::Updated { key });
@@ -795,6 +798,8 @@ struct Memo {
 struct MemoEntry {
     fingerprint: [u8; 32],
     last_modified: Option<OffsetDateTime>,
+    /// The expiry this process last read or wrote.
+    expires: OffsetDateTime,
     seen: OffsetDateTime,
 }
 
@@ -812,6 +817,7 @@ impl Memo {
         key: &str,
         fingerprint: [u8; 32],
         last_modified: Option<OffsetDateTime>,
+        expires: OffsetDateTime,
         now: OffsetDateTime,
     ) {
         let mut entries = self.lock();
@@ -829,6 +835,7 @@ impl Memo {
             MemoEntry {
                 fingerprint,
                 last_modified,
+                expires,
                 seen: now,
             },
         );

@@ -512,10 +512,14 @@ impl DocumentBackend for MongoBackend {
             let doc = self
                 .inner
                 .collection
-                .find_one(convert::live_key(key, now))
+                .find_one(doc! { convert::ID: key })
                 .await
                 .map_err(driver("find"))?;
-            Ok(doc.map(convert::from_document))
+            // By `_id` alone (the server's fast path, no query planning); expiry is
+            // checked here instead.
+            Ok(doc
+                .map(convert::from_document)
+                .filter(|d| d.expires.is_some_and(|e| e > now)))
         })
         .await
     }
@@ -541,11 +545,16 @@ impl DocumentBackend for MongoBackend {
         update: &DocumentUpdate,
     ) -> Result<bool, MongoError> {
         let change = convert::update_document(update).map_err(|e| serialize("update", e))?;
+        let filter = if update.seen_live {
+            doc! { convert::ID: key }
+        } else {
+            convert::live_key(key, now)
+        };
         bounded("update", self.timeout(), async {
             let r = self
                 .inner
                 .collection
-                .update_one(convert::live_key(key, now), change)
+                .update_one(filter, change)
                 .await
                 .map_err(driver("update"))?;
             Ok(r.matched_count > 0)

@@ -325,6 +325,75 @@ async fn write_concern_applies_to_every_write() {
     db.drop_and_shutdown().await;
 }
 
+/// The plan the server's profiler recorded for each command on the sessions
+/// collection, in order: `(operation, planSummary)`.
+async fn profiled_plans(db: &TestDb) -> Vec<(String, String)> {
+    use futures_util::TryStreamExt as _;
+    let ns = format!("{}.sessions", db.name);
+    db.db()
+        .collection::<Document>("system.profile")
+        .find(doc! { "ns": ns, "op": { "$in": ["query", "update"] } })
+        .sort(doc! { "ts": 1 })
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let op = p.get_str("op").unwrap_or("?").to_owned();
+            let plan = p.get_str("planSummary").unwrap_or("none").to_owned();
+            (op, plan)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_and_saves_of_a_known_session_take_the_id_fast_path() {
+    let Some(db) = test_db("idhack").await else {
+        return;
+    };
+    let store = SessionStore::builder(backend(&db).await)
+        .build()
+        .await
+        .unwrap();
+    let id = store.create(&data(1), None).await.unwrap();
+    db.db().run_command(doc! { "profile": 2 }).await.unwrap();
+    store.load(id.as_str()).await.unwrap().expect("loads");
+    store.save(id.as_str(), &data(2), None).await.unwrap();
+    store.touch(id.as_str(), None).await.unwrap();
+    // A store that has not seen the session (another process) must check the expiry
+    // on the server, so its update cannot revive an expired session.
+    let other = SessionStore::builder(backend(&db).await)
+        .build()
+        .await
+        .unwrap();
+    other.save(id.as_str(), &data(3), None).await.unwrap();
+    db.db().run_command(doc! { "profile": 0 }).await.unwrap();
+
+    let plans = profiled_plans(&db).await;
+    let want = |op: &str, plan: &str| (op.to_owned(), plan.to_owned());
+    assert_eq!(plans.len(), 4, "{plans:?}");
+    assert_eq!(
+        plans[..3],
+        [
+            want("query", "IDHACK"),
+            want("update", "IDHACK"),
+            want("update", "IDHACK")
+        ],
+        "{plans:?}"
+    );
+    assert_ne!(
+        plans[3].1, "IDHACK",
+        "an unseen session was updated by _id alone: {plans:?}"
+    );
+    assert_eq!(
+        store.load(id.as_str()).await.unwrap().expect("loads").data,
+        data(3)
+    );
+    db.drop_and_shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_bson_uses_connect_mongo_field_names_and_types() {
     let Some(db) = test_db("bson").await else {

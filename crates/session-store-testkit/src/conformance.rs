@@ -224,7 +224,15 @@ pub async fn expired_sessions_never_load_and_are_not_resurrected<B: DocumentBack
     let d = data(json!({"n": 1}));
     let id = f.store.create(&d, None).await.unwrap();
     let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
+    // Loaded while live, saved once it has expired (no load in between).
+    let seen = f.store.create(&d, None).await.unwrap();
+    f.store.load(seen.as_str()).await.unwrap().unwrap();
     f.clock.advance(Duration::hours(1));
+    assert_eq!(
+        f.store.touch(seen.as_str(), None).await.unwrap(),
+        SaveOutcome::NotFound,
+        "a session this store saw live was touched after it expired"
+    );
     assert!(
         f.store.load(id.as_str()).await.unwrap().is_none(),
         "expired session loaded"
@@ -245,7 +253,7 @@ pub async fn expired_sessions_never_load_and_are_not_resurrected<B: DocumentBack
         f.store.load(id.as_str()).await.unwrap().is_none(),
         "save resurrected an expired session"
     );
-    assert_eq!(f.store.delete_expired().await.unwrap(), 1);
+    assert_eq!(f.store.delete_expired().await.unwrap(), 2);
     assert_eq!(f.store.delete_expired().await.unwrap(), 0);
 }
 
