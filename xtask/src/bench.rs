@@ -3,12 +3,12 @@
 //! needed) and the Express comparison app's npm packages, starts a throwaway mongod and
 //! runs `session-store-bench`, which writes `target/bench/latest.md`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{ensure, Context as _, Result};
 
-use crate::{cargo, project_root, with_mongod};
+use crate::{cache_dir, cargo, project_root, run_checked, with_mongod};
 
 /// The example servers benchmarked over HTTP: (name, cargo package = binary name).
 const EXAMPLES: [(&str, &str); 3] = [
@@ -17,20 +17,13 @@ const EXAMPLES: [(&str, &str); 3] = [
     ("rocket", "example-rocket"),
 ];
 
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
-    ensure!(status.success(), "{what} failed ({status})");
-    Ok(())
-}
-
 /// `wrk` from PATH, else Debian's package and its LuaJIT library unpacked into the cache
 /// (`apt-get download` + `dpkg-deb -x`) behind a wrapper that sets the library path.
 fn wrk() -> Result<PathBuf> {
     if Command::new("wrk").arg("--version").output().is_ok() {
         return Ok("wrk".into());
     }
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let dir = Path::new(&home).join(".cache/session-store/wrk");
+    let dir = cache_dir()?.join("wrk");
     let _ = std::fs::remove_dir_all(&dir);
     let debs = dir.join("debs");
     std::fs::create_dir_all(&debs)?;
@@ -38,7 +31,7 @@ fn wrk() -> Result<PathBuf> {
         "xtask: fetching wrk from Debian's packages into {}",
         dir.display()
     );
-    run(
+    run_checked(
         Command::new("apt-get")
             .args(["download", "-q", "wrk", "libluajit-5.1-2"])
             .current_dir(&debs),
@@ -47,7 +40,7 @@ fn wrk() -> Result<PathBuf> {
     let root = dir.join("root");
     for deb in std::fs::read_dir(&debs)? {
         let deb = deb?.path();
-        run(
+        run_checked(
             Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
             &format!("dpkg-deb -x {}", deb.display()),
         )?;
@@ -78,7 +71,7 @@ fn wrk() -> Result<PathBuf> {
 fn express() -> Result<PathBuf> {
     let dir = project_root().join("xtask/bench/express");
     eprintln!("xtask: installing the Express + connect-mongo comparison app (npm ci)");
-    run(
+    run_checked(
         Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel", "error"])
             .current_dir(&dir),

@@ -238,6 +238,20 @@ fn state_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// `~/.cache/session-store`: what xtask fetches and builds outside the clone (mongod
+/// installs, OpenSSL 1.1, wrk, the test matrix's target directories).
+fn cache_dir() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".cache/session-store"))
+}
+
+/// Runs `cmd`; an error names `what` unless it ran and exited successfully.
+fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
+    anyhow::ensure!(status.success(), "{what} failed ({status})");
+    Ok(())
+}
+
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(project_root());

@@ -115,8 +115,7 @@ fn scratch_copy(driver: &str) -> Result<PathBuf> {
 }
 
 fn target_dir(driver: &str) -> Result<PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    Ok(Path::new(&home).join(format!(".cache/session-store/target-mongodb-{driver}")))
+    Ok(crate::cache_dir()?.join(format!("target-mongodb-{driver}")))
 }
 
 /// `cargo test` of the live suites in `dir`; `extra` adds `--no-run` or test filters.

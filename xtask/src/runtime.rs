@@ -10,22 +10,13 @@ use std::process::Command;
 
 use anyhow::{bail, ensure, Context as _, Result};
 
+use crate::{cache_dir, run_checked};
+
 const OPENSSL_CRATE: &str = "openssl-src-111.28.2+1.1.1w";
 const OPENSSL_URL: &str =
     "https://static.crates.io/crates/openssl-src/openssl-src-111.28.2+1.1.1w.crate";
 const OPENSSL_SHA256: &str = "bb1830e20a48a975ca898ca8c1d036a36c3c6c5cb7dabc1c216706587857920f";
 const DEBIAN_LIBCURL: &str = "/usr/lib/x86_64-linux-gnu/libcurl.so.4";
-
-fn cache() -> Result<PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    Ok(Path::new(&home).join(".cache/session-store"))
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
-    ensure!(status.success(), "{what} failed ({status})");
-    Ok(())
-}
 
 fn sha256(file: &Path) -> Result<String> {
     let out = Command::new("sha256sum")
@@ -42,13 +33,13 @@ fn sha256(file: &Path) -> Result<String> {
 
 /// The directory holding `libssl.so.1.1` and `libcrypto.so.1.1`, built if needed.
 pub fn openssl11() -> Result<PathBuf> {
-    let root = cache()?.join("openssl-1.1");
+    let root = cache_dir()?.join("openssl-1.1");
     let lib = root.join("lib");
     let crate_file = root.join(format!("{OPENSSL_CRATE}.crate"));
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     if sha256(&crate_file).ok().as_deref() != Some(OPENSSL_SHA256) {
         eprintln!("xtask: downloading {OPENSSL_CRATE} (OpenSSL 1.1.1w source) from crates.io");
-        run(
+        run_checked(
             Command::new("python3").args([
                 "-c",
                 "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])",
@@ -74,7 +65,7 @@ pub fn openssl11() -> Result<PathBuf> {
     let build = root.join("build");
     let _ = std::fs::remove_dir_all(&build);
     std::fs::create_dir_all(&build)?;
-    run(
+    run_checked(
         Command::new("tar")
             .arg("xzf")
             .arg(&crate_file)
@@ -84,7 +75,7 @@ pub fn openssl11() -> Result<PathBuf> {
     )?;
     let src = build.join(OPENSSL_CRATE).join("openssl");
     let ssl_dir = root.join("ssl");
-    run(
+    run_checked(
         Command::new("./config")
             .args(["shared", "no-tests"])
             .arg(format!("--openssldir={}", ssl_dir.display()))
@@ -93,7 +84,7 @@ pub fn openssl11() -> Result<PathBuf> {
             .stdout(std::process::Stdio::null()),
         "OpenSSL's ./config",
     )?;
-    run(
+    run_checked(
         Command::new("make")
             .args(["-j2", "build_libs"])
             .current_dir(&src)
@@ -113,7 +104,7 @@ pub fn openssl11() -> Result<PathBuf> {
 /// A directory holding a copy of Debian's libcurl.so.4 whose version definition
 /// `CURL_OPENSSL_4` is renamed `CURL_OPENSSL_3` (what mongod 5.0.32 asks for).
 pub fn curl_openssl3() -> Result<PathBuf> {
-    let dir = cache()?.join("libcurl-openssl3");
+    let dir = cache_dir()?.join("libcurl-openssl3");
     std::fs::create_dir_all(&dir)?;
     let mut elf = std::fs::read(DEBIAN_LIBCURL)
         .with_context(|| format!("cannot read {DEBIAN_LIBCURL}: install Debian's libcurl4"))?;

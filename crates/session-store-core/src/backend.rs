@@ -51,6 +51,13 @@ impl StoredDocument {
             updated_at: None,
         }
     }
+
+    /// Whether the document is unexpired at `now` (its `expires` is after `now`): what
+    /// every backend's expiry filter means.
+    #[must_use]
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.expires.is_some_and(|e| e > now)
+    }
 }
 
 /// The fields one update sets. `None` fields are left as they are.

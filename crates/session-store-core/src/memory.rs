@@ -48,10 +48,6 @@ impl MemoryBackend {
     }
 }
 
-fn live(doc: &StoredDocument, now: OffsetDateTime) -> bool {
-    doc.expires.is_some_and(|e| e > now)
-}
-
 impl DocumentBackend for MemoryBackend {
     type Error = Infallible;
 
@@ -64,7 +60,7 @@ impl DocumentBackend for MemoryBackend {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<StoredDocument>, Infallible> {
-        Ok(self.lock().get(key).filter(|d| live(d, now)).cloned())
+        Ok(self.lock().get(key).filter(|d| d.is_live(now)).cloned())
     }
 
     async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, Infallible> {
@@ -83,7 +79,7 @@ impl DocumentBackend for MemoryBackend {
         update: &DocumentUpdate,
     ) -> Result<bool, Infallible> {
         let mut docs = self.lock();
-        let Some(doc) = docs.get_mut(key).filter(|d| live(d, now)) else {
+        let Some(doc) = docs.get_mut(key).filter(|d| d.is_live(now)) else {
             return Ok(false);
         };
         if let Some(p) = &update.session {
@@ -106,19 +102,19 @@ impl DocumentBackend for MemoryBackend {
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, Infallible> {
         let mut docs = self.lock();
         let before = docs.len();
-        docs.retain(|_, d| live(d, now));
+        docs.retain(|_, d| d.is_live(now));
         Ok((before - docs.len()) as u64)
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<u64, Infallible> {
-        Ok(self.lock().values().filter(|d| live(d, now)).count() as u64)
+        Ok(self.lock().values().filter(|d| d.is_live(now)).count() as u64)
     }
 
     async fn all(&self, now: OffsetDateTime) -> Result<DocumentStream<Infallible>, Infallible> {
         let docs: Vec<_> = self
             .lock()
             .values()
-            .filter(|d| live(d, now))
+            .filter(|d| d.is_live(now))
             .cloned()
             .map(Ok)
             .collect();

@@ -517,9 +517,7 @@ impl DocumentBackend for MongoBackend {
                 .map_err(driver("find"))?;
             // By `_id` alone (the server's fast path, no query planning); expiry is
             // checked here instead.
-            Ok(doc
-                .map(convert::from_document)
-                .filter(|d| d.expires.is_some_and(|e| e > now)))
+            Ok(doc.map(convert::from_document).filter(|d| d.is_live(now)))
         })
         .await
     }

@@ -28,6 +28,14 @@ async fn backend(db: &TestDb) -> MongoBackend {
         .expect("backend builds")
 }
 
+/// A store with every default on the test database.
+async fn default_store(db: &TestDb) -> SessionStore<MongoBackend> {
+    SessionStore::builder(backend(db).await)
+        .build()
+        .await
+        .expect("store builds")
+}
+
 fn data(n: i64) -> SessionData {
     let mut d = SessionData::new();
     d.insert("count".into(), n.into());
@@ -270,10 +278,7 @@ async fn closing_the_store_leaves_a_shared_client_open() {
     let Some(db) = test_db("shared").await else {
         return;
     };
-    let store = SessionStore::builder(backend(&db).await)
-        .build()
-        .await
-        .unwrap();
+    let store = default_store(&db).await;
     store.close().await.unwrap();
     db.db()
         .run_command(doc! { "ping": 1 })
@@ -353,10 +358,7 @@ async fn loads_and_saves_of_a_known_session_take_the_id_fast_path() {
     let Some(db) = test_db("idhack").await else {
         return;
     };
-    let store = SessionStore::builder(backend(&db).await)
-        .build()
-        .await
-        .unwrap();
+    let store = default_store(&db).await;
     let id = store.create(&data(1), None).await.unwrap();
     db.db().run_command(doc! { "profile": 2 }).await.unwrap();
     store.load(id.as_str()).await.unwrap().expect("loads");
@@ -364,10 +366,7 @@ async fn loads_and_saves_of_a_known_session_take_the_id_fast_path() {
     store.touch(id.as_str(), None).await.unwrap();
     // A store that has not seen the session (another process) must check the expiry
     // on the server, so its update cannot revive an expired session.
-    let other = SessionStore::builder(backend(&db).await)
-        .build()
-        .await
-        .unwrap();
+    let other = default_store(&db).await;
     other.save(id.as_str(), &data(3), None).await.unwrap();
     db.db().run_command(doc! { "profile": 0 }).await.unwrap();
 
