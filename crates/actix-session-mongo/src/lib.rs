@@ -15,8 +15,9 @@
 //!
 //! use actix_session::config::{PersistentSession, TtlExtensionPolicy};
 //! use actix_session::{Session, SessionMiddleware};
-//! use actix_session_mongo::{MongoBackend, MongoSessionStore, SessionStore};
+//! use actix_session_mongo::{session_scope, MongoBackend, MongoSessionStore, SessionStore};
 //! use actix_web::cookie::{time, Key};
+//! use actix_web::middleware::from_fn;
 //! use actix_web::{web, App, HttpServer};
 //!
 //! async fn counter(session: Session) -> actix_web::Result<String> {
@@ -53,6 +54,9 @@
 //!                 )
 //!                 .build(),
 //!         )
+//!         // Outside the session middleware: what each request loaded, for
+//!         // overlapping requests.
+//!         .wrap(from_fn(session_scope))
 //!         .route("/", web::get().to(counter))
 //! })
 //! .bind(("127.0.0.1", 8080))?
@@ -67,9 +71,22 @@
 //! | --- | --- |
 //! | `load` | the unexpired session, or `None` (also for a document that cannot be decoded, with a warning) |
 //! | `save` | inserts under a new id; if the id is taken, retries with another (never overwrites) |
-//! | `update` | changed data: one update of payload and expiry; unchanged: a touch, or nothing inside `touch_after`. If the session expired or was deleted meanwhile it is **not** brought back: a new session is created under a new key, as actix-session's Redis store does |
+//! | `update` | changed data: one update of payload and expiry (only the keys this request changed, if another request wrote the session meanwhile); unchanged: a touch, or nothing inside `touch_after`. If the session expired or was deleted meanwhile (logout in another tab) nothing is written and no new session is created: its data, the user included, is not brought back |
 //! | `update_ttl` | a touch: only `expires` (and `lastModified`) is written, and nothing inside `touch_after` |
 //! | `delete` | deletes the document (`purge`, `renew`) |
+//! | `save` after `renew` found the session already deleted | stores nothing: the new key names no session |
+//!
+//! # Overlapping requests
+//!
+//! Wrap [`session_scope`] outside the session middleware. With it, each request's save
+//! is measured against what that request loaded: a request that did not change the
+//! data writes none, requests that change different keys keep each other's changes, and
+//! a session logged out while a request ran is not brought back. For read-modify-write
+//! of one key (counters, attempt limits) turn on `SessionStoreBuilder::serialize_requests`:
+//! requests on one session then run one at a time on every instance. Without the
+//! middleware the store writes whatever each request holds (last writer wins) and
+//! `touch_after` cannot skip writes; it logs a warning once. To bind sessions to a client
+//! identity, put a [`SessionBinding`] in the request's extensions before it runs.
 //!
 //! Expiry is now + the TTL actix-session passes (its `session_ttl` / `state_ttl`, one
 //! day by default), read from the core store's clock; the store's own
@@ -93,6 +110,8 @@
 
 #![forbid(unsafe_code)]
 
+mod scope;
+
 use std::collections::HashMap;
 use std::fmt;
 
@@ -105,6 +124,8 @@ pub use session_store_core::{
     self as core, AutoRemove, PayloadFormat, SessionEvent, SessionStore, SessionStoreBuilder,
 };
 pub use session_store_mongo::{self as mongo, MongoBackend, MongoBackendBuilder, MongoError};
+
+pub use crate::scope::{session_scope, SessionBinding};
 
 /// An actix-session store over any [`DocumentBackend`].
 pub struct ActixStore<B> {
@@ -210,11 +231,13 @@ impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> 
             .save(key.as_ref(), &data, Some(self.expires(ttl)))
             .await
             .map_err(|e| UpdateError::Other(logged("update", e)))?;
-        if outcome != SaveOutcome::NotFound {
-            return Ok(key);
+        if outcome == SaveOutcome::NotFound {
+            // Logged out, revoked or expired while this request ran: its data (the
+            // user included) must not come back under a new key. The key now names no
+            // session, so the next request starts an empty one.
+            tracing::debug!("session expired or was deleted before it was saved; not recreated");
         }
-        tracing::debug!("session expired or was deleted before it was saved; starting a new one");
-        self.create(&data, ttl).await.map_err(UpdateError::Other)
+        Ok(key)
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {

@@ -52,10 +52,20 @@
 //! | loading fails (MongoDB down, timeout) | the guard fails with `503` and [`Error::Unavailable`]; register a catcher to shape the body |
 //! | after the handler, new session with data | inserted under a new id (never overwrites on collision); cookie set |
 //! | after the handler, existing session | changed data: one update; unchanged: a touch of `expires`, or nothing inside `touch_after`; cookie refreshed. If it expired or was deleted meanwhile it is **not** brought back and the cookie is removed |
-//! | [`Session::cycle_id`] | the old document is deleted, the data saved under a new id (do it at login) |
+//! | [`Session::cycle_id`] | the old document is deleted, the data saved under a new id (do it at login); if it was already deleted (logged out elsewhere meanwhile) nothing is saved and the cookie is removed |
 //! | [`Session::destroy`] | the document is deleted and the cookie removed (logout) |
 //! | the response is `5xx` | nothing is written (as in tower-sessions): a failed request changes no session |
 //! | saving fails | the response becomes `503` with `Retry-After: 5`, a JSON body `{"error":"session store unavailable"}` and no `Set-Cookie` |
+//!
+//! # Overlapping requests
+//!
+//! The fairing keeps what each request loaded, so a save is measured against it: a
+//! request that did not change the data writes none, requests that change different
+//! keys keep each other's changes, and a session logged out while a request ran is not
+//! brought back. For read-modify-write of one key (counters, attempt limits) turn on
+//! `SessionStoreBuilder::serialize_requests`: requests on one session then run one at a
+//! time on every instance; the guard takes the session's lease and the fairing releases
+//! it after the response, also for `5xx` responses.
 //!
 //! Expiry is now + the store's `ttl` (default 14 days), extended on every request that
 //! uses the guard; the cookie's `Max-Age` follows it.
@@ -84,7 +94,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{Build, Response, Rocket};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use session_store_core::{error_chain, DocumentBackend, SaveOutcome, SessionData};
+use session_store_core::{error_chain, DocumentBackend, RequestScope, SaveOutcome, SessionData};
 
 pub use session_store_core::{
     self as core, AutoRemove, PayloadFormat, SessionEvent, SessionStore, SessionStoreBuilder,
@@ -240,12 +250,15 @@ impl<B: DocumentBackend> Fairing for SessionFairing<B> {
         let Slot::Ready(cell) = req.local_cache(|| Slot::Unused) else {
             return;
         };
+        let scope = scope(req);
         if res.status().class().is_server_error() {
+            scope.finish().await;
             return;
         }
         let state = std::mem::take(&mut *lock(cell));
-        let bound = session_store_core::with_binding(binding(req), self.shared.persist(state));
-        match bound.await {
+        let persisted = scope.run(self.shared.persist(state, scope)).await;
+        scope.finish().await;
+        match persisted {
             Ok(Some(cookie)) => res.adjoin_header(cookie),
             Ok(None) => {}
             Err(e) => {
@@ -268,8 +281,10 @@ impl<B: DocumentBackend> Fairing for SessionFairing<B> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionBinding(pub Option<String>);
 
-fn binding(req: &Request<'_>) -> Option<String> {
-    req.local_cache(SessionBinding::default).0.clone()
+/// The request's scope (what it loaded, its lease, its binding), made on first use.
+fn scope<'r>(req: &'r Request<'_>) -> &'r RequestScope {
+    let binding = req.local_cache(SessionBinding::default).0.clone();
+    req.local_cache(|| RequestScope::bound(binding))
 }
 
 /// What a handler asked to happen to the session.
@@ -329,6 +344,7 @@ impl<B: DocumentBackend> Shared<B> {
     async fn persist(
         &self,
         state: State,
+        scope: &RequestScope,
     ) -> Result<Option<Cookie<'static>>, session_store_core::Error> {
         let State { id, data, action } = state;
         if action != Action::Keep {
@@ -337,6 +353,12 @@ impl<B: DocumentBackend> Shared<B> {
             }
         }
         let had_session = id.is_some();
+        if scope.session_ended() {
+            // Logged out or revoked elsewhere while this request ran (its id rotation
+            // found nothing to delete): nothing of it is stored under a new id.
+            tracing::debug!("session ended during the request; not recreated");
+            return Ok(Some(self.removal_cookie()));
+        }
         match (action, id) {
             (Action::Destroy, _) => Ok(Some(self.removal_cookie())),
             (Action::Keep, Some(id)) => match self.store.save(&id, &data, None).await? {
@@ -408,8 +430,8 @@ impl<'r, B: DocumentBackend> FromRequest<'r> for Session<'r, B> {
             tracing::error!("{}", Error::NotAttached);
             return Outcome::Error((Status::InternalServerError, Error::NotAttached));
         };
-        let bound = session_store_core::with_binding(binding(req), shared.load(req));
-        match req.local_cache_async(bound).await {
+        let scoped = scope(req).run(shared.load(req));
+        match req.local_cache_async(scoped).await {
             Slot::Ready(state) => Outcome::Success(Session {
                 state,
                 backend: PhantomData,

@@ -36,6 +36,13 @@ pub struct StoredDocument {
     pub created_at: Option<OffsetDateTime>,
     /// When the session was last written (`updatedAt`), if timestamps are on.
     pub updated_at: Option<OffsetDateTime>,
+    /// How many times the payload was rewritten (`version`); absent means 0.
+    pub version: Option<i64>,
+    /// The token of the request holding the session's lease (`leaseToken`), when
+    /// requests are serialized.
+    pub lease_token: Option<String>,
+    /// When that lease runs out (`leaseUntil`).
+    pub lease_until: Option<OffsetDateTime>,
 }
 
 impl StoredDocument {
@@ -49,6 +56,9 @@ impl StoredDocument {
             last_modified: None,
             created_at: None,
             updated_at: None,
+            version: None,
+            lease_token: None,
+            lease_until: None,
         }
     }
 
@@ -58,9 +68,31 @@ impl StoredDocument {
     pub fn is_live(&self, now: OffsetDateTime) -> bool {
         self.expires.is_some_and(|e| e > now)
     }
+
+    /// Whether a request holds an unexpired lease on the document at `now`.
+    #[must_use]
+    pub fn is_leased(&self, now: OffsetDateTime) -> bool {
+        self.lease_token.is_some() && self.lease_until.is_some_and(|u| u > now)
+    }
+
+    /// Whether an update with these preconditions matches this document at `now`:
+    /// unexpired, at the expected version (absent counts as 0), holding the expected
+    /// lease. What every backend's update filter means.
+    #[must_use]
+    pub fn matches(&self, now: OffsetDateTime, update: &DocumentUpdate) -> bool {
+        self.is_live(now)
+            && update
+                .if_version
+                .is_none_or(|v| self.version.unwrap_or(0) == v)
+            && update
+                .if_lease
+                .as_deref()
+                .is_none_or(|t| self.lease_token.as_deref() == Some(t))
+    }
 }
 
-/// The fields one update sets. `None` fields are left as they are.
+/// The fields one update sets, and the conditions it needs. `None` fields are left as
+/// they are. Writing a payload also adds 1 to the document's `version`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct DocumentUpdate {
@@ -72,11 +104,13 @@ pub struct DocumentUpdate {
     pub last_modified: Option<OffsetDateTime>,
     /// New `updatedAt`.
     pub updated_at: Option<OffsetDateTime>,
-    /// The store read or wrote this document moments ago with an expiry after `now`, so
-    /// the backend may match on the key alone instead of also checking `expires` (for
-    /// MongoDB that is the `_id` fast path, about a quarter less server work per update).
-    /// A document deleted meanwhile still matches nothing. Default: `false`.
-    pub seen_live: bool,
+    /// Only update when the stored `version` is this one (absent counts as 0): the
+    /// version the request loaded, so a change made meanwhile is never overwritten.
+    /// Default: `None` (any version).
+    pub if_version: Option<i64>,
+    /// Only update when the lease is held by this token, and release it (remove
+    /// `leaseToken` and `leaseUntil`) in the same write. Default: `None`.
+    pub if_lease: Option<String>,
 }
 
 impl DocumentUpdate {
@@ -88,7 +122,8 @@ impl DocumentUpdate {
             expires,
             last_modified: None,
             updated_at: None,
-            seen_live: false,
+            if_version: None,
+            if_lease: None,
         }
     }
 }
@@ -101,6 +136,18 @@ pub enum InsertOutcome {
     Inserted,
     /// A document with this key already exists; nothing was written.
     DuplicateKey,
+}
+
+/// What an attempt to take a session's lease found.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Acquire {
+    /// The lease is now held by the caller's token; the document as it is now.
+    Acquired(StoredDocument),
+    /// Another request holds an unexpired lease; nothing was written.
+    Held,
+    /// No unexpired document has this key.
+    Missing,
 }
 
 /// How expired documents are removed.
@@ -127,8 +174,8 @@ pub type DocumentStream<E> = BoxStream<'static, Result<StoredDocument, E>>;
 ///
 /// Contract (checked by the conformance suite in `session-store-testkit` against every
 /// implementation):
-/// - `find`, `update`, `count` and `all` only see documents whose `expires` is after
-///   `now` (`update` may skip that check when [`DocumentUpdate::seen_live`] is set);
+/// - `find`, `update`, `acquire`, `count` and `all` only see documents whose `expires`
+///   is after `now`; `update` applies when [`StoredDocument::matches`] says so;
 /// - `insert` never overwrites: an existing key gives [`InsertOutcome::DuplicateKey`];
 /// - `update` never inserts (no upsert), and returns whether a document matched;
 /// - every call finishes or fails in bounded time.
@@ -163,6 +210,32 @@ pub trait DocumentBackend: Send + Sync + 'static {
         update: &DocumentUpdate,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
+    /// Takes the lease on the unexpired document with this key for `token` until
+    /// `until`, when no one holds an unexpired lease on it (one round trip where the
+    /// database allows), and returns the document.
+    fn acquire(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        token: &str,
+        until: OffsetDateTime,
+    ) -> impl Future<Output = Result<Acquire, Self::Error>> + Send;
+
+    /// Releases the lease on the document with this key if `token` holds it;
+    /// `Ok(false)` when it did not (expired and taken, or the document is gone).
+    fn release(
+        &self,
+        key: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// Waits `pause` before the store tries again to take a lease another request holds.
+    /// Backends on a runtime sleep; the default yields once (enough for in-process tests).
+    fn pause(&self, pause: Duration) -> impl Future<Output = ()> + Send {
+        let _ = pause;
+        YieldOnce(false)
+    }
+
     /// Deletes the document with this key, expired or not; `Ok(false)` when none existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
@@ -186,4 +259,23 @@ pub trait DocumentBackend: Send + Sync + 'static {
 
     /// Stops background work and releases resources the backend created.
     fn close(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A future that is pending once, then ready: a runtime-free "let others run".
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }

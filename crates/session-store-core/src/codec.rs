@@ -17,7 +17,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ring::digest;
 use serde_json::Value;
 
 use crate::BoxError;
@@ -107,55 +106,6 @@ impl PayloadFormat {
     }
 }
 
-/// A digest of session data that does not depend on key order, used to tell whether a
-/// save changed anything.
-pub(crate) fn fingerprint(data: &SessionData) -> [u8; 32] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    feed_object(&mut ctx, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
-
-fn feed_object(ctx: &mut digest::Context, map: &SessionData) {
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort_unstable();
-    ctx.update(b"{");
-    for key in keys {
-        feed_str(ctx, key);
-        feed_value(ctx, &map[key]);
-    }
-    ctx.update(b"}");
-}
-
-fn feed_str(ctx: &mut digest::Context, s: &str) {
-    ctx.update(&(s.len() as u64).to_le_bytes());
-    ctx.update(s.as_bytes());
-}
-
-fn feed_value(ctx: &mut digest::Context, value: &Value) {
-    match value {
-        Value::Null => ctx.update(b"n"),
-        Value::Bool(b) => ctx.update(if *b { b"t" } else { b"f" }),
-        Value::Number(n) => {
-            ctx.update(b"#");
-            feed_str(ctx, &n.to_string());
-        }
-        Value::String(s) => {
-            ctx.update(b"s");
-            feed_str(ctx, s);
-        }
-        Value::Array(items) => {
-            ctx.update(b"[");
-            ctx.update(&(items.len() as u64).to_le_bytes());
-            for item in items {
-                feed_value(ctx, item);
-            }
-        }
-        Value::Object(map) => feed_object(ctx, map),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -193,22 +143,5 @@ mod tests {
         assert!(f.decode(&Payload::Text("[1,2]".into())).is_err());
         assert!(f.decode(&Payload::Binary(vec![1, 2, 3])).is_err());
         assert!(f.decode(&Payload::Unsupported("int32".into())).is_err());
-    }
-
-    #[test]
-    fn fingerprint_ignores_key_order_but_not_values() {
-        let mut a = SessionData::new();
-        a.insert("x".into(), json!(1));
-        a.insert("y".into(), json!({"b": 2, "a": 1}));
-        let mut b = SessionData::new();
-        b.insert("y".into(), json!({"a": 1, "b": 2}));
-        b.insert("x".into(), json!(1));
-        assert_eq!(fingerprint(&a), fingerprint(&b));
-        b.insert("x".into(), json!(2));
-        assert_ne!(fingerprint(&a), fingerprint(&b));
-        // A string and a number with the same text differ.
-        let c = data(json!({"x": "1"}));
-        let d = data(json!({"x": 1}));
-        assert_ne!(fingerprint(&c), fingerprint(&d));
     }
 }

@@ -34,6 +34,23 @@ pub enum Error {
         /// How many ids were tried.
         attempts: usize,
     },
+    /// Requests are serialized and another request held this session for longer than
+    /// the store waits (`lease_wait`): answer 503 and let the client retry.
+    #[error("another request held this session for {waited:?}, longer than the store waits: try again (raise `lease_wait`, or find the slow request)")]
+    Busy {
+        /// How long this request waited.
+        waited: std::time::Duration,
+    },
+    /// Other requests kept writing this session while this one tried to apply its
+    /// changes: answer 503 and let the client retry.
+    #[error("the session changed under this request {attempts} times in a row; its changes were not saved: try again (or serialize requests on a session)")]
+    Contention {
+        /// How many writes were tried.
+        attempts: usize,
+    },
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Random,
     /// A builder option is invalid.
     #[error("invalid session store option `{option}`: {reason}")]
     InvalidOption {
@@ -49,7 +66,10 @@ impl Error {
     /// as opposed to a bug or misconfiguration.
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Backend { .. })
+        matches!(
+            self,
+            Self::Backend { .. } | Self::Busy { .. } | Self::Contention { .. }
+        )
     }
 }
 

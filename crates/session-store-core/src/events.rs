@@ -18,6 +18,12 @@ pub enum SessionEvent {
         /// Storage key.
         key: String,
     },
+    /// Another request had written the session since this one loaded it; this
+    /// request's changed keys were applied to the current data, keeping the other's.
+    Merged {
+        /// Storage key.
+        key: String,
+    },
     /// Only a session's expiry was written.
     Touched {
         /// Storage key.

@@ -11,7 +11,7 @@
 //! # Quickstart
 //!
 //! ```
-//! use session_store_core::{MemoryBackend, SaveOutcome, SessionData, SessionStore};
+//! use session_store_core::{MemoryBackend, RequestScope, SaveOutcome, SessionData, SessionStore};
 //! use std::time::Duration;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -25,11 +25,19 @@
 //! data.insert("user".into(), "ann".into());
 //! let id = store.create(&data, None).await?; // a new 256-bit id, never an overwrite
 //!
-//! let loaded = store.load(id.as_str()).await?.expect("just created");
-//! assert_eq!(loaded.data["user"], "ann");
-//!
-//! // Unchanged data inside the touch window: nothing is written.
-//! assert_eq!(store.save(id.as_str(), &loaded.data, None).await?, SaveOutcome::Skipped);
+//! // Adapters run each request in a scope: its saves are measured against its loads.
+//! let request = RequestScope::new();
+//! request
+//!     .run(async {
+//!         let loaded = store.load(id.as_str()).await?.expect("just created");
+//!         assert_eq!(loaded.data["user"], "ann");
+//!         // Unchanged data inside the touch window: nothing is written.
+//!         let outcome = store.save(id.as_str(), &loaded.data, None).await?;
+//!         assert_eq!(outcome, SaveOutcome::Skipped);
+//!         Ok::<(), session_store_core::Error>(())
+//!     })
+//!     .await?;
+//! request.finish().await; // releases leases (only taken with `serialize_requests`)
 //!
 //! store.destroy(id.as_str()).await?;
 //! assert!(store.load(id.as_str()).await?.is_none());
@@ -51,6 +59,9 @@
 //! | [`cipher`](SessionStoreBuilder::cipher) | `crypto` / `cryptoAdapter` | none | encrypts every payload, e.g. with a [`KeyRing`] (AES-256-GCM, see [`crypto`]) |
 //! | [`on_event`](SessionStoreBuilder::on_event) | store events | none | receives every [`SessionEvent`] |
 //! | [`clock`](SessionStoreBuilder::clock) | — | [`SystemClock`] | time source (inject [`ManualClock`] in tests) |
+//! | [`serialize_requests`](SessionStoreBuilder::serialize_requests) | — | off | requests on one session run one at a time across all processes (a lease in the document) |
+//! | [`lease_duration`](SessionStoreBuilder::lease_duration) | — | 10 s | how long a request's lease lasts (bounds a crashed holder) |
+//! | [`lease_wait`](SessionStoreBuilder::lease_wait) | — | 5 s | how long a request waits for its turn before [`Error::Busy`] |
 //!
 //! Backend options (collection, database, write concern, operation timeout) belong to
 //! the backend, e.g. `session_store_mongo::MongoBackend::builder`.
@@ -60,8 +71,20 @@
 //! - **Collision-safe creation**: [`SessionStore::create`] inserts, never upserts; a
 //!   taken id is retried with a new one (and reported as [`SessionEvent::IdCollision`]).
 //! - **No resurrection**: [`SessionStore::save`] and [`SessionStore::touch`] only update
-//!   an unexpired document; a session destroyed or expired meanwhile stays gone
-//!   ([`SaveOutcome::NotFound`]).
+//!   an unexpired document, checked by the database in the same write; a session
+//!   destroyed or expired meanwhile stays gone ([`SaveOutcome::NotFound`]). Inside a
+//!   [`RequestScope`], a request whose session was ended by someone else while it ran
+//!   also stores no new session (an id rotation after a concurrent logout stores
+//!   nothing), so none of the ended session's data comes back under another id.
+//! - **Overlapping requests** (inside a [`RequestScope`], which every adapter installs):
+//!   a request that did not change the data it loaded never writes its data, so it
+//!   cannot undo another request's change; writes are conditional on the version the
+//!   request loaded, and on a conflict only the keys this request changed are applied
+//!   to the current data ([`SessionEvent::Merged`]), so requests that change different
+//!   keys keep each other's changes. Two requests that change the **same** key: the
+//!   later write wins, unless
+//!   [`serialize_requests`](SessionStoreBuilder::serialize_requests) runs them one at
+//!   a time across every process sharing the backend. See [`scope`].
 //! - **Expired sessions never load**, even before the database removes them.
 //! - **Undecodable documents are "no session"**: a warning and a
 //!   [`SessionEvent::LoadFailed`], never a panic or an error page. With a cipher, so is
@@ -69,10 +92,10 @@
 //!   removed key) or one stored in clear.
 //! - **Ids protected at rest**: the stored `_id` is a digest of the session id, so a
 //!   copy of the database holds no usable cookie and lookups never compare the secret.
-//! - **Touch-after without a read-back**: the store remembers a fingerprint of what it
-//!   last read or wrote for recent sessions (a bounded map), so it can tell an
-//!   unchanged save from a changed one. The stored `expires` may lag the cookie's by up
-//!   to `touch_after`, as with connect-mongo.
+//! - **Touch-after without a read-back**: a save compares the data with what the
+//!   request loaded (kept in its [`RequestScope`]), so an unchanged save inside the
+//!   window costs no database call. The stored `expires` may lag the cookie's by up to
+//!   `touch_after`, as with connect-mongo.
 //! - Every operation runs in a `session_store.<operation>` tracing span whose
 //!   `outcome` field records what happened (`hit`, `miss`, `created`, `written`,
 //!   `touched`, `skipped`, `not_found`, `error`, ...). Session ids are never logged.
@@ -83,12 +106,14 @@
 //!
 //! | field | type | when |
 //! | --- | --- | --- |
-//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id (and of the request's [binding](binding), if any) |
+//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id (and of the request [scope](scope)'s binding, if any) |
 //! | `session` | string (JSON), document, or binary (encrypted) | always; see [`codec`] for the payload versions and [`crypto`] for the envelope |
 //! | `expires` | date | always; MongoDB's TTL index is on this field with `expireAfterSeconds: 0` |
 //! | `lastModified` | date | when `touch_after` is non-zero: the last write or touch |
 //! | `createdAt` | date | when `timestamps` is on: the insert |
 //! | `updatedAt` | date | when `timestamps` is on: the last write or touch |
+//! | `version` | 64-bit integer | from the first payload rewrite on: how many times the payload was written (absent: 0); saves are conditional on it |
+//! | `leaseToken` / `leaseUntil` | string / date | with [`serialize_requests`](SessionStoreBuilder::serialize_requests), while a request holds the session: its random token and when the lease runs out |
 //!
 //! Dates have millisecond precision (BSON's); the store truncates before it writes, so
 //! every backend compares the same instants. Nothing else is written.
@@ -96,21 +121,23 @@
 #![forbid(unsafe_code)]
 
 mod backend;
-pub mod binding;
 mod clock;
 pub mod codec;
 pub mod crypto;
 mod error;
 mod events;
 mod id;
+mod lease;
 mod memory;
+mod save;
+pub mod scope;
 mod store;
 mod touch;
 
 pub use backend::{
-    AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
+    Acquire, AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome,
+    StoredDocument,
 };
-pub use binding::with_binding;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CodecError, Payload, PayloadFormat, SessionData, SessionSerializer};
 pub use crypto::{Cipher, EncryptionKey, KeyRing};
@@ -118,9 +145,11 @@ pub use error::{error_chain, Error};
 pub use events::{EventSubscriber, SessionEvent};
 pub use id::{SessionId, SESSION_ID_BYTES};
 pub use memory::MemoryBackend;
+pub use save::MAX_MERGE_ATTEMPTS;
+pub use scope::RequestScope;
 pub use store::{
-    IdAtRest, LoadedSession, SaveOutcome, SessionStore, SessionStoreBuilder, DEFAULT_TTL,
-    MAX_CREATE_ATTEMPTS,
+    IdAtRest, LoadedSession, SaveOutcome, SessionStore, SessionStoreBuilder,
+    DEFAULT_LEASE_DURATION, DEFAULT_LEASE_WAIT, DEFAULT_TTL, MAX_CREATE_ATTEMPTS,
 };
 pub use time;
 

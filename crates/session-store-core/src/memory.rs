@@ -9,7 +9,8 @@ use futures_util::stream;
 use time::OffsetDateTime;
 
 use crate::backend::{
-    AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
+    Acquire, AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome,
+    StoredDocument,
 };
 
 /// Session documents in a map behind a mutex. Clones share the same map.
@@ -79,11 +80,12 @@ impl DocumentBackend for MemoryBackend {
         update: &DocumentUpdate,
     ) -> Result<bool, Infallible> {
         let mut docs = self.lock();
-        let Some(doc) = docs.get_mut(key).filter(|d| d.is_live(now)) else {
+        let Some(doc) = docs.get_mut(key).filter(|d| d.matches(now, update)) else {
             return Ok(false);
         };
         if let Some(p) = &update.session {
             doc.session = Some(p.clone());
+            doc.version = Some(doc.version.unwrap_or(0) + 1);
         }
         doc.expires = Some(update.expires);
         if update.last_modified.is_some() {
@@ -92,7 +94,42 @@ impl DocumentBackend for MemoryBackend {
         if update.updated_at.is_some() {
             doc.updated_at = update.updated_at;
         }
+        if update.if_lease.is_some() {
+            doc.lease_token = None;
+            doc.lease_until = None;
+        }
         Ok(true)
+    }
+
+    async fn acquire(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        token: &str,
+        until: OffsetDateTime,
+    ) -> Result<Acquire, Infallible> {
+        let mut docs = self.lock();
+        let Some(doc) = docs.get_mut(key).filter(|d| d.is_live(now)) else {
+            return Ok(Acquire::Missing);
+        };
+        if doc.is_leased(now) {
+            return Ok(Acquire::Held);
+        }
+        doc.lease_token = Some(token.to_owned());
+        doc.lease_until = Some(until);
+        Ok(Acquire::Acquired(doc.clone()))
+    }
+
+    async fn release(&self, key: &str, token: &str) -> Result<bool, Infallible> {
+        let mut docs = self.lock();
+        match docs.get_mut(key) {
+            Some(doc) if doc.lease_token.as_deref() == Some(token) => {
+                doc.lease_token = None;
+                doc.lease_until = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Infallible> {

@@ -1,22 +1,22 @@
 //! [`SessionStore`]: the policy every adapter shares.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt as _};
 use time::{Duration, OffsetDateTime};
 use tracing::Instrument as _;
 
-use crate::backend::{AutoRemove, DocumentBackend, DocumentUpdate, InsertOutcome, StoredDocument};
+use crate::backend::{AutoRemove, DocumentBackend, InsertOutcome, StoredDocument};
 use crate::clock::{to_millis, Clock, SystemClock};
-use crate::codec::{fingerprint, Payload, PayloadFormat, SessionData};
+use crate::codec::{Payload, PayloadFormat, SessionData};
 use crate::crypto::Cipher;
 use crate::error::Error;
 use crate::events::{EventSubscriber, SessionEvent, Subscribers};
 use crate::id::SessionId;
-use crate::touch::{plan, WritePlan};
+use crate::scope::{Base, RequestScope};
 
 /// Default session lifetime when the framework gives no expiry: 14 days (connect-mongo's).
 pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 60 * 60);
@@ -24,9 +24,12 @@ pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(14 *
 /// How many generated ids `create` tries before giving up.
 pub const MAX_CREATE_ATTEMPTS: usize = 5;
 
-/// How many recently read sessions the store remembers to decide touch-after without a
-/// read-back (about 150 bytes each).
-const MEMO_CAPACITY: usize = 16_384;
+/// Default lease a request holds on its session when requests are serialized: 10 s.
+pub const DEFAULT_LEASE_DURATION: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Default time a request waits for its turn on a serialized session: 5 s (the MongoDB
+/// backend's default operation timeout).
+pub const DEFAULT_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 type TransformId = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
@@ -79,7 +82,7 @@ pub enum SaveOutcome {
 ///
 /// Cheap to clone (clones share one store). Build one with [`SessionStore::builder`].
 pub struct SessionStore<B> {
-    inner: Arc<Inner<B>>,
+    pub(crate) inner: Arc<Inner<B>>,
 }
 
 impl<B> Clone for SessionStore<B> {
@@ -90,10 +93,10 @@ impl<B> Clone for SessionStore<B> {
     }
 }
 
-struct Inner<B> {
-    backend: B,
+pub(crate) struct Inner<B> {
+    pub(crate) backend: B,
     ttl: Duration,
-    touch_after: Duration,
+    pub(crate) touch_after: Duration,
     auto_remove: AutoRemove,
     timestamps: bool,
     format: PayloadFormat,
@@ -102,7 +105,16 @@ struct Inner<B> {
     transform_id: Option<TransformId>,
     clock: Arc<dyn Clock>,
     subscribers: Subscribers,
-    memo: Memo,
+    pub(crate) serialize: Option<Serialize>,
+    /// Whether the "used outside a request scope" warning was logged.
+    warned_unscoped: AtomicBool,
+}
+
+/// How requests on one session are serialized.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Serialize {
+    pub(crate) lease: Duration,
+    pub(crate) wait: std::time::Duration,
 }
 
 impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
@@ -119,6 +131,7 @@ impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
             .field("id_at_rest", &i.id_at_rest)
             .field("transform_id", &i.transform_id.is_some())
             .field("subscribers", &i.subscribers)
+            .field("serialize", &i.serialize)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +150,9 @@ pub struct SessionStoreBuilder<B> {
     transform_id: Option<TransformId>,
     clock: Arc<dyn Clock>,
     subscribers: Subscribers,
+    serialize: bool,
+    lease_duration: std::time::Duration,
+    lease_wait: std::time::Duration,
 }
 
 impl<B: DocumentBackend> SessionStoreBuilder<B> {
@@ -209,6 +225,33 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         self
     }
 
+    /// Runs requests that use the same session one at a time, across every process that
+    /// shares the backend: loading a session inside a [`RequestScope`] takes a lease on
+    /// it (in the same round trip as the read), and the save releases it. A request that
+    /// cannot get its turn within [`lease_wait`](Self::lease_wait) fails with
+    /// [`Error::Busy`] (answer 503). Costs a write per request, also for requests that
+    /// only read. Default: off (requests run in parallel; changes to different keys are
+    /// still kept, see [`crate::scope`]).
+    pub fn serialize_requests(mut self, on: bool) -> Self {
+        self.serialize = on;
+        self
+    }
+
+    /// How long a request's lease lasts when requests are serialized: a holder that
+    /// crashed blocks its session this long at most. Keep it above your slowest
+    /// request. Default: 10 s ([`DEFAULT_LEASE_DURATION`]).
+    pub fn lease_duration(mut self, lease: std::time::Duration) -> Self {
+        self.lease_duration = lease;
+        self
+    }
+
+    /// How long a request waits for its turn when requests are serialized. Default: 5 s
+    /// ([`DEFAULT_LEASE_WAIT`]).
+    pub fn lease_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lease_wait = wait;
+        self
+    }
+
     /// Checks the options, prepares the backend (indexes, background removal) and
     /// returns the store.
     pub async fn build(self) -> Result<SessionStore<B>, Error> {
@@ -237,6 +280,14 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         if let AutoRemove::Interval(period) = self.auto_remove {
             positive_duration("auto_remove", period)?;
         }
+        let serialize = if self.serialize {
+            Some(Serialize {
+                lease: positive_duration("lease_duration", self.lease_duration)?,
+                wait: positive_duration("lease_wait", self.lease_wait)?.unsigned_abs(),
+            })
+        } else {
+            None
+        };
         let span = tracing::debug_span!("session_store.prepare", auto_remove = ?self.auto_remove);
         self.backend
             .prepare(self.auto_remove)
@@ -256,7 +307,8 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 transform_id: self.transform_id,
                 clock: self.clock,
                 subscribers: self.subscribers,
-                memo: Memo::default(),
+                serialize,
+                warned_unscoped: AtomicBool::new(false),
             }),
         })
     }
@@ -272,7 +324,7 @@ fn positive_duration(option: &'static str, d: std::time::Duration) -> Result<Dur
     }
 }
 
-fn backend_error<E: std::error::Error + Send + Sync + 'static>(
+pub(crate) fn backend_error<E: std::error::Error + Send + Sync + 'static>(
     operation: &'static str,
     e: E,
 ) -> Error {
@@ -283,7 +335,7 @@ fn backend_error<E: std::error::Error + Send + Sync + 'static>(
 }
 
 /// Runs one store operation inside a `session_store.<op>` span that records its outcome.
-async fn traced<T>(
+pub(crate) async fn traced<T>(
     span: tracing::Span,
     fut: impl Future<Output = Result<(T, &'static str), Error>>,
 ) -> Result<T, Error> {
@@ -305,6 +357,7 @@ macro_rules! op_span {
         tracing::debug_span!($name, outcome = tracing::field::Empty)
     };
 }
+pub(crate) use op_span;
 
 impl<B: DocumentBackend> SessionStore<B> {
     /// Starts building a store over `backend`.
@@ -321,6 +374,9 @@ impl<B: DocumentBackend> SessionStore<B> {
             transform_id: None,
             clock: Arc::new(SystemClock),
             subscribers: Subscribers::default(),
+            serialize: false,
+            lease_duration: DEFAULT_LEASE_DURATION,
+            lease_wait: DEFAULT_LEASE_WAIT,
         }
     }
 
@@ -335,14 +391,16 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// The storage key (`_id`) for a session id: `transform_id`, then the current
-    /// [binding](crate::binding) if any (`{id}#{binding}`), then `id_at_rest`.
+    /// [scope](crate::scope)'s binding if any (`{id}#{binding}`), then `id_at_rest`.
     pub fn storage_key(&self, id: &str) -> String {
         let mut id = match &self.inner.transform_id {
             Some(f) => std::borrow::Cow::Owned(f(id)),
             None => std::borrow::Cow::Borrowed(id),
         };
-        if let Some(binding) = crate::binding::current() {
-            id = std::borrow::Cow::Owned(format!("{id}#{binding}"));
+        if let Some(scope) = RequestScope::current() {
+            if let Some(binding) = scope.binding() {
+                id = std::borrow::Cow::Owned(format!("{id}#{binding}"));
+            }
         }
         match self.inner.id_at_rest {
             IdAtRest::Sha256 => {
@@ -359,7 +417,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// Encodes `data` for the document under `key`, encrypting when a cipher is set.
-    fn encode(&self, data: &SessionData, key: &str) -> Result<Payload, Error> {
+    pub(crate) fn encode(&self, data: &SessionData, key: &str) -> Result<Payload, Error> {
         let payload = self.inner.format.encode(data).map_err(Error::Encode)?;
         let Some(cipher) = &self.inner.cipher else {
             return Ok(payload);
@@ -428,48 +486,65 @@ impl<B: DocumentBackend> SessionStore<B> {
         to_millis(self.inner.clock.now())
     }
 
-    fn expiry(&self, now: OffsetDateTime, expires: Option<OffsetDateTime>) -> OffsetDateTime {
+    pub(crate) fn expiry(
+        &self,
+        now: OffsetDateTime,
+        expires: Option<OffsetDateTime>,
+    ) -> OffsetDateTime {
         expires.map_or(now + self.inner.ttl, to_millis)
     }
 
-    fn emit(&self, event: SessionEvent) {
+    pub(crate) fn emit(&self, event: SessionEvent) {
         self.inner.subscribers.emit(event);
     }
 
-    fn last_modified(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    pub(crate) fn last_modified(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         self.inner.touch_after.is_positive().then_some(now)
     }
 
-    fn updated_at(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    pub(crate) fn updated_at(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         self.inner.timestamps.then_some(now)
     }
 
     /// Loads the unexpired session with this id. `Ok(None)` when there is none, or when
     /// the stored document cannot be decoded (a warning and a
     /// [`SessionEvent::LoadFailed`] tell why).
+    ///
+    /// Inside a [`RequestScope`] the scope remembers what was loaded, which later saves
+    /// are measured against; with [`serialize_requests`](SessionStoreBuilder::serialize_requests)
+    /// the load also takes the session's lease, waiting for its turn.
     pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>, Error> {
         traced(op_span!("session_store.load"), async {
-            let now = self.now();
             let key = self.storage_key(id);
-            let doc = self
-                .inner
-                .backend
-                .find(&key, now)
-                .await
-                .map_err(|e| backend_error("load", e))?;
+            let scope = self.scope();
+            let held = scope
+                .as_ref()
+                .and_then(|s| s.base(&key))
+                .and_then(|b| b.lease);
+            let (doc, lease) = match (&scope, self.inner.serialize) {
+                (Some(scope), Some(serialize)) if held.is_none() => {
+                    self.acquire(&key, scope, serialize).await?
+                }
+                _ => (self.find(&key, "load").await?, held),
+            };
             let Some(doc) = doc else {
-                self.inner.memo.forget(&key);
                 return Ok((None, "miss"));
             };
-            match self.decode(doc, now) {
+            let version = doc.version.unwrap_or(0);
+            match self.decode(doc, self.now()) {
                 Ok(Some((session, last_modified))) => {
-                    self.inner.memo.remember(
-                        &session.key,
-                        fingerprint(&session.data),
-                        last_modified,
-                        session.expires,
-                        now,
-                    );
+                    if let Some(scope) = &scope {
+                        scope.remember(
+                            &key,
+                            Base {
+                                version,
+                                data: session.data.clone(),
+                                view: None,
+                                last_modified,
+                                lease,
+                            },
+                        );
+                    }
                     Ok((Some(session), "hit"))
                 }
                 Ok(None) => Ok((None, "expired")),
@@ -483,10 +558,37 @@ impl<B: DocumentBackend> SessionStore<B> {
         .await
     }
 
+    /// The unexpired document under `key`.
+    pub(crate) async fn find(
+        &self,
+        key: &str,
+        operation: &'static str,
+    ) -> Result<Option<StoredDocument>, Error> {
+        self.inner
+            .backend
+            .find(key, self.now())
+            .await
+            .map_err(|e| backend_error(operation, e))
+    }
+
+    /// The current request scope; logs once per store when there is none, since the
+    /// concurrency guarantees need one.
+    pub(crate) fn scope(&self) -> Option<RequestScope> {
+        let scope = RequestScope::current();
+        if scope.is_none() && !self.inner.warned_unscoped.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the session store is used outside a request scope: saves cannot tell what a \
+                 request changed, so parallel requests may overwrite each other and touch_after \
+                 cannot skip writes; install the adapter's scope (see session_store_core::scope)"
+            );
+        }
+        scope
+    }
+
     /// Validates and decodes a stored document, with its `lastModified`; `Ok(None)` when
     /// it has expired.
     #[allow(clippy::type_complexity)]
-    fn decode(
+    pub(crate) fn decode(
         &self,
         doc: StoredDocument,
         now: OffsetDateTime,
@@ -530,8 +632,15 @@ impl<B: DocumentBackend> SessionStore<B> {
         mut next_id: impl FnMut() -> T + Send,
     ) -> Result<T, Error> {
         traced(op_span!("session_store.create"), async {
+            let scope = RequestScope::current();
+            if scope.as_ref().is_some_and(RequestScope::session_ended) {
+                // The data came from a session someone else ended during this request
+                // (logout elsewhere, revocation): storing it under a new id would bring
+                // it back. The id names no session.
+                tracing::debug!("not stored: this request's session was ended meanwhile");
+                return Ok((next_id(), "refused"));
+            }
             let now = self.now();
-            let fp = fingerprint(data);
             let mut doc = StoredDocument::new(String::new());
             let expires_at = self.expiry(now, expires);
             doc.expires = Some(expires_at);
@@ -551,9 +660,18 @@ impl<B: DocumentBackend> SessionStore<B> {
                     .map_err(|e| backend_error("create", e))?;
                 match outcome {
                     InsertOutcome::Inserted => {
-                        self.inner
-                            .memo
-                            .remember(&doc.key, fp, doc.last_modified, expires_at, now);
+                        if let Some(scope) = &scope {
+                            scope.remember(
+                                &doc.key,
+                                Base {
+                                    version: 0,
+                                    data: data.clone(),
+                                    view: None,
+                                    last_modified: doc.last_modified,
+                                    lease: None,
+                                },
+                            );
+                        }
                         self.emit(SessionEvent::Created { key: doc.key });
                         return Ok((id, "created"));
                     }
@@ -574,114 +692,22 @@ impl<B: DocumentBackend> SessionStore<B> {
         .await
     }
 
-    /// Saves an existing session: writes the payload when the data changed, else
-    /// touches or skips according to `touch_after`. Never creates a document: a session
-    /// that expired or was destroyed meanwhile gives [`SaveOutcome::NotFound`].
-    ///
-    /// `expires` is the framework's expiry; `None` means now + `ttl`.
-    pub async fn save(
-        &self,
-        id: &str,
-        data: &SessionData,
-        expires: Option<OffsetDateTime>,
-    ) -> Result<SaveOutcome, Error> {
-        let fp = fingerprint(data);
-        self.write(
-            op_span!("session_store.save"),
-            id,
-            Some((data, fp)),
-            expires,
-        )
-        .await
-    }
-
-    /// Extends a session's expiry without rewriting its data (actix-session's
-    /// `update_ttl`, express-session's `touch`), honouring `touch_after`.
-    pub async fn touch(
-        &self,
-        id: &str,
-        expires: Option<OffsetDateTime>,
-    ) -> Result<SaveOutcome, Error> {
-        self.write(op_span!("session_store.touch"), id, None, expires)
-            .await
-    }
-
-    async fn write(
-        &self,
-        span: tracing::Span,
-        id: &str,
-        data: Option<(&SessionData, [u8; 32])>,
-        expires: Option<OffsetDateTime>,
-    ) -> Result<SaveOutcome, Error> {
-        traced(span, async {
-            let now = self.now();
-            let key = self.storage_key(id);
-            let known = self.inner.memo.get(&key);
-            let changed = match (&data, &known) {
-                (None, _) => false,
-                (Some((_, fp)), Some(k)) => *fp != k.fingerprint,
-                (Some(_), None) => true,
-            };
-            let last_modified = known.as_ref().and_then(|k| k.last_modified);
-            let write_plan = plan(changed, last_modified, self.inner.touch_after, now);
-            if write_plan == WritePlan::Skip {
-                self.emit(SessionEvent::TouchSkipped { key });
-                return Ok((SaveOutcome::Skipped, "skipped"));
-            }
-            let session = match (write_plan, data) {
-                (WritePlan::Full, Some((d, _))) => Some(self.encode(d, &key)?),
-                _ => None,
-            };
-            let update = DocumentUpdate {
-                session,
-                expires: self.expiry(now, expires),
-                last_modified: self.last_modified(now),
-                updated_at: self.updated_at(now),
-                seen_live: known.as_ref().is_some_and(|k| k.expires > now),
-            };
-            let matched = self
-                .inner
-                .backend
-                .update(&key, now, &update)
-                .await
-                .map_err(|e| backend_error("save", e))?;
-            if !matched {
-                self.inner.memo.forget(&key);
-                return Ok((SaveOutcome::NotFound, "not_found"));
-            }
-            let fp = match (data, known) {
-                (Some((_, fp)), _) => Some(fp),
-                (None, Some(k)) => Some(k.fingerprint),
-                (None, None) => None,
-            };
-            if let Some(fp) = fp {
-                self.inner
-                    .memo
-                    .remember(&key, fp, update.last_modified, update.expires, now);
-            }
-            if update.session.is_some() {
-                self.emit(SessionEvent::Updated { key });
-                Ok((SaveOutcome::Written, "written"))
-            } else {
-                self.emit(SessionEvent::Touched { key });
-                Ok((SaveOutcome::Touched, "touched"))
-            }
-        })
-        .await
-    }
-
     /// Deletes a session (logout, id rotation). Deleting a missing session is not an
-    /// error.
+    /// error; inside a [`RequestScope`] that had loaded it, it means someone else ended
+    /// the session during the request, and a session this request creates afterwards is
+    /// not stored.
     pub async fn destroy(&self, id: &str) -> Result<(), Error> {
         traced(op_span!("session_store.destroy"), async {
             let key = self.storage_key(id);
-            self.inner.memo.forget(&key);
             let existed = self
                 .inner
                 .backend
                 .delete(&key)
                 .await
                 .map_err(|e| backend_error("destroy", e))?;
+            if let Some(scope) = RequestScope::current() {
+                scope.gone(&key, existed);
+            }
             if existed {
                 self.emit(SessionEvent::Destroyed { key });
                 Ok(((), "destroyed"))
@@ -761,7 +787,6 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// Deletes every session (connect-mongo's `clear`). Indexes are kept.
     pub async fn clear(&self) -> Result<(), Error> {
         traced(op_span!("session_store.clear"), async {
-            self.inner.memo.clear();
             self.inner
                 .backend
                 .clear()
@@ -784,68 +809,5 @@ impl<B: DocumentBackend> SessionStore<B> {
             Ok(((), "ok"))
         })
         .await
-    }
-}
-
-/// What this process last read or wrote for each recently used session, so a save can
-/// tell changed data from unchanged without reading the document back.
-#[derive(Default)]
-struct Memo {
-    entries: Mutex<HashMap<String, MemoEntry>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct MemoEntry {
-    fingerprint: [u8; 32],
-    last_modified: Option<OffsetDateTime>,
-    /// The expiry this process last read or wrote.
-    expires: OffsetDateTime,
-    seen: OffsetDateTime,
-}
-
-impl Memo {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, MemoEntry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, key: &str) -> Option<MemoEntry> {
-        self.lock().get(key).copied()
-    }
-
-    fn remember(
-        &self,
-        key: &str,
-        fingerprint: [u8; 32],
-        last_modified: Option<OffsetDateTime>,
-        expires: OffsetDateTime,
-        now: OffsetDateTime,
-    ) {
-        let mut entries = self.lock();
-        if entries.len() >= MEMO_CAPACITY && !entries.contains_key(key) {
-            // Forget what is old; if everything is recent, start over. Forgetting only
-            // costs one extra write later.
-            let horizon = now - Duration::minutes(5);
-            entries.retain(|_, e| e.seen > horizon);
-            if entries.len() >= MEMO_CAPACITY {
-                entries.clear();
-            }
-        }
-        entries.insert(
-            key.to_owned(),
-            MemoEntry {
-                fingerprint,
-                last_modified,
-                expires,
-                seen: now,
-            },
-        );
-    }
-
-    fn forget(&self, key: &str) {
-        self.lock().remove(key);
-    }
-
-    fn clear(&self) {
-        self.lock().clear();
     }
 }

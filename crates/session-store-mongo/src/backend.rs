@@ -7,11 +7,15 @@ use std::time::Duration;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, CollectionOptions, IndexOptions, WriteConcern};
+use mongodb::options::{
+    ClientOptions, CollectionOptions, Hint, IndexOptions, ReadPreference, ReturnDocument,
+    SelectionCriteria, WriteConcern,
+};
 use mongodb::{Client, Collection, IndexModel};
 use session_store_core::time::OffsetDateTime;
 use session_store_core::{
-    AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
+    Acquire, AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome,
+    StoredDocument,
 };
 use tokio::task::AbortHandle;
 
@@ -235,8 +239,12 @@ impl MongoBackendBuilder {
             .database
             .or(uri_database)
             .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        // Sessions are read back right after they are written (load after login or
+        // logout, a save's conflict check): always from the primary, whatever read
+        // preference the connection string or a shared client has.
         let options = CollectionOptions::builder()
             .write_concern(self.write_concern)
+            .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
             .build();
         let collection = client
             .database(&database)
@@ -543,21 +551,80 @@ impl DocumentBackend for MongoBackend {
         update: &DocumentUpdate,
     ) -> Result<bool, MongoError> {
         let change = convert::update_document(update).map_err(|e| serialize("update", e))?;
-        let filter = if update.seen_live {
-            doc! { convert::ID: key }
-        } else {
-            convert::live_key(key, now)
-        };
+        let filter = convert::update_filter(key, now, update);
         bounded("update", self.timeout(), async {
             let r = self
                 .inner
                 .collection
                 .update_one(filter, change)
+                // The `_id` index answers it: no planning between it and the TTL index.
+                .hint(Hint::Keys(doc! { convert::ID: 1 }))
                 .await
                 .map_err(driver("update"))?;
             Ok(r.matched_count > 0)
         })
         .await
+    }
+
+    async fn acquire(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        token: &str,
+        until: OffsetDateTime,
+    ) -> Result<Acquire, MongoError> {
+        bounded("acquire", self.timeout(), async {
+            let taken = self
+                .inner
+                .collection
+                .find_one_and_update(
+                    convert::free_key(key, now),
+                    doc! { "$set": {
+                        convert::LEASE_TOKEN: token,
+                        convert::LEASE_UNTIL: convert::to_bson_date(until),
+                    } },
+                )
+                .hint(Hint::Keys(doc! { convert::ID: 1 }))
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(driver("acquire"))?;
+            if let Some(doc) = taken {
+                return Ok(Acquire::Acquired(convert::from_document(doc)));
+            }
+            // Not taken: held by another request, or no such session.
+            let doc = self
+                .inner
+                .collection
+                .find_one(doc! { convert::ID: key })
+                .await
+                .map_err(driver("acquire"))?
+                .map(convert::from_document);
+            Ok(match doc {
+                Some(d) if d.is_live(now) => Acquire::Held,
+                _ => Acquire::Missing,
+            })
+        })
+        .await
+    }
+
+    async fn release(&self, key: &str, token: &str) -> Result<bool, MongoError> {
+        bounded("release", self.timeout(), async {
+            let r = self
+                .inner
+                .collection
+                .update_one(
+                    doc! { convert::ID: key, convert::LEASE_TOKEN: token },
+                    doc! { "$unset": { convert::LEASE_TOKEN: "", convert::LEASE_UNTIL: "" } },
+                )
+                .await
+                .map_err(driver("release"))?;
+            Ok(r.matched_count > 0)
+        })
+        .await
+    }
+
+    async fn pause(&self, pause: Duration) {
+        tokio::time::sleep(pause).await;
     }
 
     async fn delete(&self, key: &str) -> Result<bool, MongoError> {

@@ -10,6 +10,9 @@ pub(crate) const EXPIRES: &str = "expires";
 pub(crate) const LAST_MODIFIED: &str = "lastModified";
 pub(crate) const CREATED_AT: &str = "createdAt";
 pub(crate) const UPDATED_AT: &str = "updatedAt";
+pub(crate) const VERSION: &str = "version";
+pub(crate) const LEASE_TOKEN: &str = "leaseToken";
+pub(crate) const LEASE_UNTIL: &str = "leaseUntil";
 
 pub(crate) fn to_bson_date(t: OffsetDateTime) -> DateTime {
     let millis = t.unix_timestamp_nanos() / 1_000_000;
@@ -66,6 +69,16 @@ pub(crate) fn from_document(mut d: Document) -> StoredDocument {
     out.last_modified = date(&d, LAST_MODIFIED);
     out.created_at = date(&d, CREATED_AT);
     out.updated_at = date(&d, UPDATED_AT);
+    out.version = match d.get(VERSION) {
+        Some(Bson::Int64(v)) => Some(*v),
+        Some(Bson::Int32(v)) => Some(i64::from(*v)),
+        _ => None,
+    };
+    out.lease_token = match d.remove(LEASE_TOKEN) {
+        Some(Bson::String(t)) => Some(t),
+        _ => None,
+    };
+    out.lease_until = date(&d, LEASE_UNTIL);
     out
 }
 
@@ -74,11 +87,18 @@ pub(crate) fn to_document(s: &StoredDocument) -> Result<Document, mongodb::bson:
     if let Some(p) = &s.session {
         d.insert(SESSION, payload_to_bson(p)?);
     }
+    if let Some(v) = s.version {
+        d.insert(VERSION, v);
+    }
+    if let Some(t) = &s.lease_token {
+        d.insert(LEASE_TOKEN, t);
+    }
     let dates = [
         (EXPIRES, s.expires),
         (LAST_MODIFIED, s.last_modified),
         (CREATED_AT, s.created_at),
         (UPDATED_AT, s.updated_at),
+        (LEASE_UNTIL, s.lease_until),
     ];
     for (field, value) in dates {
         if let Some(t) = value {
@@ -99,7 +119,47 @@ pub(crate) fn update_document(u: &DocumentUpdate) -> Result<Document, mongodb::b
     if let Some(t) = u.updated_at {
         set.insert(UPDATED_AT, to_bson_date(t));
     }
-    Ok(doc! { "$set": set })
+    let mut change = doc! { "$set": set };
+    if u.session.is_some() {
+        change.insert("$inc", doc! { VERSION: 1_i64 });
+    }
+    if u.if_lease.is_some() {
+        change.insert("$unset", doc! { LEASE_TOKEN: "", LEASE_UNTIL: "" });
+    }
+    Ok(change)
+}
+
+/// Matches the document an update applies to: unexpired, and at the version and lease
+/// the update expects ([`StoredDocument::matches`]).
+pub(crate) fn update_filter(key: &str, now: OffsetDateTime, u: &DocumentUpdate) -> Document {
+    let mut filter = live_key(key, now);
+    match u.if_version {
+        // Documents written before versions existed have none: they are version 0.
+        Some(0) => {
+            filter.insert(VERSION, doc! { "$in": [Bson::Null, 0_i64] });
+        }
+        Some(v) => {
+            filter.insert(VERSION, v);
+        }
+        None => {}
+    }
+    if let Some(token) = &u.if_lease {
+        filter.insert(LEASE_TOKEN, token);
+    }
+    filter
+}
+
+/// Matches the unexpired document with this key that no request holds a lease on.
+pub(crate) fn free_key(key: &str, now: OffsetDateTime) -> Document {
+    let mut filter = live_key(key, now);
+    filter.insert(
+        "$or",
+        vec![
+            doc! { LEASE_UNTIL: Bson::Null },
+            doc! { LEASE_UNTIL: { "$lte": to_bson_date(now) } },
+        ],
+    );
+    filter
 }
 
 /// Matches the unexpired document with this key.
@@ -132,6 +192,11 @@ mod tests {
 
         s.session = Some(Payload::Text("{\"a\":1}".into()));
         s.last_modified = None;
+        assert_eq!(from_document(to_document(&s).unwrap()), s);
+
+        s.version = Some(7);
+        s.lease_token = Some("t".into());
+        s.lease_until = Some(datetime!(2030-01-01 0:00:01 UTC));
         assert_eq!(from_document(to_document(&s).unwrap()), s);
     }
 

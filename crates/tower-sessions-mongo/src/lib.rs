@@ -14,7 +14,7 @@
 //!
 //! use axum::{routing::get, Router};
 //! use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
-//! use tower_sessions_mongo::{MongoBackend, MongoSessionStore, SessionStore};
+//! use tower_sessions_mongo::{MongoBackend, MongoSessionStore, SessionScopeLayer, SessionStore};
 //!
 //! async fn counter(session: Session) -> String {
 //!     let n: u64 = session.get("count").await.ok().flatten().unwrap_or(0) + 1;
@@ -38,7 +38,11 @@
 //!     // Every request with a session reaches the store; `touch_after` keeps that
 //!     // to one read and, inside the window, no write.
 //!     .with_always_save(true);
-//! let app: Router = Router::new().route("/", get(counter)).layer(layer);
+//! let app: Router = Router::new()
+//!     .route("/", get(counter))
+//!     .layer(layer)
+//!     // Outside the session layer: what each request loaded, for overlapping requests.
+//!     .layer(SessionScopeLayer::new());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
@@ -52,6 +56,7 @@
 //! | `save` | changed data: one update of payload and expiry; unchanged: a touch of the expiry, or nothing inside `touch_after`; never inserts |
 //! | `load` | the unexpired session, or `None` (also for a document that cannot be decoded, with a warning) |
 //! | `delete` | deletes the document (`cycle_id`, `flush`) |
+//! | `create` after `cycle_id` found the session already deleted (logged out elsewhere meanwhile) | stores nothing: the new id names no session, so the logged-out data does not come back |
 //! | `ExpiredDeletion::delete_expired` | deletes expired documents now (for `AutoRemove::Disabled`) |
 //!
 //! The session's expiry comes from the layer's [`Expiry`](tower_sessions_core::Expiry);
@@ -59,10 +64,25 @@
 //! `auto_remove`, `timestamps`, payload format, events) are documented in
 //! [`session_store_core`]; connection options in [`session_store_mongo`].
 //!
+//! # Overlapping requests
+//!
+//! Add [`SessionScopeLayer`] outside the session layer. With it, each request's save is
+//! measured against what that request loaded: a request that only read writes no data
+//! (even with `with_always_save(true)`), requests that change different keys keep each
+//! other's changes, and a session logged out while a request ran is not brought back.
+//! For read-modify-write of one key (counters, attempt limits) turn on
+//! `SessionStoreBuilder::serialize_requests`: requests on one session then run one at a
+//! time on every instance. Without the layer the store writes whatever each request
+//! holds (last writer wins) and `touch_after` cannot skip writes; it logs a warning once.
+//! To bind sessions to a client identity, put a [`SessionBinding`] in the request's
+//! extensions before the layer runs.
+//!
 //! Errors reach tower-sessions as strings (its error type holds only strings), so the
 //! adapter first logs the whole cause chain with `tracing::error!`.
 
 #![forbid(unsafe_code)]
+
+mod scope;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -76,6 +96,8 @@ pub use session_store_core::{
     self as core, AutoRemove, PayloadFormat, SessionEvent, SessionStore, SessionStoreBuilder,
 };
 pub use session_store_mongo::{self as mongo, MongoBackend, MongoBackendBuilder, MongoError};
+
+pub use crate::scope::{SessionBinding, SessionScope, SessionScopeLayer};
 
 /// A tower-sessions store over any [`DocumentBackend`].
 pub struct TowerStore<B> {

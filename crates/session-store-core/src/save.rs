@@ -1,0 +1,196 @@
+//! Saving and touching a session: what the request changed, measured against what it
+//! loaded (its [`RequestScope`]), written so that a change made meanwhile by another
+//! request is not lost and a session ended meanwhile does not come back.
+
+use time::OffsetDateTime;
+
+use crate::backend::{DocumentBackend, DocumentUpdate};
+use crate::codec::SessionData;
+use crate::error::Error;
+use crate::events::SessionEvent;
+#[allow(unused_imports)]
+use crate::scope::RequestScope;
+use crate::scope::{apply, changes, Base};
+use crate::store::{backend_error, op_span, traced, SaveOutcome, SessionStore};
+use crate::touch::{plan, WritePlan};
+
+/// How many times a save re-applies its changes to a session that other requests keep
+/// writing before it fails with [`Error::Contention`]. Each round one writer wins, so
+/// this many requests can write one session at the same moment without an error.
+pub const MAX_MERGE_ATTEMPTS: usize = 32;
+
+/// The stored session as it is now, for re-applying a request's changes.
+struct Current {
+    version: i64,
+    data: SessionData,
+    lease: Option<String>,
+}
+
+impl<B: DocumentBackend> SessionStore<B> {
+    /// Saves an existing session: writes the payload when the data changed, else
+    /// touches or skips according to `touch_after`. Never creates a document: a session
+    /// that expired or was destroyed meanwhile gives [`SaveOutcome::NotFound`].
+    ///
+    /// Inside a [`RequestScope`] "changed" means changed since this request loaded the
+    /// session, so a request that only read never writes its copy back. If another
+    /// request wrote the session meanwhile, the keys this request changed are applied
+    /// to the current data (the others' changes stay); with
+    /// [`serialize_requests`](crate::SessionStoreBuilder::serialize_requests) the save
+    /// also releases the request's lease. Outside a scope the data is written as given.
+    ///
+    /// `expires` is the framework's expiry; `None` means now + `ttl`.
+    pub async fn save(
+        &self,
+        id: &str,
+        data: &SessionData,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<SaveOutcome, Error> {
+        self.write(op_span!("session_store.save"), id, Some(data), expires)
+            .await
+    }
+
+    /// Extends a session's expiry without rewriting its data (actix-session's
+    /// `update_ttl`, express-session's `touch`), honouring `touch_after`.
+    pub async fn touch(
+        &self,
+        id: &str,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<SaveOutcome, Error> {
+        self.write(op_span!("session_store.touch"), id, None, expires)
+            .await
+    }
+
+    async fn write(
+        &self,
+        span: tracing::Span,
+        id: &str,
+        data: Option<&SessionData>,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<SaveOutcome, Error> {
+        traced(span, async {
+            let now = self.now();
+            let key = self.storage_key(id);
+            let scope = self.scope();
+            let base = scope.as_ref().and_then(|s| s.base(&key));
+            let changed = match (data, &base) {
+                (None, _) => false,
+                (Some(d), Some(b)) => d != b.view(),
+                (Some(_), None) => true,
+            };
+            let last_modified = base.as_ref().and_then(|b| b.last_modified);
+            let lease = base.as_ref().and_then(|b| b.lease.clone());
+            let write_plan = plan(changed, last_modified, self.inner.touch_after, now);
+            if write_plan == WritePlan::Skip {
+                if let (Some(token), Some(scope)) = (&lease, &scope) {
+                    self.release(&key, token).await?;
+                    scope.released(&key);
+                }
+                self.emit(SessionEvent::TouchSkipped { key });
+                return Ok((SaveOutcome::Skipped, "skipped"));
+            }
+            let mut written = match (write_plan, data) {
+                (WritePlan::Full, Some(d)) => Some(
+                    base.as_ref()
+                        .map_or_else(|| d.clone(), |b| b.payload_for(d)),
+                ),
+                _ => None,
+            };
+            let mut update = DocumentUpdate::new(self.expiry(now, expires));
+            update.last_modified = self.last_modified(now);
+            update.updated_at = self.updated_at(now);
+            update.if_lease.clone_from(&lease);
+            if let Some(payload) = &written {
+                update.session = Some(self.encode(payload, &key)?);
+                update.if_version = base.as_ref().map(|b| b.version);
+            }
+            let mut attempts = 0;
+            while !self.update(&key, now, &update).await? {
+                // The session is not what this request started from: it is gone,
+                // another request wrote it, or this request's lease ran out.
+                attempts += 1;
+                let Some(current) = self.current(&key).await? else {
+                    if let Some(scope) = &scope {
+                        scope.gone(&key, false);
+                    }
+                    return Ok((SaveOutcome::NotFound, "not_found"));
+                };
+                if attempts >= MAX_MERGE_ATTEMPTS {
+                    return Err(Error::Contention { attempts });
+                }
+                update.if_lease = lease
+                    .clone()
+                    .filter(|t| current.lease.as_deref() == Some(t));
+                if let (Some(d), Some(b), Some(_)) = (data, &base, &written) {
+                    let merged = apply(current.data, &changes(b.view(), d));
+                    update.session = Some(self.encode(&merged, &key)?);
+                    update.if_version = Some(current.version);
+                    written = Some(merged);
+                    self.emit(SessionEvent::Merged { key: key.clone() });
+                }
+            }
+            if let (Some(scope), Some(b)) = (&scope, base) {
+                if lease.is_some() {
+                    // Released by this write, or lost to another request.
+                    scope.released(&key);
+                }
+                let (version, stored, view) = match (written.as_ref(), data) {
+                    (Some(w), Some(d)) => (
+                        update.if_version.unwrap_or(b.version) + 1,
+                        w.clone(),
+                        (w != d).then(|| d.clone()),
+                    ),
+                    _ => (b.version, b.data, b.view),
+                };
+                scope.remember(
+                    &key,
+                    Base {
+                        version,
+                        data: stored,
+                        view,
+                        last_modified: update.last_modified.or(b.last_modified),
+                        lease: None,
+                    },
+                );
+            }
+            if written.is_some() {
+                self.emit(SessionEvent::Updated { key });
+                Ok((SaveOutcome::Written, "written"))
+            } else {
+                self.emit(SessionEvent::Touched { key });
+                Ok((SaveOutcome::Touched, "touched"))
+            }
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        update: &DocumentUpdate,
+    ) -> Result<bool, Error> {
+        self.inner
+            .backend
+            .update(key, now, update)
+            .await
+            .map_err(|e| backend_error("save", e))
+    }
+
+    /// The live, readable session under `key`; `None` when it is gone (a document that
+    /// cannot be decoded counts as gone: it is never overwritten with a merge).
+    async fn current(&self, key: &str) -> Result<Option<Current>, Error> {
+        let Some(doc) = self.find(key, "save").await? else {
+            return Ok(None);
+        };
+        let version = doc.version.unwrap_or(0);
+        let lease = doc.lease_token.clone();
+        Ok(match self.decode(doc, self.now()) {
+            Ok(Some((session, _))) => Some(Current {
+                version,
+                data: session.data,
+                lease,
+            }),
+            Ok(None) | Err(_) => None,
+        })
+    }
+}

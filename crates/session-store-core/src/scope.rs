@@ -1,0 +1,359 @@
+//! The request scope: what one request knows about the sessions it uses.
+//!
+//! Browsers send requests on one session in parallel, and several instances share one
+//! collection, so a request must be judged against what **it** loaded, not against the
+//! latest copy some other request left in the process. While a request's future runs
+//! inside [`RequestScope::run`], every store operation it makes:
+//!
+//! - remembers what [`SessionStore::load`](crate::SessionStore::load) returned (data,
+//!   version, last write), so a later save compares with that: a request that changed
+//!   nothing writes no data, and one that changed some keys re-applies only those keys
+//!   if another request wrote the session meanwhile;
+//! - learns when its session was ended by someone else (logout, revocation, expiry): a
+//!   save then writes nothing and a new session created in the same request
+//!   (tower-sessions' `cycle_id`, actix-session's `renew`) is not stored, so nothing of
+//!   the ended session comes back;
+//! - holds the session's lease when the store serializes requests
+//!   ([`SessionStoreBuilder::serialize_requests`](crate::SessionStoreBuilder::serialize_requests)),
+//!   until the save releases it or [`finish`](RequestScope::finish) does;
+//! - uses the scope's **binding**, if any, in every storage key: a session bound to a
+//!   client identity (e.g. a TLS client certificate's fingerprint) only loads for that
+//!   identity; a cookie replayed with another binding names a document that does not
+//!   exist, and the session it was stolen from is neither read nor changed.
+//!
+//! The adapters install a scope per request (tower-sessions-mongo's
+//! `SessionScopeLayer`, actix-session-mongo's `SessionScope`, the Rocket fairing). The
+//! frameworks call the store from the request's own future, so wrapping that future is
+//! enough; the scope does not follow work spawned onto other tasks. Outside a scope the
+//! store knows nothing about the request: every save writes the data it is given and a
+//! touch window cannot skip writes.
+//!
+//! ```
+//! use session_store_core::{MemoryBackend, RequestScope, SaveOutcome, SessionData, SessionStore};
+//! use std::time::Duration;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = SessionStore::builder(MemoryBackend::new())
+//!     .touch_after(Duration::from_secs(60))
+//!     .build()
+//!     .await?;
+//! let mut data = SessionData::new();
+//! data.insert("count".into(), 1.into());
+//! let id = store.create(&data, None).await?;
+//!
+//! // Two requests load the same session; one changes it, the other only reads.
+//! let (a, b) = (RequestScope::new(), RequestScope::new());
+//! let loaded_a = a.run(store.load(id.as_str())).await?.expect("live");
+//! let loaded_b = b.run(store.load(id.as_str())).await?.expect("live");
+//! let mut changed = loaded_a.data.clone();
+//! changed.insert("count".into(), 2.into());
+//! assert_eq!(a.run(store.save(id.as_str(), &changed, None)).await?, SaveOutcome::Written);
+//! // The reader's stale copy is not written back.
+//! assert_eq!(b.run(store.save(id.as_str(), &loaded_b.data, None)).await?, SaveOutcome::Skipped);
+//! assert_eq!(store.load(id.as_str()).await?.expect("live").data["count"], 2);
+//!
+//! // Bound scopes: a session created for one identity does not load for another.
+//! let cert_a = RequestScope::bound(Some("cert-a".into()));
+//! let id = cert_a.run(store.create(&data, None)).await?;
+//! assert!(cert_a.run(store.load(id.as_str())).await?.is_some());
+//! let cert_b = RequestScope::bound(Some("cert-b".into()));
+//! assert!(cert_b.run(store.load(id.as_str())).await?.is_none());
+//! assert!(store.load(id.as_str()).await?.is_none()); // unbound
+//! # Ok::<(), session_store_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use time::OffsetDateTime;
+
+use crate::codec::SessionData;
+
+thread_local! {
+    static CURRENT: RefCell<Option<RequestScope>> = const { RefCell::new(None) };
+}
+
+/// One request's view of its sessions. Cheap to clone (clones share the state). See the
+/// [module docs](self).
+#[derive(Clone, Default)]
+pub struct RequestScope {
+    inner: Arc<ScopeInner>,
+}
+
+#[derive(Default)]
+struct ScopeInner {
+    binding: Option<Arc<str>>,
+    state: Mutex<ScopeState>,
+}
+
+#[derive(Default)]
+struct ScopeState {
+    /// What this request loaded or last wrote, by storage key.
+    bases: HashMap<String, Base>,
+    /// Leases this request holds and has not released, by storage key.
+    leases: HashMap<String, Release>,
+    /// A session this request loaded was ended by someone else during the request.
+    ended: bool,
+}
+
+/// What a request knows of one session: the state its changes are measured against.
+#[derive(Debug, Clone)]
+pub(crate) struct Base {
+    /// The stored version it loaded or wrote (0 for documents without one).
+    pub(crate) version: i64,
+    /// The data stored at that version.
+    pub(crate) data: SessionData,
+    /// The data as the request's framework last had it, when it differs from `data`
+    /// (after a save merged other requests' changes in). `None`: the same as `data`.
+    pub(crate) view: Option<SessionData>,
+    pub(crate) last_modified: Option<OffsetDateTime>,
+    /// The lease token this request holds on the session, if any.
+    pub(crate) lease: Option<String>,
+}
+
+impl Base {
+    /// What the request's framework last had.
+    pub(crate) fn view(&self) -> &SessionData {
+        self.view.as_ref().unwrap_or(&self.data)
+    }
+
+    /// The data to store for `new`: the stored data with the request's changes since
+    /// its view applied (just `new` when nothing was merged in).
+    pub(crate) fn payload_for(&self, new: &SessionData) -> SessionData {
+        match &self.view {
+            None => new.clone(),
+            Some(view) => apply(self.data.clone(), &changes(view, new)),
+        }
+    }
+}
+
+/// Releases a lease; run by [`RequestScope::finish`] when no save did.
+pub(crate) type Release = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+impl fmt::Debug for RequestScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("RequestScope")
+            .field("bound", &self.inner.binding.is_some())
+            .field("sessions", &state.bases.len())
+            .field("leases", &state.leases.len())
+            .field("ended", &state.ended)
+            .finish()
+    }
+}
+
+impl RequestScope {
+    /// A new, unbound scope for one request.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new scope whose storage keys are bound to `binding` (`None`: unbound), e.g. the
+    /// SHA-256 fingerprint of the request's TLS client certificate.
+    #[must_use]
+    pub fn bound(binding: Option<String>) -> Self {
+        Self {
+            inner: Arc::new(ScopeInner {
+                binding: binding.map(Arc::from),
+                state: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Runs `fut` with this scope as the current one. Nested scopes: the innermost
+    /// applies. The same scope may run several futures of one request in turn (Rocket
+    /// loads in a guard and saves in a fairing).
+    pub fn run<F: Future>(&self, fut: F) -> Scoped<F> {
+        Scoped {
+            scope: self.clone(),
+            inner: Box::pin(fut),
+        }
+    }
+
+    /// Whether a session this request loaded was ended by someone else while the request
+    /// ran (a save or touch found it gone, or a delete found nothing to delete).
+    #[must_use]
+    pub fn session_ended(&self) -> bool {
+        self.lock().ended
+    }
+
+    /// Releases every lease the request still holds (a save releases its own; this
+    /// covers requests that did not save: an error response, a handler that failed).
+    /// Adapters call it when the response is ready. Release failures are logged, not
+    /// returned: an unreleased lease expires on its own.
+    pub async fn finish(&self) {
+        let pending: Vec<Release> = self.lock().leases.drain().map(|(_, r)| r).collect();
+        for release in pending {
+            release().await;
+        }
+    }
+
+    /// The scope the current future runs in, if any.
+    pub(crate) fn current() -> Option<Self> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    pub(crate) fn binding(&self) -> Option<&str> {
+        self.inner.binding.as_deref()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ScopeState> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn base(&self, key: &str) -> Option<Base> {
+        self.lock().bases.get(key).cloned()
+    }
+
+    pub(crate) fn remember(&self, key: &str, base: Base) {
+        self.lock().bases.insert(key.to_owned(), base);
+    }
+
+    pub(crate) fn hold(&self, key: &str, release: Release) {
+        self.lock().leases.insert(key.to_owned(), release);
+    }
+
+    /// The lease on `key` was released (by a save) or is gone with its document.
+    pub(crate) fn released(&self, key: &str) {
+        let mut state = self.lock();
+        state.leases.remove(key);
+        if let Some(base) = state.bases.get_mut(key) {
+            base.lease = None;
+        }
+    }
+
+    /// The session under `key` is gone; if this request had loaded it, someone else
+    /// ended it.
+    pub(crate) fn gone(&self, key: &str, by_us: bool) {
+        let mut state = self.lock();
+        state.leases.remove(key);
+        if state.bases.remove(key).is_some() && !by_us {
+            state.ended = true;
+        }
+    }
+}
+
+/// A future running inside a [`RequestScope`] (see [`RequestScope::run`]).
+#[must_use = "futures do nothing unless awaited"]
+pub struct Scoped<F> {
+    scope: RequestScope,
+    inner: Pin<Box<F>>,
+}
+
+impl<F> fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Restore(Option<RequestScope>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let previous = CURRENT.with(|c| c.replace(Some(this.scope.clone())));
+        let _restore = Restore(previous);
+        this.inner.as_mut().poll(cx)
+    }
+}
+
+/// The keys whose values differ between `base` and `data`: `Some(value)` for a key set
+/// or changed, `None` for a key removed.
+pub(crate) fn changes<'a>(
+    base: &'a SessionData,
+    data: &'a SessionData,
+) -> Vec<(&'a str, Option<&'a serde_json::Value>)> {
+    let mut out: Vec<_> = data
+        .iter()
+        .filter(|(k, v)| base.get(*k) != Some(*v))
+        .map(|(k, v)| (k.as_str(), Some(v)))
+        .collect();
+    out.extend(
+        base.keys()
+            .filter(|k| !data.contains_key(*k))
+            .map(|k| (k.as_str(), None)),
+    );
+    out
+}
+
+/// `current` with `changes` applied.
+pub(crate) fn apply(
+    mut current: SessionData,
+    changes: &[(&str, Option<&serde_json::Value>)],
+) -> SessionData {
+    for (key, value) in changes {
+        match value {
+            Some(v) => {
+                current.insert((*key).to_owned(), (*v).clone());
+            }
+            None => {
+                current.remove(*key);
+            }
+        }
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn data(v: serde_json::Value) -> SessionData {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn changes_are_the_keys_set_changed_or_removed() {
+        let base = data(json!({"a": 1, "b": 2, "c": 3}));
+        let new = data(json!({"a": 1, "b": 5, "d": 4}));
+        let mut c = changes(&base, &new);
+        c.sort_by_key(|(k, _)| *k);
+        assert_eq!(
+            c,
+            vec![("b", Some(&json!(5))), ("c", None), ("d", Some(&json!(4)))]
+        );
+        assert!(changes(&base, &base).is_empty());
+    }
+
+    #[test]
+    fn applying_changes_keeps_other_keys_of_the_current_data() {
+        let base = data(json!({"a": 1, "b": 2}));
+        let mine = data(json!({"a": 1, "b": 3}));
+        let current = data(json!({"a": 7, "b": 2, "x": true}));
+        let merged = apply(current, &changes(&base, &mine));
+        assert_eq!(merged, data(json!({"a": 7, "b": 3, "x": true})));
+    }
+
+    #[test]
+    fn a_scope_is_current_only_while_its_future_is_polled() {
+        let scope = RequestScope::bound(Some("b".into()));
+        assert!(RequestScope::current().is_none());
+        let seen =
+            futures_util::FutureExt::now_or_never(scope.run(async {
+                RequestScope::current().and_then(|s| s.binding().map(str::to_owned))
+            }));
+        assert_eq!(seen, Some(Some("b".to_owned())));
+        assert!(RequestScope::current().is_none());
+    }
+}
