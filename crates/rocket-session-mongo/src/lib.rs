@@ -503,6 +503,12 @@ impl<B> Session<'_, B> {
         self.lock().data.remove(key)
     }
 
+    /// A copy of every value in the session, by key.
+    #[must_use]
+    pub fn entries(&self) -> SessionData {
+        self.lock().data.clone()
+    }
+
     /// Whether the session holds no values.
     #[must_use]
     pub fn is_empty(&self) -> bool {

@@ -213,6 +213,14 @@ impl RequestScope {
         self.lock().bases.get(key).cloned()
     }
 
+    /// Whether the request loaded or wrote `key`, and the lease it holds on it.
+    pub(crate) fn known(&self, key: &str) -> (bool, Option<String>) {
+        match self.lock().bases.get(key) {
+            Some(base) => (true, base.lease.clone()),
+            None => (false, None),
+        }
+    }
+
     pub(crate) fn remember(&self, key: &str, base: Base) {
         self.lock().bases.insert(key.to_owned(), base);
     }

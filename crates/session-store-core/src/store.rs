@@ -517,10 +517,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         traced(op_span!("session_store.load"), async {
             let key = self.storage_key(id);
             let scope = self.scope();
-            let held = scope
-                .as_ref()
-                .and_then(|s| s.base(&key))
-                .and_then(|b| b.lease);
+            let (known, held) = scope.as_ref().map_or((false, None), |s| s.known(&key));
             let (doc, lease) = match (&scope, self.inner.serialize) {
                 (Some(scope), Some(serialize)) if held.is_none() => {
                     self.acquire(&key, scope, serialize).await?
@@ -533,7 +530,9 @@ impl<B: DocumentBackend> SessionStore<B> {
             let version = doc.version.unwrap_or(0);
             match self.decode(doc, self.now()) {
                 Ok(Some((session, last_modified))) => {
-                    if let Some(scope) = &scope {
+                    // A second load in one request keeps the first as the base: the
+                    // framework's data came from the first.
+                    if let Some(scope) = scope.as_ref().filter(|_| !known) {
                         scope.remember(
                             &key,
                             Base {

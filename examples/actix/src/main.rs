@@ -4,6 +4,10 @@
 //! Run it with `cargo xtask demo --framework actix`, which starts a throwaway mongod
 //! first. Besides the contract's variables it reads `COOKIE_KEY`, the secret that
 //! actix-session's cookie protection needs (generated at start-up when unset).
+//!
+//! Overlapping requests: `session_scope` (outside the session middleware) lets the store
+//! judge each request against what it loaded; `SESSION_SERIALIZE=1` runs a session's
+//! requests one at a time on every instance.
 
 mod config;
 mod tls;
@@ -12,12 +16,14 @@ use std::process::ExitCode;
 
 use actix_session::config::{CookieContentSecurity, PersistentSession, TtlExtensionPolicy};
 use actix_session::{Session, SessionMiddleware};
-use actix_session_mongo::{MongoBackend, MongoSessionStore, SessionStore};
+use actix_session_mongo::{
+    session_scope, MongoBackend, MongoSessionStore, SessionBinding, SessionStore,
+};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use actix_web::{web, App, HttpMessage as _, HttpResponse, HttpServer, ResponseError};
 use anyhow::Context as _;
 use serde_json::json;
 
@@ -27,6 +33,8 @@ use crate::tls::ClientCert;
 const COUNT: &str = "count";
 const USER: &str = "user";
 const PAD: &str = "pad";
+/// Session keys of values set through `PUT /data/{key}` start with this.
+const DATA_PREFIX: &str = "data:";
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -114,6 +122,43 @@ async fn login(session: Session, body: web::Bytes) -> AppResult {
     Ok(HttpResponse::Ok().json(json!({ "user": user })))
 }
 
+/// A key `PUT /data/{key}` accepts: `^[a-z][a-z0-9_]{0,31}$`, not `user` or `count`.
+fn valid_data_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && key.len() <= 32
+        && key != USER
+        && key != COUNT
+}
+
+async fn put_data(session: Session, key: web::Path<String>, body: web::Bytes) -> AppResult {
+    let key = key.into_inner();
+    if !valid_data_key(&key) {
+        return Err(AppError::BadRequest(
+            "the key must match ^[a-z][a-z0-9_]{0,31}$ and not be `user` or `count`".into(),
+        ));
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|mut v| v.get_mut("value").map(serde_json::Value::take))
+        .ok_or_else(|| AppError::BadRequest(r#"expected a JSON body {"value": ...}"#.into()))?;
+    session.insert(format!("{DATA_PREFIX}{key}"), &value)?;
+    Ok(HttpResponse::Ok().json(json!({ "key": key, "value": value })))
+}
+
+async fn get_data(session: Session) -> AppResult {
+    let data: serde_json::Map<String, serde_json::Value> = session
+        .entries()
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.strip_prefix(DATA_PREFIX)?;
+            Some((key.to_owned(), serde_json::from_str(v).ok()?))
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(data))
+}
+
 async fn me(session: Session) -> AppResult {
     Ok(match session.get::<String>(USER)? {
         Some(user) => HttpResponse::Ok().json(json!({ "user": user })),
@@ -177,12 +222,14 @@ fn with_session(
         .route(route)
         .wrap(sessions)
         .wrap(actix_web::middleware::from_fn(store_failure_is_503))
+        // Outside the session middleware: each request's save is judged against its load.
+        .wrap(actix_web::middleware::from_fn(session_scope))
         .wrap(actix_web::middleware::from_fn(bind_to_client_cert))
 }
 
 /// `BIND_SESSION_TO_CLIENT_CERT=1`: the session middleware's store calls are bound to the
 /// client certificate's fingerprint, so a cookie replayed with another certificate finds
-/// no session (and leaves the original alone).
+/// no session (and leaves the original alone). Runs before `session_scope`.
 async fn bind_to_client_cert(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
@@ -196,7 +243,8 @@ async fn bind_to_client_cert(
     } else {
         None
     };
-    actix_session_mongo::core::with_binding(binding, next.call(req)).await
+    req.extensions_mut().insert(SessionBinding(binding));
+    next.call(req).await
 }
 
 async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
@@ -223,7 +271,8 @@ async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
     let mut builder = SessionStore::builder(backend)
         .ttl(config.ttl)
         .touch_after(config.touch_after)
-        .auto_remove(config.auto_remove);
+        .auto_remove(config.auto_remove)
+        .serialize_requests(config.serialize);
     if let Some(keys) = config.session_keys.take() {
         tracing::info!(
             encrypting_with = keys.primary_id(),
@@ -246,7 +295,7 @@ async fn run() -> anyhow::Result<()> {
     let key = match &config.cookie_key {
         Some(secret) => Key::derive_from(secret.as_bytes()),
         None => {
-            tracing::info!("COOKIE_KEY is unset: using a key generated now, so sessions end when the server restarts");
+            tracing::warn!("COOKIE_KEY is unset: using a key generated now, so sessions end when the server restarts and do not work across instances; set COOKIE_KEY to a secret of at least 32 characters");
             Key::generate()
         }
     };
@@ -285,6 +334,12 @@ async fn run() -> anyhow::Result<()> {
             .service(with_session("/login", web::post().to(login), sessions()))
             .service(with_session("/me", web::get().to(me), sessions()))
             .service(with_session("/logout", web::post().to(logout), sessions()))
+            .service(with_session("/data", web::get().to(get_data), sessions()))
+            .service(with_session(
+                "/data/{key}",
+                web::put().to(put_data),
+                sessions(),
+            ))
     })
     .on_connect(client_cert_of);
     let listen_error = || format!("cannot listen on {addr}: set HOST/PORT to a free address");

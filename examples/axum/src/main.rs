@@ -1,6 +1,10 @@
 //! Axum example: serves the session HTTP contract (../shared/CONTRACT.md) with
 //! tower-sessions on MongoDB through `tower-sessions-mongo`.
 //!
+//! Overlapping requests: `SessionScopeLayer` (outside the session layer) lets the store
+//! judge each request against what it loaded; `SESSION_SERIALIZE=1` runs a session's
+//! requests one at a time on every instance.
+//!
 //! Run it with `cargo xtask demo`, which starts a throwaway mongod first.
 
 mod config;
@@ -11,15 +15,17 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
-use tower_sessions_mongo::{MongoBackend, MongoSessionStore, SessionStore};
+use tower_sessions_mongo::{
+    MongoBackend, MongoSessionStore, SessionBinding, SessionScopeLayer, SessionStore,
+};
 
 use crate::config::Config;
 use crate::tls::ClientCert;
@@ -27,12 +33,15 @@ use crate::tls::ClientCert;
 const COUNT: &str = "count";
 const USER: &str = "user";
 const PAD: &str = "pad";
+/// Session keys of values set through `PUT /data/{key}` start with this.
+const DATA_PREFIX: &str = "data:";
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: &str = "5";
 
 #[derive(Clone)]
 struct AppState {
     payload_bytes: usize,
+    store: MongoSessionStore,
 }
 
 /// A response for the contract's failure modes.
@@ -104,6 +113,54 @@ async fn login(session: Session, body: Bytes) -> AppResult {
     Ok(Json(json!({ "user": user })).into_response())
 }
 
+/// A key `PUT /data/{key}` accepts: `^[a-z][a-z0-9_]{0,31}$`, not `user` or `count`.
+fn valid_data_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && key.len() <= 32
+        && key != USER
+        && key != COUNT
+}
+
+async fn put_data(session: Session, Path(key): Path<String>, body: Bytes) -> AppResult {
+    if !valid_data_key(&key) {
+        return Err(AppError::BadRequest(
+            "the key must match ^[a-z][a-z0-9_]{0,31}$ and not be `user` or `count`".into(),
+        ));
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|mut v| v.get_mut("value").map(serde_json::Value::take))
+        .ok_or_else(|| AppError::BadRequest(r#"expected a JSON body {"value": ...}"#.into()))?;
+    session
+        .insert(&format!("{DATA_PREFIX}{key}"), &value)
+        .await?;
+    Ok(Json(json!({ "key": key, "value": value })).into_response())
+}
+
+async fn get_data(State(state): State<Arc<AppState>>, session: Session) -> AppResult {
+    // tower-sessions cannot list a session's keys: read the session from the store (the
+    // request's scope keeps what the session layer loaded as the base of its save).
+    session.load().await?;
+    let Some(id) = session.id() else {
+        return Ok(Json(json!({})).into_response());
+    };
+    let loaded = state
+        .store
+        .store()
+        .load(&id.to_string())
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    let data: serde_json::Map<String, serde_json::Value> = loaded
+        .map(|s| s.data)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(DATA_PREFIX)?.to_owned(), v)))
+        .collect();
+    Ok(Json(data).into_response())
+}
+
 async fn me(session: Session) -> AppResult {
     Ok(match session.get::<String>(USER).await? {
         Some(user) => Json(json!({ "user": user })).into_response(),
@@ -133,16 +190,17 @@ async fn whoami(cert: Option<axum::Extension<ClientCert>>) -> Response {
 
 /// `BIND_SESSION_TO_CLIENT_CERT=1`: the request's session operations are bound to the
 /// client certificate's fingerprint, so a cookie replayed with another certificate finds
-/// no session (and leaves the original alone).
+/// no session (and leaves the original alone). Runs before `SessionScopeLayer`.
 async fn bind_to_client_cert(
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let binding = req
         .extensions()
         .get::<ClientCert>()
         .map(|c| c.fingerprint_sha256.clone());
-    tower_sessions_mongo::core::with_binding(binding, next.run(req)).await
+    req.extensions_mut().insert(SessionBinding(binding));
+    next.run(req).await
 }
 
 /// tower-sessions answers a bare 500 when saving at the end of a request fails; our
@@ -178,7 +236,8 @@ async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
     let mut builder = SessionStore::builder(backend)
         .ttl(config.ttl)
         .touch_after(config.touch_after)
-        .auto_remove(config.auto_remove);
+        .auto_remove(config.auto_remove)
+        .serialize_requests(config.serialize);
     if let Some(keys) = config.session_keys.take() {
         tracing::info!(
             encrypting_with = keys.primary_id(),
@@ -196,7 +255,7 @@ async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
 fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
     let inactivity =
         time::Duration::try_from(config.ttl).context("SESSION_TTL_SECS is too large")?;
-    let sessions = SessionManagerLayer::new(store)
+    let sessions = SessionManagerLayer::new(store.clone())
         .with_name("sid")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
@@ -206,6 +265,7 @@ fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
         .with_always_save(true);
     let state = Arc::new(AppState {
         payload_bytes: config.payload_bytes,
+        store: store.clone(),
     });
     let with_sessions = Router::new()
         .route("/counter", get(counter))
@@ -213,8 +273,12 @@ fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
+        .route("/data", get(get_data))
+        .route("/data/{key}", put(put_data))
         .layer(sessions)
         .layer(axum::middleware::map_response(store_failure_is_503))
+        // Outside the session layer: each request's save is judged against its load.
+        .layer(SessionScopeLayer::new())
         .with_state(state);
     let with_sessions = if config.bind_session_to_client_cert {
         with_sessions.layer(axum::middleware::from_fn(bind_to_client_cert))

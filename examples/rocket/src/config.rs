@@ -42,6 +42,9 @@ pub struct Config {
     pub bind_session_to_client_cert: bool,
     /// Encryption keys from `SESSION_KEYS` (`keyid:base64,...`; the first encrypts).
     pub session_keys: Option<KeyRing>,
+    /// `SESSION_SERIALIZE=1`: requests on one session run one at a time, on every
+    /// instance sharing the collection.
+    pub serialize: bool,
 }
 
 fn var(name: &str) -> Result<Option<String>> {
@@ -101,6 +104,11 @@ impl Config {
             1 => bail!("BIND_SESSION_TO_CLIENT_CERT=1 needs mutual TLS: set TLS_CERT, TLS_KEY and TLS_CLIENT_CA"),
             n => bail!("BIND_SESSION_TO_CLIENT_CERT={n} is not 0 or 1"),
         };
+        let serialize = match parsed("SESSION_SERIALIZE", 0u8, "0 or 1")? {
+            0 => false,
+            1 => true,
+            n => bail!("SESSION_SERIALIZE={n} is not 0 or 1"),
+        };
         let auto_remove = match var("AUTO_REMOVE")?.as_deref() {
             None | Some("native") => AutoRemove::Native,
             Some("interval") => AutoRemove::Interval(REMOVE_INTERVAL),
@@ -133,6 +141,7 @@ impl Config {
             auto_remove,
             payload_bytes: parsed("PAYLOAD_BYTES", 0usize, "a number of bytes")?,
             session_keys,
+            serialize,
             bind_session_to_client_cert,
             https,
             mongo_tls_ca_file,

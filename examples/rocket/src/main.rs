@@ -3,6 +3,9 @@
 //!
 //! Run it with `cargo xtask demo --framework rocket`, which starts a throwaway mongod
 //! first.
+//!
+//! Overlapping requests: the fairing judges each request against what it loaded;
+//! `SESSION_SERIALIZE=1` runs a session's requests one at a time on every instance.
 
 mod config;
 mod tls;
@@ -14,7 +17,7 @@ use anyhow::Context as _;
 use rocket::fairing::AdHoc;
 use rocket::http::{ContentType, Status};
 use rocket::response::{self, Responder};
-use rocket::{catch, catchers, get, post, routes, Request, Response, State};
+use rocket::{catch, catchers, get, post, put, routes, Request, Response, State};
 use rocket_session_mongo::mongo::mongodb::bson::doc;
 use rocket_session_mongo::{
     MongoBackend, MongoSessionFairing, Session, SessionBinding, SessionStore,
@@ -26,6 +29,8 @@ use crate::config::Config;
 const COUNT: &str = "count";
 const USER: &str = "user";
 const PAD: &str = "pad";
+/// Session keys of values set through `PUT /data/{key}` start with this.
+const DATA_PREFIX: &str = "data:";
 
 struct AppState {
     payload_bytes: usize,
@@ -78,6 +83,47 @@ fn login(session: Session<'_>, body: Vec<u8>) -> AppResult {
     session.cycle_id();
     session.insert(USER, &user)?;
     Ok(reply(Status::Ok, &json!({ "user": user })))
+}
+
+/// A key `PUT /data/{key}` accepts: `^[a-z][a-z0-9_]{0,31}$`, not `user` or `count`.
+fn valid_data_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && key.len() <= 32
+        && key != USER
+        && key != COUNT
+}
+
+#[put("/data/<key>", data = "<body>")]
+fn put_data(session: Session<'_>, key: &str, body: Vec<u8>) -> AppResult {
+    if !valid_data_key(key) {
+        return Ok(reply(
+            Status::BadRequest,
+            &json!({ "error": "the key must match ^[a-z][a-z0-9_]{0,31}$ and not be `user` or `count`" }),
+        ));
+    }
+    let Some(value) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|mut v| v.get_mut("value").map(Value::take))
+    else {
+        return Ok(reply(
+            Status::BadRequest,
+            &json!({ "error": r#"expected a JSON body {"value": ...}"# }),
+        ));
+    };
+    session.insert(&format!("{DATA_PREFIX}{key}"), &value)?;
+    Ok(reply(Status::Ok, &json!({ "key": key, "value": value })))
+}
+
+#[get("/data")]
+fn get_data(session: Session<'_>) -> Reply {
+    let data: serde_json::Map<String, Value> = session
+        .entries()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(DATA_PREFIX)?.to_owned(), v)))
+        .collect();
+    reply(Status::Ok, &Value::Object(data))
 }
 
 #[get("/me")]
@@ -171,7 +217,8 @@ async fn build_store(config: &mut Config) -> anyhow::Result<SessionStore<MongoBa
     let mut builder = SessionStore::builder(backend)
         .ttl(config.ttl)
         .touch_after(config.touch_after)
-        .auto_remove(config.auto_remove);
+        .auto_remove(config.auto_remove)
+        .serialize_requests(config.serialize);
     if let Some(keys) = config.session_keys.take() {
         tracing::info!(
             encrypting_with = keys.primary_id(),
@@ -233,7 +280,7 @@ async fn run() -> anyhow::Result<()> {
         }))
         .mount(
             "/",
-            routes![health, counter, peek, login, me, logout, whoami],
+            routes![health, counter, peek, login, me, logout, put_data, get_data, whoami],
         )
         .register("/", catchers![unavailable, error])
         .launch()
