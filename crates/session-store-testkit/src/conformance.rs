@@ -14,8 +14,8 @@ use serde_json::json;
 use session_store_core::time::{Duration, OffsetDateTime};
 use session_store_core::{
     BoxError, Clock as _, DocumentBackend, DocumentUpdate, EncryptionKey, Error, IdAtRest, KeyRing,
-    ManualClock, Payload, PayloadFormat, SaveOutcome, SessionData, SessionEvent, SessionSerializer,
-    SessionStore, SessionStoreBuilder, StoredDocument,
+    ManualClock, Payload, PayloadFormat, RequestScope, SaveOutcome, SessionData, SessionEvent,
+    SessionSerializer, SessionStore, SessionStoreBuilder, StoredDocument,
 };
 
 /// A fresh, empty backend for one test case, and its clean-up.
@@ -54,7 +54,17 @@ macro_rules! backend_conformance {
             ids_are_hashed_at_rest,
             encrypted_payload_round_trips,
             undecryptable_session_is_no_session,
-            key_rotation_keeps_sessions
+            key_rotation_keeps_sessions,
+            read_only_request_never_reverts,
+            different_keys_are_all_kept,
+            logout_between_load_and_save_is_final,
+            rotation_keeps_a_live_session,
+            expiry_shortened_elsewhere_is_final,
+            second_load_keeps_the_first_as_base,
+            serialized_requests_take_turns,
+            serialized_increments_are_all_kept,
+            crashed_holder_lease_runs_out,
+            random_interleavings_match_the_model
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -75,6 +85,16 @@ macro_rules! backend_conformance {
         )*
     };
 }
+
+mod overlap;
+
+pub use overlap::{
+    crashed_holder_lease_runs_out, different_keys_are_all_kept,
+    expiry_shortened_elsewhere_is_final, logout_between_load_and_save_is_final,
+    random_interleavings_match_the_model, read_only_request_never_reverts,
+    rotation_keeps_a_live_session, second_load_keeps_the_first_as_base,
+    serialized_increments_are_all_kept, serialized_requests_take_turns,
+};
 
 type Events = Arc<Mutex<Vec<SessionEvent>>>;
 
@@ -279,92 +299,107 @@ pub async fn changed_data_is_written<B: DocumentBackend + Clone>(backend: B) {
 /// Inside the touch window unchanged data writes nothing; after it only `expires` and
 /// `lastModified` are written, never the payload.
 pub async fn touch_after_skips_then_touches_expiry_only<B: DocumentBackend + Clone>(backend: B) {
-    let f = fixture(backend, |b| b.touch_after(StdDuration::from_secs(60))).await;
-    let d = data(json!({"n": 1}));
-    let id = f.store.create(&d, None).await.unwrap();
-    let created = raw(&f, id.as_str()).await;
-    assert_eq!(created.last_modified, Some(millis(f.clock.now())));
+    // One request: its saves are measured against what it created or loaded.
+    RequestScope::new()
+        .run(async move {
+            let f = fixture(backend, |b| b.touch_after(StdDuration::from_secs(60))).await;
+            let d = data(json!({"n": 1}));
+            let id = f.store.create(&d, None).await.unwrap();
+            let created = raw(&f, id.as_str()).await;
+            assert_eq!(created.last_modified, Some(millis(f.clock.now())));
 
-    let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
-    f.clock.advance(Duration::seconds(30));
-    assert_eq!(
-        f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
-        SaveOutcome::Skipped
-    );
-    assert_eq!(raw(&f, id.as_str()).await, created, "a skipped save wrote");
+            let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
+            f.clock.advance(Duration::seconds(30));
+            assert_eq!(
+                f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
+                SaveOutcome::Skipped
+            );
+            assert_eq!(raw(&f, id.as_str()).await, created, "a skipped save wrote");
 
-    // Change the stored payload behind the store's back: a touch must not overwrite it.
-    let mut sneaky = DocumentUpdate::new(created.expires.unwrap());
-    sneaky.session = Some(Payload::Text(r#"{"n":99}"#.into()));
-    assert!(f
-        .backend
-        .update(&f.store.storage_key(id.as_str()), f.clock.now(), &sneaky)
-        .await
-        .unwrap());
+            // Change the stored payload behind the store's back: a touch must not overwrite it.
+            let mut sneaky = DocumentUpdate::new(created.expires.unwrap());
+            sneaky.session = Some(Payload::Text(r#"{"n":99}"#.into()));
+            assert!(f
+                .backend
+                .update(&f.store.storage_key(id.as_str()), f.clock.now(), &sneaky)
+                .await
+                .unwrap());
 
-    f.clock.advance(Duration::seconds(31));
-    assert_eq!(
-        f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
-        SaveOutcome::Touched
-    );
-    let after = raw(&f, id.as_str()).await;
-    let now = millis(f.clock.now());
-    assert_eq!(after.expires, Some(now + Duration::hours(1)));
-    assert_eq!(after.last_modified, Some(now));
-    assert_eq!(
-        after.session,
-        Some(Payload::Text(r#"{"n":99}"#.into())),
-        "a touch rewrote the payload"
-    );
+            f.clock.advance(Duration::seconds(31));
+            assert_eq!(
+                f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
+                SaveOutcome::Touched
+            );
+            let after = raw(&f, id.as_str()).await;
+            let now = millis(f.clock.now());
+            assert_eq!(after.expires, Some(now + Duration::hours(1)));
+            assert_eq!(after.last_modified, Some(now));
+            assert_eq!(
+                after.session,
+                Some(Payload::Text(r#"{"n":99}"#.into())),
+                "a touch rewrote the payload"
+            );
 
-    let events = f.events();
-    assert!(events
-        .iter()
-        .any(|e| matches!(e, SessionEvent::TouchSkipped { .. })));
-    assert!(events
-        .iter()
-        .any(|e| matches!(e, SessionEvent::Touched { .. })));
+            let events = f.events();
+            assert!(events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::TouchSkipped { .. })));
+            assert!(events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Touched { .. })));
+        })
+        .await;
 }
 
 /// With no touch window, each save of unchanged data touches, and no `lastModified` is
 /// written.
 pub async fn without_touch_window_every_save_touches<B: DocumentBackend + Clone>(backend: B) {
-    let f = fixture(backend, |b| b).await;
-    let d = data(json!({"n": 1}));
-    let id = f.store.create(&d, None).await.unwrap();
-    for _ in 0..2 {
-        f.clock.advance(Duration::seconds(1));
-        assert_eq!(
-            f.store.save(id.as_str(), &d, None).await.unwrap(),
-            SaveOutcome::Touched
-        );
-        let doc = raw(&f, id.as_str()).await;
-        assert_eq!(
-            doc.expires,
-            Some(millis(f.clock.now()) + Duration::hours(1))
-        );
-        assert_eq!(doc.last_modified, None);
-    }
+    // One request: its saves are measured against what it created or loaded.
+    RequestScope::new()
+        .run(async move {
+            let f = fixture(backend, |b| b).await;
+            let d = data(json!({"n": 1}));
+            let id = f.store.create(&d, None).await.unwrap();
+            for _ in 0..2 {
+                f.clock.advance(Duration::seconds(1));
+                assert_eq!(
+                    f.store.save(id.as_str(), &d, None).await.unwrap(),
+                    SaveOutcome::Touched
+                );
+                let doc = raw(&f, id.as_str()).await;
+                assert_eq!(
+                    doc.expires,
+                    Some(millis(f.clock.now()) + Duration::hours(1))
+                );
+                assert_eq!(doc.last_modified, None);
+            }
+        })
+        .await;
 }
 
 /// `touch` extends expiry only, honouring the window.
 pub async fn touch_extends_expiry_without_rewriting_data<B: DocumentBackend + Clone>(backend: B) {
-    let f = fixture(backend, |b| b.touch_after(StdDuration::from_secs(60))).await;
-    let d = data(json!({"n": 1}));
-    let id = f.store.create(&d, None).await.unwrap();
-    f.clock.advance(Duration::seconds(10));
-    assert_eq!(
-        f.store.touch(id.as_str(), None).await.unwrap(),
-        SaveOutcome::Skipped
-    );
-    f.clock.advance(Duration::seconds(60));
-    assert_eq!(
-        f.store.touch(id.as_str(), None).await.unwrap(),
-        SaveOutcome::Touched
-    );
-    let s = f.store.load(id.as_str()).await.unwrap().unwrap();
-    assert_eq!(s.data, d);
-    assert_eq!(s.expires, millis(f.clock.now()) + Duration::hours(1));
+    // One request: its saves are measured against what it created or loaded.
+    RequestScope::new()
+        .run(async move {
+            let f = fixture(backend, |b| b.touch_after(StdDuration::from_secs(60))).await;
+            let d = data(json!({"n": 1}));
+            let id = f.store.create(&d, None).await.unwrap();
+            f.clock.advance(Duration::seconds(10));
+            assert_eq!(
+                f.store.touch(id.as_str(), None).await.unwrap(),
+                SaveOutcome::Skipped
+            );
+            f.clock.advance(Duration::seconds(60));
+            assert_eq!(
+                f.store.touch(id.as_str(), None).await.unwrap(),
+                SaveOutcome::Touched
+            );
+            let s = f.store.load(id.as_str()).await.unwrap().unwrap();
+            assert_eq!(s.data, d);
+            assert_eq!(s.expires, millis(f.clock.now()) + Duration::hours(1));
+        })
+        .await;
 }
 
 /// A save racing a logout does not bring the session back.
@@ -629,63 +664,68 @@ const MARKER: &str = "marker-7f3a9c-plaintext";
 /// With a cipher, the payload is stored as an envelope holding no plaintext, loads back,
 /// and is re-encrypted on change; touches leave it alone.
 pub async fn encrypted_payload_round_trips<B: DocumentBackend + Clone>(backend: B) {
-    let f = fixture(backend, |b| {
-        b.cipher(ring(&[("k1", 1)]))
-            .touch_after(StdDuration::from_secs(60))
-    })
-    .await;
-    let d = data(json!({"user": MARKER, "n": 1}));
-    let id = f.store.create(&d, None).await.unwrap();
-    let first = sealed_bytes(&raw(&f, id.as_str()).await);
-    assert_eq!(first[..4], [1, 2, b'k', b'1'], "envelope v1 with key id k1");
-    assert!(
-        !first.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
-        "the plaintext is visible in the stored payload"
-    );
-    let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
-    assert_eq!(loaded.data, d);
+    // One request: its saves are measured against what it created or loaded.
+    RequestScope::new()
+        .run(async move {
+            let f = fixture(backend, |b| {
+                b.cipher(ring(&[("k1", 1)]))
+                    .touch_after(StdDuration::from_secs(60))
+            })
+            .await;
+            let d = data(json!({"user": MARKER, "n": 1}));
+            let id = f.store.create(&d, None).await.unwrap();
+            let first = sealed_bytes(&raw(&f, id.as_str()).await);
+            assert_eq!(first[..4], [1, 2, b'k', b'1'], "envelope v1 with key id k1");
+            assert!(
+                !first.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+                "the plaintext is visible in the stored payload"
+            );
+            let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
+            assert_eq!(loaded.data, d);
 
-    f.clock.advance(Duration::minutes(2));
-    assert_eq!(
-        f.store.save(id.as_str(), &d, None).await.unwrap(),
-        SaveOutcome::Touched
-    );
-    assert_eq!(
-        sealed_bytes(&raw(&f, id.as_str()).await),
-        first,
-        "a touch re-wrote the payload"
-    );
+            f.clock.advance(Duration::minutes(2));
+            assert_eq!(
+                f.store.save(id.as_str(), &d, None).await.unwrap(),
+                SaveOutcome::Touched
+            );
+            assert_eq!(
+                sealed_bytes(&raw(&f, id.as_str()).await),
+                first,
+                "a touch re-wrote the payload"
+            );
 
-    let changed = data(json!({"user": MARKER, "n": 2}));
-    assert_eq!(
-        f.store.save(id.as_str(), &changed, None).await.unwrap(),
-        SaveOutcome::Written
-    );
-    assert_ne!(sealed_bytes(&raw(&f, id.as_str()).await), first);
-    assert_eq!(
-        f.store.load(id.as_str()).await.unwrap().unwrap().data,
-        changed
-    );
+            let changed = data(json!({"user": MARKER, "n": 2}));
+            assert_eq!(
+                f.store.save(id.as_str(), &changed, None).await.unwrap(),
+                SaveOutcome::Written
+            );
+            assert_ne!(sealed_bytes(&raw(&f, id.as_str()).await), first);
+            assert_eq!(
+                f.store.load(id.as_str()).await.unwrap().unwrap().data,
+                changed
+            );
 
-    // Encryption and a queryable document format do not mix: a clear build error.
-    let Err(err) = SessionStore::builder(f.backend.clone())
-        .cipher(ring(&[("k1", 1)]))
-        .payload_format(PayloadFormat::Document)
-        .build()
-        .await
-    else {
-        panic!("a cipher with the document format must not build");
-    };
-    assert!(
-        matches!(
-            err,
-            Error::InvalidOption {
-                option: "cipher",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+            // Encryption and a queryable document format do not mix: a clear build error.
+            let Err(err) = SessionStore::builder(f.backend.clone())
+                .cipher(ring(&[("k1", 1)]))
+                .payload_format(PayloadFormat::Document)
+                .build()
+                .await
+            else {
+                panic!("a cipher with the document format must not build");
+            };
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidOption {
+                        option: "cipher",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        })
+        .await;
 }
 
 /// A session that cannot be decrypted is "no session" with a `LoadFailed` event:
