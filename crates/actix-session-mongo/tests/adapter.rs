@@ -73,7 +73,8 @@ async fn logout(session: Session) -> HttpResponse {
     HttpResponse::Ok().finish()
 }
 
-/// The test app: the real session middleware with our store, signed cookie `sid`.
+/// The test app: the real session middleware with our store, signed cookie `sid`, inside
+/// the request scope.
 macro_rules! app {
     ($store:expr, $policy:expr) => {
         test::init_service(
@@ -89,6 +90,9 @@ macro_rules! app {
                         )
                         .build(),
                 )
+                .wrap(actix_web::middleware::from_fn(
+                    actix_session_mongo::session_scope,
+                ))
                 .route("/bump", web::post().to(bump))
                 .route("/read", web::get().to(read))
                 .route("/fail", web::post().to(fail_after_change))
@@ -98,7 +102,7 @@ macro_rules! app {
     };
 }
 
-fn sid(resp: &ServiceResponse) -> Option<Cookie<'static>> {
+fn sid<Body>(resp: &ServiceResponse<Body>) -> Option<Cookie<'static>> {
     resp.response()
         .cookies()
         .find(|c| c.name() == "sid")
@@ -194,41 +198,61 @@ async fn state_changes_only<B: DocumentBackend>(h: Harness<B>) {
     assert_eq!(saved.expires, truncate(h.clock.now() + SESSION_TTL));
 }
 
-/// A session logged out (or expired) between load and save is not brought back:
-/// `update` creates a new session under a new key.
+/// A session logged out (or expired) between load and save is not brought back, and
+/// none of its data moves to a new session: `update` writes nothing and creates
+/// nothing (the key it returns names no session).
 async fn update_never_resurrects<B: DocumentBackend>(h: Harness<B>) {
     let mut state = HashMap::new();
     state.insert("user".to_owned(), "\"ada\"".to_owned());
     let key = h.store.save(state.clone(), &SESSION_TTL).await.unwrap();
     h.store.delete(&key).await.unwrap();
 
-    state.insert("user".to_owned(), "\"mallory\"".to_owned());
+    state.insert("count".to_owned(), "2".to_owned());
     let old = key.as_ref().to_owned();
-    let new = h
+    let returned = h
         .store
-        .update(key, state, &SESSION_TTL)
+        .update(key, state.clone(), &SESSION_TTL)
         .await
-        .expect("updating a deleted session starts a new one");
-    assert_ne!(new.as_ref(), old, "the deleted key came back");
+        .expect("updating a deleted session is not an error");
     assert!(h.store.store().load(&old).await.unwrap().is_none());
-    let loaded = h.store.store().load(new.as_ref()).await.unwrap().unwrap();
-    assert_eq!(loaded.data["user"], "mallory");
+    assert!(
+        h.store
+            .store()
+            .load(returned.as_ref())
+            .await
+            .unwrap()
+            .is_none(),
+        "update brought the logged-out session back under the key it returned"
+    );
+    assert_eq!(
+        h.store.store().count().await.unwrap(),
+        0,
+        "update re-created the logged-out session's data"
+    );
 
     // Expired counts as gone too.
+    let key = h.store.save(state.clone(), &SESSION_TTL).await.unwrap();
     h.clock.advance(SESSION_TTL + Duration::seconds(1));
-    let expired = new.as_ref().to_owned();
-    let again = h
+    let expired = key.as_ref().to_owned();
+    let again = h.store.update(key, state, &SESSION_TTL).await.unwrap();
+    assert!(h
         .store
-        .update(new, HashMap::new(), &SESSION_TTL)
+        .store()
+        .load(again.as_ref())
         .await
-        .unwrap();
-    assert_ne!(again.as_ref(), expired, "an expired session came back");
+        .unwrap()
+        .is_none());
+    assert!(h.store.store().load(&expired).await.unwrap().is_none());
+    assert_eq!(
+        h.store.store().count().await.unwrap(),
+        0,
+        "an expired session came back"
+    );
 
     // update_ttl of a missing session is not an error and creates nothing.
     let missing = SessionKey::try_from("x".repeat(43)).unwrap();
-    let before = h.store.store().count().await.unwrap();
     h.store.update_ttl(&missing, &SESSION_TTL).await.unwrap();
-    assert_eq!(h.store.store().count().await.unwrap(), before);
+    assert_eq!(h.store.store().count().await.unwrap(), 0);
 }
 
 /// actix-session hands values over as JSON text; text that is not JSON is a

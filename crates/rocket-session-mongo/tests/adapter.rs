@@ -72,7 +72,22 @@ macro_rules! session_routes {
             Ok("ok")
         }
 
-        routes![bump, read, wrong_type, login, logout, fail, race]
+        /// Logs in (rotating the id) while the same session is logged out behind its
+        /// back.
+        #[post("/race-login")]
+        async fn race_login(
+            session: Session<'_, $b>,
+            store: &State<SessionStore<$b>>,
+            cookies: &rocket::http::CookieJar<'_>,
+        ) -> Result<&'static str, Error> {
+            session.cycle_id();
+            session.insert("user", "mallory")?;
+            let id = cookies.get("sid").expect("race needs a session").value();
+            store.destroy(id).await.expect("destroy");
+            Ok("ok")
+        }
+
+        routes![bump, read, wrong_type, login, logout, fail, race, race_login]
     }};
 }
 
@@ -253,6 +268,19 @@ async fn deleted_during_request_stays_deleted<B: DocumentBackend>(h: Harness<B>)
     );
 }
 
+/// An id rotation (login) racing a logout stores nothing under the new id: the
+/// logged-out session's data does not come back; the cookie is removed.
+async fn cycle_id_after_concurrent_logout_stores_nothing<B: DocumentBackend>(h: Harness<B>) {
+    let cookie = sid(&h.post("/bump", None).await).unwrap();
+    let resp = h.post("/race-login", Some(&cookie)).await;
+    assert_eq!(resp.status(), Status::Ok);
+    assert_eq!(sid(&resp).expect("cookie removed").value(), "");
+    assert!(
+        h.sessions().await.is_empty(),
+        "the rotation brought the logged-out session back under a new id"
+    );
+}
+
 /// A value of the wrong type is a 500 with the key named in the log, not a panic; an
 /// unknown or oversized cookie is an empty session.
 async fn bad_values_and_cookies<B: DocumentBackend>(h: Harness<B>) {
@@ -398,5 +426,6 @@ scenarios!(
     destroy_logs_out,
     failed_handler_saves_nothing,
     deleted_during_request_stays_deleted,
+    cycle_id_after_concurrent_logout_stores_nothing,
     bad_values_and_cookies,
 );
