@@ -29,6 +29,11 @@
 //! | [`session_bound_to_client_cert`] | with `BIND_SESSION_TO_CLIENT_CERT=1`: a cookie replayed with another client certificate finds no session and leaves the original unchanged |
 //! | [`secured_mongodb`] | the server works against a mongod requiring TLS (CA from `MONGO_TLS_CA_FILE`), mutual TLS, X.509 (`MONGO_TLS_CERT_KEY_FILE`) and SCRAM |
 //! | [`encrypted_at_rest`] | with `SESSION_KEYS`: `session` is an encrypted envelope without the plaintext, `_id` is not the cookie |
+//! | [`data_routes`] | `PUT /data/{key}` stores any JSON value without rotating the id; `GET /data` lists them; bad keys and bodies are `400` |
+//! | [`parallel_distinct_keys_are_kept`] | 16 parallel `PUT /data` on different keys over two instances, with parallel reads: every key is kept |
+//! | [`reads_never_revert`] | 100 sequential `GET /counter` under a flood of `GET /peek` / `GET /data` over two instances: every increment is kept |
+//! | [`logout_is_final_under_parallel_requests`] | logouts racing 8 parallel `GET /counter` over two instances: no cookie seen is logged in, no document holds the user |
+//! | [`serialized_parallel_counter`] | `SESSION_SERIALIZE=1`: 32 parallel `GET /counter` over two instances give 32 increments, each count once |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable and encrypts with the new key; a removed key means no session, not an error |
 
 use std::fmt;
@@ -48,6 +53,13 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
+
+mod concurrency;
+
+pub use concurrency::{
+    data_routes, logout_is_final_under_parallel_requests, parallel_distinct_keys_are_kept,
+    reads_never_revert, serialized_parallel_counter,
+};
 
 use crate::certs::CertSet;
 use crate::live::{self, file_tail, free_port, unique_name, TestDb};
@@ -86,6 +98,8 @@ const CONTRACT_VARS: &[&str] = &[
     "TLS_KEY",
     "TLS_CLIENT_CA",
     "BIND_SESSION_TO_CLIENT_CERT",
+    "SESSION_SERIALIZE",
+    "SESSION_MAX_LIFETIME_SECS",
     "PAYLOAD_BYTES",
     "RUST_LOG",
     "COOKIE_KEY",
@@ -127,6 +141,11 @@ macro_rules! contract_tests {
             mutual_tls,
             session_bound_to_client_cert,
             secured_mongodb,
+            data_routes,
+            parallel_distinct_keys_are_kept,
+            reads_never_revert,
+            logout_is_final_under_parallel_requests,
+            serialized_parallel_counter,
         );
     };
     (@cases $bin:expr; $($case:ident),* $(,)?) => {
