@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use session_store_core::time::OffsetDateTime;
 use session_store_core::{
-    AutoRemove, DocumentBackend, Error, PayloadFormat, SessionData, SessionStore, StoredDocument,
+    AutoRemove, DocumentBackend, Error, PayloadFormat, RequestScope, SessionData, SessionStore,
+    StoredDocument,
 };
 use session_store_mongo::mongodb::bson::{doc, Bson, Document};
-use session_store_mongo::mongodb::options::{Acknowledgment, IndexOptions, WriteConcern};
+use session_store_mongo::mongodb::options::{
+    Acknowledgment, IndexOptions, ReadPreference, SelectionCriteria, WriteConcern,
+};
 use session_store_mongo::mongodb::IndexModel;
 use session_store_mongo::{MongoBackend, MongoError, TTL_INDEX_NAME};
 use session_store_testkit::live::{self, TestDb};
@@ -331,8 +334,8 @@ async fn write_concern_applies_to_every_write() {
 }
 
 /// The plan the server's profiler recorded for each command on the sessions
-/// collection, in order: `(operation, planSummary)`.
-async fn profiled_plans(db: &TestDb) -> Vec<(String, String)> {
+/// collection, in order: `(operation, planSummary, fromMultiPlanner)`.
+async fn profiled_plans(db: &TestDb) -> Vec<(String, String, bool)> {
     use futures_util::TryStreamExt as _;
     let ns = format!("{}.sessions", db.name);
     db.db()
@@ -348,48 +351,77 @@ async fn profiled_plans(db: &TestDb) -> Vec<(String, String)> {
         .map(|p| {
             let op = p.get_str("op").unwrap_or("?").to_owned();
             let plan = p.get_str("planSummary").unwrap_or("none").to_owned();
-            (op, plan)
+            (op, plan, p.get_bool("fromMultiPlanner").unwrap_or(false))
         })
         .collect()
 }
 
+/// Loads take MongoDB's `_id` fast path (IDHACK, no query planning; expiry is checked
+/// by the store). Updates must also check expiry and version on the server, so they
+/// cannot be IDHACK; they name the `_id` index (a hint), so the server never races it
+/// against the TTL index (no multi-planning).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loads_and_saves_of_a_known_session_take_the_id_fast_path() {
+async fn loads_take_the_id_fast_path_and_updates_the_id_index() {
     let Some(db) = test_db("idhack").await else {
         return;
     };
     let store = default_store(&db).await;
     let id = store.create(&data(1), None).await.unwrap();
     db.db().run_command(doc! { "profile": 2 }).await.unwrap();
-    store.load(id.as_str()).await.unwrap().expect("loads");
-    store.save(id.as_str(), &data(2), None).await.unwrap();
-    store.touch(id.as_str(), None).await.unwrap();
-    // A store that has not seen the session (another process) must check the expiry
-    // on the server, so its update cannot revive an expired session.
+    let request = RequestScope::new();
+    request
+        .run(async {
+            store.load(id.as_str()).await.unwrap().expect("loads");
+            store.save(id.as_str(), &data(2), None).await.unwrap();
+            store.touch(id.as_str(), None).await.unwrap();
+        })
+        .await;
+    // Another process, which has not loaded the session.
     let other = default_store(&db).await;
     other.save(id.as_str(), &data(3), None).await.unwrap();
     db.db().run_command(doc! { "profile": 0 }).await.unwrap();
 
     let plans = profiled_plans(&db).await;
-    let want = |op: &str, plan: &str| (op.to_owned(), plan.to_owned());
-    assert_eq!(plans.len(), 4, "{plans:?}");
+    let want = |op: &str, plan: &str| (op.to_owned(), plan.to_owned(), false);
     assert_eq!(
-        plans[..3],
+        plans,
         [
             want("query", "IDHACK"),
-            want("update", "IDHACK"),
-            want("update", "IDHACK")
+            want("update", "IXSCAN { _id: 1 }"),
+            want("update", "IXSCAN { _id: 1 }"),
+            want("update", "IXSCAN { _id: 1 }"),
         ],
-        "{plans:?}"
-    );
-    assert_ne!(
-        plans[3].1, "IDHACK",
-        "an unseen session was updated by _id alone: {plans:?}"
+        "(operation, plan, multi-planned)"
     );
     assert_eq!(
         store.load(id.as_str()).await.unwrap().expect("loads").data,
         data(3)
     );
+    db.drop_and_shutdown().await;
+}
+
+/// Reads go to the primary whatever the connection string's read preference: a load
+/// right after a write (login, logout, a save's conflict check) must see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_the_primary_whatever_the_read_preference() {
+    let Some(db) = test_db("primary").await else {
+        return;
+    };
+    let uri = live::mongo_uri().expect("the test database came from it");
+    let separator = if uri.contains('?') { '&' } else { '?' };
+    let secondary = format!("{uri}{separator}readPreference=secondaryPreferred");
+    let backend = MongoBackend::builder()
+        .uri(&secondary)
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.collection().selection_criteria(),
+        Some(&SelectionCriteria::ReadPreference(ReadPreference::Primary)),
+        "the sessions collection inherited the connection string's read preference"
+    );
+    backend.close().await.unwrap();
     db.drop_and_shutdown().await;
 }
 
