@@ -143,7 +143,7 @@ pub enum InsertOutcome {
 #[non_exhaustive]
 pub enum Acquire {
     /// The lease is now held by the caller's token; the document as it is now.
-    Acquired(StoredDocument),
+    Acquired(Box<StoredDocument>),
     /// Another request holds an unexpired lease; nothing was written.
     Held,
     /// No unexpired document has this key.

@@ -38,7 +38,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             match found {
                 Acquire::Acquired(doc) => {
                     self.hold(scope, key, &token);
-                    return Ok((Some(doc), Some(token)));
+                    return Ok((Some(*doc), Some(token)));
                 }
                 Acquire::Missing => return Ok((None, None)),
                 Acquire::Held if waited >= serialize.wait => {

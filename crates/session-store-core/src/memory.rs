@@ -117,7 +117,7 @@ impl DocumentBackend for MemoryBackend {
         }
         doc.lease_token = Some(token.to_owned());
         doc.lease_until = Some(until);
-        Ok(Acquire::Acquired(doc.clone()))
+        Ok(Acquire::Acquired(Box::new(doc.clone())))
     }
 
     async fn release(&self, key: &str, token: &str) -> Result<bool, Infallible> {

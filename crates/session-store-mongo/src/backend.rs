@@ -589,7 +589,7 @@ impl DocumentBackend for MongoBackend {
                 .await
                 .map_err(driver("acquire"))?;
             if let Some(doc) = taken {
-                return Ok(Acquire::Acquired(convert::from_document(doc)));
+                return Ok(Acquire::Acquired(Box::new(convert::from_document(doc))));
             }
             // Not taken: held by another request, or no such session.
             let doc = self

@@ -341,8 +341,8 @@ pub async fn serialized_increments_are_all_kept<B: DocumentBackend + Clone>(back
         .await
         .unwrap();
     let mut tasks = Vec::new();
-    for i in 0..16 {
-        let store = if i % 2 == 0 {
+    for i in 0..16_usize {
+        let store = if i.is_multiple_of(2) {
             first.store.clone()
         } else {
             second.store.clone()

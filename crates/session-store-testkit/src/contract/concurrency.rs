@@ -242,10 +242,14 @@ pub async fn parallel_distinct_keys_are_kept(bin: impl AsRef<Path>) {
                 );
             }
         });
-        let reads = (0..16).map(|i| {
+        let reads = (0..16_usize).map(|i| {
             let (p, sid) = (Arc::clone(&p), sid.clone());
             async move {
-                let path = if i % 2 == 0 { "/peek" } else { "/data" };
+                let path = if i.is_multiple_of(2) {
+                    "/peek"
+                } else {
+                    "/data"
+                };
                 let r = p.get(i, path, Some(&sid)).await;
                 assert_eq!(r.status.as_u16(), 200, "GET {path} in parallel: {r}");
             }
@@ -287,7 +291,11 @@ pub async fn reads_never_revert(bin: impl AsRef<Path>) {
                 tokio::spawn(async move {
                     let mut n = 0u32;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let path = if n % 2 == 0 { "/peek" } else { "/data" };
+                        let path = if n.is_multiple_of(2) {
+                            "/peek"
+                        } else {
+                            "/data"
+                        };
                         let r = p.get(i, path, Some(&sid)).await;
                         assert_eq!(
                             r.status.as_u16(),
