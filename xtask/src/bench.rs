@@ -105,6 +105,14 @@ pub fn bench(args: &[String]) -> Result<bool> {
             let bin = target.join("release").join(package);
             http_args.extend(["--server".to_owned(), format!("{name}={}", bin.display())]);
         }
+        // The same servers with requests on a session serialized (a lease per request).
+        for (name, package) in EXAMPLES {
+            let bin = target.join("release").join(package);
+            http_args.extend([
+                "--server".to_owned(),
+                format!("{name}+serialize={},SESSION_SERIALIZE=1", bin.display()),
+            ]);
+        }
         http_args.extend([
             "--server".to_owned(),
             format!("express={}", express()?.display()),

@@ -27,19 +27,33 @@ const SCRIPT: &str = include_str!("session.lua");
 /// 64 connections; a timed-out request counts as a failure).
 const TIMEOUT: &str = "10s";
 
-/// A server under test: a name and the program to start (`.js` runs under node).
+/// A server under test: a name, the program to start (`.js` runs under node) and extra
+/// environment variables.
 pub struct Server {
     pub name: String,
     pub program: PathBuf,
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
-    /// Parses `NAME=PATH`.
+    /// Parses `NAME=PATH[,VAR=VALUE...]`.
     pub fn parse(arg: &str) -> Result<Self> {
-        let (name, program) = arg.split_once('=').context("--server takes NAME=PATH")?;
+        let mut parts = arg.split(',');
+        let (name, program) = parts
+            .next()
+            .and_then(|p| p.split_once('='))
+            .context("--server takes NAME=PATH[,VAR=VALUE...]")?;
+        let env = parts
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .with_context(|| format!("--server {arg}: {kv:?} is not VAR=VALUE"))
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             name: name.to_owned(),
             program: program.into(),
+            env,
         })
     }
 
@@ -123,7 +137,12 @@ fn get(port: u16, path: &str, cookie: Option<&str>) -> Result<(u16, Option<Strin
 /// Starts `server` and waits for its first `/health` answer; returns the process and the
 /// time that took.
 fn start(server: &Server, setup: &Setup, port: u16, log: &Path) -> Result<(Child, Duration)> {
-    let database = format!("bench_http_{}", server.name);
+    let database = format!(
+        "bench_http_{}",
+        server
+            .name
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
     let uri = match setup.uri.split_once('?') {
         Some((base, query)) => format!("{}/{database}?{query}", base.trim_end_matches('/')),
         None => format!("{}/{database}", setup.uri.trim_end_matches('/')),
@@ -138,6 +157,7 @@ fn start(server: &Server, setup: &Setup, port: u16, log: &Path) -> Result<(Child
         .env("PAYLOAD_BYTES", PAYLOAD_BYTES)
         .env("TOUCH_AFTER_SECS", TOUCH_AFTER_SECS)
         .env("RUST_LOG", "warn")
+        .envs(server.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)

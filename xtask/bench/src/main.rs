@@ -32,7 +32,9 @@ use anyhow::{bail, Context as _, Result};
 use futures_util::future::join_all;
 use serde_json::json;
 use session_store_core::time::{self, OffsetDateTime};
-use session_store_core::{KeyRing, ManualClock, SaveOutcome, SessionData, SessionId, SessionStore};
+use session_store_core::{
+    KeyRing, ManualClock, RequestScope, SaveOutcome, SessionData, SessionId, SessionStore,
+};
 use session_store_mongo::mongodb::bson::{doc, DateTime, Document};
 use session_store_mongo::mongodb::options::IndexOptions;
 use session_store_mongo::mongodb::{Client, Collection, Database, IndexModel};
@@ -323,15 +325,11 @@ async fn round(
     s.clock.set(OffsetDateTime::now_utc());
     let ops = (concurrency * per_worker) as u64;
     // Each variant works on its own sessions.
-    let ids: Vec<Arc<Vec<Vec<std::sync::Mutex<String>>>>> = (0..VARIANTS.len())
+    let ids: Vec<Arc<Vec<Vec<Slot>>>> = (0..VARIANTS.len())
         .map(|_| {
             Arc::new(
                 (0..concurrency)
-                    .map(|_| {
-                        (0..per_worker)
-                            .map(|_| std::sync::Mutex::new(String::new()))
-                            .collect()
-                    })
+                    .map(|_| (0..per_worker).map(|_| Slot::default()).collect())
                     .collect(),
             )
         })
@@ -356,7 +354,7 @@ async fn round(
                     let n = w * 100_000 + i;
                     let slot = &ids[w][i];
                     match store {
-                        Some(store) => store_op(&store, op, n, slot).await,
+                        Some(store) => slot.scope.run(store_op(&store, op, n, slot)).await,
                         None => raw_op(&raw, &clock, op, n, slot).await,
                     }
                 }
@@ -381,20 +379,28 @@ fn paired_ratio(a: &Measure, b: &Measure) -> f64 {
     ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn id_of(slot: &std::sync::Mutex<String>) -> String {
-    slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+/// One session of a worker: its id, and the request scope its store operations run in
+/// (as in an application, where the adapter gives each request one; here one scope
+/// follows the session from create to delete, so saves are judged against it).
+#[derive(Default)]
+struct Slot {
+    id: std::sync::Mutex<String>,
+    scope: RequestScope,
 }
 
-async fn store_op(
-    store: &SessionStore<MongoBackend>,
-    op: Op,
-    n: usize,
-    slot: &std::sync::Mutex<String>,
-) -> Result<()> {
+fn id_of(slot: &Slot) -> String {
+    slot.id.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn set_id(slot: &Slot, id: String) {
+    *slot.id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+}
+
+async fn store_op(store: &SessionStore<MongoBackend>, op: Op, n: usize, slot: &Slot) -> Result<()> {
     match op {
         Op::Create => {
             let id = store.create(&session(n, 0), None).await?;
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = id.as_str().to_owned();
+            set_id(slot, id.into_string());
         }
         Op::Load => {
             store
@@ -437,7 +443,7 @@ async fn raw_op(
     clock: &ManualClock,
     op: Op,
     n: usize,
-    slot: &std::sync::Mutex<String>,
+    slot: &Slot,
 ) -> Result<()> {
     use session_store_core::Clock as _;
     let now = clock.now();
@@ -449,7 +455,7 @@ async fn raw_op(
             let text = serde_json::to_string(&session(n, 0))?;
             coll.insert_one(doc! { "_id": &id, "session": text, "expires": bson_date(now + TTL) })
                 .await?;
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = id;
+            set_id(slot, id);
         }
         Op::Load => {
             let d = coll
