@@ -550,18 +550,29 @@ impl DocumentBackend for MongoBackend {
         now: OffsetDateTime,
         update: &DocumentUpdate,
     ) -> Result<bool, MongoError> {
-        let change = convert::update_document(update).map_err(|e| serialize("update", e))?;
-        let filter = convert::update_filter(key, now, update);
+        let change =
+            convert::conditional_update(update, now).map_err(|e| serialize("update", e))?;
         bounded("update", self.timeout(), async {
             let r = self
                 .inner
                 .collection
-                .update_one(filter, change)
-                // The `_id` index answers it: no planning between it and the TTL index.
-                .hint(Hint::Keys(doc! { convert::ID: 1 }))
+                .update_one(doc! { convert::ID: key }, change)
                 .await
                 .map_err(driver("update"))?;
-            Ok(r.matched_count > 0)
+            if r.matched_count == 0 || r.modified_count > 0 {
+                return Ok(r.modified_count > 0);
+            }
+            // Found but unchanged: the conditions failed, or a touch set the values the
+            // document already had (same millisecond). Ask the document.
+            let doc = self
+                .inner
+                .collection
+                .find_one(doc! { convert::ID: key })
+                .await
+                .map_err(driver("update"))?;
+            Ok(doc
+                .map(convert::from_document)
+                .is_some_and(|d| d.matches(now, update) && d.expires == Some(update.expires)))
         })
         .await
     }

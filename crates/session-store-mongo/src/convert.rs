@@ -108,45 +108,72 @@ pub(crate) fn to_document(s: &StoredDocument) -> Result<Document, mongodb::bson:
     Ok(d)
 }
 
-pub(crate) fn update_document(u: &DocumentUpdate) -> Result<Document, mongodb::bson::ser::Error> {
-    let mut set = doc! { EXPIRES: to_bson_date(u.expires) };
-    if let Some(p) = &u.session {
-        set.insert(SESSION, payload_to_bson(p)?);
-    }
-    if let Some(t) = u.last_modified {
-        set.insert(LAST_MODIFIED, to_bson_date(t));
-    }
-    if let Some(t) = u.updated_at {
-        set.insert(UPDATED_AT, to_bson_date(t));
-    }
-    let mut change = doc! { "$set": set };
-    if u.session.is_some() {
-        change.insert("$inc", doc! { VERSION: 1_i64 });
-    }
-    if u.if_lease.is_some() {
-        change.insert("$unset", doc! { LEASE_TOKEN: "", LEASE_UNTIL: "" });
-    }
-    Ok(change)
-}
-
-/// Matches the document an update applies to: unexpired, and at the version and lease
-/// the update expects ([`StoredDocument::matches`]).
-pub(crate) fn update_filter(key: &str, now: OffsetDateTime, u: &DocumentUpdate) -> Document {
-    let mut filter = live_key(key, now);
-    match u.if_version {
-        // Documents written before versions existed have none: they are version 0.
-        Some(0) => {
-            filter.insert(VERSION, doc! { "$in": [Bson::Null, 0_i64] });
-        }
-        Some(v) => {
-            filter.insert(VERSION, v);
-        }
-        None => {}
+/// An update as a pipeline that applies only where the document meets the update's
+/// conditions ([`StoredDocument::matches`](session_store_core::StoredDocument::matches)):
+/// unexpired at `now`, at the expected version, holding the expected lease. The server
+/// evaluates them on the document it found by `_id` alone, so the query takes MongoDB's
+/// `_id` fast path (IDHACK) instead of being planned; a document that does not meet them
+/// is left as it is. Writing a payload adds 1 to `version`, so such a write always
+/// modifies the document it applies to.
+pub(crate) fn conditional_update(
+    u: &DocumentUpdate,
+    now: OffsetDateTime,
+) -> Result<Vec<Document>, mongodb::bson::ser::Error> {
+    let mut conditions = vec![Bson::Document(
+        doc! { "$gt": [format!("${EXPIRES}"), to_bson_date(now)] },
+    )];
+    if let Some(v) = u.if_version {
+        conditions.push(Bson::Document(
+            doc! { "$eq": [{ "$ifNull": [format!("${VERSION}"), 0_i64] }, v] },
+        ));
     }
     if let Some(token) = &u.if_lease {
-        filter.insert(LEASE_TOKEN, token);
+        conditions.push(Bson::Document(
+            doc! { "$eq": [format!("${LEASE_TOKEN}"), token] },
+        ));
     }
-    filter
+    let applies = doc! { "$and": conditions };
+    // The new value where the conditions hold, the field as it was elsewhere.
+    let pick = |field: &str, new: Bson| -> Bson {
+        Bson::Document(doc! { "$cond": [applies.clone(), new, format!("${field}")] })
+    };
+    let mut set = doc! { EXPIRES: pick(EXPIRES, Bson::DateTime(to_bson_date(u.expires))) };
+    if let Some(p) = &u.session {
+        set.insert(
+            SESSION,
+            pick(
+                SESSION,
+                Bson::Document(doc! { "$literal": payload_to_bson(p)? }),
+            ),
+        );
+        set.insert(
+            VERSION,
+            pick(
+                VERSION,
+                Bson::Document(
+                    doc! { "$add": [{ "$ifNull": [format!("${VERSION}"), 0_i64] }, 1_i64] },
+                ),
+            ),
+        );
+    }
+    if let Some(t) = u.last_modified {
+        set.insert(
+            LAST_MODIFIED,
+            pick(LAST_MODIFIED, Bson::DateTime(to_bson_date(t))),
+        );
+    }
+    if let Some(t) = u.updated_at {
+        set.insert(
+            UPDATED_AT,
+            pick(UPDATED_AT, Bson::DateTime(to_bson_date(t))),
+        );
+    }
+    if u.if_lease.is_some() {
+        for field in [LEASE_TOKEN, LEASE_UNTIL] {
+            set.insert(field, pick(field, Bson::String("$$REMOVE".into())));
+        }
+    }
+    Ok(vec![doc! { "$set": set }])
 }
 
 /// Matches the unexpired document with this key that no request holds a lease on.

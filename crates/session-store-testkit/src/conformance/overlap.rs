@@ -80,26 +80,35 @@ async fn stored<B: DocumentBackend>(store: &SessionStore<B>, id: &str) -> Option
         .map(|s| s.data)
 }
 
+/// A session `{"count": 1}` that a reader loads, then a writer loads and saves with
+/// count 2; returns its id and the reader.
+async fn written_under_a_reader<B: DocumentBackend>(
+    store: &SessionStore<B>,
+) -> (String, Request<'_, B>) {
+    let id = store
+        .create(&data(json!({"count": 1})), None)
+        .await
+        .unwrap()
+        .into_string();
+    let reader = Request::load(store, &id).await;
+    let mut writer = Request::load(store, &id).await;
+    writer.set("count", json!(2));
+    assert_eq!(writer.save().await, SaveOutcome::Written);
+    (id, reader)
+}
+
 /// A request that only read does not write its copy back over a change made meanwhile
 /// (load A, load B, save B, save A).
 pub async fn read_only_request_never_reverts<B: DocumentBackend + Clone>(backend: B) {
     let f = fixture(backend, |b| b).await;
-    let id = f
-        .store
-        .create(&data(json!({"count": 1})), None)
-        .await
-        .unwrap();
-    let reader = Request::load(&f.store, id.as_str()).await;
-    let mut writer = Request::load(&f.store, id.as_str()).await;
-    writer.set("count", json!(2));
-    assert_eq!(writer.save().await, SaveOutcome::Written);
+    let (id, reader) = written_under_a_reader(&f.store).await;
     assert_eq!(
         reader.save().await,
         SaveOutcome::Touched,
         "a request that changed nothing wrote its data"
     );
     assert_eq!(
-        stored(&f.store, id.as_str()).await,
+        stored(&f.store, &id).await,
         Some(data(json!({"count": 2}))),
         "a read-only request reverted a change made while it ran"
     );
@@ -262,15 +271,7 @@ pub async fn expiry_shortened_elsewhere_is_final<B: DocumentBackend + Clone>(bac
 /// save from the first load: what changed in between is not undone.
 pub async fn second_load_keeps_the_first_as_base<B: DocumentBackend + Clone>(backend: B) {
     let f = fixture(backend, |b| b).await;
-    let id = f
-        .store
-        .create(&data(json!({"count": 1})), None)
-        .await
-        .unwrap();
-    let reader = Request::load(&f.store, id.as_str()).await;
-    let mut writer = Request::load(&f.store, id.as_str()).await;
-    writer.set("count", json!(2));
-    writer.save().await;
+    let (id, reader) = written_under_a_reader(&f.store).await;
     let again = reader.scope.run(f.store.load(id.as_str())).await.unwrap();
     assert_eq!(again.map(|s| s.data["count"].clone()), Some(json!(2)));
     assert_eq!(reader.save().await, SaveOutcome::Touched);
