@@ -202,7 +202,10 @@ pub trait DocumentBackend: Send + Sync + 'static {
         doc: &StoredDocument,
     ) -> impl Future<Output = Result<InsertOutcome, Self::Error>> + Send;
 
-    /// Updates the unexpired document with this key; `Ok(false)` when none matched.
+    /// Updates the document with this key if it meets the update's conditions
+    /// ([`StoredDocument::matches`]: unexpired, at [`DocumentUpdate::if_version`],
+    /// holding [`DocumentUpdate::if_lease`]), checked atomically with the write;
+    /// `Ok(false)` when none does (missing, expired, changed meanwhile, lease lost).
     fn update(
         &self,
         key: &str,
