@@ -232,6 +232,14 @@ pub trait DocumentBackend: Send + Sync + 'static {
         token: &str,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
+    /// Starts releasing the lease `token` holds on `key` without waiting for it, for a
+    /// request dropped before it could release it (the client went away). Backends on
+    /// a runtime spawn [`release`](Self::release) on it; in-process ones release at
+    /// once. The default does nothing: the lease then runs out on its own.
+    fn release_detached(&self, key: &str, token: &str) {
+        let _ = (key, token);
+    }
+
     /// Waits `pause` before the store tries again to take a lease another request holds.
     /// Backends on a runtime sleep; the default yields once (enough for in-process tests).
     fn pause(&self, pause: Duration) -> impl Future<Output = ()> + Send {

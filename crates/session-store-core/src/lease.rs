@@ -7,7 +7,7 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 
 use crate::backend::{Acquire, DocumentBackend, StoredDocument};
 use crate::error::{error_chain, Error};
-use crate::scope::RequestScope;
+use crate::scope::{Detach, Held, Release, RequestScope};
 use crate::store::{backend_error, Serialize, SessionStore};
 
 /// First pause before asking again for a lease another request holds; pauses double up
@@ -56,20 +56,25 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// Registers the lease with the scope, so that [`RequestScope::finish`] releases it
     /// if no save does.
     fn hold(&self, scope: &RequestScope, key: &str, token: &str) {
-        let (store, key_owned, token) = (self.clone(), key.to_owned(), token.to_owned());
-        scope.hold(
-            key,
-            Box::new(move || {
-                Box::pin(async move {
-                    if let Err(e) = store.release(&key_owned, &token).await {
-                        tracing::warn!(
-                            error = %error_chain(&e),
-                            "releasing a session lease failed; it runs out on its own"
-                        );
-                    }
-                })
-            }),
-        );
+        let (store, key_owned, token_owned) = (self.clone(), key.to_owned(), token.to_owned());
+        let release: Release = Box::new(move || {
+            Box::pin(async move {
+                if let Err(e) = store.release(&key_owned, &token_owned).await {
+                    tracing::warn!(
+                        error = %error_chain(&e),
+                        "releasing a session lease failed; it runs out on its own"
+                    );
+                }
+            })
+        });
+        let (store, key_owned, token_owned) = (self.clone(), key.to_owned(), token.to_owned());
+        let detach: Detach = Box::new(move || {
+            store
+                .inner
+                .backend
+                .release_detached(&key_owned, &token_owned);
+        });
+        scope.hold(key, Held { release, detach });
     }
 
     /// Releases the lease `token` holds on `key`, if it still does.

@@ -44,6 +44,19 @@ impl MemoryBackend {
         self.lock().len()
     }
 
+    /// Releases the lease `token` holds on `key`; whether it held one.
+    fn release_now(&self, key: &str, token: &str) -> bool {
+        let mut docs = self.lock();
+        match docs.get_mut(key) {
+            Some(doc) if doc.lease_token.as_deref() == Some(token) => {
+                doc.lease_token = None;
+                doc.lease_until = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, StoredDocument>> {
         self.docs.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -121,15 +134,11 @@ impl DocumentBackend for MemoryBackend {
     }
 
     async fn release(&self, key: &str, token: &str) -> Result<bool, Infallible> {
-        let mut docs = self.lock();
-        match docs.get_mut(key) {
-            Some(doc) if doc.lease_token.as_deref() == Some(token) => {
-                doc.lease_token = None;
-                doc.lease_until = None;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        Ok(self.release_now(key, token))
+    }
+
+    fn release_detached(&self, key: &str, token: &str) {
+        self.release_now(key, token);
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Infallible> {

@@ -98,7 +98,7 @@ struct ScopeState {
     /// What this request loaded or last wrote, by storage key.
     bases: HashMap<String, Base>,
     /// Leases this request holds and has not released, by storage key.
-    leases: HashMap<String, Release>,
+    leases: HashMap<String, Held>,
     /// A session this request loaded was ended by someone else during the request.
     ended: bool,
 }
@@ -136,6 +136,26 @@ impl Base {
 
 /// Releases a lease; run by [`RequestScope::finish`] when no save did.
 pub(crate) type Release = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// Starts releasing a lease without waiting (on the backend's runtime); run when a scope
+/// that still holds one is dropped: a request cancelled mid-way (the client went away)
+/// does not block its session until the lease runs out.
+pub(crate) type Detach = Box<dyn FnOnce() + Send>;
+
+/// A lease the request holds: how to release it, now or in the background.
+pub(crate) struct Held {
+    pub(crate) release: Release,
+    pub(crate) detach: Detach,
+}
+
+impl Drop for ScopeInner {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (_, held) in state.leases.drain() {
+            (held.detach)();
+        }
+    }
+}
 
 impl fmt::Debug for RequestScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -188,11 +208,12 @@ impl RequestScope {
     /// Releases every lease the request still holds (a save releases its own; this
     /// covers requests that did not save: an error response, a handler that failed).
     /// Adapters call it when the response is ready. Release failures are logged, not
-    /// returned: an unreleased lease expires on its own.
+    /// returned: an unreleased lease expires on its own. A scope dropped with leases
+    /// still held (a request cancelled mid-way) starts releasing them in the background.
     pub async fn finish(&self) {
-        let pending: Vec<Release> = self.lock().leases.drain().map(|(_, r)| r).collect();
-        for release in pending {
-            release().await;
+        let pending: Vec<Held> = self.lock().leases.drain().map(|(_, h)| h).collect();
+        for held in pending {
+            (held.release)().await;
         }
     }
 
@@ -225,8 +246,8 @@ impl RequestScope {
         self.lock().bases.insert(key.to_owned(), base);
     }
 
-    pub(crate) fn hold(&self, key: &str, release: Release) {
-        self.lock().leases.insert(key.to_owned(), release);
+    pub(crate) fn hold(&self, key: &str, held: Held) {
+        self.lock().leases.insert(key.to_owned(), held);
     }
 
     /// The lease on `key` was released (by a save) or is gone with its document.

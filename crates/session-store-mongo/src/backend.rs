@@ -634,6 +634,22 @@ impl DocumentBackend for MongoBackend {
         .await
     }
 
+    fn release_detached(&self, key: &str, token: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("no runtime to release a session lease on; it runs out on its own");
+            return;
+        };
+        let (backend, key, token) = (self.clone(), key.to_owned(), token.to_owned());
+        runtime.spawn(async move {
+            if let Err(e) = backend.release(&key, &token).await {
+                tracing::warn!(
+                    error = %session_store_core::error_chain(&e),
+                    "releasing the lease of a cancelled request failed; it runs out on its own"
+                );
+            }
+        });
+    }
+
     async fn pause(&self, pause: Duration) {
         tokio::time::sleep(pause).await;
     }

@@ -64,6 +64,7 @@ macro_rules! backend_conformance {
             serialized_requests_take_turns,
             serialized_increments_are_all_kept,
             crashed_holder_lease_runs_out,
+            cancelled_request_releases_its_lease,
             random_interleavings_match_the_model
         );
     };
@@ -89,11 +90,12 @@ macro_rules! backend_conformance {
 mod overlap;
 
 pub use overlap::{
-    crashed_holder_lease_runs_out, different_keys_are_all_kept,
-    expiry_shortened_elsewhere_is_final, logout_between_load_and_save_is_final,
-    random_interleavings_match_the_model, read_only_request_never_reverts,
-    rotation_keeps_a_live_session, second_load_keeps_the_first_as_base,
-    serialized_increments_are_all_kept, serialized_requests_take_turns,
+    cancelled_request_releases_its_lease, crashed_holder_lease_runs_out,
+    different_keys_are_all_kept, expiry_shortened_elsewhere_is_final,
+    logout_between_load_and_save_is_final, random_interleavings_match_the_model,
+    read_only_request_never_reverts, rotation_keeps_a_live_session,
+    second_load_keeps_the_first_as_base, serialized_increments_are_all_kept,
+    serialized_requests_take_turns,
 };
 
 type Events = Arc<Mutex<Vec<SessionEvent>>>;

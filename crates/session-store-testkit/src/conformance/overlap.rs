@@ -390,6 +390,21 @@ pub async fn crashed_holder_lease_runs_out<B: DocumentBackend + Clone>(backend: 
     drop(crashed);
 }
 
+/// A request cancelled after its load (the client went away: its future, and with it
+/// its scope, is dropped without a save or `finish`) does not block its session until
+/// the lease runs out: the next request gets its turn within `lease_wait`.
+pub async fn cancelled_request_releases_its_lease<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend, serialized).await;
+    let id = f.store.create(&data(json!({"n": 1})), None).await.unwrap();
+    let cancelled = Request::load(&f.store, id.as_str()).await;
+    drop(cancelled);
+    let next = RequestScope::new().run(f.store.load(id.as_str())).await;
+    assert!(
+        matches!(next, Ok(Some(_))),
+        "a cancelled request kept its session's lease: {next:?}"
+    );
+}
+
 /// Random interleavings of load, change, save, touch, destroy and id rotation by three
 /// requests, with time passing, checked after every step against a model: no
 /// resurrection, no revert, no lost change to a distinct key, expiry final.
