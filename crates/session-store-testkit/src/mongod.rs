@@ -50,7 +50,7 @@ pub struct PrivateMongod {
     extra_args: Vec<OsString>,
 }
 
-/// How a [`PrivateMongod`] secures connections (`../shared/MONGODB.md`).
+/// How a [`PrivateMongod`] secures connections (`docs/MONGODB.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Security {

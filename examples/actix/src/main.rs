@@ -1,4 +1,4 @@
-//! Actix Web example: serves the session HTTP contract (../shared/CONTRACT.md) with
+//! Actix Web example: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
 //! actix-session on MongoDB through `actix-session-mongo`.
 //!
 //! Run it with `cargo xtask demo --framework actix`, which starts a throwaway mongod

@@ -1,4 +1,4 @@
-//! The HTTP contract (shared/CONTRACT.md) checked against the Actix example over real
+//! The HTTP contract (docs/CONTRACT.md) checked against the Actix example over real
 //! HTTP and a real MongoDB: the same cases as every other example.
 //!
 //! Needs `MONGODB_URI` (and `MONGOD_BIN` for the outage case); without them the cases

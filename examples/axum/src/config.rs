@@ -1,4 +1,4 @@
-//! The example's configuration, read from the environment as ../shared/CONTRACT.md
+//! The example's configuration, read from the environment as docs/CONTRACT.md
 //! lists it. Every error names the variable and what to do.
 
 use std::net::IpAddr;

@@ -1,4 +1,4 @@
-//! Axum example: serves the session HTTP contract (../shared/CONTRACT.md) with
+//! Axum example: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
 //! tower-sessions on MongoDB through `tower-sessions-mongo`.
 //!
 //! Overlapping requests: `SessionScopeLayer` (outside the session layer) lets the store

@@ -1,4 +1,4 @@
-//! The HTTP contract (shared/CONTRACT.md) checked against the Axum example over real HTTP
+//! The HTTP contract (docs/CONTRACT.md) checked against the Axum example over real HTTP
 //! and a real MongoDB: one test per case of `session_store_testkit::contract`, each with
 //! its own server process and database.
 //!

@@ -1,4 +1,4 @@
-//! Rocket example: serves the session HTTP contract (../shared/CONTRACT.md) with
+//! Rocket example: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
 //! `rocket-session-mongo`'s fairing and `Session` guard on MongoDB.
 //!
 //! Run it with `cargo xtask demo --framework rocket`, which starts a throwaway mongod
