@@ -514,6 +514,7 @@ fn mongod_status() -> Result<()> {
     Ok(())
 }
 
+/// Every CI step, in order; `.ci/run` runs this and nothing else.
 fn ci() -> Result<bool> {
     for args in [
         &["fmt", "--all", "--check"][..],
