@@ -58,8 +58,10 @@ fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
 
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for (i, c) in value.chars().enumerate() {
-        let edge = (i == 0 && (c == ' ' || c == '#')) || (i + 1 == value.len() && c == ' ');
+    for (i, c) in value.char_indices() {
+        // `i` is a byte offset: the last character ends at `value.len()`.
+        let last = i + c.len_utf8() == value.len();
+        let edge = (i == 0 && (c == ' ' || c == '#')) || (last && c == ' ');
         if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
             out.push('\\');
         }
@@ -127,4 +129,20 @@ pub fn server_config(
         .context("TLS_CERT and TLS_KEY do not form a usable certificate and key pair")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escapes_rfc_2253_specials_and_edge_spaces_in_any_script() {
+        assert_eq!(escape("a,b+c"), "a\\,b\\+c");
+        assert_eq!(escape(" x "), "\\ x\\ ");
+        assert_eq!(escape("#x"), "\\#x");
+        // Multibyte text: the trailing space is still the last character, and a space
+        // inside is not an edge.
+        assert_eq!(escape("Zoë "), "Zoë\\ ");
+        assert_eq!(escape("é a"), "é a");
+    }
 }
