@@ -43,13 +43,59 @@ pub enum SessionEvent {
     LoadFailed {
         /// Storage key.
         key: String,
-        /// Why, in words.
-        reason: String,
+        /// Why.
+        reason: LoadFailure,
     },
     /// A generated id was already taken; the store retried with a new one.
     IdCollision {
         /// The key that was taken.
         key: String,
+    },
+}
+
+/// Why a stored session could not be read ([`SessionEvent::LoadFailed`]). It then loads
+/// as "no session": the user starts a new one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadFailure {
+    /// The document has no valid `expires` date.
+    #[error("the document has no valid `expires` date")]
+    MissingExpiry,
+    /// The document has no `session` field.
+    #[error("the document has no `session` field")]
+    MissingPayload,
+    /// Encryption is on but the payload is stored in clear (written before encryption
+    /// was turned on, or planted).
+    #[error("the session is stored unencrypted but encryption is on; it is ignored")]
+    StoredInClear,
+    /// The payload was sealed with a key that is not in the key ring: removed after a
+    /// rotation (its sessions end), or never known to this deployment.
+    #[error("the session is encrypted with key {key_id:?}, which is not in the key ring (removed after rotation?)")]
+    UnknownKey {
+        /// The envelope's key id.
+        key_id: String,
+    },
+    /// Decryption failed authentication: the payload was altered, sealed with another
+    /// key of the same id, or moved from another document. A sign of tampering.
+    #[error(
+        "the session failed authentication (altered, wrong key, or moved from another document)"
+    )]
+    Rejected,
+    /// The payload could not be decrypted for another reason (truncated, an unknown
+    /// envelope version, a custom cipher's failure).
+    #[error("the session could not be decrypted: {detail}")]
+    Undecryptable {
+        /// The cipher's error, with its causes.
+        detail: String,
+    },
+    /// The decrypted payload is not a payload this store writes.
+    #[error("the decrypted session has an unknown inner format")]
+    CorruptPlaintext,
+    /// The payload format could not decode the payload.
+    #[error("the session could not be decoded: {detail}")]
+    Undecodable {
+        /// The codec's error, with its causes.
+        detail: String,
     },
 }
 

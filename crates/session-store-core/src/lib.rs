@@ -142,7 +142,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CodecError, Payload, PayloadFormat, SessionData, SessionSerializer};
 pub use crypto::{Cipher, EncryptionKey, KeyRing};
 pub use error::{error_chain, Error};
-pub use events::{EventSubscriber, SessionEvent};
+pub use events::{EventSubscriber, LoadFailure, SessionEvent};
 pub use id::{SessionId, SESSION_ID_BYTES};
 pub use memory::MemoryBackend;
 pub use save::MAX_MERGE_ATTEMPTS;

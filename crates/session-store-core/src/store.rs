@@ -12,9 +12,9 @@ use tracing::Instrument as _;
 use crate::backend::{AutoRemove, DocumentBackend, InsertOutcome, StoredDocument};
 use crate::clock::{to_millis, Clock, SystemClock};
 use crate::codec::{Payload, PayloadFormat, SessionData};
-use crate::crypto::Cipher;
+use crate::crypto::{Cipher, CipherError};
 use crate::error::Error;
-use crate::events::{EventSubscriber, SessionEvent, Subscribers};
+use crate::events::{EventSubscriber, LoadFailure, SessionEvent, Subscribers};
 use crate::id::SessionId;
 use crate::scope::{Base, RequestScope};
 
@@ -445,37 +445,36 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// Decodes the payload of the document under `key`, decrypting when a cipher is set.
-    fn decode_payload(&self, payload: &Payload, key: &str) -> Result<SessionData, String> {
+    fn decode_payload(&self, payload: &Payload, key: &str) -> Result<SessionData, LoadFailure> {
+        let undecodable = |e: crate::CodecError| LoadFailure::Undecodable {
+            detail: crate::error_chain(&e),
+        };
         let Some(cipher) = &self.inner.cipher else {
-            return self
-                .inner
-                .format
-                .decode(payload)
-                .map_err(|e| crate::error_chain(&e));
+            return self.inner.format.decode(payload).map_err(undecodable);
         };
         let Payload::Binary(sealed) = payload else {
-            return Err(
-                "the session is stored unencrypted but encryption is on; it is ignored".into(),
-            );
+            return Err(LoadFailure::StoredInClear);
         };
-        let plaintext = cipher.open(sealed, key).map_err(|e| {
-            format!(
-                "the session could not be decrypted: {}",
-                crate::error_chain(&*e)
-            )
-        })?;
+        let plaintext =
+            cipher
+                .open(sealed, key)
+                .map_err(|e| match e.downcast_ref::<CipherError>() {
+                    Some(CipherError::UnknownKey(id)) => {
+                        LoadFailure::UnknownKey { key_id: id.clone() }
+                    }
+                    Some(CipherError::Rejected) => LoadFailure::Rejected,
+                    _ => LoadFailure::Undecryptable {
+                        detail: crate::error_chain(&*e),
+                    },
+                })?;
         let inner = match plaintext.split_first() {
             Some((&PLAIN_TEXT, text)) => Payload::Text(
-                String::from_utf8(text.to_vec())
-                    .map_err(|_| "the decrypted session text is not UTF-8")?,
+                String::from_utf8(text.to_vec()).map_err(|_| LoadFailure::CorruptPlaintext)?,
             ),
             Some((&PLAIN_BYTES, bytes)) => Payload::Binary(bytes.to_vec()),
-            _ => return Err("the decrypted session has an unknown inner format".into()),
+            _ => return Err(LoadFailure::CorruptPlaintext),
         };
-        self.inner
-            .format
-            .decode(&inner)
-            .map_err(|e| crate::error_chain(&e))
+        self.inner.format.decode(&inner).map_err(undecodable)
     }
 
     /// The store clock's current time, truncated to milliseconds (what BSON dates hold).
@@ -591,17 +590,12 @@ impl<B: DocumentBackend> SessionStore<B> {
         &self,
         doc: StoredDocument,
         now: OffsetDateTime,
-    ) -> Result<Option<(LoadedSession, Option<OffsetDateTime>)>, String> {
-        let expires = doc
-            .expires
-            .ok_or("the document has no valid `expires` date")?;
+    ) -> Result<Option<(LoadedSession, Option<OffsetDateTime>)>, LoadFailure> {
+        let expires = doc.expires.ok_or(LoadFailure::MissingExpiry)?;
         if expires <= now {
             return Ok(None);
         }
-        let payload = doc
-            .session
-            .as_ref()
-            .ok_or("the document has no `session` field")?;
+        let payload = doc.session.as_ref().ok_or(LoadFailure::MissingPayload)?;
         let data = self.decode_payload(payload, &doc.key)?;
         let session = LoadedSession {
             key: doc.key,

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use session_store_core::{
-    BoxError, Cipher, MemoryBackend, Payload, SessionData, SessionEvent, SessionStore,
+    BoxError, Cipher, LoadFailure, MemoryBackend, Payload, SessionData, SessionEvent, SessionStore,
 };
 
 /// Prefixes the storage key and reverses the bytes; refuses anything else.
@@ -65,6 +65,7 @@ async fn custom_cipher_is_used_and_bound_to_the_document() {
     assert!(store.load("elsewhere").await.unwrap().is_none());
     assert!(events.lock().unwrap().iter().any(|e| matches!(
         e,
-        SessionEvent::LoadFailed { reason, .. } if reason.contains("another document")
+        SessionEvent::LoadFailed { reason: LoadFailure::Undecryptable { detail }, .. }
+            if detail.contains("another document")
     )));
 }
