@@ -60,14 +60,18 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod builder;
+mod codes;
 mod convert;
 mod error;
+mod index;
 mod tls;
 
-pub use backend::{
-    MongoBackend, MongoBackendBuilder, DEFAULT_COLLECTION, DEFAULT_DATABASE,
-    DEFAULT_OPERATION_TIMEOUT, TTL_INDEX_NAME,
+pub use backend::MongoBackend;
+pub use builder::{
+    MongoBackendBuilder, DEFAULT_COLLECTION, DEFAULT_DATABASE, DEFAULT_OPERATION_TIMEOUT,
 };
 pub use error::MongoError;
+pub use index::TTL_INDEX_NAME;
 pub use mongodb;
 pub use tls::Diagnosis;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use mongodb::error::{Error, ErrorKind};
 
+use crate::codes::AUTHENTICATION_FAILED;
 use crate::error::MongoError;
 
 /// The option name, in connection strings, that the Rust driver rejects.
@@ -139,7 +140,9 @@ pub(crate) fn diagnose(e: &Error, attempt: Attempt) -> Diagnosis {
                 Diagnosis::AuthenticationFailed
             };
         }
-        ErrorKind::Command(c) if c.code == 18 => return Diagnosis::AuthenticationFailed,
+        ErrorKind::Command(c) if c.code == AUTHENTICATION_FAILED => {
+            return Diagnosis::AuthenticationFailed
+        }
         ErrorKind::ServerSelection { message, .. } => message.clone(),
         _ => e.to_string(),
     };

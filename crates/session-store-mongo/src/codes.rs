@@ -1,0 +1,15 @@
+//! The MongoDB server error codes the backend reacts to, by name.
+
+/// `DuplicateKey`: an insert found the `_id` taken.
+pub(crate) const DUPLICATE_KEY: i32 = 11000;
+/// `NamespaceNotFound`: the collection does not exist yet.
+pub(crate) const NAMESPACE_NOT_FOUND: i32 = 26;
+/// `Unauthorized`: the user lacks a privilege.
+pub(crate) const UNAUTHORIZED: i32 = 13;
+/// `IndexOptionsConflict`: an index with these keys exists with other options.
+pub(crate) const INDEX_OPTIONS_CONFLICT: i32 = 85;
+/// `IndexKeySpecsConflict`: an index with this name exists with other keys.
+pub(crate) const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
+/// `AuthenticationFailed`: wrong user, password, mechanism or `authSource` (the server
+/// does not say which).
+pub(crate) const AUTHENTICATION_FAILED: i32 = 18;

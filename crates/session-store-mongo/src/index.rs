@@ -1,0 +1,123 @@
+//! The TTL index on `expires` (`AutoRemove::Native`) and the interval reaper
+//! (`AutoRemove::Interval`).
+
+use std::time::Duration;
+
+use futures_util::TryStreamExt as _;
+use mongodb::bson::{doc, Bson};
+use mongodb::options::IndexOptions;
+use mongodb::IndexModel;
+use session_store_core::time::OffsetDateTime;
+
+use crate::backend::{bounded, command_code, driver, MongoBackend};
+use crate::codes::{INDEX_KEY_SPECS_CONFLICT, INDEX_OPTIONS_CONFLICT, NAMESPACE_NOT_FOUND};
+use crate::convert::{self, EXPIRES};
+use crate::error::MongoError;
+
+/// Name of the TTL index the store creates (`{expires: 1}`, `expireAfterSeconds: 0`).
+pub const TTL_INDEX_NAME: &str = "expires_1";
+
+impl MongoBackend {
+    /// Creates the TTL index, or fails clearly if a conflicting one exists.
+    pub(crate) async fn ensure_ttl_index(&self) -> Result<(), MongoError> {
+        let coll = &self.inner.collection;
+        let existing: Vec<IndexModel> = match coll.list_indexes().await {
+            Ok(cursor) => cursor.try_collect().await.map_err(driver("list_indexes"))?,
+            Err(e) if command_code(&e) == Some(NAMESPACE_NOT_FOUND) => Vec::new(),
+            Err(e) => return Err(driver("list_indexes")(e)),
+        };
+        for index in existing {
+            if !index.keys.contains_key(EXPIRES) {
+                continue;
+            }
+            let options = index.options.unwrap_or_default();
+            let name = options.name.clone().unwrap_or_else(|| "(unnamed)".into());
+            let only_expires = index.keys.len() == 1;
+            let problem = match index.keys.get(EXPIRES) {
+                // A compound index that merely includes `expires` does not conflict.
+                _ if !only_expires => continue,
+                Some(v) if is_ascending(v) => match options.expire_after {
+                    Some(d) if d.is_zero() => return Ok(()),
+                    Some(d) => format!("has expireAfterSeconds: {} instead of 0", d.as_secs()),
+                    None => "is not a TTL index (no expireAfterSeconds)".to_owned(),
+                },
+                _ => format!("has key {} instead of {{ expires: 1 }}", index.keys),
+            };
+            return Err(self.conflict(name, problem));
+        }
+        let model = IndexModel::builder()
+            .keys(doc! { EXPIRES: 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(TTL_INDEX_NAME.to_owned())
+                    .expire_after(Duration::ZERO)
+                    .build(),
+            )
+            .build();
+        match coll.create_index(model).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    command_code(&e),
+                    Some(INDEX_OPTIONS_CONFLICT | INDEX_KEY_SPECS_CONFLICT)
+                ) =>
+            {
+                Err(self.conflict(
+                    TTL_INDEX_NAME.to_owned(),
+                    format!("conflicts with the TTL index this store needs ({e})"),
+                ))
+            }
+            Err(e) => Err(driver("create_index")(e)),
+        }
+    }
+
+    fn conflict(&self, name: String, problem: String) -> MongoError {
+        MongoError::ConflictingTtlIndex {
+            name,
+            namespace: self.namespace(),
+            collection: self.inner.collection.name().to_owned(),
+            problem,
+        }
+    }
+
+    pub(crate) fn start_reaper(&self, period: Duration) {
+        let collection = self.inner.collection.clone();
+        let timeout = self.timeout();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let now = OffsetDateTime::now_utc();
+                let result = bounded("delete_expired", timeout, async {
+                    collection
+                        .delete_many(doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } })
+                        .await
+                        .map_err(driver("delete_expired"))
+                })
+                .await;
+                match result {
+                    Ok(r) => tracing::debug!(deleted = r.deleted_count, "removed expired sessions"),
+                    Err(e) => tracing::error!(
+                        error = %session_store_core::error_chain(&e),
+                        "removing expired sessions failed; will retry next period"
+                    ),
+                }
+            }
+        });
+        let previous = self
+            .inner
+            .reaper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task.abort_handle());
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+    }
+}
+
+fn is_ascending(v: &Bson) -> bool {
+    matches!(v, Bson::Int32(1) | Bson::Int64(1)) || matches!(v, Bson::Double(f) if *f == 1.0)
+}
