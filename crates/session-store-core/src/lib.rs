@@ -121,6 +121,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod builder;
 mod clock;
 pub mod codec;
 pub mod crypto;
@@ -138,6 +139,7 @@ pub use backend::{
     Acquire, AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome,
     StoredDocument,
 };
+pub use builder::{SessionStoreBuilder, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_WAIT, DEFAULT_TTL};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CodecError, Payload, PayloadFormat, SessionData, SessionSerializer};
 pub use crypto::{Cipher, EncryptionKey, KeyRing};
@@ -147,10 +149,7 @@ pub use id::{SessionId, SESSION_ID_BYTES};
 pub use memory::MemoryBackend;
 pub use save::MAX_MERGE_ATTEMPTS;
 pub use scope::RequestScope;
-pub use store::{
-    IdAtRest, LoadedSession, SaveOutcome, SessionStore, SessionStoreBuilder,
-    DEFAULT_LEASE_DURATION, DEFAULT_LEASE_WAIT, DEFAULT_TTL, MAX_CREATE_ATTEMPTS,
-};
+pub use store::{IdAtRest, LoadedSession, SaveOutcome, SessionStore, MAX_CREATE_ATTEMPTS};
 pub use time;
 
 /// A boxed error that keeps its cause chain.

@@ -1,0 +1,232 @@
+//! [`SessionStoreBuilder`]: the store's options, their defaults and their checks.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use time::Duration;
+use tracing::Instrument as _;
+
+use crate::backend::{AutoRemove, DocumentBackend};
+use crate::clock::{Clock, SystemClock};
+use crate::codec::PayloadFormat;
+use crate::crypto::Cipher;
+use crate::error::Error;
+use crate::events::{EventSubscriber, Subscribers};
+use crate::store::{backend_error, IdAtRest, Inner, Serialize, SessionStore, TransformId};
+
+/// Default session lifetime when the framework gives no expiry: 14 days (connect-mongo's).
+pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 60 * 60);
+
+/// Default lease a request holds on its session when requests are serialized: 10 s.
+pub const DEFAULT_LEASE_DURATION: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Default time a request waits for its turn on a serialized session: 5 s (the MongoDB
+/// backend's default operation timeout).
+pub const DEFAULT_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Builds a [`SessionStore`]. Every option has a default; see each method.
+#[must_use]
+pub struct SessionStoreBuilder<B> {
+    backend: B,
+    ttl: std::time::Duration,
+    touch_after: std::time::Duration,
+    auto_remove: AutoRemove,
+    timestamps: bool,
+    format: PayloadFormat,
+    cipher: Option<Arc<dyn Cipher>>,
+    id_at_rest: IdAtRest,
+    transform_id: Option<TransformId>,
+    clock: Arc<dyn Clock>,
+    subscribers: Subscribers,
+    serialize: bool,
+    lease_duration: std::time::Duration,
+    lease_wait: std::time::Duration,
+}
+
+impl<B: DocumentBackend> SessionStoreBuilder<B> {
+    pub(crate) fn new(backend: B) -> Self {
+        Self {
+            backend,
+            ttl: DEFAULT_TTL,
+            touch_after: std::time::Duration::ZERO,
+            auto_remove: AutoRemove::default(),
+            timestamps: false,
+            format: PayloadFormat::default(),
+            cipher: None,
+            id_at_rest: IdAtRest::default(),
+            transform_id: None,
+            clock: Arc::new(SystemClock),
+            subscribers: Subscribers::default(),
+            serialize: false,
+            lease_duration: DEFAULT_LEASE_DURATION,
+            lease_wait: DEFAULT_LEASE_WAIT,
+        }
+    }
+
+    /// Session lifetime used when the framework gives no expiry. Default: 14 days
+    /// ([`DEFAULT_TTL`]). Must be positive.
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Lazy touch window (connect-mongo's `touchAfter`): saving unchanged data writes
+    /// nothing until this long after the last write, then only the expiry. Default: zero
+    /// (every save of unchanged data touches the expiry). Must be shorter than `ttl`.
+    pub fn touch_after(mut self, window: std::time::Duration) -> Self {
+        self.touch_after = window;
+        self
+    }
+
+    /// How expired sessions are removed. Default: [`AutoRemove::Native`].
+    pub fn auto_remove(mut self, mode: AutoRemove) -> Self {
+        self.auto_remove = mode;
+        self
+    }
+
+    /// Write `createdAt` on insert and `updatedAt` on every write and touch. Default: off.
+    pub fn timestamps(mut self, on: bool) -> Self {
+        self.timestamps = on;
+        self
+    }
+
+    /// How session data is stored. Default: [`PayloadFormat::JsonString`].
+    pub fn payload_format(mut self, format: PayloadFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Encrypts every stored payload (connect-mongo's `crypto` / `cryptoAdapter`), e.g.
+    /// with a [`KeyRing`](crate::KeyRing). Default: none (payloads are stored in clear).
+    /// Once on, a payload stored unencrypted loads as "no session". Cannot be combined
+    /// with [`PayloadFormat::Document`] (an encrypted payload is not queryable).
+    pub fn cipher(mut self, cipher: impl Cipher) -> Self {
+        self.cipher = Some(Arc::new(cipher));
+        self
+    }
+
+    /// How session ids are kept in the database. Default: [`IdAtRest::Sha256`], so read
+    /// access to the database yields no usable cookie.
+    pub fn id_at_rest(mut self, mode: IdAtRest) -> Self {
+        self.id_at_rest = mode;
+        self
+    }
+
+    /// Maps a session id to its storage key (connect-mongo's `transformId`), before
+    /// [`id_at_rest`](Self::id_at_rest) applies. Default: the id itself. Must be
+    /// deterministic.
+    pub fn transform_id(mut self, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.transform_id = Some(Arc::new(f));
+        self
+    }
+
+    /// Adds an event subscriber. Default: none.
+    pub fn on_event(mut self, subscriber: impl EventSubscriber) -> Self {
+        self.subscribers.push(Arc::new(subscriber));
+        self
+    }
+
+    /// The clock for expiry and touch decisions. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Runs requests that use the same session one at a time, across every process that
+    /// shares the backend: loading a session inside a [`RequestScope`] takes a lease on
+    /// it (in the same round trip as the read), and the save releases it. A request that
+    /// cannot get its turn within [`lease_wait`](Self::lease_wait) fails with
+    /// [`Error::Busy`] (answer 503). Costs a write per request, also for requests that
+    /// only read. Default: off (requests run in parallel; changes to different keys are
+    /// still kept, see [`crate::scope`]).
+    pub fn serialize_requests(mut self, on: bool) -> Self {
+        self.serialize = on;
+        self
+    }
+
+    /// How long a request's lease lasts when requests are serialized: a holder that
+    /// crashed blocks its session this long at most. Keep it above your slowest
+    /// request. Default: 10 s ([`DEFAULT_LEASE_DURATION`]).
+    pub fn lease_duration(mut self, lease: std::time::Duration) -> Self {
+        self.lease_duration = lease;
+        self
+    }
+
+    /// How long a request waits for its turn when requests are serialized. Default: 5 s
+    /// ([`DEFAULT_LEASE_WAIT`]).
+    pub fn lease_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lease_wait = wait;
+        self
+    }
+
+    /// Checks the options, prepares the backend (indexes, background removal) and
+    /// returns the store.
+    pub async fn build(self) -> Result<SessionStore<B>, Error> {
+        let ttl = positive_duration("ttl", self.ttl)?;
+        let touch_after =
+            Duration::try_from(self.touch_after).map_err(|_| Error::InvalidOption {
+                option: "touch_after",
+                reason: "too large".into(),
+            })?;
+        if touch_after >= ttl {
+            return Err(Error::InvalidOption {
+                option: "touch_after",
+                reason: format!(
+                    "must be shorter than ttl ({ttl}): otherwise active sessions expire before they are touched"
+                ),
+            });
+        }
+        if self.cipher.is_some() && matches!(self.format, PayloadFormat::Document) {
+            return Err(Error::InvalidOption {
+                option: "cipher",
+                reason: "an encrypted payload is stored as binary and cannot be a queryable \
+                         document: use PayloadFormat::JsonString (the default) or a custom serializer"
+                    .into(),
+            });
+        }
+        if let AutoRemove::Interval(period) = self.auto_remove {
+            positive_duration("auto_remove", period)?;
+        }
+        let serialize = if self.serialize {
+            Some(Serialize {
+                lease: positive_duration("lease_duration", self.lease_duration)?,
+                wait: positive_duration("lease_wait", self.lease_wait)?.unsigned_abs(),
+            })
+        } else {
+            None
+        };
+        let span = tracing::debug_span!("session_store.prepare", auto_remove = ?self.auto_remove);
+        self.backend
+            .prepare(self.auto_remove)
+            .instrument(span)
+            .await
+            .map_err(|e| backend_error("prepare", e))?;
+        Ok(SessionStore {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                ttl,
+                touch_after,
+                auto_remove: self.auto_remove,
+                timestamps: self.timestamps,
+                format: self.format,
+                cipher: self.cipher,
+                id_at_rest: self.id_at_rest,
+                transform_id: self.transform_id,
+                clock: self.clock,
+                subscribers: self.subscribers,
+                serialize,
+                warned_unscoped: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+fn positive_duration(option: &'static str, d: std::time::Duration) -> Result<Duration, Error> {
+    match Duration::try_from(d) {
+        Ok(d) if d.is_positive() && d < Duration::days(365 * 100) => Ok(d),
+        _ => Err(Error::InvalidOption {
+            option,
+            reason: format!("must be positive and under 100 years, got {d:?}"),
+        }),
+    }
+}
