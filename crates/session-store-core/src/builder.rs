@@ -133,7 +133,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
     }
 
     /// Runs requests that use the same session one at a time, across every process that
-    /// shares the backend: loading a session inside a [`RequestScope`] takes a lease on
+    /// shares the backend: loading a session inside a [`RequestScope`](crate::RequestScope) takes a lease on
     /// it (in the same round trip as the read), and the save releases it. A request that
     /// cannot get its turn within [`lease_wait`](Self::lease_wait) fails with
     /// [`Error::Busy`] (answer 503). Costs a write per request, also for requests that

@@ -106,7 +106,7 @@
 //!
 //! | field | type | when |
 //! | --- | --- | --- |
-//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id (and of the request [scope](scope)'s binding, if any) |
+//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id (and of the request [`scope`]'s binding, if any) |
 //! | `session` | string (JSON), document, or binary (encrypted) | always; see [`codec`] for the payload versions and [`crypto`] for the envelope |
 //! | `expires` | date | always; MongoDB's TTL index is on this field with `expireAfterSeconds: 0` |
 //! | `lastModified` | date | when `touch_after` is non-zero: the last write or touch |

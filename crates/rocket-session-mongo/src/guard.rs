@@ -1,0 +1,148 @@
+//! [`Session`]: the request guard handlers use to read and change the session.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::Rocket;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use session_store_core::{DocumentBackend, SessionData};
+use session_store_mongo::MongoBackend;
+
+use crate::error::Error;
+use crate::fairing::Shared;
+use crate::request::{lock, scope, Action, Slot, State};
+
+/// The request guard for the current session: typed reads and writes, id rotation and
+/// destruction. Writes are saved by the [`SessionFairing`](crate::SessionFairing) after the handler returns.
+///
+/// `B` is the backend type of the attached fairing (MongoDB unless you say otherwise).
+pub struct Session<'r, B = MongoBackend> {
+    state: &'r Mutex<State>,
+    backend: PhantomData<fn() -> B>,
+}
+
+impl<B> std::fmt::Debug for Session<'_, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys only: values may be secrets.
+        let state = lock(self.state);
+        f.debug_struct("Session")
+            .field("keys", &state.data.keys().collect::<Vec<_>>())
+            .field("action", &state.action)
+            .finish_non_exhaustive()
+    }
+}
+
+#[rocket::async_trait]
+impl<'r, B: DocumentBackend> FromRequest<'r> for Session<'r, B> {
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Error> {
+        let Some(shared) = req.rocket().state::<Arc<Shared<B>>>() else {
+            tracing::error!("{}", Error::NotAttached);
+            return Outcome::Error((Status::InternalServerError, Error::NotAttached));
+        };
+        let scoped = scope(req).run(shared.load(req));
+        match req.local_cache_async(scoped).await {
+            Slot::Ready(state) => Outcome::Success(Session {
+                state,
+                backend: PhantomData,
+            }),
+            Slot::Failed(source) => Outcome::Error((
+                Status::ServiceUnavailable,
+                Error::Unavailable {
+                    source: Arc::clone(source),
+                },
+            )),
+            // The fairing only caches `Unused` after the handler has run.
+            Slot::Unused => Outcome::Error((Status::InternalServerError, Error::NotAttached)),
+        }
+    }
+}
+
+/// Launch is aborted when a route takes a [`Session`] and no [`SessionFairing`](crate::SessionFairing) for the
+/// same backend type is attached, with [`Error::NotAttached`] in the log. Guards Rocket
+/// cannot see (a `Session` inside your own guard) get the same error as a `500` at
+/// request time instead.
+impl<B: DocumentBackend> rocket::Sentinel for Session<'_, B> {
+    fn abort(rocket: &Rocket<rocket::Ignite>) -> bool {
+        let missing = rocket.state::<Arc<Shared<B>>>().is_none();
+        if missing {
+            tracing::error!("{}", Error::NotAttached);
+        }
+        missing
+    }
+}
+
+impl<B> Session<'_, B> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(self.state)
+    }
+
+    /// The value under `key`, converted to `T`; `None` when absent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Value`] when the stored value is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        self.lock()
+            .data
+            .get(key)
+            .map(T::deserialize)
+            .transpose()
+            .map_err(|source| Error::Value {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Stores `value` under `key` (saved after the handler).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Value`] when `value` cannot be represented as JSON.
+    pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
+        let value = serde_json::to_value(value).map_err(|source| Error::Value {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.lock().data.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Removes the value under `key` and returns it.
+    pub fn remove(&self, key: &str) -> Option<serde_json::Value> {
+        self.lock().data.remove(key)
+    }
+
+    /// A copy of every value in the session, by key.
+    #[must_use]
+    pub fn entries(&self) -> SessionData {
+        self.lock().data.clone()
+    }
+
+    /// Whether the session holds no values.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lock().data.is_empty()
+    }
+
+    /// Gives the session a new id after the handler, keeping its data; the old id stops
+    /// loading. Do this when privileges change (login) against session fixation.
+    pub fn cycle_id(&self) {
+        let mut state = self.lock();
+        if state.action != Action::Destroy {
+            state.action = Action::Cycle;
+        }
+    }
+
+    /// Ends the session: its document is deleted and the cookie removed after the
+    /// handler. Values inserted afterwards in the same request are dropped.
+    pub fn destroy(&self) {
+        let mut state = self.lock();
+        state.action = Action::Destroy;
+        state.data.clear();
+    }
+}
