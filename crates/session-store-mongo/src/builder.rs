@@ -12,8 +12,9 @@ use mongodb::Client;
 
 use crate::backend::{bounded, command_code, Inner, MongoBackend};
 use crate::codes::UNAUTHORIZED;
+use crate::diagnosis::{self, Diagnosis};
 use crate::error::MongoError;
-use crate::tls::{self, TlsSettings};
+use crate::tls::{self, Attempt, TlsSettings};
 
 /// Default bound on every MongoDB call: 5 seconds.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -191,7 +192,7 @@ impl MongoBackendBuilder {
                 }
                 let db = options.default_database.clone();
                 let client = Client::with_options(options.clone())
-                    .map_err(|e| tls::client_error(e, &options))?;
+                    .map_err(|e| diagnosis::client_error(e, &options))?;
                 (client, true, db)
             }
         };
@@ -244,7 +245,7 @@ async fn check_options(options: &ClientOptions, timeout: Duration) -> Result<(),
     probe.server_selection_timeout = Some(timeout);
     probe.connect_timeout = Some(timeout);
     probe.max_pool_size = Some(1);
-    let client = Client::with_options(probe).map_err(|e| tls::client_error(e, options))?;
+    let client = Client::with_options(probe).map_err(|e| diagnosis::client_error(e, options))?;
     let started = std::time::Instant::now();
     // The driver's own timeout answers first; ours only guards against a hang.
     let result = tokio::time::timeout(
@@ -267,12 +268,12 @@ async fn check_options(options: &ClientOptions, timeout: Duration) -> Result<(),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(source)) if command_code(&source) == Some(UNAUTHORIZED) => {
             Err(MongoError::Connect {
-                diagnosis: tls::Diagnosis::AuthenticationRequired,
+                diagnosis: Diagnosis::AuthenticationRequired,
                 source,
             })
         }
         Ok(Err(source)) => {
-            let diagnosis = tls::diagnose(&source, tls::Attempt::of(options));
+            let diagnosis = diagnosis::diagnose(&source, Attempt::of(options));
             tracing::debug!(?diagnosis, elapsed = ?started.elapsed(), "connection check failed");
             Err(MongoError::Connect { diagnosis, source })
         }
@@ -293,7 +294,7 @@ async fn check_client(client: &Client, timeout: Duration) -> Result<(), MongoErr
     {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(source)) => Err(MongoError::Connect {
-            diagnosis: tls::diagnose(&source, tls::Attempt::default()),
+            diagnosis: diagnosis::diagnose(&source, Attempt::default()),
             source,
         }),
         Err(_) => Err(MongoError::Timeout {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::tls::Diagnosis;
+use crate::diagnosis::Diagnosis;
 
 /// An error from [`MongoBackend`](crate::MongoBackend).
 #[derive(Debug, thiserror::Error)]

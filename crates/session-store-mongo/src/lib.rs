@@ -63,6 +63,7 @@ mod backend;
 mod builder;
 mod codes;
 mod convert;
+mod diagnosis;
 mod error;
 mod index;
 mod tls;
@@ -71,7 +72,7 @@ pub use backend::MongoBackend;
 pub use builder::{
     MongoBackendBuilder, DEFAULT_COLLECTION, DEFAULT_DATABASE, DEFAULT_OPERATION_TIMEOUT,
 };
+pub use diagnosis::Diagnosis;
 pub use error::MongoError;
 pub use index::TTL_INDEX_NAME;
 pub use mongodb;
-pub use tls::Diagnosis;
