@@ -80,7 +80,7 @@ fn express() -> Result<PathBuf> {
     Ok(dir.join("server.js"))
 }
 
-pub fn bench(args: &[String]) -> Result<bool> {
+pub(crate) fn bench(args: &[String]) -> Result<bool> {
     let store_only = args.windows(2).any(|w| w[0] == "--only" && w[1] == "store");
     // Build first, so the build does not run while mongod waits.
     let mut build = cargo();

@@ -17,10 +17,10 @@ use anyhow::{bail, Context as _, Result};
 use crate::{project_root, with_deployment, Topology};
 
 /// The oldest `mongodb` release the workspace supports (declared in Cargo.toml).
-pub const OLDEST_DRIVER: &str = "3.2.5";
+pub(crate) const OLDEST_DRIVER: &str = "3.2.5";
 
 /// What the command line narrows the matrix to.
-pub struct Selection {
+pub(crate) struct Selection {
     pub servers: Vec<String>,
     pub drivers: Vec<String>,
     pub topologies: Vec<String>,
@@ -131,7 +131,7 @@ fn cargo_test(dir: &Path, driver: &str, frameworks: &[String], extra: &[&str]) -
     cmd
 }
 
-pub fn run(selection: &Selection) -> Result<bool> {
+pub(crate) fn run(selection: &Selection) -> Result<bool> {
     let started = Instant::now();
     let mut cells = Vec::new();
     for driver_name in &selection.drivers {

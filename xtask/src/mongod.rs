@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 
 /// The server version used when none is asked for.
-pub const DEFAULT_VERSION: &str = "6.0.5";
+pub(crate) const DEFAULT_VERSION: &str = "6.0.5";
 
 /// What an older build needs besides Debian 12's libraries.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ const VERSIONS: &[(&str, &str, Needs)] = &[
 ];
 
 /// The versions `provision` knows, newest first.
-pub fn versions() -> Vec<&'static str> {
+pub(crate) fn versions() -> Vec<&'static str> {
     VERSIONS.iter().map(|(v, _, _)| *v).collect()
 }
 
@@ -41,7 +41,7 @@ pub fn versions() -> Vec<&'static str> {
 ///
 /// pip runs every time, so a fresh machine and a warm one take the same path; pip's own
 /// cache avoids downloading the wheel twice.
-pub fn provision(version: &str) -> Result<PathBuf> {
+pub(crate) fn provision(version: &str) -> Result<PathBuf> {
     let Some((_, wheel, needs)) = VERSIONS.iter().find(|(v, _, _)| *v == version) else {
         let known = versions();
         bail!(
@@ -129,7 +129,7 @@ fn make_executable(bin: &Path) -> Result<()> {
 
 /// A running mongod started by xtask.
 #[derive(Debug, Clone)]
-pub struct Mongod {
+pub(crate) struct Mongod {
     pub bin: PathBuf,
     pub pid: u32,
     pub port: u16,
@@ -146,7 +146,7 @@ fn free_port() -> Result<u16> {
 impl Mongod {
     /// Starts a standalone mongod on a free loopback port under `state_dir`, with
     /// `extra_args` (TLS, auth).
-    pub fn start(bin: &Path, state_dir: &Path, extra_args: &[String]) -> Result<Self> {
+    pub(crate) fn start(bin: &Path, state_dir: &Path, extra_args: &[String]) -> Result<Self> {
         let port = free_port()?;
         let dir = state_dir.join(format!("mongod-{port}"));
         let db = dir.join("db");
@@ -195,7 +195,7 @@ impl Mongod {
     }
 
     /// The connection string (no database).
-    pub fn uri(&self) -> String {
+    pub(crate) fn uri(&self) -> String {
         self.uri.clone()
     }
 
@@ -214,7 +214,7 @@ impl Mongod {
     }
 
     /// Stops it (SIGTERM, then SIGKILL after 20 s) and removes its directory.
-    pub fn stop(&self) -> Result<()> {
+    pub(crate) fn stop(&self) -> Result<()> {
         if self.is_ours() {
             signal(self.pid, "TERM")?;
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -234,7 +234,7 @@ impl Mongod {
     }
 
     /// Saves what `up` started, for `down` and `status`.
-    pub fn save(&self, file: &Path) -> Result<()> {
+    pub(crate) fn save(&self, file: &Path) -> Result<()> {
         // Single-quoted, so the file can be sourced by a shell (URIs hold `&`).
         let text = format!(
             "MONGODB_URI='{}'\nMONGOD_BIN='{}'\nMONGOD_PID={}\nMONGOD_PORT={}\nMONGOD_DIR='{}'\n",
@@ -248,7 +248,7 @@ impl Mongod {
     }
 
     /// Reads what `save` wrote; `None` if nothing was saved.
-    pub fn load(file: &Path) -> Result<Option<Self>> {
+    pub(crate) fn load(file: &Path) -> Result<Option<Self>> {
         let Ok(text) = std::fs::read_to_string(file) else {
             return Ok(None);
         };
@@ -268,7 +268,7 @@ impl Mongod {
     }
 
     /// True while the process is alive.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.is_ours()
     }
 }

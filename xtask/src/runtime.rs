@@ -32,7 +32,7 @@ fn sha256(file: &Path) -> Result<String> {
 }
 
 /// The directory holding `libssl.so.1.1` and `libcrypto.so.1.1`, built if needed.
-pub fn openssl11() -> Result<PathBuf> {
+pub(crate) fn openssl11() -> Result<PathBuf> {
     let root = cache_dir()?.join("openssl-1.1");
     let lib = root.join("lib");
     let crate_file = root.join(format!("{OPENSSL_CRATE}.crate"));
@@ -103,7 +103,7 @@ pub fn openssl11() -> Result<PathBuf> {
 
 /// A directory holding a copy of Debian's libcurl.so.4 whose version definition
 /// `CURL_OPENSSL_4` is renamed `CURL_OPENSSL_3` (what mongod 5.0.32 asks for).
-pub fn curl_openssl3() -> Result<PathBuf> {
+pub(crate) fn curl_openssl3() -> Result<PathBuf> {
     let dir = cache_dir()?.join("libcurl-openssl3");
     std::fs::create_dir_all(&dir)?;
     let mut elf = std::fs::read(DEBIAN_LIBCURL)

@@ -43,6 +43,27 @@ pub struct SessionStoreBuilder<B> {
     lease_wait: std::time::Duration,
 }
 
+impl<B> std::fmt::Debug for SessionStoreBuilder<B> {
+    /// The options; not the backend (its connection settings may hold secrets), and of the
+    /// cipher and `transform_id` only whether they are set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStoreBuilder")
+            .field("ttl", &self.ttl)
+            .field("touch_after", &self.touch_after)
+            .field("auto_remove", &self.auto_remove)
+            .field("timestamps", &self.timestamps)
+            .field("format", &self.format)
+            .field("cipher", &self.cipher.is_some())
+            .field("id_at_rest", &self.id_at_rest)
+            .field("transform_id", &self.transform_id.is_some())
+            .field("subscribers", &self.subscribers)
+            .field("serialize", &self.serialize)
+            .field("lease_duration", &self.lease_duration)
+            .field("lease_wait", &self.lease_wait)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<B: DocumentBackend> SessionStoreBuilder<B> {
     pub(crate) fn new(backend: B) -> Self {
         Self {

@@ -41,6 +41,26 @@ pub struct MongoBackendBuilder {
     check_connection: bool,
 }
 
+impl std::fmt::Debug for MongoBackendBuilder {
+    /// The settings, with no connection string (it may hold a password) and no password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match &self.source {
+            Source::None => "none",
+            Source::Uri(_) => "connection string (not shown)",
+            Source::Client(_) => "an existing client",
+        };
+        f.debug_struct("MongoBackendBuilder")
+            .field("source", &source)
+            .field("database", &self.database)
+            .field("collection", &self.collection)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("write_concern", &self.write_concern)
+            .field("tls", &self.tls)
+            .field("check_connection", &self.check_connection)
+            .finish()
+    }
+}
+
 impl MongoBackendBuilder {
     /// Connect with this connection string (any option the driver accepts). The backend
     /// owns the client and shuts it down on `close`. Either this or
@@ -301,5 +321,23 @@ async fn check_client(client: &Client, timeout: Duration) -> Result<(), MongoErr
             operation: "connection check",
             timeout,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_password() {
+        let builder = MongoBackend::builder()
+            .uri("mongodb://ann:uri-secret-1@127.0.0.1/app")
+            .tls_certificate_key_password("key-secret-2");
+        let shown = format!("{builder:?}");
+        assert!(
+            !shown.contains("uri-secret-1") && !shown.contains("key-secret-2"),
+            "{shown}"
+        );
+        assert!(shown.contains("collection"), "{shown}");
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 const REMOVE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// `TLS_CERT`, `TLS_KEY` and `TLS_CLIENT_CA`.
-pub struct Https {
+pub(crate) struct Https {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// With a CA, clients must present a certificate it signed (mutual TLS).
@@ -21,7 +21,7 @@ pub struct Https {
 }
 
 /// Settings of one server process.
-pub struct Config {
+pub(crate) struct Config {
     pub mongodb_uri: String,
     pub database: Option<String>,
     pub collection: String,
@@ -72,7 +72,7 @@ where
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self> {
+    pub(crate) fn from_env() -> Result<Self> {
         let file = |name: &str| -> Result<Option<PathBuf>> {
             match var(name)? {
                 None => Ok(None),

@@ -11,14 +11,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A verified client certificate: its subject (RFC 2253) and SHA-256 fingerprint (hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCert {
+pub(crate) struct ClientCert {
     pub subject: String,
     pub fingerprint_sha256: String,
 }
 
 impl ClientCert {
     /// Reads a DER certificate (already verified by the TLS handshake).
-    pub fn from_der(der: &[u8]) -> Self {
+    pub(crate) fn from_der(der: &[u8]) -> Self {
         let fingerprint_sha256 = ring::digest::digest(&ring::digest::SHA256, der)
             .as_ref()
             .iter()
@@ -87,7 +87,7 @@ fn certificates(var: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'st
 
 /// The server's TLS configuration: its certificate and key, and with `client_ca` a
 /// mandatory client certificate signed by that CA.
-pub fn server_config(
+pub(crate) fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,

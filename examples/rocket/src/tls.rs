@@ -4,14 +4,14 @@
 
 /// A verified client certificate: its subject (RFC 2253) and SHA-256 fingerprint (hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCert {
+pub(crate) struct ClientCert {
     pub subject: String,
     pub fingerprint_sha256: String,
 }
 
 impl ClientCert {
     /// Reads a DER certificate (already verified by the TLS handshake).
-    pub fn from_der(der: &[u8]) -> Self {
+    pub(crate) fn from_der(der: &[u8]) -> Self {
         let fingerprint_sha256 = ring::digest::digest(&ring::digest::SHA256, der)
             .as_ref()
             .iter()

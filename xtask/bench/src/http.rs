@@ -29,7 +29,7 @@ const TIMEOUT: &str = "10s";
 
 /// A server under test: a name, the program to start (`.js` runs under node) and extra
 /// environment variables.
-pub struct Server {
+pub(crate) struct Server {
     pub name: String,
     pub program: PathBuf,
     pub env: Vec<(String, String)>,
@@ -37,7 +37,7 @@ pub struct Server {
 
 impl Server {
     /// Parses `NAME=PATH[,VAR=VALUE...]`.
-    pub fn parse(arg: &str) -> Result<Self> {
+    pub(crate) fn parse(arg: &str) -> Result<Self> {
         let mut parts = arg.split(',');
         let (name, program) = parts
             .next()
@@ -69,7 +69,7 @@ impl Server {
 }
 
 /// What the HTTP benchmark needs besides the servers.
-pub struct Setup {
+pub(crate) struct Setup {
     pub uri: String,
     pub wrk: PathBuf,
     pub connections: usize,
@@ -316,7 +316,7 @@ async fn round(
 }
 
 /// Runs every server for `setup.rounds` rounds; returns the markdown table.
-pub async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Result<String> {
+pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Result<String> {
     let work =
         std::env::temp_dir().join(format!("session-store-bench-http-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
