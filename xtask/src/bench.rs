@@ -8,14 +8,8 @@ use std::process::Command;
 
 use anyhow::{ensure, Context as _, Result};
 
+use crate::framework::Framework;
 use crate::{cache_dir, cargo, project_root, run_checked, with_mongod};
-
-/// The example servers benchmarked over HTTP: (name, cargo package = binary name).
-const EXAMPLES: [(&str, &str); 3] = [
-    ("axum", "example-axum"),
-    ("actix", "example-actix"),
-    ("rocket", "example-rocket"),
-];
 
 /// `wrk` from PATH, else Debian's package and its LuaJIT library unpacked into the cache
 /// (`apt-get download` + `dpkg-deb -x`) behind a wrapper that sets the library path.
@@ -86,7 +80,7 @@ pub(crate) fn bench(args: &[String]) -> Result<bool> {
     let mut build = cargo();
     build.args(["build", "--release", "--package", "session-store-bench"]);
     if !store_only {
-        for (_, package) in EXAMPLES {
+        for package in Framework::ALL.map(Framework::package) {
             build.args(["--package", package]);
         }
     }
@@ -101,12 +95,12 @@ pub(crate) fn bench(args: &[String]) -> Result<bool> {
     if !store_only {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| project_root().join("target"), PathBuf::from);
-        for (name, package) in EXAMPLES {
+        for (name, package) in Framework::ALL.map(|f| (f.name(), f.package())) {
             let bin = target.join("release").join(package);
             http_args.extend(["--server".to_owned(), format!("{name}={}", bin.display())]);
         }
         // The same servers with requests on a session serialized (a lease per request).
-        for (name, package) in EXAMPLES {
+        for (name, package) in Framework::ALL.map(|f| (f.name(), f.package())) {
             let bin = target.join("release").join(package);
             http_args.extend([
                 "--server".to_owned(),

@@ -5,6 +5,7 @@
 //! Python 3 with pip is enough.
 
 mod bench;
+mod framework;
 mod matrix;
 mod mongod;
 mod runtime;
@@ -14,6 +15,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::framework::Framework;
 use crate::mongod::{Mongod, DEFAULT_VERSION};
 
 const USAGE: &str = "\
@@ -53,7 +55,7 @@ enum Task {
         cargo_args: Vec<String>,
     },
     Demo {
-        framework: String,
+        framework: Framework,
         port: u16,
     },
     MongodUp {
@@ -135,7 +137,10 @@ fn parse(args: &[String]) -> Result<Task> {
                     .with_context(|| format!("--port {p} is not a port number"))?,
             };
             Task::Demo {
-                framework: flag("--framework")?.unwrap_or_else(|| "axum".into()),
+                framework: flag("--framework")?
+                    .map(|f| Framework::parse(&f))
+                    .transpose()?
+                    .unwrap_or(Framework::Axum),
                 port,
             }
         }
@@ -175,13 +180,14 @@ fn parse(args: &[String]) -> Result<Task> {
                 servers: list("--servers", strings(&mongod::versions()))?,
                 drivers: list("--drivers", strings(&["newest", "oldest"]))?,
                 topologies: list("--topologies", strings(&["standalone", "rs1", "rs3"]))?,
-                frameworks: list("--frameworks", strings(&["axum", "actix", "rocket"]))?,
+                frameworks: list(
+                    "--frameworks",
+                    Framework::ALL.map(|f| f.name().to_owned()).to_vec(),
+                )?
+                .iter()
+                .map(|f| Framework::parse(f))
+                .collect::<Result<_>>()?,
             };
-            for f in &selection.frameworks {
-                if !["axum", "actix", "rocket"].contains(&f.as_str()) {
-                    bail!("unknown framework `{f}` in --frameworks: use axum, actix, rocket");
-                }
-            }
             Task::TestMatrix(selection)
         }
         (Some("mongod"), Some("down")) if rest.len() == 1 => Task::MongodDown,
@@ -382,13 +388,8 @@ fn test(version: &str, topology: Topology, cargo_args: &[String]) -> Result<bool
     })
 }
 
-fn demo(framework: &str, port: u16) -> Result<bool> {
-    let package = match framework {
-        "axum" => "example-axum",
-        "actix" => "example-actix",
-        "rocket" => "example-rocket",
-        other => bail!("unknown framework `{other}`: use axum, actix or rocket"),
-    };
+fn demo(framework: Framework, port: u16) -> Result<bool> {
+    let package = framework.package();
     let port = if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
         port
     } else {
@@ -540,7 +541,7 @@ fn ci() -> Result<bool> {
         servers: vec!["4.4.2".into()],
         drivers: vec!["oldest".into()],
         topologies: vec!["standalone".into()],
-        frameworks: ["axum", "actix", "rocket"].map(String::from).to_vec(),
+        frameworks: Framework::ALL.to_vec(),
     })
 }
 
@@ -556,7 +557,7 @@ fn run() -> Result<bool> {
             topology,
             cargo_args,
         } => test(&server, topology, &cargo_args),
-        Task::Demo { framework, port } => demo(&framework, port),
+        Task::Demo { framework, port } => demo(framework, port),
         Task::MongodUp { version, mode } => mongod_up(&version, mode.as_deref()).map(|()| true),
         Task::TestMatrix(selection) => matrix::run(&selection),
         Task::Certs => certs().map(|dir| {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::framework::Framework;
 use crate::{project_root, with_deployment, Topology};
 
 /// The oldest `mongodb` release the workspace supports (declared in Cargo.toml).
@@ -24,7 +25,7 @@ pub(crate) struct Selection {
     pub servers: Vec<String>,
     pub drivers: Vec<String>,
     pub topologies: Vec<String>,
-    pub frameworks: Vec<String>,
+    pub frameworks: Vec<Framework>,
 }
 
 enum Outcome {
@@ -119,11 +120,11 @@ fn target_dir(driver: &str) -> Result<PathBuf> {
 }
 
 /// `cargo test` of the live suites in `dir`; `extra` adds `--no-run` or test filters.
-fn cargo_test(dir: &Path, driver: &str, frameworks: &[String], extra: &[&str]) -> Command {
+fn cargo_test(dir: &Path, driver: &str, frameworks: &[Framework], extra: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.arg("test").args(["--package", "session-store-mongo"]);
     for f in frameworks {
-        cmd.args(["--package", &format!("example-{f}")]);
+        cmd.args(["--package", f.package()]);
     }
     cmd.args(extra)
         .current_dir(dir)
@@ -183,7 +184,7 @@ fn run_cell(
     driver: &str,
     server: &str,
     topology: &str,
-    frameworks: &[String],
+    frameworks: &[Framework],
 ) -> Outcome {
     let topo = match Topology::parse(topology) {
         Ok(t) => t,
@@ -236,7 +237,7 @@ fn label(o: &Outcome) -> String {
     }
 }
 
-fn grid(cells: &[Cell], frameworks: &[String], total: Duration) -> String {
+fn grid(cells: &[Cell], frameworks: &[Framework], total: Duration) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
