@@ -125,7 +125,8 @@ pub use session_store_core::{
 };
 pub use session_store_mongo::{self as mongo, MongoBackend, MongoBackendBuilder, MongoError};
 
-pub use crate::scope::{session_scope, SessionBinding};
+pub use crate::scope::session_scope;
+pub use session_store_core::SessionBinding;
 
 /// An actix-session store over any [`DocumentBackend`].
 pub struct ActixStore<B> {

@@ -5,14 +5,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage as _;
-use session_store_core::RequestScope;
-
-/// Binds a request's session to a client identity: insert one into the request's
-/// extensions before [`session_scope`] runs (e.g. the SHA-256 fingerprint of the TLS
-/// client certificate). A cookie replayed with another binding then finds no session and
-/// leaves the original alone. Default: unbound.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionBinding(pub Option<String>);
+use session_store_core::{RequestScope, SessionBinding};
 
 /// Middleware (for [`actix_web::middleware::from_fn`]) that runs each request in its own
 /// [`RequestScope`], which the store needs to keep its guarantees when requests on one

@@ -99,4 +99,4 @@ pub use crate::fairing::{
     MongoSessionFairing, SessionFairing, DEFAULT_COOKIE_NAME, RETRY_AFTER_SECS,
 };
 pub use crate::guard::Session;
-pub use crate::request::SessionBinding;
+pub use session_store_core::SessionBinding;

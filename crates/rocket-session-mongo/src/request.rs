@@ -4,15 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rocket::request::Request;
-use session_store_core::{RequestScope, SessionData};
-
-/// Binds this request's session to a client identity (see
-/// [`session_store_core::scope`]): put one in the request-local cache before any
-/// route runs, e.g. from an `on_request` fairing with the TLS client certificate's
-/// fingerprint: `req.local_cache(|| SessionBinding(Some(fingerprint)))`. A cookie replayed
-/// with another binding then finds no session. Default: unbound.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionBinding(pub Option<String>);
+use session_store_core::{RequestScope, SessionBinding, SessionData};
 
 /// The request's scope (what it loaded, its lease, its binding), made on first use.
 pub(crate) fn scope<'r>(req: &'r Request<'_>) -> &'r RequestScope {

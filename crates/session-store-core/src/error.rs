@@ -48,9 +48,6 @@ pub enum Error {
         /// How many writes were tried.
         attempts: usize,
     },
-    /// The operating system's random number generator failed.
-    #[error("the operating system's random number generator failed")]
-    Random,
     /// A builder option is invalid.
     #[error("invalid session store option `{option}`: {reason}")]
     InvalidOption {

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use ring::rand::{SecureRandom as _, SystemRandom};
-
 use crate::backend::{Acquire, DocumentBackend, StoredDocument};
 use crate::error::{error_chain, Error};
+use crate::id::SessionId;
 use crate::scope::{Detach, Held, Release, RequestScope};
 use crate::store::{backend_error, Serialize, SessionStore};
 
@@ -24,7 +23,8 @@ impl<B: DocumentBackend> SessionStore<B> {
         scope: &RequestScope,
         serialize: Serialize,
     ) -> Result<(Option<StoredDocument>, Option<String>), Error> {
-        let token = new_token()?;
+        // As unguessable as a session id: another request cannot forge a release.
+        let token = SessionId::generate().into_string();
         let mut waited = Duration::ZERO;
         let mut pause = FIRST_PAUSE;
         loop {
@@ -86,13 +86,4 @@ impl<B: DocumentBackend> SessionStore<B> {
             .map_err(|e| backend_error("release", e))?;
         Ok(())
     }
-}
-
-/// A random 128-bit lease token, hex.
-fn new_token() -> Result<String, Error> {
-    let mut bytes = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| Error::Random)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

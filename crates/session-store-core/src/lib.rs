@@ -148,7 +148,7 @@ pub use events::{EventSubscriber, LoadFailure, SessionEvent};
 pub use id::{SessionId, SESSION_ID_BYTES};
 pub use memory::MemoryBackend;
 pub use save::MAX_MERGE_ATTEMPTS;
-pub use scope::RequestScope;
+pub use scope::{RequestScope, SessionBinding};
 pub use store::{IdAtRest, LoadedSession, SaveOutcome, SessionStore, MAX_CREATE_ATTEMPTS};
 pub use time;
 

@@ -1,5 +1,5 @@
 //! Saving and touching a session: what the request changed, measured against what it
-//! loaded (its [`RequestScope`]), written so that a change made meanwhile by another
+//! loaded (its [`RequestScope`](crate::RequestScope)), written so that a change made meanwhile by another
 //! request is not lost and a session ended meanwhile does not come back.
 
 use time::OffsetDateTime;
@@ -8,8 +8,6 @@ use crate::backend::{DocumentBackend, DocumentUpdate};
 use crate::codec::SessionData;
 use crate::error::Error;
 use crate::events::SessionEvent;
-#[allow(unused_imports)]
-use crate::scope::RequestScope;
 use crate::scope::{apply, changes, Base};
 use crate::store::{backend_error, op_span, traced, SaveOutcome, SessionStore};
 use crate::touch::{plan, WritePlan};
@@ -31,7 +29,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// touches or skips according to `touch_after`. Never creates a document: a session
     /// that expired or was destroyed meanwhile gives [`SaveOutcome::NotFound`].
     ///
-    /// Inside a [`RequestScope`] "changed" means changed since this request loaded the
+    /// Inside a [`RequestScope`](crate::RequestScope) "changed" means changed since this request loaded the
     /// session, so a request that only read never writes its copy back. If another
     /// request wrote the session meanwhile, the keys this request changed are applied
     /// to the current data (the others' changes stay); with
@@ -128,17 +126,17 @@ impl<B: DocumentBackend> SessionStore<B> {
                     self.emit(SessionEvent::Merged { key: key.clone() });
                 }
             }
+            let wrote = written.is_some();
             if let (Some(scope), Some(b)) = (&scope, base) {
                 if lease.is_some() {
                     // Released by this write, or lost to another request.
                     scope.released(&key);
                 }
-                let (version, stored, view) = match (written.as_ref(), data) {
-                    (Some(w), Some(d)) => (
-                        update.if_version.unwrap_or(b.version) + 1,
-                        w.clone(),
-                        (w != d).then(|| d.clone()),
-                    ),
+                let (version, stored, view) = match (written, data) {
+                    (Some(w), Some(d)) => {
+                        let view = (&w != d).then(|| d.clone());
+                        (update.if_version.unwrap_or(b.version) + 1, w, view)
+                    }
                     _ => (b.version, b.data, b.view),
                 };
                 scope.remember(
@@ -152,7 +150,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                     },
                 );
             }
-            if written.is_some() {
+            if wrote {
                 self.emit(SessionEvent::Updated { key });
                 Ok((SaveOutcome::Written, "written"))
             } else {

@@ -80,6 +80,13 @@ thread_local! {
     static CURRENT: RefCell<Option<RequestScope>> = const { RefCell::new(None) };
 }
 
+/// A client identity a request's sessions are bound to (e.g. the SHA-256 fingerprint of
+/// its TLS client certificate), for [`RequestScope::bound`]. The adapters read it from the
+/// request (Axum and Actix: a request extension; Rocket: the request-local cache), put
+/// there before the request's scope opens. Default: unbound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionBinding(pub Option<String>);
+
 /// One request's view of its sessions. Cheap to clone (clones share the state). See the
 /// [module docs](self).
 #[derive(Clone, Default)]

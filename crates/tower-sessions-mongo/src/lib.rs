@@ -97,7 +97,8 @@ pub use session_store_core::{
 };
 pub use session_store_mongo::{self as mongo, MongoBackend, MongoBackendBuilder, MongoError};
 
-pub use crate::scope::{SessionBinding, SessionScope, SessionScopeLayer};
+pub use crate::scope::{SessionScope, SessionScopeLayer};
+pub use session_store_core::SessionBinding;
 
 /// A tower-sessions store over any [`DocumentBackend`].
 pub struct TowerStore<B> {

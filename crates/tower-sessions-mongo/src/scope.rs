@@ -4,16 +4,9 @@
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use session_store_core::RequestScope;
+use session_store_core::{RequestScope, SessionBinding};
 use tower_layer::Layer;
 use tower_service::Service;
-
-/// Binds a request's session to a client identity: insert one into the request's
-/// extensions before [`SessionScopeLayer`] runs (e.g. the SHA-256 fingerprint of the TLS
-/// client certificate). A cookie replayed with another binding then finds no session and
-/// leaves the original alone. Default: unbound.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionBinding(pub Option<String>);
 
 /// Runs each request in its own [`RequestScope`], which the store needs to keep its
 /// guarantees when requests on one session overlap: a request that only read never
