@@ -5,7 +5,9 @@
 //! free port with a database of its own, talks to it with a plain HTTP client (no cookie
 //! store: `Set-Cookie` is parsed by [`SetCookie`] so its attributes can be asserted), looks
 //! at the stored documents directly in MongoDB, then kills the server and drops the
-//! database. Cases skip (or fail under `CI`) per the [`crate::live`] policy.
+//! database. Each case says how its servers run with one options value (`Case`:
+//! environment, HTTPS, instances, a private mongod); the generated test owns the prologue
+//! (skip, or fail under `CI`, per the [`crate::live`] policy).
 //!
 //! [`contract_tests!`](crate::contract_tests) generates one test per case:
 //!
@@ -113,9 +115,10 @@ const KEY_1: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const KEY_2: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const KEY_3: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
 
-/// Generates one `#[tokio::test]` per contract case, each running
-/// `session_store_testkit::contract::<case>(bin)` against the example binary at `bin`
-/// (typically `env!("CARGO_BIN_EXE_<name>")`).
+/// Generates one `#[tokio::test]` per contract case against the example binary at `bin`
+/// (typically `env!("CARGO_BIN_EXE_<name>")`). Each test owns the prologue: it makes the
+/// [`Target`] (skipping, or failing under `CI`, without a MongoDB) and runs
+/// `session_store_testkit::contract::<case>(&target)`.
 #[macro_export]
 macro_rules! contract_tests {
     ($bin:expr $(,)?) => {
@@ -154,7 +157,11 @@ macro_rules! contract_tests {
                 crate = "::session_store_testkit::__private::tokio"
             )]
             async fn $case() {
-                $crate::contract::$case($bin).await;
+                let ::std::option::Option::Some(target) = $crate::contract::Target::from_env($bin)
+                else {
+                    return;
+                };
+                $crate::contract::$case(&target).await;
             }
         )*
     };
@@ -176,8 +183,9 @@ pub use basics::{
 };
 pub use cookie::SetCookie;
 pub use encryption::{encrypted_at_rest, key_rotation_across_restarts};
+pub use harness::Target;
 pub use outage::mongodb_outage;
-pub use server::{HttpsClient, Reply, ServerUnderTest};
+pub(crate) use server::{HttpsClient, Reply, ServerUnderTest};
 pub use tls::{https_and_secure_cookie, mutual_tls, secured_mongodb, session_bound_to_client_cert};
 
 #[cfg(test)]
@@ -309,12 +317,15 @@ mod tests {
             "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Max-Age=60",
         )
         .unwrap();
-        assert_eq!(session_cookie(&good, "t"), "0123456789abcdefghijkl");
+        assert_eq!(session_cookie(&good, "t", false), "0123456789abcdefghijkl");
         // Signed or encrypted ids, percent-encoded (actix-session) or not, are opaque.
         let encoded =
             SetCookie::parse("sid=Ab%2B/cd%3D0123456789xyz+=; HttpOnly; SameSite=Lax; Path=/")
                 .unwrap();
-        assert_eq!(session_cookie(&encoded, "t"), "Ab%2B/cd%3D0123456789xyz+=");
+        assert_eq!(
+            session_cookie(&encoded, "t", false),
+            "Ab%2B/cd%3D0123456789xyz+="
+        );
         for bad in [
             "sid=0123456789abcdefghijkl; SameSite=Lax; Path=/",
             "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Strict; Path=/",
@@ -326,8 +337,18 @@ mod tests {
             "sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Max-Age=0",
         ] {
             let cookie = SetCookie::parse(bad).unwrap();
-            let result = std::panic::catch_unwind(|| session_cookie(&cookie, "t"));
+            let result = std::panic::catch_unwind(|| session_cookie(&cookie, "t", false));
             assert!(result.is_err(), "accepted {bad}");
         }
+        // Over HTTPS, Secure is required.
+        let secure =
+            SetCookie::parse("sid=0123456789abcdefghijkl; HttpOnly; SameSite=Lax; Path=/; Secure")
+                .unwrap();
+        assert_eq!(session_cookie(&secure, "t", true), "0123456789abcdefghijkl");
+        let result = std::panic::catch_unwind(|| session_cookie(&good, "t", true));
+        assert!(
+            result.is_err(),
+            "accepted a cookie without Secure over HTTPS"
+        );
     }
 }

@@ -5,14 +5,9 @@ use super::*;
 
 /// `GET /health`: `200 {"ok":true}`, never a cookie, never a session document (also when
 /// a session cookie is sent).
-pub async fn health(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn health(t: &Target) {
+    Case::new()
+        .run(t, |c| async move {
             let r = c.get("/health", None).await;
             expect_reply(&r, 200, &json!({ "ok": true }), "GET /health");
             expect_no_set_cookie(&r, "GET /health");
@@ -27,38 +22,29 @@ pub async fn health(bin: impl AsRef<Path>) {
                 "GET /health with a session cookie",
             );
             expect_no_set_cookie(&r, "GET /health with a session cookie");
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// `GET /counter` counts 1, 2, 3 in one session; the `sid` cookie is `HttpOnly`,
 /// `SameSite=Lax`, `Path=/`, not `Secure` over HTTP, at least 22 cookie-safe characters; one
 /// document is stored.
-pub async fn counter(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn counter(t: &Target) {
+    Case::new()
+        .run(t, |c| async move {
             let sid = c.counter(None, 1).await;
             let sid = c.counter(Some(&sid), 2).await;
             c.counter(Some(&sid), 3).await;
             c.expect_docs(1, "three GET /counter in one session").await;
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// The stored document, read directly: `_id`, `session` (JSON text holding the count),
 /// `expires` (a BSON date, now + `SESSION_TTL_SECS`), and the TTL index
 /// `{expires: 1}` with `expireAfterSeconds: 0`.
-pub async fn stored_document(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    let env = [("SESSION_TTL_SECS", "3600")];
-    run_case(bin.as_ref(), &uri, &env, Cleanup::DropDatabase, |c| async move {
+pub async fn stored_document(t: &Target) {
+    Case::new().env("SESSION_TTL_SECS", "3600").run(t, |c| async move {
         let sid = c.counter(None, 1).await;
         c.counter(Some(&sid), 2).await;
         let written_at = now_millis();
@@ -107,15 +93,10 @@ pub async fn stored_document(bin: impl AsRef<Path>) {
 }
 
 /// `AUTO_REMOVE=disabled`: no index on `expires` is created.
-pub async fn auto_remove_disabled(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    let env = [("AUTO_REMOVE", "disabled")];
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &env,
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn auto_remove_disabled(t: &Target) {
+    Case::new()
+        .env("AUTO_REMOVE", "disabled")
+        .run(t, |c| async move {
             c.counter(None, 1).await;
             c.expect_docs(1, "GET /counter").await;
             let indexes = c.indexes().await;
@@ -130,21 +111,15 @@ pub async fn auto_remove_disabled(bin: impl AsRef<Path>) {
                 on_expires.is_empty(),
                 "AUTO_REMOVE=disabled: expected no index on `expires`, found {on_expires:?}"
             );
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// `GET /peek`: `{"count":0}` without a session and creates none; with one, the current
 /// count, unchanged by peeking.
-pub async fn peek(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn peek(t: &Target) {
+    Case::new()
+        .run(t, |c| async move {
             let r = c.get("/peek", None).await;
             expect_reply(
                 &r,
@@ -167,17 +142,14 @@ pub async fn peek(bin: impl AsRef<Path>) {
             c.counter(Some(&sid), 2).await;
             c.expect_docs(1, "GET /counter, GET /peek x2, GET /counter")
                 .await;
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// `TOUCH_AFTER_SECS=3600`: the document has `lastModified`, and reads inside the window
 /// leave `expires`, `lastModified` and `session` untouched (no write).
-pub async fn peek_within_touch_window(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    let env = [("TOUCH_AFTER_SECS", "3600")];
-    run_case(bin.as_ref(), &uri, &env, Cleanup::DropDatabase, |c| async move {
+pub async fn peek_within_touch_window(t: &Target) {
+    Case::new().env("TOUCH_AFTER_SECS", "3600").run(t, |c| async move {
         let sid = c.counter(None, 1).await;
         let before = c.only_doc("GET /counter").await;
         assert!(
@@ -203,14 +175,9 @@ pub async fn peek_within_touch_window(bin: impl AsRef<Path>) {
 
 /// `POST /login` stores the user and rotates the id: the new id loads the user and the
 /// old data, the old id loads nothing, one document remains.
-pub async fn login_rotates_id(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn login_rotates_id(t: &Target) {
+    Case::new()
+        .run(t, |c| async move {
             let old = c.counter(None, 1).await;
             let new = c.login(Some(&old), "alice").await;
 
@@ -231,20 +198,14 @@ pub async fn login_rotates_id(bin: impl AsRef<Path>) {
             c.counter(Some(&new), 2).await;
             c.expect_docs(1, "GET /counter, POST /login, GET /counter")
                 .await;
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// `GET /me` without a session: `401 {"user":null}`, and no session is created.
-pub async fn me_without_session(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn me_without_session(t: &Target) {
+    Case::new()
+        .run(t, |c| async move {
             let r = c.get("/me", None).await;
             expect_reply(
                 &r,
@@ -253,25 +214,19 @@ pub async fn me_without_session(bin: impl AsRef<Path>) {
                 "GET /me without a session",
             );
             c.expect_docs(0, "GET /me without a session").await;
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// `POST /logout`: `200 {"ok":true}`, the cookie expired, the document deleted, the id no
 /// longer loads.
-pub async fn logout(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn logout(t: &Target) {
+    Case::new()
+        .run(t, |c| async move {
             let sid = c.counter(None, 1).await;
             let sid = c.login(Some(&sid), "alice").await;
             let r = c
-                .server
+                .server()
                 .request(Method::POST, "/logout", Some(&sid), None)
                 .await
                 .unwrap_or_else(|e| panic!("{e:#}"));
@@ -292,21 +247,15 @@ pub async fn logout(bin: impl AsRef<Path>) {
                 &json!({ "user": null }),
                 "GET /me with the logged-out id",
             );
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// `POST /login` with a malformed or wrong-shaped JSON body: `400` with a JSON body,
 /// never a `500`, with or without a session.
-pub async fn malformed_body(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn malformed_body(t: &Target) {
+    Case::new()
+        .run(t, |c| async move {
             let sid = c.counter(None, 1).await;
             for cookie in [None, Some(sid.as_str())] {
                 for body in ["not json", r#"{"nope":1}"#] {
@@ -321,40 +270,28 @@ pub async fn malformed_body(bin: impl AsRef<Path>) {
             }
             // The session survives a rejected login.
             c.counter(Some(&sid), 2).await;
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// `GET /whoami` over plain HTTP (no client certificate): `401` with a JSON body.
-pub async fn whoami_over_plain_http(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn whoami_over_plain_http(t: &Target) {
+    Case::new()
+        .run(t, |c| async move {
             let r = c.get("/whoami", None).await;
             assert!(
                 r.status == StatusCode::UNAUTHORIZED && r.json.is_some(),
                 "GET /whoami without a client certificate: expected 401 with a JSON body, got {r}"
             );
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// A `sid` the server never issued: `/peek` and `/me` see no session and store nothing;
 /// `/counter` starts a new session under a new, server-chosen id.
-pub async fn unknown_cookie(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::DropDatabase,
-        |c| async move {
+pub async fn unknown_cookie(t: &Target) {
+    Case::new()
+        .run(t, |c| async move {
             let alphanumeric = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
             let forged = [forged_id(b"", 0), forged_id(alphanumeric, 64)];
             for id in &forged {
@@ -383,7 +320,7 @@ pub async fn unknown_cookie(bin: impl AsRef<Path>) {
                 let cookie = r.sid().unwrap_or_else(|| {
                     panic!("{what}: expected a Set-Cookie for a new session, got {r}")
                 });
-                let issued = session_cookie(cookie, &what);
+                let issued = session_cookie(cookie, &what, false);
                 assert_ne!(
                     &issued, id,
                     "{what}: the server adopted the client-chosen id; it must issue its own"
@@ -397,7 +334,6 @@ pub async fn unknown_cookie(bin: impl AsRef<Path>) {
                     "a session document is stored under the client-chosen id: {doc}"
                 );
             }
-        },
-    )
-    .await;
+        })
+        .await;
 }

@@ -2,26 +2,24 @@
 //! clients against two server processes sharing one collection.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{expect_no_set_cookie, expect_reply, Reply, ServerUnderTest, COLLECTION};
-use crate::live::{self, TestDb};
+use super::{expect_no_set_cookie, expect_reply, Case, Ctx, Reply, ServerUnderTest, Target};
 
 /// Two instances of one example on one database, and the collection they share.
 struct Pair {
-    servers: [ServerUnderTest; 2],
+    ctx: Arc<Ctx>,
     sessions: mongodb::Collection<mongodb::bson::Document>,
 }
 
 impl Pair {
     /// Instance `i % 2`.
     fn at(&self, i: usize) -> &ServerUnderTest {
-        &self.servers[i % 2]
+        &self.ctx.servers[i % 2]
     }
 
     async fn send(
@@ -95,56 +93,25 @@ impl Pair {
     }
 }
 
-/// Starts two instances of `bin` on one fresh database with `env`, runs `body`, then
-/// stops them and drops the database (also when `body` panics).
-async fn run_pair<F, Fut>(bin: &Path, env: &[(&str, &str)], body: F)
+/// Runs `body` with two instances of the target started per `case` on one database.
+async fn run_pair<F, Fut>(t: &Target, case: Case, body: F)
 where
     F: FnOnce(Arc<Pair>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let Some(uri) = live::mongo_uri() else { return };
-    let db = TestDb::new(&uri, "contract")
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let mut servers = Vec::new();
-    for _ in 0..2 {
-        match ServerUnderTest::start(bin, &uri, &db.name, env).await {
-            Ok(s) => servers.push(s),
-            Err(e) => {
-                db.drop_and_shutdown().await;
-                panic!("{e:#}");
-            }
-        }
-    }
-    let Ok(servers) = <[ServerUnderTest; 2]>::try_from(servers) else {
-        unreachable!("two servers were started")
-    };
-    let pair = Arc::new(Pair {
-        servers,
-        sessions: db.db().collection(COLLECTION),
-    });
-    let outcome = tokio::spawn(body(Arc::clone(&pair))).await;
-    for (i, s) in pair.servers.iter().enumerate() {
-        if outcome.is_err() {
-            eprintln!("--- instance {i} log tail ---\n{}", s.log_tail(40));
-        }
-        s.kill();
-    }
-    drop(pair);
-    db.drop_and_shutdown().await;
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("the case did not finish: {e}"),
-        }
-    }
+    case.instances(2)
+        .run(t, |ctx| {
+            let sessions = ctx.sessions.clone();
+            body(Arc::new(Pair { ctx, sessions }))
+        })
+        .await;
 }
 
 /// `PUT /data/{key}` stores any JSON value under a key without rotating the id;
 /// `GET /data` lists them (`{}` without a session, creating none); bad keys and bodies
 /// are `400`, never `500`.
-pub async fn data_routes(bin: impl AsRef<Path>) {
-    run_pair(bin.as_ref(), &[], |p| async move {
+pub async fn data_routes(t: &Target) {
+    run_pair(t, Case::new(), |p| async move {
         let r = p.get(0, "/data", None).await;
         expect_reply(&r, 200, &json!({}), "GET /data without a session");
         expect_no_set_cookie(&r, "GET /data without a session");
@@ -227,8 +194,8 @@ pub async fn data_routes(bin: impl AsRef<Path>) {
 
 /// Parallel requests that set different keys, spread over two instances while other
 /// requests only read, keep every change; the reads revert nothing.
-pub async fn parallel_distinct_keys_are_kept(bin: impl AsRef<Path>) {
-    run_pair(bin.as_ref(), &[], |p| async move {
+pub async fn parallel_distinct_keys_are_kept(t: &Target) {
+    run_pair(t, Case::new(), |p| async move {
         let sid = p.new_session().await;
         let writes = (0..16).map(|i| {
             let (p, sid) = (Arc::clone(&p), sid.clone());
@@ -281,8 +248,8 @@ pub async fn parallel_distinct_keys_are_kept(bin: impl AsRef<Path>) {
 
 /// Sequential increments under a flood of reads on the same session (over two
 /// instances) are all kept: a read never writes its stale copy back.
-pub async fn reads_never_revert(bin: impl AsRef<Path>) {
-    run_pair(bin.as_ref(), &[], |p| async move {
+pub async fn reads_never_revert(t: &Target) {
+    run_pair(t, Case::new(), |p| async move {
         let sid = p.new_session().await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let readers: Vec<_> = (0..4)
@@ -339,11 +306,11 @@ pub async fn reads_never_revert(bin: impl AsRef<Path>) {
 /// final: no cookie issued during or after the race is logged in, and no stored
 /// session holds the user. Eight clients keep sending `GET /counter`, each following
 /// the cookies it is given as a browser does; the logout lands among them.
-pub async fn logout_is_final_under_parallel_requests(bin: impl AsRef<Path>) {
+pub async fn logout_is_final_under_parallel_requests(t: &Target) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     const CLIENTS: usize = 8;
     const REQUESTS: usize = 12;
-    run_pair(bin.as_ref(), &[], |p| async move {
+    run_pair(t, Case::new(), |p| async move {
         let mut cookies = BTreeSet::new();
         for round in 0..3 {
             let sid = p.new_session().await;
@@ -406,10 +373,10 @@ pub async fn logout_is_final_under_parallel_requests(bin: impl AsRef<Path>) {
 
 /// `SESSION_SERIALIZE=1`: 32 parallel `GET /counter` on one session over two instances
 /// give 32 increments, each count seen once.
-pub async fn serialized_parallel_counter(bin: impl AsRef<Path>) {
+pub async fn serialized_parallel_counter(t: &Target) {
     run_pair(
-        bin.as_ref(),
-        &[("SESSION_SERIALIZE", "1")],
+        t,
+        Case::new().env("SESSION_SERIALIZE", "1"),
         |p| async move {
             let sid = p.new_session().await;
             let counters = (0..32).map(|i| {

@@ -23,16 +23,11 @@ pub(crate) fn envelope_key_id(bytes: &[u8]) -> String {
 /// `SESSION_KEYS` set: the stored `session` is an encrypted envelope in which the
 /// plaintext (a marker user name) does not appear, `_id` is neither the cookie value nor
 /// part of it, and the session reads back over HTTP.
-pub async fn encrypted_at_rest(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
+pub async fn encrypted_at_rest(t: &Target) {
     let keys = format!("k1:{KEY_1}");
-    let env = [("SESSION_KEYS", keys.as_str())];
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &env,
-        Cleanup::DropDatabase,
-        |c| async move {
+    Case::new()
+        .env("SESSION_KEYS", keys)
+        .run(t, |c| async move {
             let marker = unique_name("plaintext-marker");
             let sid = c.counter(None, 1).await;
             let sid = c.login(Some(&sid), &marker).await;
@@ -59,105 +54,96 @@ pub async fn encrypted_at_rest(bin: impl AsRef<Path>) {
                 &json!({ "user": marker }),
                 "GET /me of an encrypted session",
             );
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// Rotation between two server starts: sessions written with `old` still load after
 /// `SESSION_KEYS=new:...,old:...`, and what is written then uses `new`; with `old`
 /// removed, a session still sealed with it is "no session" (401 on `/me`, not a 500).
-pub async fn key_rotation_across_restarts(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
-    let bin = bin.as_ref().to_owned();
-    let test_db = TestDb::new(&uri, "contract")
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let name = test_db.name.clone();
-    let sessions = test_db.db().collection::<Document>(COLLECTION);
-    let outcome = tokio::spawn(async move {
-        let start = |keys: String| {
-            let (bin, uri, name) = (bin.clone(), uri.clone(), name.clone());
-            async move {
-                ServerUnderTest::start(&bin, &uri, &name, &[("SESSION_KEYS", keys.as_str())])
-                    .await
-                    .unwrap_or_else(|e| panic!("{e:#}"))
-            }
-        };
-        let key_ids = || async {
-            let mut ids = Vec::new();
-            let mut cursor = sessions.find(doc! {}).await.expect("find");
-            while cursor.advance().await.expect("cursor") {
-                let doc = cursor.deserialize_current().expect("document");
-                ids.push(envelope_key_id(&envelope(&doc, "after rotation")));
-            }
-            ids.sort();
-            ids
-        };
+pub async fn key_rotation_across_restarts(t: &Target) {
+    let old = format!("old:{KEY_1}");
+    Case::new()
+        .env("SESSION_KEYS", old)
+        .run(t, |c| async move {
+            let keys = |keys: String| [("SESSION_KEYS", keys)];
+            let key_ids = || async {
+                let mut ids = Vec::new();
+                let mut cursor = c.sessions.find(doc! {}).await.expect("find");
+                while cursor.advance().await.expect("cursor") {
+                    let doc = cursor.deserialize_current().expect("document");
+                    ids.push(envelope_key_id(&envelope(&doc, "after rotation")));
+                }
+                ids.sort();
+                ids
+            };
 
-        let server = start(format!("old:{KEY_1}")).await;
-        let reply = |r: anyhow::Result<Reply>| r.unwrap_or_else(|e| panic!("{e:#}"));
-        let r = reply(server.post("/login", None, r#"{"user":"ann"}"#).await);
-        let ann = session_cookie(r.sid().expect("login sets the cookie"), "POST /login");
-        let r = reply(server.post("/login", None, r#"{"user":"bob"}"#).await);
-        let bob = session_cookie(r.sid().expect("login sets the cookie"), "POST /login");
-        assert_eq!(key_ids().await, ["old", "old"]);
-        server.kill();
+            let server = c.server();
+            let reply = |r: anyhow::Result<Reply>| r.unwrap_or_else(|e| panic!("{e:#}"));
+            let r = reply(server.post("/login", None, r#"{"user":"ann"}"#).await);
+            let ann = session_cookie(
+                r.sid().expect("login sets the cookie"),
+                "POST /login",
+                false,
+            );
+            let r = reply(server.post("/login", None, r#"{"user":"bob"}"#).await);
+            let bob = session_cookie(
+                r.sid().expect("login sets the cookie"),
+                "POST /login",
+                false,
+            );
+            assert_eq!(key_ids().await, ["old", "old"]);
+            server.kill();
 
-        let server = start(format!("new:{KEY_2},old:{KEY_1}")).await;
-        for (sid, user) in [(&ann, "ann"), (&bob, "bob")] {
-            let r = reply(server.get("/me", Some(sid)).await);
+            let server = c
+                .start_server(&keys(format!("new:{KEY_2},old:{KEY_1}")))
+                .await;
+            for (sid, user) in [(&ann, "ann"), (&bob, "bob")] {
+                let r = reply(server.get("/me", Some(sid)).await);
+                expect_reply(
+                    &r,
+                    200,
+                    &json!({ "user": user }),
+                    "GET /me after adding a new first key",
+                );
+            }
+            // A change rewrites ann's payload, now with the new key; bob's stays on the old one.
+            let r = reply(server.get("/counter", Some(&ann)).await);
             expect_reply(
                 &r,
                 200,
-                &json!({ "user": user }),
-                "GET /me after adding a new first key",
+                &json!({ "count": 1 }),
+                "GET /counter after rotation",
             );
-        }
-        // A change rewrites ann's payload, now with the new key; bob's stays on the old one.
-        let r = reply(server.get("/counter", Some(&ann)).await);
-        expect_reply(
-            &r,
-            200,
-            &json!({ "count": 1 }),
-            "GET /counter after rotation",
-        );
-        assert_eq!(
-            key_ids().await,
-            ["new", "old"],
-            "the first key must encrypt"
-        );
-        server.kill();
+            assert_eq!(
+                key_ids().await,
+                ["new", "old"],
+                "the first key must encrypt"
+            );
+            server.kill();
 
-        let server = start(format!("new:{KEY_2},other:{KEY_3}")).await;
-        let r = reply(server.get("/me", Some(&ann)).await);
-        expect_reply(
-            &r,
-            200,
-            &json!({ "user": "ann" }),
-            "GET /me with the old key removed, re-encrypted session",
-        );
-        let r = reply(server.get("/me", Some(&bob)).await);
-        expect_reply(
+            let server = c
+                .start_server(&keys(format!("new:{KEY_2},other:{KEY_3}")))
+                .await;
+            let r = reply(server.get("/me", Some(&ann)).await);
+            expect_reply(
+                &r,
+                200,
+                &json!({ "user": "ann" }),
+                "GET /me with the old key removed, re-encrypted session",
+            );
+            let r = reply(server.get("/me", Some(&bob)).await);
+            expect_reply(
             &r,
             401,
             &json!({ "user": null }),
             "GET /me of a session sealed with a removed key (it must be no session, not an error)",
         );
-        let log = server.log();
-        server.kill();
-        log
-    })
-    .await;
-    test_db.drop_and_shutdown().await;
-    match outcome {
-        Ok(log) => assert!(
-            log.contains("decrypt") || log.contains("key ring"),
-            "the server should log why a session could not be read; its log:\n{log}"
-        ),
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("the case did not finish: {e}"),
-        },
-    }
+            let log = server.log();
+            assert!(
+                log.contains("decrypt") || log.contains("key ring"),
+                "the server should log why a session could not be read; its log:\n{log}"
+            );
+        })
+        .await;
 }

@@ -2,96 +2,176 @@
 
 use super::*;
 
-/// What one case works with: the server and its sessions collection.
+/// What each generated test hands its case: the example binary and the MongoDB the suite
+/// runs against. [`contract_tests!`](crate::contract_tests) makes it before calling the
+/// case, so the live policy (skip, or fail under `CI`, without a MongoDB) is applied in one
+/// place and no case repeats it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    bin: PathBuf,
+    mongodb_uri: String,
+}
+
+impl Target {
+    /// The example binary at `bin` against `MONGODB_URI`, or `None` after the
+    /// [`live`](crate::live) policy's skip line (under `CI` it panics instead).
+    pub fn from_env(bin: impl AsRef<Path>) -> Option<Self> {
+        Some(Self {
+            bin: bin.as_ref().to_owned(),
+            mongodb_uri: live::mongo_uri()?,
+        })
+    }
+
+    pub(crate) fn bin(&self) -> &Path {
+        &self.bin
+    }
+}
+
+/// How a case runs its servers: the one options value every case builds (environment,
+/// HTTPS, number of instances, a private mongod) instead of a runner per variation.
+#[derive(Debug, Default)]
+pub(crate) struct Case {
+    env: Vec<(&'static str, String)>,
+    https: Option<HttpsClient>,
+    instances: Option<usize>,
+    private_mongod: Option<String>,
+}
+
+impl Case {
+    /// One server over plain HTTP against the suite's MongoDB, nothing else set.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the servers' variable `name` (see `CONTRACT_VARS`).
+    pub(crate) fn env(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.env.push((name, value.into()));
+        self
+    }
+
+    /// Reaches the servers over HTTPS with `client`; the server's own TLS variables go in
+    /// [`env`](Self::env).
+    pub(crate) fn https(mut self, client: HttpsClient) -> Self {
+        self.https = Some(client);
+        self
+    }
+
+    /// Runs `n` servers on the one database (default 1).
+    pub(crate) fn instances(mut self, n: usize) -> Self {
+        self.instances = Some(n);
+        self
+    }
+
+    /// Runs against the private mongod at `uri` instead of the suite's MongoDB; the
+    /// database is not dropped (the mongod is thrown away).
+    pub(crate) fn on_private_mongod(mut self, uri: String) -> Self {
+        self.private_mongod = Some(uri);
+        self
+    }
+
+    /// Starts the servers on a fresh database, runs `body`, then kills them and cleans
+    /// up, also when `body` panics (whose panic is then re-raised).
+    pub(crate) async fn run<F, Fut>(self, target: &Target, body: F)
+    where
+        F: FnOnce(Arc<Ctx>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let uri = self
+            .private_mongod
+            .clone()
+            .unwrap_or_else(|| target.mongodb_uri.clone());
+        let test_db = TestDb::new(&uri, "contract")
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let mut servers = Vec::new();
+        for _ in 0..self.instances.unwrap_or(1) {
+            let https = self.https.as_ref();
+            match ServerUnderTest::start(&target.bin, &uri, &test_db.name, &self.env, https).await {
+                Ok(server) => servers.push(server),
+                Err(e) => {
+                    drop(servers);
+                    test_db.drop_and_shutdown().await;
+                    panic!("{e:#}");
+                }
+            }
+        }
+        let db = test_db.db();
+        let ctx = Arc::new(Ctx {
+            servers,
+            sessions: db.collection(COLLECTION),
+            db,
+            target: target.clone(),
+            uri,
+            database: test_db.name.clone(),
+            https: self.https.clone(),
+        });
+        let outcome = tokio::spawn(body(Arc::clone(&ctx))).await;
+        for (i, server) in ctx.servers.iter().enumerate() {
+            if outcome.is_err() {
+                eprintln!(
+                    "--- server under test {} #{i} (env {:?}) log tail ---\n{}",
+                    target.bin.display(),
+                    self.env,
+                    server.log_tail(TAIL_LINES)
+                );
+            }
+            server.kill();
+        }
+        drop(ctx);
+        if self.private_mongod.is_some() {
+            test_db.client.shutdown().await;
+        } else {
+            test_db.drop_and_shutdown().await;
+        }
+        if let Err(e) = outcome {
+            match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("the case did not finish: {e}"),
+            }
+        }
+    }
+}
+
+/// What one case works with: its servers, their database and sessions collection.
 pub(crate) struct Ctx {
-    pub(crate) server: ServerUnderTest,
+    pub(crate) servers: Vec<ServerUnderTest>,
     pub(crate) db: Database,
     pub(crate) sessions: Collection<Document>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-pub(crate) enum Cleanup {
-    DropDatabase,
-    /// The database lives on a private mongod that is thrown away.
-    KeepDatabase,
-}
-
-/// Starts the server against `uri` with a fresh database, runs `body`, then kills the
-/// server and cleans up, also when `body` panics (whose panic is then re-raised).
-pub(crate) async fn run_case<F, Fut>(
-    bin: &Path,
-    uri: &str,
-    extra_env: &[(&str, &str)],
-    cleanup: Cleanup,
-    body: F,
-) where
-    F: FnOnce(Arc<Ctx>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    run_case_over(bin, uri, extra_env, None, cleanup, body).await;
-}
-
-/// [`run_case`] with the server reached over HTTPS when `https` is given.
-pub(crate) async fn run_case_over<F, Fut>(
-    bin: &Path,
-    uri: &str,
-    extra_env: &[(&str, &str)],
-    https: Option<&HttpsClient>,
-    cleanup: Cleanup,
-    body: F,
-) where
-    F: FnOnce(Arc<Ctx>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let test_db = TestDb::new(uri, "contract")
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let server = match ServerUnderTest::start_over(bin, uri, &test_db.name, extra_env, https).await
-    {
-        Ok(server) => server,
-        Err(e) => {
-            test_db.drop_and_shutdown().await;
-            panic!("{e:#}");
-        }
-    };
-    let db = test_db.db();
-    let ctx = Arc::new(Ctx {
-        server,
-        sessions: db.collection(COLLECTION),
-        db,
-    });
-    let outcome = tokio::spawn(body(Arc::clone(&ctx))).await;
-    if outcome.is_err() {
-        eprintln!(
-            "--- server under test {} (env {extra_env:?}) log tail ---\n{}",
-            bin.display(),
-            ctx.server.log_tail(TAIL_LINES)
-        );
-    }
-    ctx.server.kill();
-    drop(ctx);
-    match cleanup {
-        Cleanup::DropDatabase => test_db.drop_and_shutdown().await,
-        Cleanup::KeepDatabase => test_db.client.shutdown().await,
-    }
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("the case did not finish: {e}"),
-        }
-    }
+    target: Target,
+    uri: String,
+    database: String,
+    https: Option<HttpsClient>,
 }
 
 impl Ctx {
+    /// The first (usually the only) server.
+    pub(crate) fn server(&self) -> &ServerUnderTest {
+        &self.servers[0]
+    }
+
+    /// One more server on this case's database, with `env` instead of the case's
+    /// variables (reached the same way, HTTP or HTTPS); killed when dropped.
+    pub(crate) async fn start_server(&self, env: &[(&'static str, String)]) -> ServerUnderTest {
+        ServerUnderTest::start(
+            &self.target.bin,
+            &self.uri,
+            &self.database,
+            env,
+            self.https.as_ref(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
     pub(crate) async fn get(&self, path: &str, sid: Option<&str>) -> Reply {
-        self.server
+        self.server()
             .get(path, sid)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     pub(crate) async fn post(&self, path: &str, sid: Option<&str>, body: &str) -> Reply {
-        self.server
+        self.server()
             .post(path, sid, body)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"))
@@ -178,7 +258,7 @@ impl Ctx {
                 "{what} without a cookie: expected a Set-Cookie for `{COOKIE_NAME}` that \
                  starts the session, got {r}"
             ),
-            (None, Some(cookie)) => session_cookie_over(cookie, &what, self.server.https),
+            (None, Some(cookie)) => session_cookie(cookie, &what, self.server().https),
             (Some(old), Some(cookie)) => {
                 assert!(
                     cookie.value == old && !cookie.removes_at(OffsetDateTime::now_utc()),
@@ -201,7 +281,7 @@ impl Ctx {
         let cookie = r.sid().unwrap_or_else(|| {
             panic!("{what}: expected a Set-Cookie for `{COOKIE_NAME}` with the rotated id, got {r}")
         });
-        let new = session_cookie_over(cookie, &what, self.server.https);
+        let new = session_cookie(cookie, &what, self.server().https);
         if let Some(old) = sid {
             assert_ne!(
                 new, old,
@@ -305,13 +385,9 @@ pub(crate) fn expect_no_set_cookie(r: &Reply, what: &str) {
     );
 }
 
-/// Checks a newly issued session cookie against the contract; returns its value.
-pub(crate) fn session_cookie(cookie: &SetCookie, what: &str) -> String {
-    session_cookie_over(cookie, what, false)
-}
-
-/// [`session_cookie`] for a server reached over HTTPS (`https`): then `Secure` is required.
-pub(crate) fn session_cookie_over(cookie: &SetCookie, what: &str, https: bool) -> String {
+/// Checks a newly issued session cookie against the contract (with `Secure` exactly when
+/// the server was reached over HTTPS, `https`); returns its value.
+pub(crate) fn session_cookie(cookie: &SetCookie, what: &str, https: bool) -> String {
     let problems: Vec<&str> = [
         (!cookie.has("HttpOnly"), "no HttpOnly"),
         (

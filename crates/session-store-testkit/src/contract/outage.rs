@@ -7,7 +7,7 @@ use super::*;
 /// {"error":"session store unavailable"}` with `Retry-After` and no cookie and `/health`
 /// answers 200; afterwards the same process serves the same session with every
 /// acknowledged increment. Needs `MONGOD_BIN` (a private mongod is started).
-pub async fn mongodb_outage(bin: impl AsRef<Path>) {
+pub async fn mongodb_outage(t: &Target) {
     let Some(mongod_bin) = live::mongod_bin() else {
         return;
     };
@@ -15,12 +15,9 @@ pub async fn mongodb_outage(bin: impl AsRef<Path>) {
         .await
         .unwrap_or_else(|e| panic!("starting a private mongod for the outage case: {e:#}"));
     let uri = mongod.uri();
-    run_case(
-        bin.as_ref(),
-        &uri,
-        &[],
-        Cleanup::KeepDatabase,
-        |c| async move {
+    Case::new()
+        .on_private_mongod(uri)
+        .run(t, |c| async move {
             let mut mongod = mongod;
             let sid = c.counter(None, 1).await;
             let sid = c.counter(Some(&sid), 2).await;
@@ -39,10 +36,9 @@ pub async fn mongodb_outage(bin: impl AsRef<Path>) {
             c.counter_after_outage(&sid, count + 1, "after MongoDB restarted")
                 .await;
             assert!(
-                c.server.is_running(),
+                c.server().is_running(),
                 "the server under test exited during the outage"
             );
-        },
-    )
-    .await;
+        })
+        .await;
 }

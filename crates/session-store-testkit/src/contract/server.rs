@@ -4,39 +4,39 @@ use super::*;
 
 /// One HTTP response, read in full.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The request, e.g. `GET /counter` (for messages).
-    pub request: String,
+    pub(crate) request: String,
     /// The status.
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// All headers.
-    pub headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     /// The body as text.
-    pub text: String,
+    pub(crate) text: String,
     /// The body as JSON, when it is JSON.
-    pub json: Option<Value>,
+    pub(crate) json: Option<Value>,
     /// Every `Set-Cookie` header that parsed, in order.
-    pub set_cookies: Vec<SetCookie>,
+    pub(crate) set_cookies: Vec<SetCookie>,
 }
 
 impl Reply {
     /// The last `Set-Cookie` for `name` (what a browser keeps).
-    pub fn cookie(&self, name: &str) -> Option<&SetCookie> {
+    pub(crate) fn cookie(&self, name: &str) -> Option<&SetCookie> {
         self.set_cookies.iter().rev().find(|c| c.name == name)
     }
 
     /// The last `Set-Cookie` for the session cookie, [`COOKIE_NAME`].
-    pub fn sid(&self) -> Option<&SetCookie> {
+    pub(crate) fn sid(&self) -> Option<&SetCookie> {
         self.cookie(COOKIE_NAME)
     }
 
     /// How many `Set-Cookie` headers there are (parsed or not).
-    pub fn set_cookie_count(&self) -> usize {
+    pub(crate) fn set_cookie_count(&self) -> usize {
         self.headers.get_all(SET_COOKIE).iter().count()
     }
 
     /// The header `name` as text, when present and visible ASCII.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)?.to_str().ok()
     }
 }
@@ -67,7 +67,7 @@ impl fmt::Display for Reply {
 /// An example server binary running as a child process on a free loopback port, with
 /// its output in a log file. Killed on drop.
 #[derive(Debug)]
-pub struct ServerUnderTest {
+pub(crate) struct ServerUnderTest {
     pub(crate) bin: PathBuf,
     pub(crate) child: Mutex<Option<Child>>,
     pub(crate) base_url: String,
@@ -90,11 +90,11 @@ pub(crate) fn client_builder() -> reqwest::ClientBuilder {
 /// How the suite's client reaches a server over HTTPS: the CA it trusts, and the client
 /// certificate (with key) it presents, if any.
 #[derive(Debug, Clone)]
-pub struct HttpsClient {
+pub(crate) struct HttpsClient {
     /// The CA that signed the server's certificate.
-    pub ca: PathBuf,
+    pub(crate) ca: PathBuf,
     /// A PEM with the client certificate and key, for mutual TLS.
-    pub identity: Option<PathBuf>,
+    pub(crate) identity: Option<PathBuf>,
 }
 
 impl HttpsClient {
@@ -124,34 +124,20 @@ impl HttpsClient {
 impl ServerUnderTest {
     /// Starts `bin` with `MONGODB_URI=mongodb_uri`, `MONGO_DB=database`,
     /// `HOST=127.0.0.1`, `PORT=<free port>`, `RUST_LOG=info`,
-    /// `COOKIE_KEY=`[`TEST_COOKIE_KEY`] and `extra_env` (other
-    /// contract variables inherited from the test's environment are removed), and waits
-    /// up to 30 s until `GET /health` answers 200.
+    /// `COOKIE_KEY=`[`TEST_COOKIE_KEY`] and `env` (other contract variables inherited from
+    /// the test's environment are removed), reached over HTTPS with `https` when given
+    /// (the server's TLS variables must then be in `env`), and waits up to 30 s until
+    /// `GET /health` answers 200.
     ///
     /// # Errors
     ///
-    /// When the binary cannot run, exits first, or does not get ready in time; the error
-    /// quotes its log.
-    pub async fn start(
+    /// When the binary cannot run, exits first, or does not get ready in time (the error
+    /// quotes its log), or when the client's TLS files are unusable.
+    pub(crate) async fn start(
         bin: &Path,
         mongodb_uri: &str,
         database: &str,
-        extra_env: &[(&str, &str)],
-    ) -> anyhow::Result<Self> {
-        Self::start_over(bin, mongodb_uri, database, extra_env, None).await
-    }
-
-    /// [`start`](Self::start), reached over HTTPS with `https` when given (the server's
-    /// TLS variables must be in `extra_env`).
-    ///
-    /// # Errors
-    ///
-    /// As for [`start`](Self::start); also when the client's TLS files are unusable.
-    pub async fn start_over(
-        bin: &Path,
-        mongodb_uri: &str,
-        database: &str,
-        extra_env: &[(&str, &str)],
+        env: &[(&'static str, String)],
         https: Option<&HttpsClient>,
     ) -> anyhow::Result<Self> {
         let http = match https {
@@ -171,7 +157,7 @@ impl ServerUnderTest {
                     .env("PORT", port.to_string())
                     .env("RUST_LOG", "info")
                     .env("COOKIE_KEY", TEST_COOKIE_KEY)
-                    .envs(extra_env.iter().copied());
+                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
             })?;
             match server.wait_ready().await {
                 Ok(()) => return Ok(server),
@@ -295,14 +281,14 @@ impl ServerUnderTest {
     }
 
     /// Whether the process is still running.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.child()
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Kills the process (SIGKILL) and reaps it. Also done on drop.
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         if let Some(mut child) = self.child().take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -310,22 +296,22 @@ impl ServerUnderTest {
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         &self.base_url
     }
 
     /// The log file (the server's stdout and stderr).
-    pub fn log_path(&self) -> PathBuf {
+    pub(crate) fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
     }
 
     /// The whole log.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(self.log_path()).unwrap_or_default()).into_owned()
     }
 
     /// The last `lines` lines of the log.
-    pub fn log_tail(&self, lines: usize) -> String {
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
         file_tail(&self.log_path(), lines)
     }
 
@@ -334,7 +320,7 @@ impl ServerUnderTest {
     /// # Errors
     ///
     /// When no response arrives within 30 s (the error quotes the server's log).
-    pub async fn get(&self, path: &str, sid: Option<&str>) -> anyhow::Result<Reply> {
+    pub(crate) async fn get(&self, path: &str, sid: Option<&str>) -> anyhow::Result<Reply> {
         self.request(Method::GET, path, sid, None).await
     }
 
@@ -344,7 +330,12 @@ impl ServerUnderTest {
     /// # Errors
     ///
     /// As for [`get`](Self::get).
-    pub async fn post(&self, path: &str, sid: Option<&str>, body: &str) -> anyhow::Result<Reply> {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        sid: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<Reply> {
         self.request(Method::POST, path, sid, Some(body)).await
     }
 
@@ -353,7 +344,7 @@ impl ServerUnderTest {
     /// # Errors
     ///
     /// As for [`get`](Self::get).
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         method: Method,
         path: &str,

@@ -19,15 +19,19 @@ impl Drop for CaseCerts {
     }
 }
 
-/// The server's HTTPS variables: its certificate and key (one PEM), and the client CA
-/// when `mutual`.
-pub(crate) fn https_env(certs: &CertSet, mutual: bool) -> Vec<(&'static str, String)> {
+/// A case served over HTTPS: the server's certificate and key (one PEM), the client CA
+/// when `mutual`, reached by `client`.
+pub(crate) fn https_case(certs: &CertSet, mutual: bool, client: HttpsClient) -> Case {
     let server = certs.server.display().to_string();
-    let mut env = vec![("TLS_CERT", server.clone()), ("TLS_KEY", server)];
+    let case = Case::new()
+        .env("TLS_CERT", server.clone())
+        .env("TLS_KEY", server)
+        .https(client);
     if mutual {
-        env.push(("TLS_CLIENT_CA", certs.ca.display().to_string()));
+        case.env("TLS_CLIENT_CA", certs.ca.display().to_string())
+    } else {
+        case
     }
-    env
 }
 
 /// The lowercase hex SHA-256 of the first certificate in a PEM file.
@@ -47,22 +51,14 @@ pub(crate) fn pem_fingerprint(path: &Path) -> String {
 
 /// `TLS_CERT`/`TLS_KEY` set: the session contract holds over HTTPS, the cookie carries
 /// `Secure`, and `/whoami` without a client certificate is `401`.
-pub async fn https_and_secure_cookie(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
+pub async fn https_and_secure_cookie(t: &Target) {
     let certs = CaseCerts::new();
-    let env = https_env(&certs.0, false);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let client = HttpsClient {
         ca: certs.0.ca.clone(),
         identity: None,
     };
-    run_case_over(
-        bin.as_ref(),
-        &uri,
-        &env,
-        Some(&client),
-        Cleanup::DropDatabase,
-        |c| async move {
+    https_case(&certs.0, false, client)
+        .run(t, |c| async move {
             let sid = c.counter(None, 1).await;
             c.counter(Some(&sid), 2).await;
             let sid = c.login(Some(&sid), "https-user").await;
@@ -80,19 +76,15 @@ pub async fn https_and_secure_cookie(bin: impl AsRef<Path>) {
                 "GET /whoami over HTTPS without mutual TLS: {r}"
             );
             c.expect_docs(1, "a session over HTTPS").await;
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// `TLS_CLIENT_CA` set: `/whoami` answers the client certificate's subject (RFC 2253)
 /// and SHA-256 fingerprint; sessions work over mutual TLS; a client without a
 /// certificate, or with one from another CA, is refused at the handshake.
-pub async fn mutual_tls(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
+pub async fn mutual_tls(t: &Target) {
     let certs = CaseCerts::new();
-    let env = https_env(&certs.0, true);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let client = HttpsClient {
         ca: certs.0.ca.clone(),
         identity: Some(certs.0.client.clone()),
@@ -109,13 +101,8 @@ pub async fn mutual_tls(bin: impl AsRef<Path>) {
             identity: Some(certs.0.client_other_ca.clone()),
         },
     ];
-    run_case_over(
-        bin.as_ref(),
-        &uri,
-        &env,
-        Some(&client),
-        Cleanup::DropDatabase,
-        |c| async move {
+    https_case(&certs.0, true, client)
+        .run(t, |c| async move {
             let r = c.get("/whoami", None).await;
             expect_reply(
                 &r,
@@ -130,7 +117,7 @@ pub async fn mutual_tls(bin: impl AsRef<Path>) {
                 "with a certificate from another CA",
             ]) {
                 let http = client.http_client().expect("client");
-                let url = format!("{}/health", c.server.base_url());
+                let url = format!("{}/health", c.server().base_url());
                 match http.get(&url).send().await {
                     Err(_) => {}
                     Ok(r) => panic!(
@@ -139,20 +126,15 @@ pub async fn mutual_tls(bin: impl AsRef<Path>) {
                     ),
                 }
             }
-        },
-    )
-    .await;
+        })
+        .await;
 }
 
 /// `BIND_SESSION_TO_CLIENT_CERT=1` over mutual TLS: client A's cookie, replayed by client
 /// B (another certificate from the same CA), finds no session: `/peek` counts 0, `/me`
 /// is 401, `/counter` starts a new session under a new id; A's session is unchanged.
-pub async fn session_bound_to_client_cert(bin: impl AsRef<Path>) {
-    let Some(uri) = live::mongo_uri() else { return };
+pub async fn session_bound_to_client_cert(t: &Target) {
     let certs = CaseCerts::new();
-    let mut env = https_env(&certs.0, true);
-    env.push(("BIND_SESSION_TO_CLIENT_CERT", "1".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let client_a = HttpsClient {
         ca: certs.0.ca.clone(),
         identity: Some(certs.0.client.clone()),
@@ -161,67 +143,68 @@ pub async fn session_bound_to_client_cert(bin: impl AsRef<Path>) {
         ca: certs.0.ca.clone(),
         identity: Some(certs.0.client_unmapped.clone()),
     };
-    run_case_over(
-        bin.as_ref(),
-        &uri,
-        &env,
-        Some(&client_a),
-        Cleanup::DropDatabase,
-        |c| async move {
-            let sid = c.counter(None, 1).await;
-            c.counter(Some(&sid), 2).await;
-            let b = client_b.http_client().expect("client B");
-            let thief = |path: &'static str| {
-                let request = b
-                    .get(format!("{}{path}", c.server.base_url()))
-                    .header(COOKIE, format!("{COOKIE_NAME}={sid}"));
-                async move {
-                    let r = request.send().await.expect("client B is served");
-                    let set_cookie = r
-                        .headers()
-                        .get_all(SET_COOKIE)
-                        .iter()
-                        .filter_map(|v| SetCookie::parse(v.to_str().ok()?))
-                        .find(|c| c.name == COOKIE_NAME);
-                    let status = r.status().as_u16();
-                    let body: Value = r.json().await.unwrap_or(Value::Null);
-                    (status, body, set_cookie)
-                }
-            };
-            let (status, body, _) = thief("/peek").await;
-            assert_eq!(
-                (status, &body),
-                (200, &json!({ "count": 0 })),
-                "GET /peek with a cookie replayed from another client certificate must see no session"
-            );
-            let (status, body, _) = thief("/me").await;
-            assert_eq!((status, &body), (401, &json!({ "user": null })), "GET /me replayed");
-            let (status, body, cookie) = thief("/counter").await;
-            assert_eq!(
-                (status, &body),
-                (200, &json!({ "count": 1 })),
-                "GET /counter replayed must start a new session"
-            );
-            let issued = cookie.expect("a new session cookie for client B");
-            assert_ne!(issued.value, sid, "client B was given client A's session id");
-            let r = c.get("/peek", Some(&sid)).await;
-            expect_reply(
-                &r,
-                200,
-                &json!({ "count": 2 }),
-                "GET /peek by client A after the replay (its session must be unchanged)",
-            );
-            c.expect_docs(2, "client A's session and client B's new one").await;
-        },
-    )
+    let case = https_case(&certs.0, true, client_a).env("BIND_SESSION_TO_CLIENT_CERT", "1");
+    case.run(t, |c| async move {
+        let sid = c.counter(None, 1).await;
+        c.counter(Some(&sid), 2).await;
+        let b = client_b.http_client().expect("client B");
+        let thief = |path: &'static str| {
+            let request = b
+                .get(format!("{}{path}", c.server().base_url()))
+                .header(COOKIE, format!("{COOKIE_NAME}={sid}"));
+            async move {
+                let r = request.send().await.expect("client B is served");
+                let set_cookie = r
+                    .headers()
+                    .get_all(SET_COOKIE)
+                    .iter()
+                    .filter_map(|v| SetCookie::parse(v.to_str().ok()?))
+                    .find(|c| c.name == COOKIE_NAME);
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                (status, body, set_cookie)
+            }
+        };
+        let (status, body, _) = thief("/peek").await;
+        assert_eq!(
+            (status, &body),
+            (200, &json!({ "count": 0 })),
+            "GET /peek with a cookie replayed from another client certificate must see no session"
+        );
+        let (status, body, _) = thief("/me").await;
+        assert_eq!(
+            (status, &body),
+            (401, &json!({ "user": null })),
+            "GET /me replayed"
+        );
+        let (status, body, cookie) = thief("/counter").await;
+        assert_eq!(
+            (status, &body),
+            (200, &json!({ "count": 1 })),
+            "GET /counter replayed must start a new session"
+        );
+        let issued = cookie.expect("a new session cookie for client B");
+        assert_ne!(
+            issued.value, sid,
+            "client B was given client A's session id"
+        );
+        let r = c.get("/peek", Some(&sid)).await;
+        expect_reply(
+            &r,
+            200,
+            &json!({ "count": 2 }),
+            "GET /peek by client A after the replay (its session must be unchanged)",
+        );
+        c.expect_docs(2, "client A's session and client B's new one")
+            .await;
+    })
     .await;
 }
 
 /// The server against a private mongod in each secured mode: TLS with the CA given as
 /// `MONGO_TLS_CA_FILE`, mutual TLS with everything in `MONGODB_URI`, X.509 with the client
 /// certificate given as `MONGO_TLS_CERT_KEY_FILE`, and SCRAM. Each serves a session.
-pub async fn secured_mongodb(bin: impl AsRef<Path>) {
-    let Some(_) = live::mongo_uri() else { return };
+pub async fn secured_mongodb(t: &Target) {
     let Some(mongod_bin) = live::mongod_bin() else {
         return;
     };
@@ -238,21 +221,21 @@ pub async fn secured_mongodb(bin: impl AsRef<Path>) {
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
         let port = mongod.port();
-        let (uri, env): (String, Vec<(&str, &str)>) = match security {
+        let (uri, env): (String, Vec<(&str, String)>) = match security {
             Security::Tls => (
                 format!("mongodb://127.0.0.1:{port}/?tls=true"),
-                vec![("MONGO_TLS_CA_FILE", ca.as_str())],
+                vec![("MONGO_TLS_CA_FILE", ca.clone())],
             ),
             Security::X509 => (
                 format!("mongodb://127.0.0.1:{port}/?tls=true&authMechanism=MONGODB-X509"),
                 vec![
-                    ("MONGO_TLS_CA_FILE", ca.as_str()),
-                    ("MONGO_TLS_CERT_KEY_FILE", client.as_str()),
+                    ("MONGO_TLS_CA_FILE", ca.clone()),
+                    ("MONGO_TLS_CERT_KEY_FILE", client.clone()),
                 ],
             ),
             other => (client_uri(port, other, &certs.0), vec![]),
         };
-        let server = ServerUnderTest::start(bin.as_ref(), &uri, "secured", &env)
+        let server = ServerUnderTest::start(t.bin(), &uri, "secured", &env, None)
             .await
             .unwrap_or_else(|e| panic!("{security:?}: {e:#}"));
         let what = format!("GET /counter against a mongod secured with {security:?}");
@@ -264,6 +247,7 @@ pub async fn secured_mongodb(bin: impl AsRef<Path>) {
         let sid = session_cookie(
             r.sid().unwrap_or_else(|| panic!("{what}: no cookie: {r}")),
             &what,
+            false,
         );
         let r = server
             .get("/counter", Some(&sid))
