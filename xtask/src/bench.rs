@@ -74,8 +74,8 @@ fn express() -> Result<PathBuf> {
     Ok(dir.join("server.js"))
 }
 
-pub(crate) fn bench(args: &[String]) -> Result<bool> {
-    let store_only = args.windows(2).any(|w| w[0] == "--only" && w[1] == "store");
+pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
+    let store_only = options.store_only();
     // Build first, so the build does not run while mongod waits.
     let mut build = cargo();
     build.args(["build", "--release", "--package", "session-store-bench"]);
@@ -132,7 +132,7 @@ pub(crate) fn bench(args: &[String]) -> Result<bool> {
             .arg("--out")
             .arg(&out)
             .args(&http_args)
-            .args(args)
+            .args(options.args())
             .status()
             .context("cannot run the benchmark")?;
         Ok(status.success())

@@ -5,6 +5,8 @@
 //! Python 3 with pip is enough.
 
 mod bench;
+mod cli;
+mod examples;
 mod framework;
 mod matrix;
 mod mongod;
@@ -15,212 +17,9 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::cli::{Task, USAGE};
 use crate::framework::Framework;
 use crate::mongod::{Mongod, DEFAULT_VERSION};
-
-const USAGE: &str = "\
-usage: cargo xtask <command>
-
-commands:
-  test [--server 6.0.5] [--topology standalone|rs1|rs3] [-- ARGS]
-                                 start throwaway mongods, run `cargo test --workspace ARGS`
-                                 against them (MONGODB_URI, MONGOD_BIN set), stop them
-  test-matrix [--servers 6.0.5,6.0.27,5.0.32,4.4.2] [--drivers newest,oldest]
-              [--topologies standalone,rs1,rs3] [--frameworks axum,actix,rocket]
-                                 the live suites for every server x driver x topology cell;
-                                 grid in target/test-matrix.md
-  demo [--framework axum|actix|rocket] [--port 3000]
-                                 start a throwaway mongod and serve an example app on it
-  mongod up [--version 6.0.5] [--tls|--mtls|--x509|--scram]
-                                 start a mongod for your own use and print MONGODB_URI;
-                                 versions 6.0.5, 6.0.27, 5.0.32, 4.4.2 (the older ones
-                                 get OpenSSL 1.1, built once); the modes use `certs`
-  certs                          write test certificates (CA, server, clients) to .xtask/certs
-  mongod down                    stop it and delete its data
-  mongod status                  say whether it runs
-  ci                             what .ci/run does: cargo fmt --check, clippy -D warnings,
-                                 `test`, and the matrix cell 4.4.2 x oldest driver x standalone
-  bench [--quick] [--rounds 3] [--only store|http] [--seconds 10] [--connections 64]
-                                 start a throwaway mongod; benchmark the store against the raw
-                                 driver, and each example (and Express + connect-mongo) over
-                                 HTTP under wrk; write target/bench/latest.md
-  help                           this text
-";
-
-/// Everything the command line says, parsed in one place.
-enum Task {
-    Test {
-        server: String,
-        topology: Topology,
-        cargo_args: Vec<String>,
-    },
-    Demo {
-        framework: Framework,
-        port: u16,
-    },
-    MongodUp {
-        version: String,
-        mode: Option<String>,
-    },
-    Certs,
-    TestMatrix(matrix::Selection),
-    MongodDown,
-    MongodStatus,
-    Ci,
-    Bench {
-        args: Vec<String>,
-    },
-    Help,
-}
-
-fn parse(args: &[String]) -> Result<Task> {
-    let mut it = args.iter().map(String::as_str);
-    let command = it.next();
-    let rest: Vec<&str> = it.collect();
-    let flag = |name: &str| -> Result<Option<String>> {
-        match rest.iter().position(|a| *a == name) {
-            None => Ok(None),
-            Some(i) => match rest.get(i + 1) {
-                Some(v) if !v.starts_with("--") => Ok(Some((*v).to_owned())),
-                _ => bail!("{name} needs a value\n\n{USAGE}"),
-            },
-        }
-    };
-    let only = |allowed: &[&str]| -> Result<()> {
-        let mut i = 0;
-        while i < rest.len() {
-            if !allowed.contains(&rest[i]) {
-                bail!("unexpected argument `{}`\n\n{USAGE}", rest[i]);
-            }
-            i += 2;
-        }
-        Ok(())
-    };
-    Ok(match (command, rest.first().copied()) {
-        (None | Some("help" | "--help" | "-h"), _) => Task::Help,
-        (Some("test"), _) => {
-            let (own, cargo_args) = match rest.iter().position(|a| *a == "--") {
-                Some(i) => (
-                    &rest[..i],
-                    rest[i + 1..].iter().map(|s| (*s).to_owned()).collect(),
-                ),
-                None => (&rest[..], Vec::new()),
-            };
-            let mut server = DEFAULT_VERSION.to_owned();
-            let mut topology = Topology::Standalone;
-            let mut it = own.iter();
-            while let Some(arg) = it.next() {
-                match *arg {
-                    "--server" => {
-                        server = (*it.next().context("--server needs a version")?).to_owned()
-                    }
-                    "--topology" => {
-                        topology = Topology::parse(it.next().context("--topology needs a value")?)?
-                    }
-                    other => bail!(
-                        "unexpected argument `{other}` (put cargo test arguments after `--`)\n\n{USAGE}"
-                    ),
-                }
-            }
-            Task::Test {
-                server,
-                topology,
-                cargo_args,
-            }
-        }
-        (Some("demo"), _) => {
-            only(&["--framework", "--port"])?;
-            let port = match flag("--port")? {
-                None => 3000,
-                Some(p) => p
-                    .parse()
-                    .with_context(|| format!("--port {p} is not a port number"))?,
-            };
-            Task::Demo {
-                framework: flag("--framework")?
-                    .map(|f| Framework::parse(&f))
-                    .transpose()?
-                    .unwrap_or(Framework::Axum),
-                port,
-            }
-        }
-        (Some("mongod"), Some("up")) => {
-            let mut version = DEFAULT_VERSION.to_owned();
-            let mut mode = None;
-            let mut args = rest[1..].iter();
-            while let Some(arg) = args.next() {
-                match *arg {
-                    "--version" => {
-                        version = (*args.next().context("--version needs a value")?).to_owned()
-                    }
-                    "--tls" | "--mtls" | "--x509" | "--scram" if mode.is_none() => {
-                        mode = Some(arg.trim_start_matches('-').to_owned());
-                    }
-                    other => bail!("unexpected argument `{other}`\n\n{USAGE}"),
-                }
-            }
-            Task::MongodUp { version, mode }
-        }
-        (Some("certs"), None) => Task::Certs,
-        (Some("test-matrix"), _) => {
-            only(&["--servers", "--drivers", "--topologies", "--frameworks"])?;
-            let list = |name: &str, default: Vec<String>| -> Result<Vec<String>> {
-                Ok(match flag(name)? {
-                    None => default,
-                    Some(v) => v
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                })
-            };
-            let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-            let selection = matrix::Selection {
-                servers: list("--servers", strings(&mongod::versions()))?,
-                drivers: list("--drivers", strings(&["newest", "oldest"]))?,
-                topologies: list("--topologies", strings(&["standalone", "rs1", "rs3"]))?,
-                frameworks: list(
-                    "--frameworks",
-                    Framework::ALL.map(|f| f.name().to_owned()).to_vec(),
-                )?
-                .iter()
-                .map(|f| Framework::parse(f))
-                .collect::<Result<_>>()?,
-            };
-            Task::TestMatrix(selection)
-        }
-        (Some("mongod"), Some("down")) if rest.len() == 1 => Task::MongodDown,
-        (Some("mongod"), Some("status")) if rest.len() == 1 => Task::MongodStatus,
-        (Some("ci"), None) => Task::Ci,
-        (Some("bench"), _) => {
-            let mut args = Vec::new();
-            let mut i = 0;
-            while i < rest.len() {
-                match rest[i] {
-                    "--quick" => args.push("--quick".to_owned()),
-                    name @ ("--rounds" | "--only" | "--seconds" | "--connections") => {
-                        let v = flag(name)?.unwrap_or_default();
-                        args.extend([name.to_owned(), v]);
-                        i += 1;
-                    }
-                    other => bail!("unexpected argument `{other}`\n\n{USAGE}"),
-                }
-                i += 1;
-            }
-            Task::Bench { args }
-        }
-        (Some(other), _) => bail!(
-            "unknown command `{}`\n\n{USAGE}",
-            [other]
-                .iter()
-                .chain(rest.iter())
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-    })
-}
 
 /// The workspace root of the checkout being worked on.
 ///
@@ -517,6 +316,9 @@ fn mongod_status() -> Result<()> {
 
 /// Every CI step, in order; `.ci/run` runs this and nothing else.
 fn ci() -> Result<bool> {
+    if !examples::check(&project_root())? {
+        return Ok(false);
+    }
     for args in [
         &["fmt", "--all", "--check"][..],
         &[
@@ -547,7 +349,7 @@ fn ci() -> Result<bool> {
 
 fn run() -> Result<bool> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match parse(&args)? {
+    match cli::parse(&args)? {
         Task::Help => {
             print!("{USAGE}");
             Ok(true)
@@ -567,7 +369,8 @@ fn run() -> Result<bool> {
         Task::MongodDown => mongod_down().map(|()| true),
         Task::MongodStatus => mongod_status().map(|()| true),
         Task::Ci => ci(),
-        Task::Bench { args } => bench::bench(&args),
+        Task::ExamplesInSync => examples::check(&project_root()),
+        Task::Bench(options) => bench::bench(&options),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::{project_root, with_deployment, Topology};
 pub(crate) const OLDEST_DRIVER: &str = "3.2.5";
 
 /// What the command line narrows the matrix to.
+#[derive(Debug, PartialEq)]
 pub(crate) struct Selection {
     pub servers: Vec<String>,
     pub drivers: Vec<String>,

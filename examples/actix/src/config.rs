@@ -1,12 +1,15 @@
 //! The example's configuration, read from the environment as docs/CONTRACT.md
 //! lists it. Every error names the variable and what to do.
+//!
+//! Shared: this file is the same in every example (`crate::adapter` is the example's
+//! adapter crate), so that each example can be copied alone; `cargo xtask ci` checks the
+//! copies are identical. Change it in examples/axum and copy it to the others.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_session_mongo::core::KeyRing;
-use actix_session_mongo::AutoRemove;
+use crate::adapter::core::{AutoRemove, KeyRing};
 use anyhow::{bail, Context as _, Result};
 
 /// How often `AUTO_REMOVE=interval` deletes expired sessions (connect-mongo's default).
@@ -45,9 +48,6 @@ pub(crate) struct Config {
     /// `SESSION_SERIALIZE=1`: requests on one session run one at a time, on every
     /// instance sharing the collection.
     pub serialize: bool,
-    /// `COOKIE_KEY` (Actix only): the secret actix-session signs and encrypts the cookie
-    /// with. Unset: a key generated at start-up, so sessions do not survive a restart.
-    pub cookie_key: Option<String>,
 }
 
 fn var(name: &str) -> Result<Option<String>> {
@@ -149,12 +149,6 @@ impl Config {
             https,
             mongo_tls_ca_file,
             mongo_tls_cert_key_file,
-            cookie_key: match var("COOKIE_KEY")? {
-                Some(k) if k.len() < 32 => {
-                    bail!("COOKIE_KEY must be a secret of at least 32 characters")
-                }
-                k => k,
-            },
         })
     }
 }

@@ -9,16 +9,21 @@
 //! judge each request against what it loaded; `SESSION_SERIALIZE=1` runs a session's
 //! requests one at a time on every instance.
 
+mod client_cert;
 mod config;
+mod input;
+mod store;
 mod tls;
 
 use std::process::ExitCode;
 
 use actix_session::config::{CookieContentSecurity, PersistentSession, TtlExtensionPolicy};
 use actix_session::{Session, SessionMiddleware};
-use actix_session_mongo::{
-    session_scope, MongoBackend, MongoSessionStore, SessionBinding, SessionStore,
-};
+/// The adapter crate, named once for the files every example shares (config.rs,
+/// store.rs).
+use actix_session_mongo as adapter;
+use actix_session_mongo::core::SessionBinding;
+use actix_session_mongo::{session_scope, MongoSessionStore};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -27,14 +32,9 @@ use actix_web::{web, App, HttpMessage as _, HttpResponse, HttpServer, ResponseEr
 use anyhow::Context as _;
 use serde_json::json;
 
+use crate::client_cert::ClientCert;
 use crate::config::Config;
-use crate::tls::ClientCert;
-
-const COUNT: &str = "count";
-const USER: &str = "user";
-const PAD: &str = "pad";
-/// Session keys of values set through `PUT /data/{key}` start with this.
-const DATA_PREFIX: &str = "data:";
+use crate::input::{COUNT, PAD, USER};
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -111,52 +111,29 @@ async fn peek(session: Session) -> AppResult {
 }
 
 async fn login(session: Session, body: web::Bytes) -> AppResult {
-    let user = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get(USER)?.as_str().map(str::to_owned))
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| AppError::BadRequest(r#"expected a JSON body {"user":"NAME"}"#.into()))?;
+    let user = input::login_user(&body).map_err(|why| AppError::BadRequest(why.into()))?;
     // Rotate the id at privilege change: the old id stops loading, the data stays.
     session.renew();
     session.insert(USER, &user)?;
     Ok(HttpResponse::Ok().json(json!({ "user": user })))
 }
 
-/// A key `PUT /data/{key}` accepts: `^[a-z][a-z0-9_]{0,31}$`, not `user` or `count`.
-fn valid_data_key(key: &str) -> bool {
-    let mut bytes = key.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && key.len() <= 32
-        && key != USER
-        && key != COUNT
-}
-
 async fn put_data(session: Session, key: web::Path<String>, body: web::Bytes) -> AppResult {
     let key = key.into_inner();
-    if !valid_data_key(&key) {
-        return Err(AppError::BadRequest(
-            "the key must match ^[a-z][a-z0-9_]{0,31}$ and not be `user` or `count`".into(),
-        ));
-    }
-    let value = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|mut v| v.get_mut("value").map(serde_json::Value::take))
-        .ok_or_else(|| AppError::BadRequest(r#"expected a JSON body {"value": ...}"#.into()))?;
-    session.insert(format!("{DATA_PREFIX}{key}"), &value)?;
+    let entry = input::data_key(&key).map_err(|why| AppError::BadRequest(why.into()))?;
+    let value = input::data_value(&body).map_err(|why| AppError::BadRequest(why.into()))?;
+    session.insert(entry, &value)?;
     Ok(HttpResponse::Ok().json(json!({ "key": key, "value": value })))
 }
 
 async fn get_data(session: Session) -> AppResult {
-    let data: serde_json::Map<String, serde_json::Value> = session
+    // actix-session keeps each value as JSON text.
+    let entries = session
         .entries()
         .iter()
-        .filter_map(|(k, v)| {
-            let key = k.strip_prefix(DATA_PREFIX)?;
-            Some((key.to_owned(), serde_json::from_str(v).ok()?))
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(data))
+        .filter_map(|(k, v)| Some((k.clone(), serde_json::from_str(v).ok()?)))
+        .collect::<Vec<_>>();
+    Ok(HttpResponse::Ok().json(input::data_entries(entries)))
 }
 
 async fn me(session: Session) -> AppResult {
@@ -247,58 +224,40 @@ async fn bind_to_client_cert(
     next.call(req).await
 }
 
-async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
-    let mut backend = MongoBackend::builder()
-        .uri(&config.mongodb_uri)
-        .collection(&config.collection);
-    if let Some(db) = &config.database {
-        backend = backend.database(db);
-    }
-    if let Some(ca) = &config.mongo_tls_ca_file {
-        backend = backend.tls_ca_file(ca);
-    }
-    if let Some(cert) = &config.mongo_tls_cert_key_file {
-        backend = backend.tls_certificate_key_file(cert);
-    }
-    // `build` checks the files and the connection, and says what is wrong and how to fix
-    // it (TLS required, certificate not trusted, authentication failed, nothing listening).
-    let backend = backend.build().await.with_context(|| {
-        format!(
-            "cannot use MongoDB at MONGODB_URI={} (start one with `cargo xtask mongod up`)",
-            config.mongodb_uri
-        )
-    })?;
-    let mut builder = SessionStore::builder(backend)
-        .ttl(config.ttl)
-        .touch_after(config.touch_after)
-        .auto_remove(config.auto_remove)
-        .serialize_requests(config.serialize);
-    if let Some(keys) = config.session_keys.take() {
-        tracing::info!(
-            encrypting_with = keys.primary_id(),
-            "sessions are encrypted at rest"
-        );
-        builder = builder.cipher(keys);
-    }
-    let store = builder
-        .build()
-        .await
-        .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")?;
-    Ok(MongoSessionStore::new(store))
-}
-
-async fn run() -> anyhow::Result<()> {
-    let mut config = Config::from_env()?;
-    let store = build_store(&mut config).await?;
-    let ttl = actix_web::cookie::time::Duration::try_from(config.ttl)
-        .context("SESSION_TTL_SECS is too large")?;
-    let key = match &config.cookie_key {
-        Some(secret) => Key::derive_from(secret.as_bytes()),
+/// `COOKIE_KEY`: the secret actix-session signs the cookie with, at least 32 characters.
+/// Unset or empty: a key generated at start-up (with a warning), so sessions do not
+/// survive a restart and do not work across instances.
+fn cookie_key() -> anyhow::Result<Key> {
+    let secret = match std::env::var("COOKIE_KEY") {
+        Ok(secret) => secret,
+        Err(std::env::VarError::NotPresent) => String::new(),
+        Err(e) => return Err(e).context("COOKIE_KEY is not valid UTF-8"),
+    };
+    Ok(match cookie_key_from(&secret)? {
+        Some(key) => key,
         None => {
             tracing::warn!("COOKIE_KEY is unset: using a key generated now, so sessions end when the server restarts and do not work across instances; set COOKIE_KEY to a secret of at least 32 characters");
             Key::generate()
         }
-    };
+    })
+}
+
+/// The key a `COOKIE_KEY` value gives: none when it is blank.
+fn cookie_key_from(secret: &str) -> anyhow::Result<Option<Key>> {
+    let secret = secret.trim();
+    match secret.len() {
+        0 => Ok(None),
+        1..32 => anyhow::bail!("COOKIE_KEY must be a secret of at least 32 characters"),
+        _ => Ok(Some(Key::derive_from(secret.as_bytes()))),
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let mut config = Config::from_env()?;
+    let key = cookie_key()?;
+    let store = MongoSessionStore::new(store::build_store(&mut config).await?);
+    let ttl = actix_web::cookie::time::Duration::try_from(config.ttl)
+        .context("SESSION_TTL_SECS is too large")?;
     let state = web::Data::new(AppState {
         payload_bytes: config.payload_bytes,
         bind_session_to_client_cert: config.bind_session_to_client_cert,
@@ -380,5 +339,27 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cookie_key_from;
+
+    #[test]
+    fn cookie_key_is_derived_from_a_long_secret_only() {
+        assert!(cookie_key_from("").unwrap().is_none());
+        assert!(cookie_key_from("   ").unwrap().is_none());
+        let Err(err) = cookie_key_from("short") else {
+            panic!("a 5-character COOKIE_KEY was accepted");
+        };
+        let err = err.to_string();
+        assert!(err.contains("at least 32 characters"), "{err}");
+        let secret = "s".repeat(32);
+        let key = cookie_key_from(&secret).unwrap().unwrap();
+        // The same secret gives the same key (cookies survive a restart), surrounding
+        // blanks aside.
+        let again = cookie_key_from(&format!(" {secret} ")).unwrap().unwrap();
+        assert_eq!(key.master(), again.master());
     }
 }

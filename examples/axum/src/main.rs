@@ -7,7 +7,10 @@
 //!
 //! Run it with `cargo xtask demo`, which starts a throwaway mongod first.
 
+mod client_cert;
 mod config;
+mod input;
+mod store;
 mod tls;
 
 use std::process::ExitCode;
@@ -23,18 +26,15 @@ use axum::{Json, Router};
 use serde_json::json;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
-use tower_sessions_mongo::{
-    MongoBackend, MongoSessionStore, SessionBinding, SessionScopeLayer, SessionStore,
-};
+/// The adapter crate, named once for the files every example shares (config.rs,
+/// store.rs).
+use tower_sessions_mongo as adapter;
+use tower_sessions_mongo::core::SessionBinding;
+use tower_sessions_mongo::{MongoSessionStore, SessionScopeLayer};
 
+use crate::client_cert::ClientCert;
 use crate::config::Config;
-use crate::tls::ClientCert;
-
-const COUNT: &str = "count";
-const USER: &str = "user";
-const PAD: &str = "pad";
-/// Session keys of values set through `PUT /data/{key}` start with this.
-const DATA_PREFIX: &str = "data:";
+use crate::input::{COUNT, PAD, USER};
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -49,7 +49,7 @@ enum AppError {
     /// MongoDB is unreachable, hung or failing.
     Unavailable,
     /// The request is malformed.
-    BadRequest(String),
+    BadRequest(&'static str),
 }
 
 impl From<tower_sessions::session::Error> for AppError {
@@ -102,40 +102,17 @@ async fn peek(session: Session) -> AppResult {
 }
 
 async fn login(session: Session, body: Bytes) -> AppResult {
-    let user = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get(USER)?.as_str().map(str::to_owned))
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| AppError::BadRequest(r#"expected a JSON body {"user":"NAME"}"#.into()))?;
+    let user = input::login_user(&body).map_err(AppError::BadRequest)?;
     // Rotate the id at privilege change: the old id stops loading, the data stays.
     session.cycle_id().await?;
     session.insert(USER, &user).await?;
     Ok(Json(json!({ "user": user })).into_response())
 }
 
-/// A key `PUT /data/{key}` accepts: `^[a-z][a-z0-9_]{0,31}$`, not `user` or `count`.
-fn valid_data_key(key: &str) -> bool {
-    let mut bytes = key.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && key.len() <= 32
-        && key != USER
-        && key != COUNT
-}
-
 async fn put_data(session: Session, Path(key): Path<String>, body: Bytes) -> AppResult {
-    if !valid_data_key(&key) {
-        return Err(AppError::BadRequest(
-            "the key must match ^[a-z][a-z0-9_]{0,31}$ and not be `user` or `count`".into(),
-        ));
-    }
-    let value = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|mut v| v.get_mut("value").map(serde_json::Value::take))
-        .ok_or_else(|| AppError::BadRequest(r#"expected a JSON body {"value": ...}"#.into()))?;
-    session
-        .insert(&format!("{DATA_PREFIX}{key}"), &value)
-        .await?;
+    let entry = input::data_key(&key).map_err(AppError::BadRequest)?;
+    let value = input::data_value(&body).map_err(AppError::BadRequest)?;
+    session.insert(&entry, &value).await?;
     Ok(Json(json!({ "key": key, "value": value })).into_response())
 }
 
@@ -152,12 +129,7 @@ async fn get_data(State(state): State<Arc<AppState>>, session: Session) -> AppRe
         .load(&id.to_string())
         .await
         .map_err(|_| AppError::Unavailable)?;
-    let data: serde_json::Map<String, serde_json::Value> = loaded
-        .map(|s| s.data)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(DATA_PREFIX)?.to_owned(), v)))
-        .collect();
+    let data = input::data_entries(loaded.map(|s| s.data).unwrap_or_default());
     Ok(Json(data).into_response())
 }
 
@@ -212,46 +184,6 @@ async fn store_failure_is_503(response: Response) -> Response {
     response
 }
 
-async fn build_store(config: &mut Config) -> anyhow::Result<MongoSessionStore> {
-    let mut backend = MongoBackend::builder()
-        .uri(&config.mongodb_uri)
-        .collection(&config.collection);
-    if let Some(db) = &config.database {
-        backend = backend.database(db);
-    }
-    if let Some(ca) = &config.mongo_tls_ca_file {
-        backend = backend.tls_ca_file(ca);
-    }
-    if let Some(cert) = &config.mongo_tls_cert_key_file {
-        backend = backend.tls_certificate_key_file(cert);
-    }
-    // `build` checks the files and the connection, and says what is wrong and how to fix
-    // it (TLS required, certificate not trusted, authentication failed, nothing listening).
-    let backend = backend.build().await.with_context(|| {
-        format!(
-            "cannot use MongoDB at MONGODB_URI={} (start one with `cargo xtask mongod up`)",
-            config.mongodb_uri
-        )
-    })?;
-    let mut builder = SessionStore::builder(backend)
-        .ttl(config.ttl)
-        .touch_after(config.touch_after)
-        .auto_remove(config.auto_remove)
-        .serialize_requests(config.serialize);
-    if let Some(keys) = config.session_keys.take() {
-        tracing::info!(
-            encrypting_with = keys.primary_id(),
-            "sessions are encrypted at rest"
-        );
-        builder = builder.cipher(keys);
-    }
-    let store = builder
-        .build()
-        .await
-        .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")?;
-    Ok(MongoSessionStore::new(store))
-}
-
 fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
     let inactivity =
         time::Duration::try_from(config.ttl).context("SESSION_TTL_SECS is too large")?;
@@ -293,7 +225,7 @@ fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
 
 async fn run() -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
-    let store = build_store(&mut config).await?;
+    let store = MongoSessionStore::new(store::build_store(&mut config).await?);
     let app = app(&config, store.clone())?;
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr)

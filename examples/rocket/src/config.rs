@@ -1,13 +1,16 @@
 //! The example's configuration, read from the environment as docs/CONTRACT.md
 //! lists it. Every error names the variable and what to do.
+//!
+//! Shared: this file is the same in every example (`crate::adapter` is the example's
+//! adapter crate), so that each example can be copied alone; `cargo xtask ci` checks the
+//! copies are identical. Change it in examples/axum and copy it to the others.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::adapter::core::{AutoRemove, KeyRing};
 use anyhow::{bail, Context as _, Result};
-use rocket_session_mongo::core::KeyRing;
-use rocket_session_mongo::AutoRemove;
 
 /// How often `AUTO_REMOVE=interval` deletes expired sessions (connect-mongo's default).
 const REMOVE_INTERVAL: Duration = Duration::from_secs(600);

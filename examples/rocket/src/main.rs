@@ -7,8 +7,10 @@
 //! Overlapping requests: the fairing judges each request against what it loaded;
 //! `SESSION_SERIALIZE=1` runs a session's requests one at a time on every instance.
 
+mod client_cert;
 mod config;
-mod tls;
+mod input;
+mod store;
 
 use std::io::Cursor;
 use std::process::ExitCode;
@@ -18,19 +20,17 @@ use rocket::fairing::AdHoc;
 use rocket::http::{ContentType, Status};
 use rocket::response::{self, Responder};
 use rocket::{catch, catchers, get, post, put, routes, Request, Response, State};
+/// The adapter crate, named once for the files every example shares (config.rs,
+/// store.rs).
+use rocket_session_mongo as adapter;
+use rocket_session_mongo::core::SessionBinding;
 use rocket_session_mongo::mongo::mongodb::bson::doc;
-use rocket_session_mongo::{
-    MongoBackend, MongoSessionFairing, Session, SessionBinding, SessionStore,
-};
+use rocket_session_mongo::{MongoSessionFairing, Session};
 use serde_json::{json, Value};
 
+use crate::client_cert::ClientCert;
 use crate::config::Config;
-
-const COUNT: &str = "count";
-const USER: &str = "user";
-const PAD: &str = "pad";
-/// Session keys of values set through `PUT /data/{key}` start with this.
-const DATA_PREFIX: &str = "data:";
+use crate::input::{COUNT, PAD, USER};
 
 struct AppState {
     payload_bytes: usize,
@@ -69,15 +69,9 @@ fn peek(session: Session<'_>) -> AppResult {
 
 #[post("/login", data = "<body>")]
 fn login(session: Session<'_>, body: Vec<u8>) -> AppResult {
-    let Some(user) = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get(USER)?.as_str().map(str::to_owned))
-        .filter(|u| !u.is_empty())
-    else {
-        return Ok(reply(
-            Status::BadRequest,
-            &json!({ "error": r#"expected a JSON body {"user":"NAME"}"# }),
-        ));
+    let user = match input::login_user(&body) {
+        Ok(user) => user,
+        Err(why) => return Ok(reply(Status::BadRequest, &json!({ "error": why }))),
     };
     // Rotate the id at privilege change: the old id stops loading, the data stays.
     session.cycle_id();
@@ -85,45 +79,20 @@ fn login(session: Session<'_>, body: Vec<u8>) -> AppResult {
     Ok(reply(Status::Ok, &json!({ "user": user })))
 }
 
-/// A key `PUT /data/{key}` accepts: `^[a-z][a-z0-9_]{0,31}$`, not `user` or `count`.
-fn valid_data_key(key: &str) -> bool {
-    let mut bytes = key.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && key.len() <= 32
-        && key != USER
-        && key != COUNT
-}
-
 #[put("/data/<key>", data = "<body>")]
 fn put_data(session: Session<'_>, key: &str, body: Vec<u8>) -> AppResult {
-    if !valid_data_key(key) {
-        return Ok(reply(
-            Status::BadRequest,
-            &json!({ "error": "the key must match ^[a-z][a-z0-9_]{0,31}$ and not be `user` or `count`" }),
-        ));
-    }
-    let Some(value) = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|mut v| v.get_mut("value").map(Value::take))
-    else {
-        return Ok(reply(
-            Status::BadRequest,
-            &json!({ "error": r#"expected a JSON body {"value": ...}"# }),
-        ));
-    };
-    session.insert(&format!("{DATA_PREFIX}{key}"), &value)?;
+    let (entry, value) =
+        match input::data_key(key).and_then(|entry| Ok((entry, input::data_value(&body)?))) {
+            Ok(parsed) => parsed,
+            Err(why) => return Ok(reply(Status::BadRequest, &json!({ "error": why }))),
+        };
+    session.insert(&entry, &value)?;
     Ok(reply(Status::Ok, &json!({ "key": key, "value": value })))
 }
 
 #[get("/data")]
 fn get_data(session: Session<'_>) -> Reply {
-    let data: serde_json::Map<String, Value> = session
-        .entries()
-        .into_iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(DATA_PREFIX)?.to_owned(), v)))
-        .collect();
-    reply(Status::Ok, &Value::Object(data))
+    reply(Status::Ok, &input::data_entries(session.entries()))
 }
 
 #[get("/me")]
@@ -144,7 +113,7 @@ fn logout(session: Session<'_>) -> Reply {
 fn whoami(cert: Option<rocket::mtls::Certificate<'_>>) -> Reply {
     match cert {
         Some(cert) => {
-            let cert = tls::ClientCert::from_der(cert.as_bytes());
+            let cert = ClientCert::from_der(cert.as_bytes());
             reply(
                 Status::Ok,
                 &json!({
@@ -193,48 +162,9 @@ fn error(status: Status, _: &Request<'_>) -> Reply {
     )
 }
 
-async fn build_store(config: &mut Config) -> anyhow::Result<SessionStore<MongoBackend>> {
-    let mut backend = MongoBackend::builder()
-        .uri(&config.mongodb_uri)
-        .collection(&config.collection);
-    if let Some(db) = &config.database {
-        backend = backend.database(db);
-    }
-    if let Some(ca) = &config.mongo_tls_ca_file {
-        backend = backend.tls_ca_file(ca);
-    }
-    if let Some(cert) = &config.mongo_tls_cert_key_file {
-        backend = backend.tls_certificate_key_file(cert);
-    }
-    // `build` checks the files and the connection, and says what is wrong and how to fix
-    // it (TLS required, certificate not trusted, authentication failed, nothing listening).
-    let backend = backend.build().await.with_context(|| {
-        format!(
-            "cannot use MongoDB at MONGODB_URI={} (start one with `cargo xtask mongod up`)",
-            config.mongodb_uri
-        )
-    })?;
-    let mut builder = SessionStore::builder(backend)
-        .ttl(config.ttl)
-        .touch_after(config.touch_after)
-        .auto_remove(config.auto_remove)
-        .serialize_requests(config.serialize);
-    if let Some(keys) = config.session_keys.take() {
-        tracing::info!(
-            encrypting_with = keys.primary_id(),
-            "sessions are encrypted at rest"
-        );
-        builder = builder.cipher(keys);
-    }
-    builder
-        .build()
-        .await
-        .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")
-}
-
 async fn run() -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
-    let store = build_store(&mut config).await?;
+    let store = store::build_store(&mut config).await?;
     let tls = config.https.as_ref().map(|https| {
         let tls = rocket::config::TlsConfig::from_paths(&https.cert, &https.key);
         match &https.client_ca {
@@ -267,7 +197,7 @@ async fn run() -> anyhow::Result<()> {
                         .await
                         .succeeded();
                     let fingerprint =
-                        cert.map(|c| tls::ClientCert::from_der(c.as_bytes()).fingerprint_sha256);
+                        cert.map(|c| ClientCert::from_der(c.as_bytes()).fingerprint_sha256);
                     req.local_cache(|| SessionBinding(fingerprint));
                 }
             })

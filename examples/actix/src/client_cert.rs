@@ -1,6 +1,9 @@
-//! The identity of a client certificate for `/whoami` (Rocket itself serves HTTPS and
-//! verifies client certificates). The same code is in each example, so that one can be
-//! copied alone.
+//! The identity of a verified client certificate, for `/whoami` and
+//! `BIND_SESSION_TO_CLIENT_CERT`: its subject (RFC 2253) and SHA-256 fingerprint.
+//!
+//! Shared: this file is the same in every example, so that each example can be copied
+//! alone; `cargo xtask ci` checks the copies are identical. Change it in examples/axum and
+//! copy it to the others.
 
 /// A verified client certificate: its subject (RFC 2253) and SHA-256 fingerprint (hex).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,53 @@
+//! The session store the example serves: the MongoDB backend and the store's options,
+//! from [`Config`].
+//!
+//! Shared: this file is the same in every example (`crate::adapter` is the example's
+//! adapter crate), so that each example can be copied alone; `cargo xtask ci` checks the
+//! copies are identical. Change it in examples/axum and copy it to the others.
+
+use anyhow::Context as _;
+
+use crate::adapter::core::SessionStore;
+use crate::adapter::mongo::MongoBackend;
+use crate::config::Config;
+
+/// Connects to MongoDB (checking the connection and TLS files first) and prepares the
+/// sessions collection. Takes the encryption keys out of `config`.
+pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionStore<MongoBackend>> {
+    let mut backend = MongoBackend::builder()
+        .uri(&config.mongodb_uri)
+        .collection(&config.collection);
+    if let Some(db) = &config.database {
+        backend = backend.database(db);
+    }
+    if let Some(ca) = &config.mongo_tls_ca_file {
+        backend = backend.tls_ca_file(ca);
+    }
+    if let Some(cert) = &config.mongo_tls_cert_key_file {
+        backend = backend.tls_certificate_key_file(cert);
+    }
+    // `build` checks the files and the connection, and says what is wrong and how to fix
+    // it (TLS required, certificate not trusted, authentication failed, nothing listening).
+    let backend = backend.build().await.with_context(|| {
+        format!(
+            "cannot use MongoDB at MONGODB_URI={} (start one with `cargo xtask mongod up`)",
+            config.mongodb_uri
+        )
+    })?;
+    let mut builder = SessionStore::builder(backend)
+        .ttl(config.ttl)
+        .touch_after(config.touch_after)
+        .auto_remove(config.auto_remove)
+        .serialize_requests(config.serialize);
+    if let Some(keys) = config.session_keys.take() {
+        tracing::info!(
+            encrypting_with = keys.primary_id(),
+            "sessions are encrypted at rest"
+        );
+        builder = builder.cipher(keys);
+    }
+    builder
+        .build()
+        .await
+        .context("preparing the sessions collection failed (see the cause; check SESSION_TTL_SECS, TOUCH_AFTER_SECS, AUTO_REMOVE)")
+}
