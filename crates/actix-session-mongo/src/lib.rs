@@ -15,7 +15,9 @@
 //!
 //! use actix_session::config::{PersistentSession, TtlExtensionPolicy};
 //! use actix_session::{Session, SessionMiddleware};
-//! use actix_session_mongo::{session_scope, MongoBackend, MongoSessionStore, SessionStore};
+//! use actix_session_mongo::core::SessionStore;
+//! use actix_session_mongo::mongo::MongoBackend;
+//! use actix_session_mongo::{session_scope, MongoSessionStore};
 //! use actix_web::cookie::{time, Key};
 //! use actix_web::middleware::from_fn;
 //! use actix_web::{web, App, HttpServer};
@@ -86,7 +88,7 @@
 //! requests on one session then run one at a time on every instance. Without the
 //! middleware the store writes whatever each request holds (last writer wins) and
 //! `touch_after` cannot skip writes; it logs a warning once. To bind sessions to a client
-//! identity, put a [`SessionBinding`] in the request's extensions before it runs.
+//! identity, put a [`SessionBinding`](core::SessionBinding) in the request's extensions before it runs.
 //!
 //! Expiry is now + the TTL actix-session passes (its `session_ttl` / `state_ttl`, one
 //! day by default), read from the core store's clock; the store's own
@@ -117,16 +119,18 @@ use std::fmt;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
 use anyhow::Context as _;
+use session_store_core::SessionStore;
 use session_store_core::{DocumentBackend, SaveOutcome, SessionData};
+use session_store_mongo::MongoBackend;
 use time::{Duration, OffsetDateTime};
 
-pub use session_store_core::{
-    self as core, AutoRemove, PayloadFormat, SessionEvent, SessionStore, SessionStoreBuilder,
-};
-pub use session_store_mongo::{self as mongo, MongoBackend, MongoBackendBuilder, MongoError};
+/// The store's core (options, events, encryption, request scopes), re-exported: the one
+/// path to its items from this crate.
+pub use session_store_core as core;
+/// The MongoDB backend, re-exported: the one path to its items from this crate.
+pub use session_store_mongo as mongo;
 
 pub use crate::scope::session_scope;
-pub use session_store_core::SessionBinding;
 
 /// An actix-session store over any [`DocumentBackend`].
 pub struct ActixStore<B> {

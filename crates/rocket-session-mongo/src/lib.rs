@@ -16,7 +16,9 @@
 //! use std::time::Duration;
 //!
 //! use rocket::{get, routes};
-//! use rocket_session_mongo::{MongoBackend, MongoSessionFairing, Session, SessionStore};
+//! use rocket_session_mongo::core::SessionStore;
+//! use rocket_session_mongo::mongo::MongoBackend;
+//! use rocket_session_mongo::{MongoSessionFairing, Session};
 //!
 //! #[get("/")]
 //! fn counter(session: Session<'_>) -> Result<String, rocket_session_mongo::Error> {
@@ -89,14 +91,14 @@ mod fairing;
 mod guard;
 mod request;
 
-pub use session_store_core::{
-    self as core, AutoRemove, PayloadFormat, SessionEvent, SessionStore, SessionStoreBuilder,
-};
-pub use session_store_mongo::{self as mongo, MongoBackend, MongoBackendBuilder, MongoError};
+/// The store's core (options, events, encryption, request scopes), re-exported: the one
+/// path to its items from this crate.
+pub use session_store_core as core;
+/// The MongoDB backend, re-exported: the one path to its items from this crate.
+pub use session_store_mongo as mongo;
 
 pub use crate::error::Error;
 pub use crate::fairing::{
     MongoSessionFairing, SessionFairing, DEFAULT_COOKIE_NAME, RETRY_AFTER_SECS,
 };
 pub use crate::guard::Session;
-pub use session_store_core::SessionBinding;

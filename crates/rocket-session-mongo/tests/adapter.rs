@@ -11,10 +11,12 @@ use rocket::http::{Cookie, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::{get, post, routes, State};
 use rocket_session_mongo::core::time::{Duration, OffsetDateTime};
+use rocket_session_mongo::core::SessionStore;
 use rocket_session_mongo::core::{
     DocumentBackend, LoadedSession, ManualClock, MemoryBackend, SessionEvent,
 };
-use rocket_session_mongo::{Error, MongoBackend, Session, SessionFairing, SessionStore};
+use rocket_session_mongo::mongo::MongoBackend;
+use rocket_session_mongo::{Error, Session, SessionFairing};
 use session_store_testkit::live::{self, TestDb};
 
 const TOUCH_AFTER: StdDuration = StdDuration::from_secs(60);

@@ -159,7 +159,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
     /// cannot get its turn within [`lease_wait`](Self::lease_wait) fails with
     /// [`Error::Busy`] (answer 503). Costs a write per request, also for requests that
     /// only read. Default: off (requests run in parallel; changes to different keys are
-    /// still kept, see [`crate::scope`]).
+    /// still kept, see [`RequestScope`](crate::RequestScope)).
     pub fn serialize_requests(mut self, on: bool) -> Self {
         self.serialize = on;
         self

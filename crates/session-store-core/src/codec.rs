@@ -1,18 +1,4 @@
 //! The payload codec: how session data becomes the stored `session` field and back.
-//!
-//! # Stored formats (a compatibility contract)
-//!
-//! The format of a stored payload is identified by its type, so documents written with
-//! one [`PayloadFormat`] stay readable after switching to another built-in one:
-//!
-//! | version | stored `session` field | written by |
-//! | --- | --- | --- |
-//! | 1 | a string holding a JSON object (connect-mongo's default) | [`PayloadFormat::JsonString`] |
-//! | 1 | an embedded document, queryable with MongoDB queries | [`PayloadFormat::Document`] |
-//! | custom | whatever a [`SessionSerializer`] writes | [`PayloadFormat::Custom`] |
-//!
-//! Binary payloads are reserved for the encrypted envelope, whose first byte is its own
-//! version number.
 
 use std::fmt;
 use std::sync::Arc;
@@ -48,6 +34,20 @@ pub trait SessionSerializer: Send + Sync + fmt::Debug + 'static {
 }
 
 /// How session data is stored in the `session` field.
+///
+/// # Stored formats (a compatibility contract)
+///
+/// The format of a stored payload is identified by its type, so documents written with
+/// one [`PayloadFormat`] stay readable after switching to another built-in one:
+///
+/// | version | stored `session` field | written by |
+/// | --- | --- | --- |
+/// | 1 | a string holding a JSON object (connect-mongo's default) | [`PayloadFormat::JsonString`] |
+/// | 1 | an embedded document, queryable with MongoDB queries | [`PayloadFormat::Document`] |
+/// | custom | whatever a [`SessionSerializer`] writes | [`PayloadFormat::Custom`] |
+///
+/// Binary payloads are reserved for the encrypted envelope, whose first byte is its own
+/// version number.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum PayloadFormat {

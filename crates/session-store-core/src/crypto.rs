@@ -1,44 +1,4 @@
 //! Encryption at rest: AES-256-GCM with a key ring, bound to the document it is stored in.
-//!
-//! Turn it on with [`SessionStoreBuilder::cipher`](crate::SessionStoreBuilder::cipher)
-//! and a [`KeyRing`]; bring your own [`Cipher`] for a KMS. The stored `session` field then
-//! holds binary data (a BSON binary in MongoDB), and a session that cannot be decrypted
-//! (tampered, truncated, moved to another document, written with a key no longer in the
-//! ring) loads as "no session", with a warning and a
-//! [`SessionEvent::LoadFailed`](crate::SessionEvent::LoadFailed): the framework starts a
-//! new session, never an error page, never a retry loop.
-//!
-//! # Envelope (a compatibility contract)
-//!
-//! What [`KeyRing`] stores, version 1:
-//!
-//! | bytes | content |
-//! | --- | --- |
-//! | 1 | version, `0x01` |
-//! | 1 | key id length `n` (1 to 64) |
-//! | `n` | key id, ASCII letters, digits, `-`, `_`, `.` |
-//! | 12 | nonce, random from the operating system's CSPRNG |
-//! | rest | AES-256-GCM ciphertext followed by its 16-byte tag |
-//!
-//! The associated data is the header (version, length and key id) followed by the
-//! document's storage key (`_id`), so a payload copied to another document, or relabelled
-//! with another key id or version, fails authentication. The plaintext is one byte saying
-//! what the payload format produced (`t` text, `b` bytes) followed by it. Every version
-//! ever written stays readable: fixtures of each are kept in this crate's tests.
-//!
-//! # Keys and rotation
-//!
-//! The first key of the ring encrypts; every key decrypts the payloads sealed with it,
-//! found by key id. To rotate: put a new key first and keep the old one after it; once
-//! every session written with the old key has expired (the session TTL after the
-//! deploy), remove it. A session whose key was removed loads as "no session".
-//!
-//! With random 96-bit nonces, one key must not seal more than 2^32 payloads (NIST SP
-//! 800-38D, section 8.3). The ring counts encryptions per key in this process, warns from
-//! 2^30 on, and refuses to encrypt at 2^32 (an error, answered as unavailable). The count
-//! starts at zero with each process and is not shared between processes: rotate on a
-//! schedule that keeps the total well under the limit, e.g. yearly at a billion writes a
-//! year.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -278,8 +238,47 @@ struct RingKey {
     sealed: AtomicU64,
 }
 
-/// AES-256-GCM over a ring of keys: the first encrypts, all decrypt by key id. See the
-/// [module docs](self) for the envelope and rotation.
+/// AES-256-GCM over a ring of keys: the first encrypts, all decrypt by key id.
+///
+/// Turn it on with [`SessionStoreBuilder::cipher`](crate::SessionStoreBuilder::cipher)
+/// and a [`KeyRing`]; bring your own [`Cipher`] for a KMS. The stored `session` field then
+/// holds binary data (a BSON binary in MongoDB), and a session that cannot be decrypted
+/// (tampered, truncated, moved to another document, written with a key no longer in the
+/// ring) loads as "no session", with a warning and a
+/// [`SessionEvent::LoadFailed`](crate::SessionEvent::LoadFailed): the framework starts a
+/// new session, never an error page, never a retry loop.
+///
+/// # Envelope (a compatibility contract)
+///
+/// What [`KeyRing`] stores, version 1:
+///
+/// | bytes | content |
+/// | --- | --- |
+/// | 1 | version, `0x01` |
+/// | 1 | key id length `n` (1 to 64) |
+/// | `n` | key id, ASCII letters, digits, `-`, `_`, `.` |
+/// | 12 | nonce, random from the operating system's CSPRNG |
+/// | rest | AES-256-GCM ciphertext followed by its 16-byte tag |
+///
+/// The associated data is the header (version, length and key id) followed by the
+/// document's storage key (`_id`), so a payload copied to another document, or relabelled
+/// with another key id or version, fails authentication. The plaintext is one byte saying
+/// what the payload format produced (`t` text, `b` bytes) followed by it. Every version
+/// ever written stays readable: fixtures of each are kept in this crate's tests.
+///
+/// # Keys and rotation
+///
+/// The first key of the ring encrypts; every key decrypts the payloads sealed with it,
+/// found by key id. To rotate: put a new key first and keep the old one after it; once
+/// every session written with the old key has expired (the session TTL after the
+/// deploy), remove it. A session whose key was removed loads as "no session".
+///
+/// With random 96-bit nonces, one key must not seal more than 2^32 payloads (NIST SP
+/// 800-38D, section 8.3). The ring counts encryptions per key in this process, warns from
+/// 2^30 on, and refuses to encrypt at 2^32 (an error, answered as unavailable). The count
+/// starts at zero with each process and is not shared between processes: rotate on a
+/// schedule that keeps the total well under the limit, e.g. yearly at a billion writes a
+/// year.
 pub struct KeyRing {
     keys: Vec<RingKey>,
     rng: SystemRandom,

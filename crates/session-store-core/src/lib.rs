@@ -56,7 +56,7 @@
 //! | [`payload_format`](SessionStoreBuilder::payload_format) | `stringify`, `serialize`/`unserialize` | [`PayloadFormat::JsonString`] | JSON string, queryable document, or a custom [`SessionSerializer`] |
 //! | [`transform_id`](SessionStoreBuilder::transform_id) | `transformId` | identity | maps a session id to its storage key |
 //! | [`id_at_rest`](SessionStoreBuilder::id_at_rest) | — | [`IdAtRest::Sha256`] | `_id` is the SHA-256 digest of the id (after `transform_id`), or `Raw` |
-//! | [`cipher`](SessionStoreBuilder::cipher) | `crypto` / `cryptoAdapter` | none | encrypts every payload, e.g. with a [`KeyRing`] (AES-256-GCM, see [`crypto`]) |
+//! | [`cipher`](SessionStoreBuilder::cipher) | `crypto` / `cryptoAdapter` | none | encrypts every payload, e.g. with a [`KeyRing`] (AES-256-GCM) |
 //! | [`on_event`](SessionStoreBuilder::on_event) | store events | none | receives every [`SessionEvent`] |
 //! | [`clock`](SessionStoreBuilder::clock) | — | [`SystemClock`] | time source (inject [`ManualClock`] in tests) |
 //! | [`serialize_requests`](SessionStoreBuilder::serialize_requests) | — | off | requests on one session run one at a time across all processes (a lease in the document) |
@@ -84,7 +84,7 @@
 //!   keys keep each other's changes. Two requests that change the **same** key: the
 //!   later write wins, unless
 //!   [`serialize_requests`](SessionStoreBuilder::serialize_requests) runs them one at
-//!   a time across every process sharing the backend. See [`scope`].
+//!   a time across every process sharing the backend. See [`RequestScope`].
 //! - **Expired sessions never load**, even before the database removes them.
 //! - **Undecodable documents are "no session"**: a warning and a
 //!   [`SessionEvent::LoadFailed`], never a panic or an error page. With a cipher, so is
@@ -106,8 +106,8 @@
 //!
 //! | field | type | when |
 //! | --- | --- | --- |
-//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id (and of the request [`scope`]'s binding, if any) |
-//! | `session` | string (JSON), document, or binary (encrypted) | always; see [`codec`] for the payload versions and [`crypto`] for the envelope |
+//! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id (and of the request [scope](RequestScope)'s binding, if any) |
+//! | `session` | string (JSON), document, or binary (encrypted) | always; see [`PayloadFormat`] for the payload versions and [`KeyRing`] for the envelope |
 //! | `expires` | date | always; MongoDB's TTL index is on this field with `expireAfterSeconds: 0` |
 //! | `lastModified` | date | when `touch_after` is non-zero: the last write or touch |
 //! | `createdAt` | date | when `timestamps` is on: the insert |
@@ -123,15 +123,15 @@
 mod backend;
 mod builder;
 mod clock;
-pub mod codec;
-pub mod crypto;
+mod codec;
+mod crypto;
 mod error;
 mod events;
 mod id;
 mod lease;
 mod memory;
 mod save;
-pub mod scope;
+mod scope;
 mod store;
 mod touch;
 
@@ -142,13 +142,16 @@ pub use backend::{
 pub use builder::{SessionStoreBuilder, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_WAIT, DEFAULT_TTL};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CodecError, Payload, PayloadFormat, SessionData, SessionSerializer};
-pub use crypto::{Cipher, EncryptionKey, KeyRing};
+pub use crypto::{
+    Cipher, CipherError, EncryptionKey, KeyError, KeyRing, ENVELOPE_VERSION, MAX_ENCRYPTIONS,
+    MAX_KEY_ID_LEN, MIN_SALT_LEN, PBKDF2_ITERATIONS, WARN_ENCRYPTIONS,
+};
 pub use error::{error_chain, Error};
 pub use events::{EventSubscriber, LoadFailure, SessionEvent};
 pub use id::{SessionId, SESSION_ID_BYTES};
 pub use memory::MemoryBackend;
 pub use save::MAX_MERGE_ATTEMPTS;
-pub use scope::{RequestScope, SessionBinding};
+pub use scope::{RequestScope, Scoped, SessionBinding};
 pub use store::{IdAtRest, LoadedSession, SaveOutcome, SessionStore, MAX_CREATE_ATTEMPTS};
 pub use time;
 

@@ -1,67 +1,4 @@
 //! The request scope: what one request knows about the sessions it uses.
-//!
-//! Browsers send requests on one session in parallel, and several instances share one
-//! collection, so a request must be judged against what **it** loaded, not against the
-//! latest copy some other request left in the process. While a request's future runs
-//! inside [`RequestScope::run`], every store operation it makes:
-//!
-//! - remembers what [`SessionStore::load`](crate::SessionStore::load) returned (data,
-//!   version, last write), so a later save compares with that: a request that changed
-//!   nothing writes no data, and one that changed some keys re-applies only those keys
-//!   if another request wrote the session meanwhile;
-//! - learns when its session was ended by someone else (logout, revocation, expiry): a
-//!   save then writes nothing and a new session created in the same request
-//!   (tower-sessions' `cycle_id`, actix-session's `renew`) is not stored, so nothing of
-//!   the ended session comes back;
-//! - holds the session's lease when the store serializes requests
-//!   ([`SessionStoreBuilder::serialize_requests`](crate::SessionStoreBuilder::serialize_requests)),
-//!   until the save releases it or [`finish`](RequestScope::finish) does;
-//! - uses the scope's **binding**, if any, in every storage key: a session bound to a
-//!   client identity (e.g. a TLS client certificate's fingerprint) only loads for that
-//!   identity; a cookie replayed with another binding names a document that does not
-//!   exist, and the session it was stolen from is neither read nor changed.
-//!
-//! The adapters install a scope per request (tower-sessions-mongo's
-//! `SessionScopeLayer`, actix-session-mongo's `SessionScope`, the Rocket fairing). The
-//! frameworks call the store from the request's own future, so wrapping that future is
-//! enough; the scope does not follow work spawned onto other tasks. Outside a scope the
-//! store knows nothing about the request: every save writes the data it is given and a
-//! touch window cannot skip writes.
-//!
-//! ```
-//! use session_store_core::{MemoryBackend, RequestScope, SaveOutcome, SessionData, SessionStore};
-//! use std::time::Duration;
-//!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let store = SessionStore::builder(MemoryBackend::new())
-//!     .touch_after(Duration::from_secs(60))
-//!     .build()
-//!     .await?;
-//! let mut data = SessionData::new();
-//! data.insert("count".into(), 1.into());
-//! let id = store.create(&data, None).await?;
-//!
-//! // Two requests load the same session; one changes it, the other only reads.
-//! let (a, b) = (RequestScope::new(), RequestScope::new());
-//! let loaded_a = a.run(store.load(id.as_str())).await?.expect("live");
-//! let loaded_b = b.run(store.load(id.as_str())).await?.expect("live");
-//! let mut changed = loaded_a.data.clone();
-//! changed.insert("count".into(), 2.into());
-//! assert_eq!(a.run(store.save(id.as_str(), &changed, None)).await?, SaveOutcome::Written);
-//! // The reader's stale copy is not written back.
-//! assert_eq!(b.run(store.save(id.as_str(), &loaded_b.data, None)).await?, SaveOutcome::Skipped);
-//! assert_eq!(store.load(id.as_str()).await?.expect("live").data["count"], 2);
-//!
-//! // Bound scopes: a session created for one identity does not load for another.
-//! let cert_a = RequestScope::bound(Some("cert-a".into()));
-//! let id = cert_a.run(store.create(&data, None)).await?;
-//! assert!(cert_a.run(store.load(id.as_str())).await?.is_some());
-//! let cert_b = RequestScope::bound(Some("cert-b".into()));
-//! assert!(cert_b.run(store.load(id.as_str())).await?.is_none());
-//! assert!(store.load(id.as_str()).await?.is_none()); // unbound
-//! # Ok::<(), session_store_core::Error>(())
-//! # }).unwrap();
-//! ```
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -87,8 +24,70 @@ thread_local! {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionBinding(pub Option<String>);
 
-/// One request's view of its sessions. Cheap to clone (clones share the state). See the
-/// [module docs](self).
+/// One request's view of its sessions. Cheap to clone (clones share the state).
+///
+/// Browsers send requests on one session in parallel, and several instances share one
+/// collection, so a request must be judged against what **it** loaded, not against the
+/// latest copy some other request left in the process. While a request's future runs
+/// inside [`RequestScope::run`], every store operation it makes:
+///
+/// - remembers what [`SessionStore::load`](crate::SessionStore::load) returned (data,
+///   version, last write), so a later save compares with that: a request that changed
+///   nothing writes no data, and one that changed some keys re-applies only those keys
+///   if another request wrote the session meanwhile;
+/// - learns when its session was ended by someone else (logout, revocation, expiry): a
+///   save then writes nothing and a new session created in the same request
+///   (tower-sessions' `cycle_id`, actix-session's `renew`) is not stored, so nothing of
+///   the ended session comes back;
+/// - holds the session's lease when the store serializes requests
+///   ([`SessionStoreBuilder::serialize_requests`](crate::SessionStoreBuilder::serialize_requests)),
+///   until the save releases it or [`finish`](RequestScope::finish) does;
+/// - uses the scope's **binding**, if any, in every storage key: a session bound to a
+///   client identity (e.g. a TLS client certificate's fingerprint) only loads for that
+///   identity; a cookie replayed with another binding names a document that does not
+///   exist, and the session it was stolen from is neither read nor changed.
+///
+/// The adapters install a scope per request (tower-sessions-mongo's
+/// `SessionScopeLayer`, actix-session-mongo's `SessionScope`, the Rocket fairing). The
+/// frameworks call the store from the request's own future, so wrapping that future is
+/// enough; the scope does not follow work spawned onto other tasks. Outside a scope the
+/// store knows nothing about the request: every save writes the data it is given and a
+/// touch window cannot skip writes.
+///
+/// ```
+/// use session_store_core::{MemoryBackend, RequestScope, SaveOutcome, SessionData, SessionStore};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = SessionStore::builder(MemoryBackend::new())
+///     .touch_after(Duration::from_secs(60))
+///     .build()
+///     .await?;
+/// let mut data = SessionData::new();
+/// data.insert("count".into(), 1.into());
+/// let id = store.create(&data, None).await?;
+///
+/// // Two requests load the same session; one changes it, the other only reads.
+/// let (a, b) = (RequestScope::new(), RequestScope::new());
+/// let loaded_a = a.run(store.load(id.as_str())).await?.expect("live");
+/// let loaded_b = b.run(store.load(id.as_str())).await?.expect("live");
+/// let mut changed = loaded_a.data.clone();
+/// changed.insert("count".into(), 2.into());
+/// assert_eq!(a.run(store.save(id.as_str(), &changed, None)).await?, SaveOutcome::Written);
+/// // The reader's stale copy is not written back.
+/// assert_eq!(b.run(store.save(id.as_str(), &loaded_b.data, None)).await?, SaveOutcome::Skipped);
+/// assert_eq!(store.load(id.as_str()).await?.expect("live").data["count"], 2);
+///
+/// // Bound scopes: a session created for one identity does not load for another.
+/// let cert_a = RequestScope::bound(Some("cert-a".into()));
+/// let id = cert_a.run(store.create(&data, None)).await?;
+/// assert!(cert_a.run(store.load(id.as_str())).await?.is_some());
+/// let cert_b = RequestScope::bound(Some("cert-b".into()));
+/// assert!(cert_b.run(store.load(id.as_str())).await?.is_none());
+/// assert!(store.load(id.as_str()).await?.is_none()); // unbound
+/// # Ok::<(), session_store_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Default)]
 pub struct RequestScope {
     inner: Arc<ScopeInner>,

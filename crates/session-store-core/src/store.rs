@@ -179,7 +179,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// The storage key (`_id`) for a session id: `transform_id`, then the current
-    /// [scope](crate::scope)'s binding if any (`{id}#{binding}`), then `id_at_rest`.
+    /// [scope](crate::RequestScope)'s binding if any (`{id}#{binding}`), then `id_at_rest`.
     pub fn storage_key(&self, id: &str) -> String {
         let mut id = match &self.inner.transform_id {
             Some(f) => std::borrow::Cow::Owned(f(id)),

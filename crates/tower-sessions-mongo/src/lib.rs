@@ -14,7 +14,9 @@
 //!
 //! use axum::{routing::get, Router};
 //! use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
-//! use tower_sessions_mongo::{MongoBackend, MongoSessionStore, SessionScopeLayer, SessionStore};
+//! use tower_sessions_mongo::core::SessionStore;
+//! use tower_sessions_mongo::mongo::MongoBackend;
+//! use tower_sessions_mongo::{MongoSessionStore, SessionScopeLayer};
 //!
 //! async fn counter(session: Session) -> String {
 //!     let n: u64 = session.get("count").await.ok().flatten().unwrap_or(0) + 1;
@@ -74,7 +76,7 @@
 //! `SessionStoreBuilder::serialize_requests`: requests on one session then run one at a
 //! time on every instance. Without the layer the store writes whatever each request
 //! holds (last writer wins) and `touch_after` cannot skip writes; it logs a warning once.
-//! To bind sessions to a client identity, put a [`SessionBinding`] in the request's
+//! To bind sessions to a client identity, put a [`SessionBinding`](core::SessionBinding) in the request's
 //! extensions before the layer runs.
 //!
 //! Errors reach tower-sessions as strings (its error type holds only strings), so the
@@ -89,16 +91,18 @@ use std::fmt;
 
 use async_trait::async_trait;
 use session_store_core::DocumentBackend;
+use session_store_core::SessionStore;
+use session_store_mongo::MongoBackend;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion};
 
-pub use session_store_core::{
-    self as core, AutoRemove, PayloadFormat, SessionEvent, SessionStore, SessionStoreBuilder,
-};
-pub use session_store_mongo::{self as mongo, MongoBackend, MongoBackendBuilder, MongoError};
+/// The store's core (options, events, encryption, request scopes), re-exported: the one
+/// path to its items from this crate.
+pub use session_store_core as core;
+/// The MongoDB backend, re-exported: the one path to its items from this crate.
+pub use session_store_mongo as mongo;
 
 pub use crate::scope::{SessionScope, SessionScopeLayer};
-pub use session_store_core::SessionBinding;
 
 /// A tower-sessions store over any [`DocumentBackend`].
 pub struct TowerStore<B> {

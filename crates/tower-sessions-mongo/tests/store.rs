@@ -8,7 +8,9 @@ use session_store_testkit::live::{self, TestDb};
 use time::{Duration, OffsetDateTime};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{ExpiredDeletion, SessionStore as _};
-use tower_sessions_mongo::{MongoBackend, SessionStore, TowerStore};
+use tower_sessions_mongo::core::SessionStore;
+use tower_sessions_mongo::mongo::MongoBackend;
+use tower_sessions_mongo::TowerStore;
 
 fn record(user: &str, expiry_date: OffsetDateTime) -> Record {
     let mut data = HashMap::new();
