@@ -67,7 +67,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         for (file, carriers) in SHARED {
-            for f in carriers.iter() {
+            for f in *carriers {
                 let dir = root.join("examples").join(f.name()).join("src");
                 std::fs::create_dir_all(&dir).unwrap();
                 std::fs::write(dir.join(file), format!("// {file}\n")).unwrap();

@@ -58,7 +58,9 @@ impl MemoryBackend {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, StoredDocument>> {
-        self.docs.lock().unwrap_or_else(|e| e.into_inner())
+        self.docs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

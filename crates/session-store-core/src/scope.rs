@@ -233,7 +233,10 @@ impl RequestScope {
     }
 
     fn lock(&self) -> MutexGuard<'_, ScopeState> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn base(&self, key: &str) -> Option<Base> {

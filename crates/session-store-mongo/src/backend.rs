@@ -340,7 +340,7 @@ impl DocumentBackend for MongoBackend {
             .inner
             .reaper
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(reaper) = reaper {
             reaper.abort();

@@ -110,7 +110,7 @@ impl MongoBackend {
             .inner
             .reaper
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .replace(task.abort_handle());
         if let Some(previous) = previous {
             previous.abort();

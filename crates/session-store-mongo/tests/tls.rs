@@ -86,7 +86,7 @@ async fn expect_diagnosis(
             assert!(
                 expected(diagnosis),
                 "wrong diagnosis {diagnosis:?}: {message}"
-            )
+            );
         }
         other => panic!("expected a diagnosis, got {other:?}: {message}"),
     }

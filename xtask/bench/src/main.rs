@@ -389,11 +389,17 @@ struct Slot {
 }
 
 fn id_of(slot: &Slot) -> String {
-    slot.id.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    slot.id
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 fn set_id(slot: &Slot, id: String) {
-    *slot.id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+    *slot
+        .id
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
 }
 
 async fn store_op(store: &SessionStore<MongoBackend>, op: Op, n: usize, slot: &Slot) -> Result<()> {
