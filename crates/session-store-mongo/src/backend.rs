@@ -24,12 +24,24 @@ use crate::error::MongoError;
 
 /// A [`DocumentBackend`] over a MongoDB collection. Cheap to clone (clones share one
 /// connection pool and one background reaper).
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` shows the namespace and timeout only: the client's options hold credentials
+/// and key passwords.
+#[derive(Clone)]
 pub struct MongoBackend {
     pub(crate) inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for MongoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoBackend")
+            .field("namespace", &self.inner.collection.namespace().to_string())
+            .field("operation_timeout", &self.inner.operation_timeout)
+            .field("owns_client", &self.inner.owns_client)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) client: Client,
     pub(crate) owns_client: bool,

@@ -340,4 +340,20 @@ mod tests {
         );
         assert!(shown.contains("collection"), "{shown}");
     }
+
+    #[tokio::test]
+    async fn built_backend_debug_shows_no_secret() {
+        // Not connected: the client is built, nothing is sent.
+        let backend = MongoBackend::builder()
+            .uri("mongodb://ann:uri-secret-1@127.0.0.1:1/app?tlsCertificateKeyFilePassword=key-secret-2")
+            .check_connection(false)
+            .build()
+            .await
+            .expect("a backend without a connection check");
+        let shown = format!("{backend:?}");
+        for secret in ["uri-secret-1", "key-secret-2"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("app.sessions"), "{shown}");
+    }
 }

@@ -66,6 +66,7 @@ mod convert;
 mod diagnosis;
 mod error;
 mod index;
+mod redact;
 mod tls;
 
 pub use backend::MongoBackend;
@@ -76,3 +77,4 @@ pub use diagnosis::Diagnosis;
 pub use error::MongoError;
 pub use index::TTL_INDEX_NAME;
 pub use mongodb;
+pub use redact::redact_uri;

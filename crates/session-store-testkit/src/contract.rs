@@ -36,6 +36,7 @@
 //! | [`reads_never_revert`] | 100 sequential `GET /counter` under a flood of `GET /peek` / `GET /data` over two instances: every increment is kept |
 //! | [`logout_is_final_under_parallel_requests`] | logouts racing 8 parallel `GET /counter` over two instances: no cookie seen is logged in, no document holds the user |
 //! | [`serialized_parallel_counter`] | `SESSION_SERIALIZE=1`: 32 parallel `GET /counter` over two instances give 32 increments, each count once |
+//! | [`secrets_never_printed`] | failing start-ups (auth refused, nothing listening, missing TLS key file, malformed URI) with `RUST_LOG=debug` never print the password or `tlsCertificateKeyFilePassword` |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable and encrypts with the new key; a removed key means no session, not an error |
 
 use std::fmt;
@@ -147,6 +148,7 @@ macro_rules! contract_tests {
             reads_never_revert,
             logout_is_final_under_parallel_requests,
             serialized_parallel_counter,
+            secrets_never_printed,
         );
     };
     (@cases $bin:expr; $($case:ident),* $(,)?) => {
@@ -173,6 +175,7 @@ mod cookie;
 mod encryption;
 mod harness;
 mod outage;
+mod secrets;
 mod server;
 mod tls;
 
@@ -185,6 +188,7 @@ pub use cookie::SetCookie;
 pub use encryption::{encrypted_at_rest, key_rotation_across_restarts};
 pub use harness::Target;
 pub use outage::mongodb_outage;
+pub use secrets::secrets_never_printed;
 pub(crate) use server::{HttpsClient, Reply, ServerUnderTest};
 pub use tls::{https_and_secure_cookie, mutual_tls, secured_mongodb, session_bound_to_client_cert};
 

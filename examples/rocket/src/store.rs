@@ -8,7 +8,7 @@
 use anyhow::Context as _;
 
 use crate::adapter::core::SessionStore;
-use crate::adapter::mongo::MongoBackend;
+use crate::adapter::mongo::{redact_uri, MongoBackend};
 use crate::config::Config;
 
 /// Connects to MongoDB (checking the connection and TLS files first) and prepares the
@@ -28,10 +28,11 @@ pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionSt
     }
     // `build` checks the files and the connection, and says what is wrong and how to fix
     // it (TLS required, certificate not trusted, authentication failed, nothing listening).
+    // The connection string is shown without its password and secret options.
     let backend = backend.build().await.with_context(|| {
         format!(
             "cannot use MongoDB at MONGODB_URI={} (start one with `cargo xtask mongod up`)",
-            config.mongodb_uri
+            redact_uri(&config.mongodb_uri)
         )
     })?;
     let mut builder = SessionStore::builder(backend)

@@ -25,6 +25,10 @@ impl Target {
     pub(crate) fn bin(&self) -> &Path {
         &self.bin
     }
+
+    pub(crate) fn mongodb_uri(&self) -> &str {
+        &self.mongodb_uri
+    }
 }
 
 /// How a case runs its servers: the one options value every case builds (environment,

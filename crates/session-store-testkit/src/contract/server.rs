@@ -179,6 +179,42 @@ impl ServerUnderTest {
         }
     }
 
+    /// Runs `bin` with `env` (and `HOST=127.0.0.1`, a free `PORT`) until it exits, for
+    /// start-ups that must fail; returns its exit status and its whole output.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot run, or is still running after `timeout` (then it is killed).
+    pub(crate) async fn run_to_exit(
+        bin: &Path,
+        env: &[(&'static str, String)],
+        timeout: Duration,
+    ) -> anyhow::Result<(ExitStatus, String)> {
+        let port = free_port()?;
+        let http = client_builder().build()?;
+        let server = Self::spawn(bin, port, http, false, |cmd| {
+            cmd.env("HOST", "127.0.0.1")
+                .env("PORT", port.to_string())
+                .env("COOKIE_KEY", TEST_COOKIE_KEY)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        })?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = server.exit_status()? {
+                return Ok((status, server.log()));
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} was still running after {timeout:?} (expected it to give up); log \
+                     tail:\n{}",
+                    bin.display(),
+                    server.log_tail(TAIL_LINES)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub(crate) fn spawn(
         bin: &Path,
         port: u16,
