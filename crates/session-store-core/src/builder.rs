@@ -39,6 +39,7 @@ pub struct SessionStoreBuilder<B> {
     clock: Arc<dyn Clock>,
     subscribers: Subscribers,
     serialize: bool,
+    require_binding: bool,
     lease_duration: std::time::Duration,
     lease_wait: std::time::Duration,
 }
@@ -58,6 +59,7 @@ impl<B> std::fmt::Debug for SessionStoreBuilder<B> {
             .field("transform_id", &self.transform_id.is_some())
             .field("subscribers", &self.subscribers)
             .field("serialize", &self.serialize)
+            .field("require_binding", &self.require_binding)
             .field("lease_duration", &self.lease_duration)
             .field("lease_wait", &self.lease_wait)
             .finish_non_exhaustive()
@@ -79,6 +81,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
             clock: Arc::new(SystemClock),
             subscribers: Subscribers::default(),
             serialize: false,
+            require_binding: false,
             lease_duration: DEFAULT_LEASE_DURATION,
             lease_wait: DEFAULT_LEASE_WAIT,
         }
@@ -165,6 +168,16 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         self
     }
 
+    /// Sessions exist only for bound requests: a request whose
+    /// [`RequestScope`](crate::RequestScope) has no binding (or that runs outside a scope)
+    /// loads no session, and its creates, saves and deletes store and remove nothing.
+    /// Turn it on whenever you bind sessions (e.g. to a TLS client certificate), so a
+    /// cookie replayed without the identity reaches nothing. Default: off.
+    pub fn require_binding(mut self, on: bool) -> Self {
+        self.require_binding = on;
+        self
+    }
+
     /// How long a request's lease lasts when requests are serialized: a holder that
     /// crashed blocks its session this long at most. Keep it above your slowest
     /// request. Default: 10 s ([`DEFAULT_LEASE_DURATION`]).
@@ -236,6 +249,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 clock: self.clock,
                 subscribers: self.subscribers,
                 serialize,
+                require_binding: self.require_binding,
                 warned_unscoped: AtomicBool::new(false),
             }),
         })

@@ -66,8 +66,10 @@ impl<B: DocumentBackend> SessionStore<B> {
         expires: Option<OffsetDateTime>,
     ) -> Result<SaveOutcome, Error> {
         traced(span, async {
+            let Some(key) = self.key_for(id) else {
+                return Ok((SaveOutcome::NotFound, "unbound"));
+            };
             let now = self.now();
-            let key = self.storage_key(id);
             let scope = self.scope();
             let base = scope.as_ref().and_then(|s| s.base(&key));
             let changed = match (data, &base) {

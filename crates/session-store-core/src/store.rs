@@ -97,6 +97,7 @@ pub(crate) struct Inner<B> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) subscribers: Subscribers,
     pub(crate) serialize: Option<Serialize>,
+    pub(crate) require_binding: bool,
     /// Whether the "used outside a request scope" warning was logged.
     pub(crate) warned_unscoped: AtomicBool,
 }
@@ -123,6 +124,7 @@ impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
             .field("transform_id", &i.transform_id.is_some())
             .field("subscribers", &i.subscribers)
             .field("serialize", &i.serialize)
+            .field("require_binding", &i.require_binding)
             .finish_non_exhaustive()
     }
 }
@@ -178,30 +180,47 @@ impl<B: DocumentBackend> SessionStore<B> {
         self.inner.ttl.unsigned_abs()
     }
 
-    /// The storage key (`_id`) for a session id: `transform_id`, then the current
-    /// [scope](crate::RequestScope)'s binding if any (`{id}#{binding}`), then `id_at_rest`.
+    /// The storage key (`_id`) for a session id: `transform_id` first; then, unbound,
+    /// per `id_at_rest`; bound (the current [scope](crate::RequestScope) has a binding),
+    /// always `bound:` followed by the hex SHA-256 of a length-prefixed encoding of id and
+    /// binding, so no other id or binding names the same document. Unbound requests never
+    /// reach a `bound:` key: with [`IdAtRest::Raw`] an unbound id that starts with it is
+    /// no session.
     pub fn storage_key(&self, id: &str) -> String {
-        let mut id = match &self.inner.transform_id {
+        let id = match &self.inner.transform_id {
             Some(f) => std::borrow::Cow::Owned(f(id)),
             None => std::borrow::Cow::Borrowed(id),
         };
-        if let Some(scope) = RequestScope::current() {
-            if let Some(binding) = scope.binding() {
-                id = std::borrow::Cow::Owned(format!("{id}#{binding}"));
-            }
+        let binding = RequestScope::current().and_then(|s| s.binding().map(str::to_owned));
+        match (binding, self.inner.id_at_rest) {
+            (Some(binding), _) => bound_key(&id, &binding),
+            (None, IdAtRest::Sha256) => hex_sha256(&[id.as_bytes()]),
+            (None, IdAtRest::Raw) => id.into_owned(),
         }
-        match self.inner.id_at_rest {
-            IdAtRest::Sha256 => {
-                let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
-                let mut hex = String::with_capacity(64);
-                for b in digest.as_ref() {
-                    hex.push(char::from(HEX[usize::from(b >> 4)]));
-                    hex.push(char::from(HEX[usize::from(b & 0x0f)]));
-                }
-                hex
-            }
-            IdAtRest::Raw => id.into_owned(),
+    }
+
+    /// The storage key this request may use for `id`, or `None`: binding is required
+    /// and the request has none, or an unbound id names a bound key (`IdAtRest::Raw`).
+    pub(crate) fn key_for(&self, id: &str) -> Option<String> {
+        if self.unbound_refused() {
+            return None;
         }
+        let key = self.storage_key(id);
+        let bound = RequestScope::current()
+            .as_ref()
+            .and_then(RequestScope::binding)
+            .is_some();
+        (bound || !key.starts_with(BOUND_KEY_PREFIX)).then_some(key)
+    }
+
+    /// Whether [`require_binding`](SessionStoreBuilder::require_binding) refuses this
+    /// call: binding is required and the current request has none.
+    pub(crate) fn unbound_refused(&self) -> bool {
+        self.inner.require_binding
+            && RequestScope::current()
+                .as_ref()
+                .and_then(RequestScope::binding)
+                .is_none()
     }
 
     /// Encodes `data` for the document under `key`, encrypting when a cipher is set.
@@ -302,7 +321,9 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// the load also takes the session's lease, waiting for its turn.
     pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>, Error> {
         traced(op_span!("session_store.load"), async {
-            let key = self.storage_key(id);
+            let Some(key) = self.key_for(id) else {
+                return Ok((None, "unbound"));
+            };
             let scope = self.scope();
             let (known, held) = scope.as_ref().map_or((false, None), |s| s.known(&key));
             let (doc, lease) = match (&scope, self.inner.serialize) {
@@ -421,6 +442,10 @@ impl<B: DocumentBackend> SessionStore<B> {
                 tracing::debug!("not stored: this request's session was ended meanwhile");
                 return Ok((next_id(), "refused"));
             }
+            if self.unbound_refused() {
+                tracing::debug!("not stored: binding is required and this request has none");
+                return Ok((next_id(), "unbound"));
+            }
             let now = self.now();
             let mut doc = StoredDocument::new(String::new());
             let expires_at = self.expiry(now, expires);
@@ -430,7 +455,10 @@ impl<B: DocumentBackend> SessionStore<B> {
             doc.updated_at = self.updated_at(now);
             for _ in 0..MAX_CREATE_ATTEMPTS {
                 let id = next_id();
-                doc.key = self.storage_key(&id.to_string());
+                doc.key = match self.key_for(&id.to_string()) {
+                    Some(key) => key,
+                    None => return Ok((id, "unbound")),
+                };
                 // Encrypted payloads are bound to their key: encode per attempt.
                 doc.session = Some(self.encode(data, &doc.key)?);
                 let outcome = self
@@ -479,7 +507,9 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// not stored.
     pub async fn destroy(&self, id: &str) -> Result<(), Error> {
         traced(op_span!("session_store.destroy"), async {
-            let key = self.storage_key(id);
+            let Some(key) = self.key_for(id) else {
+                return Ok(((), "unbound"));
+            };
             let existed = self
                 .inner
                 .backend
@@ -591,4 +621,40 @@ impl<B: DocumentBackend> SessionStore<B> {
         })
         .await
     }
+}
+
+/// The domain of bound storage keys: no unbound id is hashed with it.
+const BOUND_KEY_DOMAIN: &[u8] = b"session-store bound key v1";
+
+/// What every bound storage key starts with, and no unbound one may.
+pub(crate) const BOUND_KEY_PREFIX: &str = "bound:";
+
+/// A bound session's storage key: SHA-256 over the domain, then id and binding, each
+/// preceded by its length (8 bytes, big-endian), so `(id, binding)` pairs never collide
+/// with each other or with an unbound key (whose hashed input has no such prefix).
+fn bound_key(id: &str, binding: &str) -> String {
+    let id_len = (id.len() as u64).to_be_bytes();
+    let binding_len = (binding.len() as u64).to_be_bytes();
+    BOUND_KEY_PREFIX.to_owned()
+        + &hex_sha256(&[
+            BOUND_KEY_DOMAIN,
+            &id_len,
+            id.as_bytes(),
+            &binding_len,
+            binding.as_bytes(),
+        ])
+}
+
+/// The lowercase hex SHA-256 of `parts`, concatenated.
+fn hex_sha256(parts: &[&[u8]]) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        context.update(part);
+    }
+    let mut hex = String::with_capacity(64);
+    for b in context.finish().as_ref() {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    hex
 }

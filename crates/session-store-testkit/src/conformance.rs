@@ -65,7 +65,9 @@ macro_rules! backend_conformance {
             serialized_increments_are_all_kept,
             crashed_holder_lease_runs_out,
             cancelled_request_releases_its_lease,
-            random_interleavings_match_the_model
+            random_interleavings_match_the_model,
+            binding_cannot_be_forged_in_the_id,
+            required_binding_refuses_unbound_requests
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -87,8 +89,11 @@ macro_rules! backend_conformance {
     };
 }
 
+mod binding;
 mod encryption;
 mod overlap;
+
+pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_unbound_requests};
 
 use encryption::ring;
 pub use encryption::{

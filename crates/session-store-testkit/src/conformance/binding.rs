@@ -1,0 +1,130 @@
+//! Sessions bound to a client identity (`RequestScope::bound`): a bound session loads
+//! only for its binding, the binding cannot be forged through the id, and with
+//! `require_binding` an unbound request reaches nothing.
+
+use super::*;
+
+/// A fingerprint-like binding; not a secret (a client certificate's fingerprint is public).
+const BINDING: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+/// A bound session loads for its own binding only: not for another binding, not unbound,
+/// and an unbound request cannot name it by putting the binding into the id (`{id}#{binding}`
+/// was once the bound key's input).
+pub async fn binding_cannot_be_forged_in_the_id<B: DocumentBackend + Clone>(backend: B) {
+    for id_at_rest in [IdAtRest::Sha256, IdAtRest::Raw] {
+        let f = fixture(backend.clone(), |b| b.id_at_rest(id_at_rest)).await;
+        let mine = RequestScope::bound(Some(BINDING.into()));
+        let id = mine
+            .run(f.store.create(&data(json!({"user": "ann"})), None))
+            .await
+            .unwrap();
+        let key = mine.run(async { f.store.storage_key(id.as_str()) }).await;
+        assert!(
+            mine.run(f.store.load(id.as_str())).await.unwrap().is_some(),
+            "{id_at_rest:?}: the bound session must load for its binding"
+        );
+        let other = RequestScope::bound(Some(format!("{BINDING}0")));
+        assert!(
+            other
+                .run(f.store.load(id.as_str()))
+                .await
+                .unwrap()
+                .is_none(),
+            "{id_at_rest:?}: another binding loaded the session"
+        );
+        for forged in [
+            id.as_str().to_owned(),
+            format!("{}#{BINDING}", id.as_str()),
+            key.clone(),
+        ] {
+            let unbound = RequestScope::new();
+            assert!(
+                unbound.run(f.store.load(&forged)).await.unwrap().is_none(),
+                "{id_at_rest:?}: an unbound request with the id {forged:?} reached the bound \
+                 session"
+            );
+        }
+        // Moving characters between id and binding names another document.
+        let shifted = RequestScope::bound(Some(BINDING[1..].into()));
+        let shifted_id = format!("{}{}", id.as_str(), &BINDING[..1]);
+        assert_ne!(
+            shifted
+                .run(async { f.store.storage_key(&shifted_id) })
+                .await,
+            key,
+            "{id_at_rest:?}: (id + c, binding - c) has the same key"
+        );
+        // Nothing above wrote anything.
+        assert_eq!(f.store.count().await.unwrap(), 1);
+        f.store.clear().await.unwrap();
+    }
+}
+
+/// With `require_binding`, an unbound request (a scope without binding, or no scope)
+/// loads no session and stores, saves or deletes nothing, even with the id of a bound
+/// session; bound requests work as usual.
+pub async fn required_binding_refuses_unbound_requests<B: DocumentBackend + Clone>(backend: B) {
+    for id_at_rest in [IdAtRest::Sha256, IdAtRest::Raw] {
+        let f = fixture(backend.clone(), |b| {
+            b.id_at_rest(id_at_rest).require_binding(true)
+        })
+        .await;
+        let mine = RequestScope::bound(Some(BINDING.into()));
+        let id = mine
+            .run(f.store.create(&data(json!({"user": "ann"})), None))
+            .await
+            .unwrap();
+        let key = mine.run(async { f.store.storage_key(id.as_str()) }).await;
+        for (scope, what) in [
+            (Some(RequestScope::new()), "an unbound scope"),
+            (None, "no scope"),
+        ] {
+            let scope = scope.as_ref();
+            for forged in [id.as_str().to_owned(), key.clone()] {
+                assert!(
+                    within(scope, f.store.load(&forged))
+                        .await
+                        .unwrap()
+                        .is_none(),
+                    "{id_at_rest:?}, {what}: loaded a session with {forged:?}"
+                );
+                let outcome = within(
+                    scope,
+                    f.store
+                        .save(&forged, &data(json!({"user": "mallory"})), None),
+                )
+                .await
+                .unwrap();
+                assert_eq!(
+                    outcome,
+                    SaveOutcome::NotFound,
+                    "{id_at_rest:?}, {what}: save"
+                );
+                within(scope, f.store.destroy(&forged)).await.unwrap();
+            }
+            within(scope, f.store.create(&data(json!({"user": "eve"})), None))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            f.store.count().await.unwrap(),
+            1,
+            "{id_at_rest:?}: an unbound request created or deleted a session"
+        );
+        let loaded = mine.run(f.store.load(id.as_str())).await.unwrap();
+        assert_eq!(
+            loaded.map(|s| s.data),
+            Some(data(json!({"user": "ann"}))),
+            "{id_at_rest:?}: the bound session must be unchanged and still load"
+        );
+        f.store.clear().await.unwrap();
+    }
+}
+
+/// Runs `fut` inside `scope`, or outside any scope.
+async fn within<T>(scope: Option<&RequestScope>, fut: impl Future<Output = T>) -> T {
+    match scope {
+        Some(s) => s.run(fut).await,
+        None => fut.await,
+    }
+}
