@@ -39,7 +39,9 @@ pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionSt
         .ttl(config.ttl)
         .touch_after(config.touch_after)
         .auto_remove(config.auto_remove)
-        .serialize_requests(config.serialize);
+        .serialize_requests(config.serialize)
+        // Bound sessions: a request without a client certificate reaches none.
+        .require_binding(config.bind_session_to_client_cert);
     if let Some(keys) = config.session_keys.take() {
         tracing::info!(
             encrypting_with = keys.primary_id(),
