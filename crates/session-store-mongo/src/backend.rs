@@ -18,7 +18,7 @@ use session_store_core::{
 };
 use tokio::task::AbortHandle;
 
-use crate::codes::DUPLICATE_KEY;
+use crate::codes::{DUPLICATE_KEY, MAX_TIME_MS_EXPIRED};
 use crate::convert::{self, EXPIRES};
 use crate::error::MongoError;
 
@@ -73,6 +73,29 @@ pub(crate) fn driver(operation: &'static str) -> impl FnOnce(mongodb::error::Err
     move |source| MongoError::Driver { operation, source }
 }
 
+/// How long the server may work on one operation (`maxTimeMS`): 90 % of the operation
+/// timeout, so that a slow or write-locked server answers "time limit exceeded" before
+/// the client gives up. The connection then stays in the pool and nothing is left
+/// running on the server; only a server that does not answer at all (hung, gone) costs
+/// the connection.
+pub(crate) fn server_time_limit(timeout: Duration) -> Duration {
+    timeout.mul_f64(0.9).max(Duration::from_millis(1))
+}
+
+/// A driver error of `operation`, or a timeout when the server gave up at `maxTimeMS`.
+fn failed(
+    operation: &'static str,
+    timeout: Duration,
+) -> impl FnOnce(mongodb::error::Error) -> MongoError {
+    move |source| {
+        if command_code(&source) == Some(MAX_TIME_MS_EXPIRED) {
+            MongoError::Timeout { operation, timeout }
+        } else {
+            MongoError::Driver { operation, source }
+        }
+    }
+}
+
 pub(crate) fn serialize(operation: &'static str, e: mongodb::bson::ser::Error) -> MongoError {
     MongoError::Driver {
         operation,
@@ -101,6 +124,16 @@ impl MongoBackend {
 
     pub(crate) fn timeout(&self) -> Duration {
         self.inner.operation_timeout
+    }
+
+    /// `maxTimeMS` for every operation, see [`server_time_limit`].
+    fn limit(&self) -> Duration {
+        server_time_limit(self.inner.operation_timeout)
+    }
+
+    /// The error mapping of `operation`, see [`failed`].
+    fn failed(&self, operation: &'static str) -> impl FnOnce(mongodb::error::Error) -> MongoError {
+        failed(operation, self.timeout())
     }
 
     pub(crate) fn namespace(&self) -> String {
@@ -135,8 +168,9 @@ impl DocumentBackend for MongoBackend {
                 .inner
                 .collection
                 .find_one(doc! { convert::ID: key })
+                .max_time(self.limit())
                 .await
-                .map_err(driver("find"))?;
+                .map_err(self.failed("find"))?;
             // By `_id` alone (the server's fast path, no query planning); expiry is
             // checked here instead.
             Ok(doc.map(convert::from_document).filter(|d| d.is_live(now)))
@@ -145,14 +179,33 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, MongoError> {
-        let doc = convert::to_document(doc).map_err(|e| serialize("insert", e))?;
+        let fields = convert::to_document(doc).map_err(|e| serialize("insert", e))?;
         bounded("insert", self.timeout(), async {
-            match self.inner.collection.insert_one(doc).await {
-                Ok(_) => Ok(InsertOutcome::Inserted),
+            // An upsert whose pipeline fills the document only when it is new (the upsert
+            // starts it as `{_id}` alone) and leaves a taken `_id` as it is: an insert
+            // that carries `maxTimeMS`, which the insert command cannot, keeping the
+            // fields in their order.
+            let fresh = doc! { "$eq": [{ "$size": { "$objectToArray": "$$ROOT" } }, 1] };
+            let fill = vec![doc! { "$replaceWith": {
+                "$cond": { "if": fresh, "then": { "$literal": fields }, "else": "$$ROOT" }
+            } }];
+            let existing = self
+                .inner
+                .collection
+                .find_one_and_update(doc! { convert::ID: &doc.key }, fill)
+                .upsert(true)
+                .return_document(ReturnDocument::Before)
+                .projection(doc! { convert::ID: 1 })
+                .max_time(self.limit())
+                .await;
+            match existing {
+                Ok(None) => Ok(InsertOutcome::Inserted),
+                Ok(Some(_)) => Ok(InsertOutcome::DuplicateKey),
+                // Two upserts of one new `_id` at once: the loser sees the key taken.
                 Err(e) if command_code(&e) == Some(DUPLICATE_KEY) => {
                     Ok(InsertOutcome::DuplicateKey)
                 }
-                Err(e) => Err(driver("insert")(e)),
+                Err(e) => Err(self.failed("insert")(e)),
             }
         })
         .await
@@ -167,26 +220,20 @@ impl DocumentBackend for MongoBackend {
         let change =
             convert::conditional_update(update, now).map_err(|e| serialize("update", e))?;
         bounded("update", self.timeout(), async {
-            let r = self
+            // One atomic findAndModify: the pipeline changes the fields only where the
+            // conditions hold, and the document as it was before tells whether they did.
+            let before = self
                 .inner
                 .collection
-                .update_one(doc! { convert::ID: key }, change)
+                .find_one_and_update(doc! { convert::ID: key }, change)
+                .return_document(ReturnDocument::Before)
+                .projection(convert::condition_fields())
+                .max_time(self.limit())
                 .await
-                .map_err(driver("update"))?;
-            if r.matched_count == 0 || r.modified_count > 0 {
-                return Ok(r.modified_count > 0);
-            }
-            // Found but unchanged: the conditions failed, or a touch set the values the
-            // document already had (same millisecond). Ask the document.
-            let doc = self
-                .inner
-                .collection
-                .find_one(doc! { convert::ID: key })
-                .await
-                .map_err(driver("update"))?;
-            Ok(doc
+                .map_err(self.failed("update"))?;
+            Ok(before
                 .map(convert::from_document)
-                .is_some_and(|d| d.matches(now, update) && d.expires == Some(update.expires)))
+                .is_some_and(|d| d.matches(now, update)))
         })
         .await
     }
@@ -211,8 +258,9 @@ impl DocumentBackend for MongoBackend {
                 )
                 .hint(Hint::Keys(doc! { convert::ID: 1 }))
                 .return_document(ReturnDocument::After)
+                .max_time(self.limit())
                 .await
-                .map_err(driver("acquire"))?;
+                .map_err(self.failed("acquire"))?;
             if let Some(doc) = taken {
                 return Ok(Acquire::Acquired(Box::new(convert::from_document(doc))));
             }
@@ -221,8 +269,9 @@ impl DocumentBackend for MongoBackend {
                 .inner
                 .collection
                 .find_one(doc! { convert::ID: key })
+                .max_time(self.limit())
                 .await
-                .map_err(driver("acquire"))?
+                .map_err(self.failed("acquire"))?
                 .map(convert::from_document);
             Ok(match doc {
                 Some(d) if d.is_live(now) => Acquire::Held,
@@ -234,16 +283,18 @@ impl DocumentBackend for MongoBackend {
 
     async fn release(&self, key: &str, token: &str) -> Result<bool, MongoError> {
         bounded("release", self.timeout(), async {
-            let r = self
+            let released = self
                 .inner
                 .collection
-                .update_one(
+                .find_one_and_update(
                     doc! { convert::ID: key, convert::LEASE_TOKEN: token },
                     doc! { "$unset": { convert::LEASE_TOKEN: "", convert::LEASE_UNTIL: "" } },
                 )
+                .projection(doc! { convert::ID: 1 })
+                .max_time(self.limit())
                 .await
-                .map_err(driver("release"))?;
-            Ok(r.matched_count > 0)
+                .map_err(self.failed("release"))?;
+            Ok(released.is_some())
         })
         .await
     }
@@ -270,13 +321,15 @@ impl DocumentBackend for MongoBackend {
 
     async fn delete(&self, key: &str) -> Result<bool, MongoError> {
         bounded("delete", self.timeout(), async {
-            let r = self
+            let deleted = self
                 .inner
                 .collection
-                .delete_one(doc! { convert::ID: key })
+                .find_one_and_delete(doc! { convert::ID: key })
+                .projection(doc! { convert::ID: 1 })
+                .max_time(self.limit())
                 .await
-                .map_err(driver("delete"))?;
-            Ok(r.deleted_count > 0)
+                .map_err(self.failed("delete"))?;
+            Ok(deleted.is_some())
         })
         .await
     }
@@ -299,8 +352,9 @@ impl DocumentBackend for MongoBackend {
             self.inner
                 .collection
                 .count_documents(convert::live(now))
+                .max_time(self.limit())
                 .await
-                .map_err(driver("count"))
+                .map_err(self.failed("count"))
         })
         .await
     }
@@ -310,8 +364,9 @@ impl DocumentBackend for MongoBackend {
             self.inner
                 .collection
                 .find(convert::live(now))
+                .max_time(self.limit())
                 .await
-                .map_err(driver("all"))
+                .map_err(self.failed("all"))
         })
         .await?;
         let timeout = self.timeout();

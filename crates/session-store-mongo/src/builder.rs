@@ -91,7 +91,10 @@ impl MongoBackendBuilder {
     }
 
     /// Upper bound on every MongoDB call, including waiting for a server. The driver
-    /// has no socket timeout, so without a bound a hung server hangs requests. Default:
+    /// has no socket timeout, so without a bound a hung server hangs requests. Every
+    /// session operation also carries `maxTimeMS` of 90 % of it, so a slow or
+    /// write-locked server gives up first: the caller gets the same timeout error, the
+    /// connection stays in the pool and no abandoned work is left on the server. Default:
     /// [`DEFAULT_OPERATION_TIMEOUT`] (5 s).
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;

@@ -13,3 +13,5 @@ pub(crate) const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
 /// `AuthenticationFailed`: wrong user, password, mechanism or `authSource` (the server
 /// does not say which).
 pub(crate) const AUTHENTICATION_FAILED: i32 = 18;
+/// `MaxTimeMSExpired`: the server gave up at the operation's `maxTimeMS`.
+pub(crate) const MAX_TIME_MS_EXPIRED: i32 = 50;

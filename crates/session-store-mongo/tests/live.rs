@@ -340,7 +340,10 @@ async fn profiled_plans(db: &TestDb) -> Vec<(String, String, bool)> {
     let ns = format!("{}.sessions", db.name);
     db.db()
         .collection::<Document>("system.profile")
-        .find(doc! { "ns": ns, "op": { "$in": ["query", "update"] } })
+        .find(doc! { "ns": ns, "$or": [
+            { "op": { "$in": ["query", "update"] } },
+            { "op": "command", "command.findAndModify": { "$exists": true } },
+        ] })
         .sort(doc! { "ts": 1 })
         .await
         .unwrap()
@@ -349,14 +352,22 @@ async fn profiled_plans(db: &TestDb) -> Vec<(String, String, bool)> {
         .unwrap()
         .into_iter()
         .map(|p| {
-            let op = p.get_str("op").unwrap_or("?").to_owned();
+            let op = match p.get_str("op").unwrap_or("?") {
+                "command" => p
+                    .get_document("command")
+                    .ok()
+                    .and_then(|c| c.keys().next().cloned())
+                    .unwrap_or_else(|| "command".to_owned()),
+                other => other.to_owned(),
+            };
             let plan = p.get_str("planSummary").unwrap_or("none").to_owned();
             (op, plan, p.get_bool("fromMultiPlanner").unwrap_or(false))
         })
         .collect()
 }
 
-/// Loads and updates take MongoDB's `_id` fast path (IDHACK, no query planning): loads
+/// Loads and updates take MongoDB's `_id` fast path (IDHACK, no query planning; updates are
+/// findAndModify, to carry `maxTimeMS`): loads
 /// check expiry in the store; updates find the document by `_id` alone and the server
 /// checks expiry, version and lease on it (the conformance suite proves those checks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,9 +401,9 @@ async fn loads_and_updates_take_the_id_fast_path() {
         plans,
         [
             want("query", "IDHACK"),
-            want("update", "IDHACK"),
-            want("update", "IDHACK"),
-            want("update", "IDHACK"),
+            want("findAndModify", "IDHACK"),
+            want("findAndModify", "IDHACK"),
+            want("findAndModify", "IDHACK"),
         ],
         "(operation, plan, multi-planned)"
     );

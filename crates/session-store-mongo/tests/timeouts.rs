@@ -1,0 +1,107 @@
+//! Operation timeouts against a real mongod: the server gives up first (`maxTimeMS`), so
+//! a timed-out operation keeps its pooled connection and leaves no work behind.
+
+use std::time::Duration;
+
+use session_store_core::{SessionData, SessionStore};
+use session_store_mongo::mongodb::bson::{doc, Document};
+use session_store_mongo::mongodb::Client;
+use session_store_mongo::MongoBackend;
+use session_store_testkit::live;
+use session_store_testkit::mongod::PrivateMongod;
+
+fn data(n: i64) -> SessionData {
+    let mut d = SessionData::new();
+    d.insert("count".into(), n.into());
+    d
+}
+
+/// Connections the server has accepted since it started.
+async fn connections_created(admin: &Client) -> i64 {
+    let status = admin
+        .database("admin")
+        .run_command(doc! { "serverStatus": 1 })
+        .await
+        .expect("serverStatus");
+    let connections = status.get_document("connections").expect("connections");
+    match connections.get("totalCreated") {
+        Some(n) => n
+            .as_i64()
+            .or_else(|| n.as_i32().map(i64::from))
+            .expect("a number"),
+        None => panic!("serverStatus has no connections.totalCreated: {connections}"),
+    }
+}
+
+/// A write-locked server (`fsync` with `lock`): every write fails as a timeout, and the
+/// server's answer comes before the client's deadline, so 40 timed-out writes open no new
+/// connections (dropping an operation mid-flight would close its connection: one new
+/// connection per timeout), and none of them is applied after the unlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_under_a_write_lock_keep_their_connections() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mongod = PrivateMongod::start(&bin).await.expect("private mongod");
+    let admin = Client::with_uri_str(mongod.uri())
+        .await
+        .expect("admin client");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}locked", mongod.uri()))
+        .operation_timeout(Duration::from_millis(250))
+        .build()
+        .await
+        .expect("backend");
+    let store = SessionStore::builder(backend).build().await.expect("store");
+    let id = store.create(&data(1), None).await.expect("create");
+    // Warm up: the pool holds a connection, the admin client too.
+    store.load(id.as_str()).await.expect("load");
+    let before = connections_created(&admin).await;
+
+    admin
+        .database("admin")
+        .run_command(doc! { "fsync": 1, "lock": true })
+        .await
+        .expect("fsyncLock");
+    let mut outcomes = Vec::new();
+    for n in 0..20 {
+        let saved = store.save(id.as_str(), &data(100 + n), None).await;
+        let destroyed = store.destroy("no-such-session").await;
+        outcomes.push((saved.is_err(), destroyed.is_err()));
+    }
+    let after = connections_created(&admin).await;
+    admin
+        .database("admin")
+        .run_command(doc! { "fsyncUnlock": 1 })
+        .await
+        .expect("fsyncUnlock");
+
+    assert!(
+        outcomes.iter().all(|(s, d)| *s && *d),
+        "every write against a write-locked server must fail as unavailable: {outcomes:?}"
+    );
+    assert!(
+        after - before <= 2,
+        "40 timed-out writes created {} connections (expected at most 2): timed-out \
+         operations must not cost their connection",
+        after - before
+    );
+    // Nothing of the timed-out writes lands later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = store.load(id.as_str()).await.expect("load").expect("live");
+    assert_eq!(
+        loaded.data,
+        data(1),
+        "a write nobody waited for was applied"
+    );
+    let stored: Option<Document> = admin
+        .database("locked")
+        .collection("sessions")
+        .find_one(doc! {})
+        .await
+        .expect("find");
+    assert!(stored.is_some());
+    store.close().await.expect("close");
+    admin.shutdown().await;
+    drop(mongod);
+}
