@@ -47,6 +47,7 @@ pub(crate) struct Inner {
     pub(crate) owns_client: bool,
     pub(crate) collection: Collection<Document>,
     pub(crate) operation_timeout: Duration,
+    pub(crate) index_timeout: Duration,
     pub(crate) reaper: Mutex<Option<AbortHandle>>,
 }
 
@@ -147,9 +148,7 @@ impl DocumentBackend for MongoBackend {
 
     async fn prepare(&self, auto_remove: AutoRemove) -> Result<(), MongoError> {
         match auto_remove {
-            AutoRemove::Native => {
-                bounded("create_ttl_index", self.timeout(), self.ensure_ttl_index()).await
-            }
+            AutoRemove::Native => self.prepare_ttl_index().await,
             AutoRemove::Interval(period) => {
                 self.start_reaper(period);
                 Ok(())

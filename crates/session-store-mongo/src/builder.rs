@@ -18,6 +18,8 @@ use crate::tls::{self, Attempt, TlsSettings};
 
 /// Default bound on every MongoDB call: 5 seconds.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound on creating the TTL index at start-up: 60 s.
+pub const DEFAULT_INDEX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default collection name: `sessions` (connect-mongo's).
 pub const DEFAULT_COLLECTION: &str = "sessions";
 /// Database used when neither the builder nor the connection string names one.
@@ -36,6 +38,7 @@ pub struct MongoBackendBuilder {
     database: Option<String>,
     collection: String,
     operation_timeout: Duration,
+    index_timeout: Duration,
     write_concern: Option<WriteConcern>,
     tls: TlsSettings,
     check_connection: bool,
@@ -54,6 +57,7 @@ impl std::fmt::Debug for MongoBackendBuilder {
             .field("database", &self.database)
             .field("collection", &self.collection)
             .field("operation_timeout", &self.operation_timeout)
+            .field("index_timeout", &self.index_timeout)
             .field("write_concern", &self.write_concern)
             .field("tls", &self.tls)
             .field("check_connection", &self.check_connection)
@@ -98,6 +102,15 @@ impl MongoBackendBuilder {
     /// [`DEFAULT_OPERATION_TIMEOUT`] (5 s).
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
+        self
+    }
+
+    /// Upper bound on creating the TTL index at start-up (`AutoRemove::Native`), which
+    /// on an existing large collection takes longer than one operation; a warning is
+    /// logged once it takes longer than `operation_timeout`. Default:
+    /// [`DEFAULT_INDEX_TIMEOUT`] (60 s).
+    pub fn index_timeout(mut self, timeout: Duration) -> Self {
+        self.index_timeout = timeout;
         self
     }
 
@@ -174,6 +187,12 @@ impl MongoBackendBuilder {
     /// Checks the options and TLS files, connects, checks the connection (see
     /// [`check_connection`](Self::check_connection)) and returns the backend.
     pub async fn build(self) -> Result<MongoBackend, MongoError> {
+        if self.index_timeout.is_zero() {
+            return Err(MongoError::InvalidOption {
+                option: "index_timeout",
+                reason: "must be positive".into(),
+            });
+        }
         if self.operation_timeout.is_zero() {
             return Err(MongoError::InvalidOption {
                 option: "operation_timeout",
@@ -239,6 +258,7 @@ impl MongoBackendBuilder {
                 owns_client,
                 collection,
                 operation_timeout: timeout,
+                index_timeout: self.index_timeout,
                 reaper: Mutex::new(None),
             }),
         })
@@ -253,6 +273,7 @@ impl MongoBackend {
             database: None,
             collection: DEFAULT_COLLECTION.to_owned(),
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            index_timeout: DEFAULT_INDEX_TIMEOUT,
             write_concern: None,
             tls: TlsSettings::default(),
             check_connection: true,

@@ -51,6 +51,16 @@ pub enum MongoError {
         /// The bound that was exceeded.
         timeout: Duration,
     },
+    /// Creating the TTL index at start-up did not finish in time.
+    #[error("creating the TTL index on `{namespace}` did not finish within {timeout:?}: a large collection takes a while; raise `index_timeout`, or create the index ahead of the deploy with `db.getCollection(\"{collection}\").createIndex({{expires: 1}}, {{expireAfterSeconds: 0}})`")]
+    IndexTimeout {
+        /// `database.collection`.
+        namespace: String,
+        /// The collection.
+        collection: String,
+        /// The bound that was exceeded.
+        timeout: Duration,
+    },
     /// The driver reported an error.
     #[error("MongoDB `{operation}` failed")]
     Driver {

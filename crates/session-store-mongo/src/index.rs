@@ -18,6 +18,31 @@ use crate::error::MongoError;
 pub const TTL_INDEX_NAME: &str = "expires_1";
 
 impl MongoBackend {
+    /// [`ensure_ttl_index`](Self::ensure_ttl_index) within `index_timeout`, with a
+    /// warning once it takes longer than one operation.
+    pub(crate) async fn prepare_ttl_index(&self) -> Result<(), MongoError> {
+        let index_timeout = self.inner.index_timeout;
+        let slow = self.timeout().min(index_timeout);
+        let ensure = self.ensure_ttl_index();
+        tokio::pin!(ensure);
+        if let Ok(done) = tokio::time::timeout(slow, &mut ensure).await {
+            return done;
+        }
+        tracing::warn!(
+            namespace = %self.namespace(),
+            "creating the TTL index is taking longer than {slow:?} (a large collection?); \
+             waiting up to index_timeout ({index_timeout:?})"
+        );
+        match tokio::time::timeout(index_timeout.saturating_sub(slow), ensure).await {
+            Ok(done) => done,
+            Err(_) => Err(MongoError::IndexTimeout {
+                namespace: self.namespace(),
+                collection: self.inner.collection.name().to_owned(),
+                timeout: index_timeout,
+            }),
+        }
+    }
+
     /// Creates the TTL index, or fails clearly if a conflicting one exists.
     pub(crate) async fn ensure_ttl_index(&self) -> Result<(), MongoError> {
         let coll = &self.inner.collection;

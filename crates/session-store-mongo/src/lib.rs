@@ -35,6 +35,7 @@
 //! | [`collection`](MongoBackendBuilder::collection) | `collectionName` | `sessions` | collection |
 //! | [`write_concern`](MongoBackendBuilder::write_concern) | `writeOperationOptions` | the client's | applied to every write |
 //! | [`operation_timeout`](MongoBackendBuilder::operation_timeout) | — | 5 s | bound on every call, so a hung server gives [`MongoError::Timeout`] |
+//! | [`index_timeout`](MongoBackendBuilder::index_timeout) | — | 60 s | bound on creating the TTL index at start-up ([`MongoError::IndexTimeout`]) |
 //! | [`check_connection`](MongoBackendBuilder::check_connection) | — | `true` | `build` pings once and turns a failure into [`MongoError::Connect`] with a [`Diagnosis`] |
 //! | [`tls_ca_file`](MongoBackendBuilder::tls_ca_file), [`tls_certificate_key_file`](MongoBackendBuilder::tls_certificate_key_file), [`tls_certificate_key_password`](MongoBackendBuilder::tls_certificate_key_password) | `tlsCAFile`, `tlsCertificateKeyFile`, `tlsCertificateKeyFilePassword` | the connection string's | TLS files, checked before connecting |
 //! | [`tls`](MongoBackendBuilder::tls), [`tls_allow_invalid_certificates`](MongoBackendBuilder::tls_allow_invalid_certificates), [`tls_allow_invalid_hostnames`](MongoBackendBuilder::tls_allow_invalid_hostnames), [`x509_auth`](MongoBackendBuilder::x509_auth) | `tls`, `tlsAllowInvalidCertificates`, `tlsAllowInvalidHostnames`, `authMechanism=MONGODB-X509` | the connection string's | see each method |
@@ -71,7 +72,8 @@ mod tls;
 
 pub use backend::MongoBackend;
 pub use builder::{
-    MongoBackendBuilder, DEFAULT_COLLECTION, DEFAULT_DATABASE, DEFAULT_OPERATION_TIMEOUT,
+    MongoBackendBuilder, DEFAULT_COLLECTION, DEFAULT_DATABASE, DEFAULT_INDEX_TIMEOUT,
+    DEFAULT_OPERATION_TIMEOUT,
 };
 pub use diagnosis::Diagnosis;
 pub use error::MongoError;
