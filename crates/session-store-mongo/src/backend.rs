@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use mongodb::bson::{doc, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{Hint, ReturnDocument};
+use mongodb::options::{Acknowledgment, Hint, ReturnDocument, WriteConcern};
 use mongodb::{Client, Collection};
 use session_store_core::time::OffsetDateTime;
 use session_store_core::{
@@ -125,6 +125,22 @@ impl MongoBackend {
 
     pub(crate) fn timeout(&self) -> Duration {
         self.inner.operation_timeout
+    }
+
+    /// The write concern of writes that end sessions (logout, id rotation, revocation):
+    /// acknowledged by a majority of the replica set whatever the server's default (5.0
+    /// and later default to majority, 4.4 to the primary alone), so a failover cannot
+    /// bring an ended session back. Journal and time-out settings of the configured
+    /// write concern are kept.
+    fn ending_write_concern(&self) -> WriteConcern {
+        let mut concern = self
+            .inner
+            .collection
+            .write_concern()
+            .cloned()
+            .unwrap_or_default();
+        concern.w = Some(Acknowledgment::Majority);
+        concern
     }
 
     /// `maxTimeMS` for every operation, see [`server_time_limit`].
@@ -324,6 +340,7 @@ impl DocumentBackend for MongoBackend {
                 .inner
                 .collection
                 .find_one_and_delete(doc! { convert::ID: key })
+                .write_concern(self.ending_write_concern())
                 .projection(doc! { convert::ID: 1 })
                 .max_time(self.limit())
                 .await

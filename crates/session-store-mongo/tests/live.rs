@@ -550,3 +550,62 @@ async fn database_defaults_to_the_uri_path() {
         session_store_mongo::DEFAULT_DATABASE
     );
 }
+
+/// Writes that end a session (logout, id rotation) are sent with `w: "majority"` whatever
+/// the deployment's default or the configured write concern, so a failover cannot bring
+/// the session back; other writes use the configured write concern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_session_is_acknowledged_by_a_majority() {
+    use futures_util::TryStreamExt as _;
+    let Some(db) = test_db("majority").await else {
+        return;
+    };
+    let configured = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .write_concern(WriteConcern::builder().w(Acknowledgment::Nodes(1)).build())
+        .build()
+        .await
+        .unwrap();
+    let store = SessionStore::builder(configured)
+        .auto_remove(AutoRemove::Disabled)
+        .build()
+        .await
+        .unwrap();
+    let id = store.create(&data(1), None).await.unwrap();
+    db.db().run_command(doc! { "profile": 2 }).await.unwrap();
+    store.save(id.as_str(), &data(2), None).await.unwrap();
+    store.destroy(id.as_str()).await.unwrap();
+    db.db().run_command(doc! { "profile": 0 }).await.unwrap();
+    let ns = format!("{}.sessions", db.name);
+    let sent: Vec<(bool, Option<Bson>)> = db
+        .db()
+        .collection::<Document>("system.profile")
+        .find(doc! { "ns": ns, "command.findAndModify": { "$exists": true } })
+        .sort(doc! { "ts": 1 })
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let command = p.get_document("command").cloned().unwrap_or_default();
+            let remove = command.get_bool("remove").unwrap_or(false);
+            let w = command
+                .get_document("writeConcern")
+                .ok()
+                .and_then(|wc| wc.get("w").cloned());
+            (remove, w)
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (false, Some(Bson::Int32(1))),
+            (true, Some(Bson::String("majority".into()))),
+        ],
+        "(remove, writeConcern.w) of the save and the destroy"
+    );
+    db.drop_and_shutdown().await;
+}
