@@ -226,6 +226,14 @@ impl MongoBackendBuilder {
                 })
                 .await?;
                 self.tls.apply(&mut options)?;
+                if tls::verification_off(&options) {
+                    tracing::warn!(
+                        "TLS certificate verification is off (tlsAllowInvalidCertificates or \
+                         tlsInsecure): anyone on the network path can pose as the MongoDB \
+                         server and read every session; use it only for local tests, and give \
+                         the server's CA with tlsCAFile instead"
+                    );
+                }
                 if options.app_name.is_none() {
                     options.app_name = Some("session-store-mongo".into());
                 }
@@ -379,5 +387,74 @@ mod tests {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.contains("app.sessions"), "{shown}");
+    }
+
+    /// The events a closure logs at `WARN` and above, as text.
+    fn warnings_of(run: impl std::future::Future<Output = ()>) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(subscriber, || runtime.block_on(run));
+        let text = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+        text
+    }
+
+    #[test]
+    fn turning_certificate_verification_off_warns() {
+        for (uri, warns) in [
+            (
+                "mongodb://127.0.0.1:1/?tls=true&tlsAllowInvalidCertificates=true",
+                true,
+            ),
+            ("mongodb://127.0.0.1:1/?tls=true&tlsInsecure=true", true),
+            ("mongodb://127.0.0.1:1/?tls=true", false),
+        ] {
+            let logged = warnings_of(async {
+                MongoBackend::builder()
+                    .uri(uri)
+                    .check_connection(false)
+                    .build()
+                    .await
+                    .expect("builds");
+            });
+            assert_eq!(
+                logged.contains("TLS certificate verification is off"),
+                warns,
+                "{uri}: {logged}"
+            );
+        }
+        let logged = warnings_of(async {
+            MongoBackend::builder()
+                .uri("mongodb://127.0.0.1:1/")
+                .tls_allow_invalid_certificates(true)
+                .check_connection(false)
+                .build()
+                .await
+                .expect("builds");
+        });
+        assert!(
+            logged.contains("TLS certificate verification is off"),
+            "{logged}"
+        );
     }
 }

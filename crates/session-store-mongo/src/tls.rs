@@ -159,6 +159,12 @@ pub(crate) fn allow_invalid_hostnames_unsupported() -> MongoError {
     }
 }
 
+/// Whether TLS is on with certificate verification off (`tlsAllowInvalidCertificates`, or
+/// `tlsInsecure`, which the driver reads as that).
+pub(crate) fn verification_off(options: &mongodb::options::ClientOptions) -> bool {
+    enabled(options).is_some_and(|t| t.allow_invalid_certificates == Some(true))
+}
+
 /// TLS settings from the builder, applied over the connection string's.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TlsSettings {
