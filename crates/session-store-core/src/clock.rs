@@ -65,6 +65,14 @@ impl Clock for ManualClock {
     }
 }
 
+/// `t + d`, or the last representable instant when that is past it: stored dates come
+/// from outside (another application, a hand edit), so no arithmetic on them may panic.
+pub(crate) fn later(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    t.checked_add(d).unwrap_or_else(|| {
+        OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX).to_offset(t.offset())
+    })
+}
+
 /// Truncates to whole milliseconds: the precision of a BSON date, so every backend
 /// stores and compares the same instants.
 pub(crate) fn to_millis(t: OffsetDateTime) -> OffsetDateTime {

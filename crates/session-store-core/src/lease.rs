@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::backend::{Acquire, DocumentBackend, StoredDocument};
+use crate::clock::later;
 use crate::error::{error_chain, Error};
 use crate::id::SessionId;
 use crate::scope::{Detach, Held, Release, RequestScope};
@@ -32,7 +33,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             let found = self
                 .inner
                 .backend
-                .acquire(key, now, &token, now + serialize.lease)
+                .acquire(key, now, &token, later(now, serialize.lease))
                 .await
                 .map_err(|e| backend_error("load", e))?;
             match found {

@@ -11,7 +11,7 @@ use tracing::Instrument as _;
 
 use crate::backend::{AutoRemove, DocumentBackend, InsertOutcome, StoredDocument};
 use crate::builder::SessionStoreBuilder;
-use crate::clock::{to_millis, Clock};
+use crate::clock::{later, to_millis, Clock};
 use crate::codec::{Payload, PayloadFormat, SessionData};
 use crate::crypto::{Cipher, CipherError};
 use crate::error::Error;
@@ -297,7 +297,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         now: OffsetDateTime,
         expires: Option<OffsetDateTime>,
     ) -> OffsetDateTime {
-        expires.map_or(now + self.inner.ttl, to_millis)
+        expires.map_or_else(|| later(now, self.inner.ttl), to_millis)
     }
 
     pub(crate) fn emit(&self, event: SessionEvent) {

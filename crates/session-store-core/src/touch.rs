@@ -6,6 +6,8 @@
 
 use time::{Duration, OffsetDateTime};
 
+use crate::clock::later;
+
 /// What a save writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WritePlan {
@@ -33,7 +35,7 @@ pub(crate) fn plan(
         return WritePlan::Full;
     }
     match last_modified {
-        Some(at) if touch_after.is_positive() && now < at + touch_after => WritePlan::Skip,
+        Some(at) if touch_after.is_positive() && now < later(at, touch_after) => WritePlan::Skip,
         _ => WritePlan::Touch,
     }
 }
