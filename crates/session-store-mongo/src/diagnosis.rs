@@ -162,8 +162,10 @@ pub(crate) fn diagnose(e: &Error, attempt: Attempt) -> Diagnosis {
 }
 
 /// The part of a hostname-mismatch message that says which names were expected/presented.
-fn hostname_detail(text: &str) -> String {
-    let lower = text.to_lowercase();
+pub(crate) fn hostname_detail(text: &str) -> String {
+    // ASCII lowercasing keeps every byte offset (full Unicode lowercasing does not:
+    // `ẞ` becomes the shorter `ß`), so offsets found in `lower` are valid in `text`.
+    let lower = text.to_ascii_lowercase();
     let start = lower
         .find("certificate not valid for name")
         .or_else(|| lower.find("notvalidforname"));
@@ -171,7 +173,10 @@ fn hostname_detail(text: &str) -> String {
         return "see the driver's error".into();
     };
     let rest = &text[start..];
-    let end = rest.find(['\n', ']', ',']).unwrap_or(rest.len()).min(300);
+    let mut end = rest.find(['\n', ']', ',']).unwrap_or(rest.len()).min(300);
+    while !rest.is_char_boundary(end) {
+        end -= 1;
+    }
     rest[..end].trim().to_owned()
 }
 

@@ -67,6 +67,8 @@ mod convert;
 mod diagnosis;
 mod error;
 mod index;
+#[cfg(test)]
+mod properties;
 mod redact;
 mod tls;
 
