@@ -35,6 +35,9 @@ commands:
                                  start a throwaway mongod; benchmark the store against the raw
                                  driver, and each example (and Express + connect-mongo) over
                                  HTTP under wrk; write target/bench/latest.md
+  fuzz [--cases 50000]           the property tests (stored documents, cookies, envelopes,
+                                 SESSION_KEYS, connection strings, error texts) with many
+                                 cases each; no mongod needed
   help                           this text
 ";
 
@@ -61,6 +64,9 @@ pub(crate) enum Task {
     ExamplesInSync,
     Ci,
     Bench(Bench),
+    Fuzz {
+        cases: u32,
+    },
     Help,
 }
 
@@ -245,6 +251,12 @@ pub(crate) fn parse(args: &[String]) -> Result<Task> {
                     .collect::<Result<_>>()?,
             })
         }
+        ["fuzz"] => {
+            let o = Options::parse(rest, &["--cases"], &[])?;
+            Task::Fuzz {
+                cases: o.number("--cases")?.unwrap_or(50_000),
+            }
+        }
         ["bench"] => {
             let o = Options::parse(
                 rest,
@@ -296,6 +308,11 @@ mod tests {
         );
         assert_eq!(parse_line("mongod down").unwrap(), Task::MongodDown);
         assert_eq!(parse_line("bench").unwrap(), Task::Bench(Bench::default()));
+        assert_eq!(parse_line("fuzz").unwrap(), Task::Fuzz { cases: 50_000 });
+        assert_eq!(
+            parse_line("fuzz --cases 10").unwrap(),
+            Task::Fuzz { cases: 10 }
+        );
     }
 
     #[test]

@@ -347,6 +347,31 @@ fn ci() -> Result<bool> {
     })
 }
 
+/// `cargo xtask fuzz`: every property test with `cases` cases each (`FUZZ_CASES`).
+fn fuzz(cases: u32) -> Result<bool> {
+    let suites: [&[&str]; 2] = [
+        &["-p", "session-store-core", "--test", "properties"],
+        &["-p", "session-store-mongo", "--lib", "properties"],
+    ];
+    for suite in suites {
+        eprintln!(
+            "xtask: {cases} cases per property: cargo test {}",
+            suite.join(" ")
+        );
+        let status = cargo()
+            .arg("test")
+            .args(suite)
+            .env("FUZZ_CASES", cases.to_string())
+            .status()
+            .context("cannot run cargo test")?;
+        if !status.success() {
+            return Ok(false);
+        }
+    }
+    eprintln!("xtask: no property failed");
+    Ok(true)
+}
+
 fn run() -> Result<bool> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match cli::parse(&args)? {
@@ -371,6 +396,7 @@ fn run() -> Result<bool> {
         Task::Ci => ci(),
         Task::ExamplesInSync => examples::check(&project_root()),
         Task::Bench(options) => bench::bench(&options),
+        Task::Fuzz { cases } => fuzz(cases),
     }
 }
 
