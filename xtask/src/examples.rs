@@ -11,14 +11,15 @@ use crate::framework::Framework;
 /// The example whose copy is canonical.
 const CANONICAL: Framework = Framework::Axum;
 
-/// Each shared file (under `src/`) and the examples that carry it: Rocket serves TLS
-/// itself, so it has no `tls.rs`.
+/// Each shared file (under `src/`) and the examples that carry it: Actix accepts TLS
+/// connections itself (with its own time-outs and caps), so it has no `https.rs`.
 const SHARED: &[(&str, &[Framework])] = &[
     ("config.rs", &Framework::ALL),
     ("store.rs", &Framework::ALL),
     ("input.rs", &Framework::ALL),
     ("client_cert.rs", &Framework::ALL),
-    ("tls.rs", &[Framework::Axum, Framework::Actix]),
+    ("tls.rs", &Framework::ALL),
+    ("https.rs", &[Framework::Axum, Framework::Rocket]),
 ];
 
 /// The copies under `examples/` (in `root`) that differ from the canonical one or are
@@ -87,11 +88,11 @@ mod tests {
     fn an_edited_or_missing_copy_is_named() {
         let root = tree("differ");
         std::fs::write(root.join("examples/rocket/src/input.rs"), "// edited\n").unwrap();
-        std::fs::remove_file(root.join("examples/actix/src/tls.rs")).unwrap();
+        std::fs::remove_file(root.join("examples/rocket/src/https.rs")).unwrap();
         let problems = out_of_sync(&root).unwrap();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("examples/rocket/src/input.rs differs"));
-        assert!(problems[1].starts_with("examples/actix/src/tls.rs differs"));
+        assert!(problems[1].starts_with("examples/rocket/src/https.rs differs"));
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -36,6 +36,7 @@
 //! | [`reads_never_revert`] | 100 sequential `GET /counter` under a flood of `GET /peek` / `GET /data` over two instances: every increment is kept |
 //! | [`logout_is_final_under_parallel_requests`] | logouts racing 8 parallel `GET /counter` over two instances: no cookie seen is logged in, no document holds the user |
 //! | [`serialized_parallel_counter`] | `SESSION_SERIALIZE=1`: 32 parallel `GET /counter` over two instances give 32 increments, each count once |
+//! | [`idle_connections_do_not_stop_https`] | HTTPS under a 256-file limit with 300 idle TCP connections held: the server stays up, `/health` answers within 20 s, sessions work afterwards |
 //! | [`secrets_never_printed`] | failing start-ups (auth refused, nothing listening, missing TLS key file, malformed URI) with `RUST_LOG=debug` never print the password or `tlsCertificateKeyFilePassword` |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable and encrypts with the new key; a removed key means no session, not an error |
 
@@ -149,6 +150,7 @@ macro_rules! contract_tests {
             logout_is_final_under_parallel_requests,
             serialized_parallel_counter,
             secrets_never_printed,
+            idle_connections_do_not_stop_https,
         );
     };
     (@cases $bin:expr; $($case:ident),* $(,)?) => {
@@ -190,7 +192,10 @@ pub use harness::Target;
 pub use outage::mongodb_outage;
 pub use secrets::secrets_never_printed;
 pub(crate) use server::{HttpsClient, Reply, ServerUnderTest};
-pub use tls::{https_and_secure_cookie, mutual_tls, secured_mongodb, session_bound_to_client_cert};
+pub use tls::{
+    https_and_secure_cookie, idle_connections_do_not_stop_https, mutual_tls, secured_mongodb,
+    session_bound_to_client_cert,
+};
 
 #[cfg(test)]
 use cookie::*;

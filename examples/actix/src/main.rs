@@ -35,6 +35,12 @@ use serde_json::json;
 use crate::client_cert::ClientCert;
 use crate::config::Config;
 use crate::input::{COUNT, PAD, USER};
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a client may take to send a request's headers.
+const REQUEST_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections one worker serves at once.
+const MAX_CONNECTIONS_PER_WORKER: usize = 1024;
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -300,7 +306,13 @@ async fn run() -> anyhow::Result<()> {
                 sessions(),
             ))
     })
-    .on_connect(client_cert_of);
+    .on_connect(client_cert_of)
+    // Idle or slow clients cannot hold the server: the TLS handshake and the request
+    // headers each have a deadline, and connections per worker are capped (actix-web
+    // keeps accepting after running out of file descriptors).
+    .tls_handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
+    .client_request_timeout(REQUEST_HEADER_TIMEOUT)
+    .max_connections(MAX_CONNECTIONS_PER_WORKER);
     let listen_error = || format!("cannot listen on {addr}: set HOST/PORT to a free address");
     let (server, scheme) = match &config.https {
         None => (server.bind(addr).with_context(listen_error)?, "http"),

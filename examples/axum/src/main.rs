@@ -9,6 +9,7 @@
 
 mod client_cert;
 mod config;
+mod https;
 mod input;
 mod store;
 mod tls;
@@ -249,7 +250,7 @@ async fn run() -> anyhow::Result<()> {
                 listener.local_addr()?
             );
             tokio::select! {
-                result = serve_https(listener, tls, app) => result?,
+                () = serve_https(listener, tls, app) => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
         }
@@ -262,35 +263,14 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `app` over TLS; a verified client certificate reaches handlers as an
-/// `Extension<ClientCert>`. A client refused at the handshake never reaches the app.
-async fn serve_https(
-    listener: tokio::net::TcpListener,
-    tls: rustls::ServerConfig,
-    app: Router,
-) -> anyhow::Result<()> {
+/// Serves `app` over TLS (see `https.rs` for the limits); a verified client certificate
+/// reaches handlers as an `Extension<ClientCert>`. A client refused at the handshake never
+/// reaches the app; one that does not send its request headers in time is dropped.
+async fn serve_https(listener: tokio::net::TcpListener, tls: rustls::ServerConfig, app: Router) {
     use tower::ServiceExt as _;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    loop {
-        let (tcp, peer) = listener
-            .accept()
-            .await
-            .context("accepting a connection failed")?;
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake refused");
-                    return;
-                }
-            };
-            let cert = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|der| ClientCert::from_der(der));
+    https::serve_tls(listener, tls, move |stream, cert, peer| {
+        let app = app.clone();
+        async move {
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     if let Some(cert) = &cert {
@@ -299,15 +279,20 @@ async fn serve_https(
                     app.clone().oneshot(req)
                 },
             );
-            let served =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+            let mut http =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            http.http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(https::REQUEST_HEADER_TIMEOUT);
+            let served = http
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 fn main() -> ExitCode {

@@ -1,9 +1,9 @@
 //! HTTPS and mutual TLS for the example (`TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`): the
 //! server's rustls configuration.
 //!
-//! Shared by the examples that terminate TLS themselves (Axum, Actix; Rocket does it
-//! itself), so that each can be copied alone; `cargo xtask ci` checks the copies are
-//! identical. Change it in examples/axum and copy it to the others.
+//! Shared: this file is the same in every example, so that each example can be copied
+//! alone; `cargo xtask ci` checks the copies are identical. Change it in examples/axum and
+//! copy it to the others.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -9,8 +9,11 @@
 
 mod client_cert;
 mod config;
+mod front;
+mod https;
 mod input;
 mod store;
+mod tls;
 
 use std::io::Cursor;
 use std::process::ExitCode;
@@ -28,8 +31,8 @@ use rocket_session_mongo::mongo::mongodb::bson::doc;
 use rocket_session_mongo::{MongoSessionFairing, Session};
 use serde_json::{json, Value};
 
-use crate::client_cert::ClientCert;
 use crate::config::Config;
+use crate::front::ClientCerts;
 use crate::input::{COUNT, PAD, USER};
 
 struct AppState {
@@ -110,18 +113,15 @@ fn logout(session: Session<'_>) -> Reply {
 }
 
 #[get("/whoami")]
-fn whoami(cert: Option<rocket::mtls::Certificate<'_>>) -> Reply {
-    match cert {
-        Some(cert) => {
-            let cert = ClientCert::from_der(cert.as_bytes());
-            reply(
-                Status::Ok,
-                &json!({
-                    "subject": cert.subject,
-                    "fingerprint_sha256": cert.fingerprint_sha256,
-                }),
-            )
-        }
+fn whoami(peer: Option<std::net::SocketAddr>, certs: &State<ClientCerts>) -> Reply {
+    match certs.of(peer) {
+        Some(cert) => reply(
+            Status::Ok,
+            &json!({
+                "subject": cert.subject,
+                "fingerprint_sha256": cert.fingerprint_sha256,
+            }),
+        ),
         None => reply(
             Status::Unauthorized,
             &json!({ "error": "no client certificate (mutual TLS is off or none was sent)" }),
@@ -165,47 +165,74 @@ fn error(status: Status, _: &Request<'_>) -> Reply {
 async fn run() -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
     let store = store::build_store(&mut config).await?;
-    let tls = config.https.as_ref().map(|https| {
-        let tls = rocket::config::TlsConfig::from_paths(&https.cert, &https.key);
-        match &https.client_ca {
-            Some(ca) => tls.with_mutual(rocket::config::MutualTls::from_path(ca).mandatory(true)),
-            None => tls,
+    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let listen_error = || format!("cannot listen on {addr}: set HOST/PORT to a free address");
+    // With HTTPS, the front (front.rs) listens on HOST:PORT, and Rocket on a loopback
+    // port of its own.
+    let front = match &config.https {
+        None => None,
+        Some(https) => {
+            let tls = tls::server_config(&https.cert, &https.key, https.client_ca.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(listen_error)?;
+            Some((listener, tls))
         }
-    });
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let secure = tls.is_some();
+    };
+    let rocket_addr = match front {
+        None => addr,
+        Some(_) => {
+            let probe = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .context("cannot find a free loopback port for Rocket behind the HTTPS front")?;
+            probe.local_addr()?
+        }
+    };
+    let secure = front.is_some();
+    let mutual = config.https.as_ref().is_some_and(|h| h.client_ca.is_some());
+    let scheme = if secure { "https" } else { "http" };
     let bind = config.bind_session_to_client_cert;
+    let certs = ClientCerts::default();
     let rocket_config = rocket::Config {
-        tls,
-        address: config.host,
-        port: config.port,
+        address: rocket_addr.ip(),
+        port: rocket_addr.port(),
         log_level: rocket::config::LogLevel::Off,
         cli_colors: false,
         ..rocket::Config::release_default()
     };
-    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let front = std::sync::Mutex::new(front);
+    let front_certs = certs.clone();
     rocket::custom(rocket_config)
         .manage(AppState {
             payload_bytes: config.payload_bytes,
         })
+        .manage(certs)
         .attach(MongoSessionFairing::new(store.clone()).secure(secure))
         .attach(AdHoc::on_request("session binding", move |req, _| {
             Box::pin(async move {
                 if bind {
-                    let cert = req
-                        .guard::<rocket::mtls::Certificate<'_>>()
-                        .await
-                        .succeeded();
-                    let fingerprint =
-                        cert.map(|c| ClientCert::from_der(c.as_bytes()).fingerprint_sha256);
+                    let fingerprint = req
+                        .rocket()
+                        .state::<ClientCerts>()
+                        .and_then(|certs| certs.of(req.remote()))
+                        .map(|cert| cert.fingerprint_sha256);
                     req.local_cache(|| SessionBinding(fingerprint));
                 }
             })
         }))
-        .attach(AdHoc::on_liftoff("listen line", move |rocket| {
+        .attach(AdHoc::on_liftoff("HTTPS front", move |_| {
             Box::pin(async move {
-                let c = rocket.config();
-                tracing::info!("listening on {scheme}://{}:{}", c.address, c.port);
+                let taken = front
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                if let Some((listener, tls)) = taken {
+                    tracing::info!(
+                        mutual_tls = mutual,
+                        "HTTPS in front of Rocket at {rocket_addr}"
+                    );
+                    tokio::spawn(front::serve(listener, tls, rocket_addr, front_certs));
+                }
+                tracing::info!("listening on {scheme}://{addr}");
             })
         }))
         .mount(
@@ -216,7 +243,9 @@ async fn run() -> anyhow::Result<()> {
         .launch()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("serving on {addr} failed (set HOST/PORT to a free address)"))?;
+        .with_context(|| {
+            format!("serving on {rocket_addr} failed (set HOST/PORT to a free address)")
+        })?;
     store.close().await.context("closing the session store")?;
     Ok(())
 }

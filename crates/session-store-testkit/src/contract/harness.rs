@@ -33,12 +33,13 @@ impl Target {
 
 /// How a case runs its servers: the one options value every case builds (environment,
 /// HTTPS, number of instances, a private mongod) instead of a runner per variation.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Case {
-    env: Vec<(&'static str, String)>,
-    https: Option<HttpsClient>,
+    pub(crate) env: Vec<(&'static str, String)>,
+    pub(crate) https: Option<HttpsClient>,
     instances: Option<usize>,
     private_mongod: Option<String>,
+    pub(crate) fd_limit: Option<u32>,
 }
 
 impl Case {
@@ -57,6 +58,13 @@ impl Case {
     /// [`env`](Self::env).
     pub(crate) fn https(mut self, client: HttpsClient) -> Self {
         self.https = Some(client);
+        self
+    }
+
+    /// Runs the servers with at most `n` open files (`ulimit -n`), as a small container
+    /// or a default systemd unit would.
+    pub(crate) fn fd_limit(mut self, n: u32) -> Self {
+        self.fd_limit = Some(n);
         self
     }
 
@@ -89,8 +97,7 @@ impl Case {
             .unwrap_or_else(|e| panic!("{e:#}"));
         let mut servers = Vec::new();
         for _ in 0..self.instances.unwrap_or(1) {
-            let https = self.https.as_ref();
-            match ServerUnderTest::start(&target.bin, &uri, &test_db.name, &self.env, https).await {
+            match ServerUnderTest::start(&target.bin, &uri, &test_db.name, &self).await {
                 Ok(server) => servers.push(server),
                 Err(e) => {
                     drop(servers);
@@ -107,7 +114,7 @@ impl Case {
             target: target.clone(),
             uri,
             database: test_db.name.clone(),
-            https: self.https.clone(),
+            case: self.clone(),
         });
         let outcome = tokio::spawn(body(Arc::clone(&ctx))).await;
         for (i, server) in ctx.servers.iter().enumerate() {
@@ -144,7 +151,7 @@ pub(crate) struct Ctx {
     target: Target,
     uri: String,
     database: String,
-    https: Option<HttpsClient>,
+    case: Case,
 }
 
 impl Ctx {
@@ -156,15 +163,13 @@ impl Ctx {
     /// One more server on this case's database, with `env` instead of the case's
     /// variables (reached the same way, HTTP or HTTPS); killed when dropped.
     pub(crate) async fn start_server(&self, env: &[(&'static str, String)]) -> ServerUnderTest {
-        ServerUnderTest::start(
-            &self.target.bin,
-            &self.uri,
-            &self.database,
-            env,
-            self.https.as_ref(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"))
+        let case = Case {
+            env: env.to_vec(),
+            ..self.case.clone()
+        };
+        ServerUnderTest::start(&self.target.bin, &self.uri, &self.database, &case)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     pub(crate) async fn get(&self, path: &str, sid: Option<&str>) -> Reply {

@@ -124,10 +124,11 @@ impl HttpsClient {
 impl ServerUnderTest {
     /// Starts `bin` with `MONGODB_URI=mongodb_uri`, `MONGO_DB=database`,
     /// `HOST=127.0.0.1`, `PORT=<free port>`, `RUST_LOG=info`,
-    /// `COOKIE_KEY=`[`TEST_COOKIE_KEY`] and `env` (other contract variables inherited from
-    /// the test's environment are removed), reached over HTTPS with `https` when given
-    /// (the server's TLS variables must then be in `env`), and waits up to 30 s until
-    /// `GET /health` answers 200.
+    /// `COOKIE_KEY=`[`TEST_COOKIE_KEY`] and the case's `env` (other contract variables
+    /// inherited from the test's environment are removed), reached over HTTPS with the
+    /// case's `https` client when given (the server's TLS variables must then be in
+    /// `env`), under the case's open-file limit, and waits up to 30 s until `GET /health`
+    /// answers 200.
     ///
     /// # Errors
     ///
@@ -137,9 +138,10 @@ impl ServerUnderTest {
         bin: &Path,
         mongodb_uri: &str,
         database: &str,
-        env: &[(&'static str, String)],
-        https: Option<&HttpsClient>,
+        case: &Case,
     ) -> anyhow::Result<Self> {
+        let https = case.https.as_ref();
+        let env = &case.env;
         let http = match https {
             None => client_builder()
                 .build()
@@ -150,15 +152,22 @@ impl ServerUnderTest {
         loop {
             attempts += 1;
             let port = free_port()?;
-            let server = Self::spawn(bin, port, http.clone(), https.is_some(), |cmd| {
-                cmd.env("MONGODB_URI", mongodb_uri)
-                    .env("MONGO_DB", database)
-                    .env("HOST", "127.0.0.1")
-                    .env("PORT", port.to_string())
-                    .env("RUST_LOG", "info")
-                    .env("COOKIE_KEY", TEST_COOKIE_KEY)
-                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-            })?;
+            let server = Self::spawn(
+                bin,
+                case.fd_limit,
+                port,
+                http.clone(),
+                https.is_some(),
+                |cmd| {
+                    cmd.env("MONGODB_URI", mongodb_uri)
+                        .env("MONGO_DB", database)
+                        .env("HOST", "127.0.0.1")
+                        .env("PORT", port.to_string())
+                        .env("RUST_LOG", "info")
+                        .env("COOKIE_KEY", TEST_COOKIE_KEY)
+                        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+                },
+            )?;
             match server.wait_ready().await {
                 Ok(()) => return Ok(server),
                 // The free port was taken before the server bound it: try another.
@@ -192,7 +201,7 @@ impl ServerUnderTest {
     ) -> anyhow::Result<(ExitStatus, String)> {
         let port = free_port()?;
         let http = client_builder().build()?;
-        let server = Self::spawn(bin, port, http, false, |cmd| {
+        let server = Self::spawn(bin, None, port, http, false, |cmd| {
             cmd.env("HOST", "127.0.0.1")
                 .env("PORT", port.to_string())
                 .env("COOKIE_KEY", TEST_COOKIE_KEY)
@@ -215,8 +224,10 @@ impl ServerUnderTest {
         }
     }
 
+    /// Starts `bin` (under `ulimit -n fd_limit` when given) with its output in a log file.
     pub(crate) fn spawn(
         bin: &Path,
+        fd_limit: Option<u32>,
         port: u16,
         http: reqwest::Client,
         https: bool,
@@ -228,7 +239,16 @@ impl ServerUnderTest {
         let log_path = dir.join("server.log");
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = match fd_limit {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\""))
+                    .arg(bin);
+                sh
+            }
+        };
         for var in CONTRACT_VARS {
             cmd.env_remove(var);
         }

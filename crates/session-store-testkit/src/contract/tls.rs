@@ -235,9 +235,15 @@ pub async fn secured_mongodb(t: &Target) {
             ),
             other => (client_uri(port, other, &certs.0), vec![]),
         };
-        let server = ServerUnderTest::start(t.bin(), &uri, "secured", &env, None)
-            .await
-            .unwrap_or_else(|e| panic!("{security:?}: {e:#}"));
+        let server = ServerUnderTest::start(
+            t.bin(),
+            &uri,
+            "secured",
+            &env.into_iter()
+                .fold(Case::new(), |case, (k, v)| case.env(k, v)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{security:?}: {e:#}"));
         let what = format!("GET /counter against a mongod secured with {security:?}");
         let r = server
             .get("/counter", None)
@@ -257,4 +263,94 @@ pub async fn secured_mongodb(t: &Target) {
         server.kill();
         drop(mongod);
     }
+}
+
+/// Open files the server runs with in [`idle_connections_do_not_stop_https`]: what a small
+/// container or a default service unit allows.
+const IDLE_CASE_FD_LIMIT: u32 = 256;
+/// Idle connections the client opens: more than the server's open-file limit.
+const IDLE_CONNECTIONS: usize = 300;
+/// How long `/health` may take to answer while they are held.
+const IDLE_RECOVERY: Duration = Duration::from_secs(20);
+
+/// HTTPS with 300 TCP connections opened and never used (no TLS handshake, no request)
+/// against a server allowed 256 open files: the server stays up and `/health` answers
+/// within 20 s while they are still held (handshake time-outs, accept errors retried),
+/// and afterwards sessions work.
+pub async fn idle_connections_do_not_stop_https(t: &Target) {
+    let certs = CaseCerts::new();
+    let client = HttpsClient {
+        ca: certs.0.ca.clone(),
+        identity: None,
+    };
+    let fresh = client.clone();
+    let case = https_case(&certs.0, false, client).fd_limit(IDLE_CASE_FD_LIMIT);
+    case.run(t, |c| async move {
+        let sid = c.counter(None, 1).await;
+        let addr = c
+            .server()
+            .base_url()
+            .trim_start_matches("https://")
+            .to_owned();
+        let mut idle = Vec::new();
+        for _ in 0..IDLE_CONNECTIONS {
+            // Connecting succeeds while the kernel's backlog has room, accepted or not.
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(&addr),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => idle.push(stream),
+                _ => break,
+            }
+        }
+        assert!(
+            c.server().is_running(),
+            "the server exited while {} idle connections were opened",
+            idle.len()
+        );
+        assert!(
+            idle.len() > IDLE_CASE_FD_LIMIT as usize,
+            "only {} idle connections could be opened; the case needs more than the \
+             server's {IDLE_CASE_FD_LIMIT} open files",
+            idle.len()
+        );
+        let started = Instant::now();
+        let mut last = String::from("no attempt");
+        let url = format!("{}/health", c.server().base_url());
+        let answered = loop {
+            // A new client each time: a new connection, as a new visitor would make
+            // (the suite's client would reuse its kept-alive one).
+            let http = fresh.http_client().expect("an HTTPS client");
+            match http.get(&url).timeout(Duration::from_secs(5)).send().await {
+                Ok(r) if r.status() == StatusCode::OK => break true,
+                Ok(r) => last = format!("status {}", r.status()),
+                Err(e) => last = format!("{e:#}"),
+            }
+            if started.elapsed() > IDLE_RECOVERY || !c.server().is_running() {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert!(
+            c.server().is_running(),
+            "the server exited while {} idle connections were held",
+            idle.len()
+        );
+        assert!(
+            answered,
+            "GET /health did not answer 200 within {IDLE_RECOVERY:?} while {} idle \
+             connections were held (last: {last})",
+            idle.len()
+        );
+        eprintln!(
+            "/health answered after {:?} with {} idle connections held",
+            started.elapsed(),
+            idle.len()
+        );
+        drop(idle);
+        c.counter(Some(&sid), 2).await;
+    })
+    .await;
 }
