@@ -47,11 +47,13 @@ pub trait Cipher: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// The key id is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
-    #[error("key id {id:?} is invalid: use 1 to {MAX_KEY_ID_LEN} ASCII letters, digits, `-`, `_` or `.`")]
+    /// The key id is empty, too long, or has characters outside `[A-Za-z0-9._-]`. The id
+    /// itself is not kept: a list written the wrong way round (`base64:keyid`) puts the
+    /// key where the id belongs.
+    #[error("a key id ({len} characters) is invalid: use 1 to {MAX_KEY_ID_LEN} ASCII letters, digits, `-`, `_` or `.`, and write each entry as `keyid:base64`")]
     InvalidId {
-        /// The id as given.
-        id: String,
+        /// The length of the id as given.
+        len: usize,
     },
     /// The key is not 32 bytes.
     #[error("key {id:?} is {len} bytes; AES-256 needs exactly 32 (generate one with `openssl rand -base64 32`)")]
@@ -229,7 +231,7 @@ fn check_id(id: &str) -> Result<(), KeyError> {
     if ok {
         Ok(())
     } else {
-        Err(KeyError::InvalidId { id: id.to_owned() })
+        Err(KeyError::InvalidId { len: id.len() })
     }
 }
 

@@ -9,7 +9,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Start-ups that fail (authentication refused, nothing listening, a TLS key file that is
 /// missing, a malformed connection string), each with a password and
 /// `tlsCertificateKeyFilePassword` in `MONGODB_URI` and `RUST_LOG=debug`: the server exits
-/// with an error, and neither secret appears anywhere in its output.
+/// with an error, and neither secret appears anywhere in its output. Likewise a
+/// `SESSION_KEYS` written the wrong way round (`base64:keyid`) never prints the key.
 pub async fn secrets_never_printed(t: &Target) {
     const PASSWORD: &str = "pw-MARKER-7f3a";
     const KEY_PASSWORD: &str = "keypw-MARKER-91c2";
@@ -34,6 +35,28 @@ pub async fn secrets_never_printed(t: &Target) {
         // Malformed: a port that is not a number.
         format!("mongodb://ann:{PASSWORD}@127.0.0.1:notaport/app?tlsCertificateKeyFilePassword={KEY_PASSWORD}"),
     ];
+    // A key list written the wrong way round (`base64:keyid`): the key is where the id
+    // belongs.
+    const KEY: &str = "c2VjcmV0LWtleS1NQVJLRVItMDEyMzQ1Njc4OWFiY2Q=";
+    let (status, log) = ServerUnderTest::run_to_exit(
+        t.bin(),
+        &[
+            ("MONGODB_URI", t.mongodb_uri().to_owned()),
+            ("SESSION_KEYS", format!("{KEY}:k1")),
+            ("RUST_LOG", "debug".to_owned()),
+        ],
+        EXIT_TIMEOUT,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        !status.success(),
+        "a malformed SESSION_KEYS must stop the start-up; log:\n{log}"
+    );
+    assert!(
+        !log.contains(KEY) && !log.contains("MARKER"),
+        "the server printed the key of a malformed SESSION_KEYS:\n{log}"
+    );
     for uri in uris {
         let env = [
             ("MONGODB_URI", uri.clone()),
