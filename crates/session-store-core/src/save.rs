@@ -78,8 +78,15 @@ impl<B: DocumentBackend> SessionStore<B> {
                 (Some(_), None) => true,
             };
             let last_modified = base.as_ref().and_then(|b| b.last_modified);
+            let stored_expires = base.as_ref().and_then(|b| b.expires);
             let lease = base.as_ref().and_then(|b| b.lease.clone());
-            let write_plan = plan(changed, last_modified, self.inner.touch_after, now);
+            let write_plan = plan(
+                changed,
+                last_modified,
+                stored_expires,
+                self.inner.touch_after,
+                now,
+            );
             if write_plan == WritePlan::Skip {
                 if let (Some(token), Some(scope)) = (&lease, &scope) {
                     self.release(&key, token).await?;
@@ -148,6 +155,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                         data: stored,
                         view,
                         last_modified: update.last_modified.or(b.last_modified),
+                        expires: Some(update.expires),
                         lease: None,
                     },
                 );

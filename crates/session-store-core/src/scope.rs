@@ -120,6 +120,8 @@ pub(crate) struct Base {
     /// (after a save merged other requests' changes in). `None`: the same as `data`.
     pub(crate) view: Option<SessionData>,
     pub(crate) last_modified: Option<OffsetDateTime>,
+    /// The stored expiry as of that version.
+    pub(crate) expires: Option<OffsetDateTime>,
     /// The lease token this request holds on the session, if any.
     pub(crate) lease: Option<String>,
 }

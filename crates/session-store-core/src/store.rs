@@ -348,6 +348,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                                 data: session.data.clone(),
                                 view: None,
                                 last_modified,
+                                expires: Some(session.expires),
                                 lease,
                             },
                         );
@@ -477,6 +478,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                                     data: data.clone(),
                                     view: None,
                                     last_modified: doc.last_modified,
+                                    expires: doc.expires,
                                     lease: None,
                                 },
                             );

@@ -67,7 +67,8 @@ macro_rules! backend_conformance {
             cancelled_request_releases_its_lease,
             random_interleavings_match_the_model,
             binding_cannot_be_forged_in_the_id,
-            required_binding_refuses_unbound_requests
+            required_binding_refuses_unbound_requests,
+            touch_window_never_lets_an_active_session_expire
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -91,7 +92,10 @@ macro_rules! backend_conformance {
 
 mod binding;
 mod encryption;
+mod lifetime;
 mod overlap;
+
+pub use lifetime::touch_window_never_lets_an_active_session_expire;
 
 pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_unbound_requests};
 
