@@ -41,6 +41,14 @@ pub trait Cipher: Send + Sync + fmt::Debug + 'static {
     /// Decrypts what [`seal`](Self::seal) produced for `storage_key`. Any error means
     /// "no session" for that request.
     fn open(&self, sealed: &[u8], storage_key: &str) -> Result<Vec<u8>, BoxError>;
+
+    /// Whether `sealed` was sealed with the key [`seal`](Self::seal) uses now. A session
+    /// that was not is re-sealed on its next load, so that a rotation completes for every
+    /// session in use. Default: `true` (never re-seal).
+    fn sealed_with_current_key(&self, sealed: &[u8]) -> bool {
+        let _ = sealed;
+        true
+    }
 }
 
 /// Why a key or key ring could not be built. Messages never contain key material.
@@ -271,9 +279,11 @@ struct RingKey {
 /// # Keys and rotation
 ///
 /// The first key of the ring encrypts; every key decrypts the payloads sealed with it,
-/// found by key id. To rotate: put a new key first and keep the old one after it; once
-/// every session written with the old key has expired (the session TTL after the
-/// deploy), remove it. A session whose key was removed loads as "no session".
+/// found by key id. To rotate: put a new key first and keep the old one after it. The
+/// store re-seals a session sealed with an older key on its next load (read-only requests
+/// included), so once the session TTL has passed since the deploy every live session is
+/// sealed with the new key: remove the old one then. A session whose key was removed
+/// loads as "no session".
 ///
 /// With random 96-bit nonces, one key must not seal more than 2^32 payloads (NIST SP
 /// 800-38D, section 8.3). The ring counts encryptions per key in this process, warns from
@@ -446,6 +456,12 @@ impl Cipher for KeyRing {
 
     fn open(&self, sealed: &[u8], storage_key: &str) -> Result<Vec<u8>, BoxError> {
         Ok(self.open_envelope(sealed, storage_key)?)
+    }
+
+    fn sealed_with_current_key(&self, sealed: &[u8]) -> bool {
+        // Version, key id length, key id (see the envelope layout above).
+        let len = sealed.get(1).copied().map_or(0, usize::from);
+        sealed.get(2..2 + len) == Some(self.primary_id().as_bytes())
     }
 }
 

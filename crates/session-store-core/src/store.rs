@@ -9,7 +9,7 @@ use futures_util::{Stream, StreamExt as _};
 use time::{Duration, OffsetDateTime};
 use tracing::Instrument as _;
 
-use crate::backend::{AutoRemove, DocumentBackend, InsertOutcome, StoredDocument};
+use crate::backend::{AutoRemove, DocumentBackend, DocumentUpdate, InsertOutcome, StoredDocument};
 use crate::builder::SessionStoreBuilder;
 use crate::clock::{later, to_millis, Clock};
 use crate::codec::{Payload, PayloadFormat, SessionData};
@@ -335,9 +335,13 @@ impl<B: DocumentBackend> SessionStore<B> {
             let Some(doc) = doc else {
                 return Ok((None, "miss"));
             };
-            let version = doc.version.unwrap_or(0);
+            let mut version = doc.version.unwrap_or(0);
+            let stale_seal = self.sealed_with_an_old_key(&doc);
             match self.decode(doc, self.now()) {
                 Ok(Some((session, last_modified))) => {
+                    if stale_seal {
+                        version = self.reseal(&session, version, lease.clone()).await;
+                    }
                     // A second load in one request keeps the first as the base: the
                     // framework's data came from the first.
                     if let Some(scope) = scope.as_ref().filter(|_| !known) {
@@ -396,6 +400,53 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// Validates and decodes a stored document, with its `lastModified`; `Ok(None)` when
     /// it has expired.
     #[allow(clippy::type_complexity)]
+    /// Whether `doc`'s payload is sealed with a key other than the cipher's current one.
+    fn sealed_with_an_old_key(&self, doc: &StoredDocument) -> bool {
+        match (&self.inner.cipher, &doc.session) {
+            (Some(cipher), Some(Payload::Binary(sealed))) => {
+                !cipher.sealed_with_current_key(sealed)
+            }
+            _ => false,
+        }
+    }
+
+    /// Re-seals a loaded session with the current key (a write conditional on the
+    /// loaded `version`, nothing else changed), so a key rotation completes for sessions
+    /// in use even when no request changes them. Returns the version now stored; on a
+    /// conflict or an error the session stays as it was (the next load tries again).
+    async fn reseal(&self, session: &LoadedSession, version: i64, lease: Option<String>) -> i64 {
+        let payload = match self.encode(&session.data, &session.key) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "re-sealing with the current key failed");
+                return version;
+            }
+        };
+        let mut update = DocumentUpdate::new(session.expires);
+        update.session = Some(payload);
+        update.if_version = Some(version);
+        update.if_lease = lease;
+        match self
+            .inner
+            .backend
+            .update(&session.key, self.now(), &update)
+            .await
+        {
+            Ok(true) => {
+                tracing::debug!("re-sealed a session with the current key");
+                self.emit(SessionEvent::Updated {
+                    key: session.key.clone(),
+                });
+                version + 1
+            }
+            Ok(false) => version,
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "re-sealing with the current key failed");
+                version
+            }
+        }
+    }
+
     pub(crate) fn decode(
         &self,
         doc: StoredDocument,

@@ -68,7 +68,8 @@ macro_rules! backend_conformance {
             random_interleavings_match_the_model,
             binding_cannot_be_forged_in_the_id,
             required_binding_refuses_unbound_requests,
-            touch_window_never_lets_an_active_session_expire
+            touch_window_never_lets_an_active_session_expire,
+            rotation_completes_through_a_read_only_request
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -102,7 +103,7 @@ pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_u
 use encryption::ring;
 pub use encryption::{
     encrypted_payload_round_trips, ids_are_hashed_at_rest, key_rotation_keeps_sessions,
-    undecryptable_session_is_no_session,
+    rotation_completes_through_a_read_only_request, undecryptable_session_is_no_session,
 };
 
 pub use overlap::{

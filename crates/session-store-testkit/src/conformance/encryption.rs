@@ -46,6 +46,12 @@ pub(super) fn ring(keys: &[(&str, u8)]) -> KeyRing {
     .unwrap()
 }
 
+/// The key id an envelope names (version, length, id).
+fn key_id_of(bytes: &[u8]) -> String {
+    let len = usize::from(bytes[1]);
+    String::from_utf8_lossy(&bytes[2..2 + len]).into_owned()
+}
+
 fn sealed_bytes(doc: &StoredDocument) -> Vec<u8> {
     match &doc.session {
         Some(Payload::Binary(bytes)) => bytes.clone(),
@@ -248,4 +254,49 @@ pub async fn key_rotation_keeps_sessions<B: DocumentBackend + Clone>(backend: B)
         .await
         .unwrap()
         .is_none());
+}
+
+/// Rotation completes on use: a session sealed with a key other than the primary is
+/// re-sealed with the primary by its next load, in a request that only reads, so the old
+/// key can then be removed without ending it; the data and a concurrent writer's version
+/// check are unaffected.
+pub async fn rotation_completes_through_a_read_only_request<B: DocumentBackend + Clone>(
+    backend: B,
+) {
+    let before = fixture(backend.clone(), |b| b.cipher(ring(&[("old", 1)]))).await;
+    let id = before
+        .store
+        .create(&data(json!({"n": 1})), None)
+        .await
+        .unwrap();
+
+    let rotated = fixture(backend.clone(), |b| {
+        b.cipher(ring(&[("new", 2), ("old", 1)]))
+    })
+    .await;
+    let request = RequestScope::new();
+    let loaded = request
+        .run(rotated.store.load(id.as_str()))
+        .await
+        .unwrap()
+        .expect("the session loads with the old key still in the ring");
+    // The framework saves what it loaded, unchanged: a read-only request.
+    request
+        .run(rotated.store.save(id.as_str(), &loaded.data, None))
+        .await
+        .unwrap();
+    let bytes = sealed_bytes(&raw(&rotated, id.as_str()).await);
+    assert_eq!(
+        key_id_of(&bytes),
+        "new",
+        "a read-only request must re-seal the session with the primary key"
+    );
+
+    let retired = fixture(backend, |b| b.cipher(ring(&[("new", 2)]))).await;
+    let after = retired.store.load(id.as_str()).await.unwrap();
+    assert_eq!(
+        after.map(|s| s.data),
+        Some(data(json!({"n": 1}))),
+        "with the old key removed, the re-sealed session must still load unchanged"
+    );
 }
