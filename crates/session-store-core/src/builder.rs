@@ -40,6 +40,7 @@ pub struct SessionStoreBuilder<B> {
     subscribers: Subscribers,
     serialize: bool,
     require_binding: bool,
+    max_lifetime: Option<std::time::Duration>,
     lease_duration: std::time::Duration,
     lease_wait: std::time::Duration,
 }
@@ -60,6 +61,7 @@ impl<B> std::fmt::Debug for SessionStoreBuilder<B> {
             .field("subscribers", &self.subscribers)
             .field("serialize", &self.serialize)
             .field("require_binding", &self.require_binding)
+            .field("max_lifetime", &self.max_lifetime)
             .field("lease_duration", &self.lease_duration)
             .field("lease_wait", &self.lease_wait)
             .finish_non_exhaustive()
@@ -82,6 +84,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
             subscribers: Subscribers::default(),
             serialize: false,
             require_binding: false,
+            max_lifetime: None,
             lease_duration: DEFAULT_LEASE_DURATION,
             lease_wait: DEFAULT_LEASE_WAIT,
         }
@@ -168,6 +171,17 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         self
     }
 
+    /// An absolute lifetime: however active, a session ends this long after it was
+    /// created (OWASP and NIST SP 800-63B ask for an absolute timeout beside the idle
+    /// one). Its stored `expires` never passes creation plus the lifetime, a load past it
+    /// finds no session, and an id rotation (login) keeps the original creation time. The
+    /// creation time is then always stored (`createdAt`); sessions stored before without
+    /// one are bounded from their next creation (login). Default: none.
+    pub fn max_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.max_lifetime = Some(lifetime);
+        self
+    }
+
     /// Sessions exist only for bound requests: a request whose
     /// [`RequestScope`](crate::RequestScope) has no binding (or that runs outside a scope)
     /// loads no session, and its creates, saves and deletes store and remove nothing.
@@ -235,6 +249,10 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
             .instrument(span)
             .await
             .map_err(|e| backend_error("prepare", e))?;
+        let max_lifetime = self
+            .max_lifetime
+            .map(|d| positive_duration("max_lifetime", d))
+            .transpose()?;
         Ok(SessionStore {
             inner: Arc::new(Inner {
                 backend: self.backend,
@@ -250,6 +268,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 subscribers: self.subscribers,
                 serialize,
                 require_binding: self.require_binding,
+                max_lifetime,
                 warned_unscoped: AtomicBool::new(false),
             }),
         })

@@ -102,7 +102,8 @@ impl<B: DocumentBackend> SessionStore<B> {
                 ),
                 _ => None,
             };
-            let mut update = DocumentUpdate::new(self.expiry(now, expires));
+            let created = base.as_ref().and_then(|b| b.created_at);
+            let mut update = DocumentUpdate::new(self.expiry(now, expires, created));
             update.last_modified = self.last_modified(now);
             update.updated_at = self.updated_at(now);
             update.if_lease.clone_from(&lease);
@@ -156,6 +157,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                         view,
                         last_modified: update.last_modified.or(b.last_modified),
                         expires: Some(update.expires),
+                        created_at: b.created_at,
                         lease: None,
                     },
                 );

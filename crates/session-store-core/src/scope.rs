@@ -103,6 +103,9 @@ struct ScopeInner {
 struct ScopeState {
     /// What this request loaded or last wrote, by storage key.
     bases: HashMap<String, Base>,
+    /// The earliest creation time of sessions this request loaded and then ended (an id
+    /// rotation deletes the old session before creating the new one).
+    ended_created: Option<OffsetDateTime>,
     /// Leases this request holds and has not released, by storage key.
     leases: HashMap<String, Held>,
     /// A session this request loaded was ended by someone else during the request.
@@ -122,6 +125,8 @@ pub(crate) struct Base {
     pub(crate) last_modified: Option<OffsetDateTime>,
     /// The stored expiry as of that version.
     pub(crate) expires: Option<OffsetDateTime>,
+    /// When the session was created, if stored.
+    pub(crate) created_at: Option<OffsetDateTime>,
     /// The lease token this request holds on the session, if any.
     pub(crate) lease: Option<String>,
 }
@@ -275,9 +280,33 @@ impl RequestScope {
     pub(crate) fn gone(&self, key: &str, by_us: bool) {
         let mut state = self.lock();
         state.leases.remove(key);
-        if state.bases.remove(key).is_some() && !by_us {
-            state.ended = true;
+        if let Some(base) = state.bases.remove(key) {
+            if by_us {
+                state.ended_created = earliest(state.ended_created, base.created_at);
+            } else {
+                state.ended = true;
+            }
         }
+    }
+
+    /// The earliest creation time among the sessions this request loaded (those it has
+    /// ended included): what a session it creates now inherits, so an id rotation does not
+    /// restart the absolute lifetime.
+    pub(crate) fn earliest_created(&self) -> Option<OffsetDateTime> {
+        let state = self.lock();
+        state
+            .bases
+            .values()
+            .map(|b| b.created_at)
+            .fold(state.ended_created, earliest)
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -98,8 +98,16 @@ pub(crate) struct Inner<B> {
     pub(crate) subscribers: Subscribers,
     pub(crate) serialize: Option<Serialize>,
     pub(crate) require_binding: bool,
+    pub(crate) max_lifetime: Option<Duration>,
     /// Whether the "used outside a request scope" warning was logged.
     pub(crate) warned_unscoped: AtomicBool,
+}
+
+/// The stored times a load hands to the request's scope.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamps {
+    pub(crate) last_modified: Option<OffsetDateTime>,
+    pub(crate) created_at: Option<OffsetDateTime>,
 }
 
 /// How requests on one session are serialized.
@@ -125,6 +133,7 @@ impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
             .field("subscribers", &i.subscribers)
             .field("serialize", &i.serialize)
             .field("require_binding", &i.require_binding)
+            .field("max_lifetime", &i.max_lifetime)
             .finish_non_exhaustive()
     }
 }
@@ -292,12 +301,24 @@ impl<B: DocumentBackend> SessionStore<B> {
         to_millis(self.inner.clock.now())
     }
 
+    /// The expiry to store: the framework's, or now + TTL; never past the absolute
+    /// lifetime's end for a session created at `created`.
     pub(crate) fn expiry(
         &self,
         now: OffsetDateTime,
         expires: Option<OffsetDateTime>,
+        created: Option<OffsetDateTime>,
     ) -> OffsetDateTime {
-        expires.map_or_else(|| later(now, self.inner.ttl), to_millis)
+        let wanted = expires.map_or_else(|| later(now, self.inner.ttl), to_millis);
+        match self.lifetime_end(created) {
+            Some(end) => wanted.min(end),
+            None => wanted,
+        }
+    }
+
+    /// When a session created at `created` reaches its absolute lifetime, if one is set.
+    fn lifetime_end(&self, created: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+        Some(later(created?, self.inner.max_lifetime?))
     }
 
     pub(crate) fn emit(&self, event: SessionEvent) {
@@ -338,7 +359,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             let mut version = doc.version.unwrap_or(0);
             let stale_seal = self.sealed_with_an_old_key(&doc);
             match self.decode(doc, self.now()) {
-                Ok(Some((session, last_modified))) => {
+                Ok(Some((session, stamps))) => {
                     if stale_seal {
                         version = self.reseal(&session, version, lease.clone()).await;
                     }
@@ -351,8 +372,9 @@ impl<B: DocumentBackend> SessionStore<B> {
                                 version,
                                 data: session.data.clone(),
                                 view: None,
-                                last_modified,
+                                last_modified: stamps.last_modified,
                                 expires: Some(session.expires),
+                                created_at: stamps.created_at,
                                 lease,
                             },
                         );
@@ -451,9 +473,15 @@ impl<B: DocumentBackend> SessionStore<B> {
         &self,
         doc: StoredDocument,
         now: OffsetDateTime,
-    ) -> Result<Option<(LoadedSession, Option<OffsetDateTime>)>, LoadFailure> {
+    ) -> Result<Option<(LoadedSession, Stamps)>, LoadFailure> {
         let expires = doc.expires.ok_or(LoadFailure::MissingExpiry)?;
         if expires <= now {
+            return Ok(None);
+        }
+        if self
+            .lifetime_end(doc.created_at)
+            .is_some_and(|end| end <= now)
+        {
             return Ok(None);
         }
         let payload = doc.session.as_ref().ok_or(LoadFailure::MissingPayload)?;
@@ -463,7 +491,11 @@ impl<B: DocumentBackend> SessionStore<B> {
             data,
             expires,
         };
-        Ok(Some((session, doc.last_modified)))
+        let stamps = Stamps {
+            last_modified: doc.last_modified,
+            created_at: doc.created_at,
+        };
+        Ok(Some((session, stamps)))
     }
 
     /// Creates a session with a new random id and returns the id. Never overwrites: if
@@ -500,10 +532,16 @@ impl<B: DocumentBackend> SessionStore<B> {
             }
             let now = self.now();
             let mut doc = StoredDocument::new(String::new());
-            let expires_at = self.expiry(now, expires);
+            // An id rotation keeps the creation time of the session it replaces.
+            let created = scope
+                .as_ref()
+                .and_then(RequestScope::earliest_created)
+                .unwrap_or(now);
+            let expires_at = self.expiry(now, expires, Some(created));
             doc.expires = Some(expires_at);
             doc.last_modified = self.last_modified(now);
-            doc.created_at = self.updated_at(now);
+            doc.created_at =
+                (self.inner.timestamps || self.inner.max_lifetime.is_some()).then_some(created);
             doc.updated_at = self.updated_at(now);
             for _ in 0..MAX_CREATE_ATTEMPTS {
                 let id = next_id();
@@ -530,6 +568,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                                     view: None,
                                     last_modified: doc.last_modified,
                                     expires: doc.expires,
+                                    created_at: doc.created_at,
                                     lease: None,
                                 },
                             );

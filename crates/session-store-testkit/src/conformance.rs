@@ -69,7 +69,8 @@ macro_rules! backend_conformance {
             binding_cannot_be_forged_in_the_id,
             required_binding_refuses_unbound_requests,
             touch_window_never_lets_an_active_session_expire,
-            rotation_completes_through_a_read_only_request
+            rotation_completes_through_a_read_only_request,
+            max_lifetime_bounds_a_session_in_steady_use
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -96,7 +97,9 @@ mod encryption;
 mod lifetime;
 mod overlap;
 
-pub use lifetime::touch_window_never_lets_an_active_session_expire;
+pub use lifetime::{
+    max_lifetime_bounds_a_session_in_steady_use, touch_window_never_lets_an_active_session_expire,
+};
 
 pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_unbound_requests};
 

@@ -34,3 +34,58 @@ pub async fn touch_window_never_lets_an_active_session_expire<B: DocumentBackend
             .unwrap();
     }
 }
+
+/// `max_lifetime`: a session used every 20 minutes (TTL 1 hour, lifetime 3 hours) never
+/// gets an expiry past creation + 3 hours and stops loading then; an id rotation (login)
+/// keeps the original creation time.
+pub async fn max_lifetime_bounds_a_session_in_steady_use<B: DocumentBackend + Clone>(backend: B) {
+    let lifetime = Duration::hours(3);
+    let f = fixture(backend, |b| {
+        b.max_lifetime(StdDuration::from_secs(3 * 3600))
+    })
+    .await;
+    let created = millis(f.clock.now());
+    let mut id = f.store.create(&data(json!({"n": 0})), None).await.unwrap();
+    let mut n = 0;
+    while f.clock.now() + Duration::minutes(20) < created + lifetime {
+        f.clock.advance(Duration::minutes(20));
+        n += 1;
+        let request = RequestScope::new();
+        let loaded = request.run(f.store.load(id.as_str())).await.unwrap();
+        assert!(
+            loaded.is_some(),
+            "the session must live until its absolute lifetime ends (step {n})"
+        );
+        if n == 3 {
+            // Login: the id rotates (delete the old, create the new in one request).
+            id = request
+                .run(async {
+                    f.store.destroy(id.as_str()).await.unwrap();
+                    f.store.create(&data(json!({"n": n})), None).await.unwrap()
+                })
+                .await;
+        } else {
+            request
+                .run(f.store.save(id.as_str(), &data(json!({"n": n})), None))
+                .await
+                .unwrap();
+        }
+        let stored = raw(&f, id.as_str()).await;
+        assert_eq!(
+            stored.created_at,
+            Some(created),
+            "the creation time (kept across the id rotation at step 3)"
+        );
+        let expires = stored.expires.expect("expires");
+        assert!(
+            expires <= created + lifetime,
+            "step {n}: expires {expires} is past creation + lifetime {}",
+            created + lifetime
+        );
+    }
+    f.clock.advance(Duration::minutes(20));
+    assert!(
+        f.store.load(id.as_str()).await.unwrap().is_none(),
+        "past its absolute lifetime a session must not load, however active"
+    );
+}
