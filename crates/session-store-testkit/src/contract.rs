@@ -37,6 +37,7 @@
 //! | [`logout_is_final_under_parallel_requests`] | logouts racing 8 parallel `GET /counter` over two instances: no cookie seen is logged in, no document holds the user |
 //! | [`serialized_parallel_counter`] | `SESSION_SERIALIZE=1`: 32 parallel `GET /counter` over two instances give 32 increments, each count once |
 //! | [`idle_connections_do_not_stop_https`] | HTTPS under a 256-file limit with 300 idle TCP connections held: the server stays up, `/health` answers within 20 s, sessions work afterwards |
+//! | [`absolute_lifetime`] | `SESSION_MAX_LIFETIME_SECS=3`: a session in steady use ends 3 s after creation; its stored `expires` never passes that |
 //! | [`secrets_never_printed`] | failing start-ups (auth refused, nothing listening, missing TLS key file, malformed URI) with `RUST_LOG=debug` never print the password or `tlsCertificateKeyFilePassword` |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable, and a session used then (a read included) is re-sealed with it; a removed key means no session, not an error |
 
@@ -151,6 +152,7 @@ macro_rules! contract_tests {
             serialized_parallel_counter,
             secrets_never_printed,
             idle_connections_do_not_stop_https,
+            absolute_lifetime,
         );
     };
     (@cases $bin:expr; $($case:ident),* $(,)?) => {
@@ -176,6 +178,7 @@ mod concurrency;
 mod cookie;
 mod encryption;
 mod harness;
+mod lifetime;
 mod outage;
 mod secrets;
 mod server;
@@ -189,6 +192,7 @@ pub use basics::{
 pub use cookie::SetCookie;
 pub use encryption::{encrypted_at_rest, key_rotation_across_restarts};
 pub use harness::Target;
+pub use lifetime::absolute_lifetime;
 pub use outage::mongodb_outage;
 pub use secrets::secrets_never_printed;
 pub(crate) use server::{HttpsClient, Reply, ServerUnderTest};

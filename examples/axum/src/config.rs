@@ -48,6 +48,8 @@ pub(crate) struct Config {
     /// `SESSION_SERIALIZE=1`: requests on one session run one at a time, on every
     /// instance sharing the collection.
     pub serialize: bool,
+    /// `SESSION_MAX_LIFETIME_SECS`: the absolute lifetime, whatever the activity.
+    pub max_lifetime: Option<Duration>,
 }
 
 fn var(name: &str) -> Result<Option<String>> {
@@ -124,6 +126,13 @@ impl Config {
             .map(|list| KeyRing::parse(&list))
             .transpose()
             .context("SESSION_KEYS must be `keyid:base64(32 bytes)` entries separated by commas (make a key with `openssl rand -base64 32`)")?;
+        let max_lifetime = match parsed("SESSION_MAX_LIFETIME_SECS", 0u64, "a number of seconds")? {
+            0 if var("SESSION_MAX_LIFETIME_SECS")?.is_some() => {
+                bail!("SESSION_MAX_LIFETIME_SECS must be positive (unset it for no absolute lifetime)")
+            }
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        };
         let ttl = parsed("SESSION_TTL_SECS", 1_209_600u64, "a number of seconds")?;
         if ttl == 0 {
             bail!("SESSION_TTL_SECS must be positive");
@@ -145,6 +154,7 @@ impl Config {
             payload_bytes: parsed("PAYLOAD_BYTES", 0usize, "a number of bytes")?,
             session_keys,
             serialize,
+            max_lifetime,
             bind_session_to_client_cert,
             https,
             mongo_tls_ca_file,

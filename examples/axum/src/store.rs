@@ -42,6 +42,9 @@ pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionSt
         .serialize_requests(config.serialize)
         // Bound sessions: a request without a client certificate reaches none.
         .require_binding(config.bind_session_to_client_cert);
+    if let Some(lifetime) = config.max_lifetime {
+        builder = builder.max_lifetime(lifetime);
+    }
     if let Some(keys) = config.session_keys.take() {
         tracing::info!(
             encrypting_with = keys.primary_id(),
