@@ -43,6 +43,9 @@ pub struct StoredDocument {
     pub lease_token: Option<String>,
     /// When that lease runs out (`leaseUntil`).
     pub lease_until: Option<OffsetDateTime>,
+    /// `owner`: whose session it is (see [`RequestScope::set_owner`](crate::RequestScope::set_owner)),
+    /// as the store writes it (readable, or a keyed digest with a cipher).
+    pub owner: Option<String>,
 }
 
 impl StoredDocument {
@@ -59,6 +62,7 @@ impl StoredDocument {
             version: None,
             lease_token: None,
             lease_until: None,
+            owner: None,
         }
     }
 
@@ -111,6 +115,8 @@ pub struct DocumentUpdate {
     /// Only update when the lease is held by this token, and release it (remove
     /// `leaseToken` and `leaseUntil`) in the same write. Default: `None`.
     pub if_lease: Option<String>,
+    /// New `owner`. Default: `None` (left as it is).
+    pub owner: Option<String>,
 }
 
 impl DocumentUpdate {
@@ -124,6 +130,7 @@ impl DocumentUpdate {
             updated_at: None,
             if_version: None,
             if_lease: None,
+            owner: None,
         }
     }
 }
@@ -249,6 +256,23 @@ pub trait DocumentBackend: Send + Sync + 'static {
 
     /// Deletes the document with this key, expired or not; `Ok(false)` when none existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// The unexpired documents whose `owner` is `owner`, their payload left out (`None`):
+    /// an owner's sessions, for listing and revoking.
+    fn find_owned(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<StoredDocument>, Self::Error>> + Send;
+
+    /// Deletes documents whose `owner` is `owner`: with `only`, just the one with that
+    /// key; with `except`, all but the one with that key. Returns how many.
+    fn delete_owned(
+        &self,
+        owner: &str,
+        only: Option<&str>,
+        except: Option<&str>,
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
     /// Deletes every document whose `expires` is at or before `now`; returns how many.
     fn delete_expired(

@@ -41,6 +41,7 @@ pub struct SessionStoreBuilder<B> {
     serialize: bool,
     require_binding: bool,
     max_lifetime: Option<std::time::Duration>,
+    owner_key: Option<Vec<u8>>,
     lease_duration: std::time::Duration,
     lease_wait: std::time::Duration,
 }
@@ -62,6 +63,7 @@ impl<B> std::fmt::Debug for SessionStoreBuilder<B> {
             .field("serialize", &self.serialize)
             .field("require_binding", &self.require_binding)
             .field("max_lifetime", &self.max_lifetime)
+            .field("owner_key", &self.owner_key.is_some())
             .field("lease_duration", &self.lease_duration)
             .field("lease_wait", &self.lease_wait)
             .finish_non_exhaustive()
@@ -85,6 +87,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
             serialize: false,
             require_binding: false,
             max_lifetime: None,
+            owner_key: None,
             lease_duration: DEFAULT_LEASE_DURATION,
             lease_wait: DEFAULT_LEASE_WAIT,
         }
@@ -182,6 +185,18 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         self
     }
 
+    /// The secret (at least 32 random bytes) of the owner digest: with it the stored `owner` is an HMAC-SHA-256 of the
+    /// owner (`h:<hex>`), not the name, so the database shows no user names. Required to
+    /// store owners when a [`cipher`](Self::cipher) is set (the owner would otherwise be
+    /// readable next to an encrypted payload). It is separate from the cipher's keys so
+    /// that rotating those keeps every session findable by owner; replacing it leaves the
+    /// sessions stored before unlisted until they are next written with an owner.
+    /// Default: none (owners stored as given).
+    pub fn owner_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.owner_key = Some(secret.as_ref().to_vec());
+        self
+    }
+
     /// Sessions exist only for bound requests: a request whose
     /// [`RequestScope`](crate::RequestScope) has no binding (or that runs outside a scope)
     /// loads no session, and its creates, saves and deletes store and remove nothing.
@@ -249,6 +264,13 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
             .instrument(span)
             .await
             .map_err(|e| backend_error("prepare", e))?;
+        if self.owner_key.as_ref().is_some_and(|k| k.len() < 32) {
+            return Err(Error::InvalidOption {
+                option: "owner_key",
+                reason: "use at least 32 random bytes (e.g. `openssl rand -base64 32`, decoded)"
+                    .into(),
+            });
+        }
         let max_lifetime = self
             .max_lifetime
             .map(|d| positive_duration("max_lifetime", d))
@@ -269,6 +291,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 serialize,
                 require_binding: self.require_binding,
                 max_lifetime,
+                owner_key: self.owner_key.as_deref().map(crate::owner::digest_key),
                 warned_unscoped: AtomicBool::new(false),
             }),
         })

@@ -113,6 +113,9 @@ impl DocumentBackend for MemoryBackend {
             doc.lease_token = None;
             doc.lease_until = None;
         }
+        if update.owner.is_some() {
+            doc.owner.clone_from(&update.owner);
+        }
         Ok(true)
     }
 
@@ -133,6 +136,39 @@ impl DocumentBackend for MemoryBackend {
         doc.lease_token = Some(token.to_owned());
         doc.lease_until = Some(until);
         Ok(Acquire::Acquired(Box::new(doc.clone())))
+    }
+
+    async fn find_owned(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<StoredDocument>, Infallible> {
+        Ok(self
+            .lock()
+            .values()
+            .filter(|d| d.is_live(now) && d.owner.as_deref() == Some(owner))
+            .map(|d| StoredDocument {
+                session: None,
+                ..d.clone()
+            })
+            .collect())
+    }
+
+    async fn delete_owned(
+        &self,
+        owner: &str,
+        only: Option<&str>,
+        except: Option<&str>,
+    ) -> Result<u64, Infallible> {
+        let mut docs = self.lock();
+        let before = docs.len();
+        docs.retain(|key, d| {
+            let chosen = d.owner.as_deref() == Some(owner)
+                && only.is_none_or(|k| k == key)
+                && except.is_none_or(|k| k != key);
+            !chosen
+        });
+        Ok((before - docs.len()) as u64)
     }
 
     async fn release(&self, key: &str, token: &str) -> Result<bool, Infallible> {

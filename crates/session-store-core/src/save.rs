@@ -8,7 +8,7 @@ use crate::backend::{DocumentBackend, DocumentUpdate};
 use crate::codec::SessionData;
 use crate::error::Error;
 use crate::events::SessionEvent;
-use crate::scope::{apply, changes, Base};
+use crate::scope::{apply, changes, Base, RequestScope};
 use crate::store::{backend_error, op_span, traced, SaveOutcome, SessionStore};
 use crate::touch::{plan, WritePlan};
 
@@ -80,13 +80,23 @@ impl<B: DocumentBackend> SessionStore<B> {
             let last_modified = base.as_ref().and_then(|b| b.last_modified);
             let stored_expires = base.as_ref().and_then(|b| b.expires);
             let lease = base.as_ref().and_then(|b| b.lease.clone());
-            let write_plan = plan(
+            // An owner set by the handler that the document does not have yet.
+            let new_owner = match scope.as_ref().and_then(RequestScope::owner) {
+                Some(owner) => Some(self.owner_tag(&owner)?)
+                    .filter(|tag| base.as_ref().and_then(|b| b.owner.as_ref()) != Some(tag)),
+                None => None,
+            };
+            let owned = new_owner.is_some() || base.as_ref().is_some_and(|b| b.owner.is_some());
+            let write_plan = match plan(
                 changed,
                 last_modified,
                 stored_expires,
                 self.inner.touch_after,
                 now,
-            );
+            ) {
+                WritePlan::Skip if new_owner.is_some() => WritePlan::Touch,
+                other => other,
+            };
             if write_plan == WritePlan::Skip {
                 if let (Some(token), Some(scope)) = (&lease, &scope) {
                     self.release(&key, token).await?;
@@ -105,7 +115,8 @@ impl<B: DocumentBackend> SessionStore<B> {
             let created = base.as_ref().and_then(|b| b.created_at);
             let mut update = DocumentUpdate::new(self.expiry(now, expires, created));
             update.last_modified = self.last_modified(now);
-            update.updated_at = self.updated_at(now);
+            update.updated_at = self.updated_at(now).or(owned.then_some(now));
+            update.owner.clone_from(&new_owner);
             update.if_lease.clone_from(&lease);
             if let Some(payload) = &written {
                 update.session = Some(self.encode(payload, &key)?);
@@ -158,6 +169,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                         last_modified: update.last_modified.or(b.last_modified),
                         expires: Some(update.expires),
                         created_at: b.created_at,
+                        owner: update.owner.clone().or(b.owner),
                         lease: None,
                     },
                 );

@@ -106,6 +106,11 @@ struct ScopeState {
     /// The earliest creation time of sessions this request loaded and then ended (an id
     /// rotation deletes the old session before creating the new one).
     ended_created: Option<OffsetDateTime>,
+    /// The stored owner of a session this request loaded and then ended (inherited by the
+    /// session an id rotation creates).
+    ended_owner: Option<String>,
+    /// The owner a handler set for this request's session.
+    owner: Option<String>,
     /// Leases this request holds and has not released, by storage key.
     leases: HashMap<String, Held>,
     /// A session this request loaded was ended by someone else during the request.
@@ -127,6 +132,8 @@ pub(crate) struct Base {
     pub(crate) expires: Option<OffsetDateTime>,
     /// When the session was created, if stored.
     pub(crate) created_at: Option<OffsetDateTime>,
+    /// The stored `owner`, if any.
+    pub(crate) owner: Option<String>,
     /// The lease token this request holds on the session, if any.
     pub(crate) lease: Option<String>,
 }
@@ -231,6 +238,38 @@ impl RequestScope {
     }
 
     /// The scope the current future runs in, if any.
+    /// Sets whose session the current request's session is (e.g. at login, the user's id):
+    /// the session this request creates or saves is stored with this owner, and
+    /// [`SessionStore::sessions_of`](crate::SessionStore::sessions_of) lists it. A session
+    /// created by an id rotation keeps its predecessor's owner without this. Returns
+    /// `false` (and sets nothing) outside a request scope.
+    ///
+    /// ```
+    /// use session_store_core::{MemoryBackend, RequestScope, SessionData, SessionStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = SessionStore::builder(MemoryBackend::new()).build().await?;
+    /// let login = RequestScope::new();
+    /// login
+    ///     .run(async {
+    ///         assert!(RequestScope::set_owner("user-42"));
+    ///         store.create(&SessionData::new(), None).await
+    ///     })
+    ///     .await?;
+    /// assert_eq!(store.sessions_of("user-42").await?.len(), 1);
+    /// # Ok::<(), session_store_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn set_owner(owner: impl Into<String>) -> bool {
+        match Self::current() {
+            Some(scope) => {
+                scope.lock().owner = Some(owner.into());
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn current() -> Option<Self> {
         CURRENT.with(|c| c.borrow().clone())
     }
@@ -283,10 +322,28 @@ impl RequestScope {
         if let Some(base) = state.bases.remove(key) {
             if by_us {
                 state.ended_created = earliest(state.ended_created, base.created_at);
+                if state.ended_owner.is_none() {
+                    state.ended_owner = base.owner;
+                }
             } else {
                 state.ended = true;
             }
         }
+    }
+
+    /// The owner a handler set in this request ([`RequestScope::set_owner`]).
+    pub(crate) fn owner(&self) -> Option<String> {
+        self.lock().owner.clone()
+    }
+
+    /// The stored owner of the sessions this request loaded (those it ended included).
+    pub(crate) fn loaded_owner(&self) -> Option<String> {
+        let state = self.lock();
+        state
+            .bases
+            .values()
+            .find_map(|b| b.owner.clone())
+            .or_else(|| state.ended_owner.clone())
     }
 
     /// The earliest creation time among the sessions this request loaded (those it has

@@ -24,7 +24,7 @@ pub const MAX_CREATE_ATTEMPTS: usize = 5;
 
 pub(crate) type TransformId = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
 /// First byte of an encrypted plaintext: what the payload format produced.
 const PLAIN_TEXT: u8 = b't';
 const PLAIN_BYTES: u8 = b'b';
@@ -99,15 +99,17 @@ pub(crate) struct Inner<B> {
     pub(crate) serialize: Option<Serialize>,
     pub(crate) require_binding: bool,
     pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) owner_key: Option<ring::hmac::Key>,
     /// Whether the "used outside a request scope" warning was logged.
     pub(crate) warned_unscoped: AtomicBool,
 }
 
 /// The stored times a load hands to the request's scope.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Stamps {
     pub(crate) last_modified: Option<OffsetDateTime>,
     pub(crate) created_at: Option<OffsetDateTime>,
+    pub(crate) owner: Option<String>,
 }
 
 /// How requests on one session are serialized.
@@ -134,6 +136,7 @@ impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
             .field("serialize", &i.serialize)
             .field("require_binding", &i.require_binding)
             .field("max_lifetime", &i.max_lifetime)
+            .field("owner_key", &i.owner_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -375,6 +378,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                                 last_modified: stamps.last_modified,
                                 expires: Some(session.expires),
                                 created_at: stamps.created_at,
+                                owner: stamps.owner.clone(),
                                 lease,
                             },
                         );
@@ -494,6 +498,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         let stamps = Stamps {
             last_modified: doc.last_modified,
             created_at: doc.created_at,
+            owner: doc.owner.clone(),
         };
         Ok(Some((session, stamps)))
     }
@@ -540,9 +545,16 @@ impl<B: DocumentBackend> SessionStore<B> {
             let expires_at = self.expiry(now, expires, Some(created));
             doc.expires = Some(expires_at);
             doc.last_modified = self.last_modified(now);
-            doc.created_at =
-                (self.inner.timestamps || self.inner.max_lifetime.is_some()).then_some(created);
-            doc.updated_at = self.updated_at(now);
+            // The owner a handler set, else the one of the session this request replaces.
+            doc.owner = match scope.as_ref().and_then(RequestScope::owner) {
+                Some(owner) => Some(self.owner_tag(&owner)?),
+                None => scope.as_ref().and_then(RequestScope::loaded_owner),
+            };
+            let owned = doc.owner.is_some();
+            doc.created_at = (self.inner.timestamps || self.inner.max_lifetime.is_some() || owned)
+                .then_some(created);
+            // When it was last written, also the "last seen" of an owner's sessions.
+            doc.updated_at = self.updated_at(now).or(owned.then_some(now));
             for _ in 0..MAX_CREATE_ATTEMPTS {
                 let id = next_id();
                 doc.key = match self.key_for(&id.to_string()) {
@@ -569,6 +581,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                                     last_modified: doc.last_modified,
                                     expires: doc.expires,
                                     created_at: doc.created_at,
+                                    owner: doc.owner.clone(),
                                     lease: None,
                                 },
                             );

@@ -164,13 +164,11 @@ impl DocumentBackend for MongoBackend {
 
     async fn prepare(&self, auto_remove: AutoRemove) -> Result<(), MongoError> {
         match auto_remove {
-            AutoRemove::Native => self.prepare_ttl_index().await,
-            AutoRemove::Interval(period) => {
-                self.start_reaper(period);
-                Ok(())
-            }
-            _ => Ok(()),
+            AutoRemove::Native => self.prepare_ttl_index().await?,
+            AutoRemove::Interval(period) => self.start_reaper(period),
+            _ => {}
         }
+        self.prepare_owner_index().await
     }
 
     async fn find(
@@ -346,6 +344,61 @@ impl DocumentBackend for MongoBackend {
                 .await
                 .map_err(self.failed("delete"))?;
             Ok(deleted.is_some())
+        })
+        .await
+    }
+
+    async fn find_owned(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<StoredDocument>, MongoError> {
+        use futures_util::TryStreamExt as _;
+        bounded("find_owned", self.timeout(), async {
+            let mut filter = convert::live(now);
+            filter.insert(convert::OWNER, owner);
+            let docs: Vec<Document> = self
+                .inner
+                .collection
+                .find(filter)
+                .projection(doc! { convert::SESSION: 0 })
+                .max_time(self.limit())
+                .await
+                .map_err(self.failed("find_owned"))?
+                .try_collect()
+                .await
+                .map_err(self.failed("find_owned"))?;
+            Ok(docs.into_iter().map(convert::from_document).collect())
+        })
+        .await
+    }
+
+    async fn delete_owned(
+        &self,
+        owner: &str,
+        only: Option<&str>,
+        except: Option<&str>,
+    ) -> Result<u64, MongoError> {
+        bounded("delete_owned", self.timeout(), async {
+            let mut filter = doc! { convert::OWNER: owner };
+            match (only, except) {
+                (Some(key), _) => {
+                    filter.insert(convert::ID, key);
+                }
+                (None, Some(key)) => {
+                    filter.insert(convert::ID, doc! { "$ne": key });
+                }
+                (None, None) => {}
+            }
+            // Ending sessions: acknowledged by a majority, like a logout.
+            let r = self
+                .inner
+                .collection
+                .delete_many(filter)
+                .write_concern(self.ending_write_concern())
+                .await
+                .map_err(self.failed("delete_owned"))?;
+            Ok(r.deleted_count)
         })
         .await
     }

@@ -13,6 +13,7 @@ pub(crate) const UPDATED_AT: &str = "updatedAt";
 pub(crate) const VERSION: &str = "version";
 pub(crate) const LEASE_TOKEN: &str = "leaseToken";
 pub(crate) const LEASE_UNTIL: &str = "leaseUntil";
+pub(crate) const OWNER: &str = "owner";
 
 pub(crate) fn to_bson_date(t: OffsetDateTime) -> DateTime {
     let millis = t.unix_timestamp_nanos() / 1_000_000;
@@ -79,6 +80,10 @@ pub(crate) fn from_document(mut d: Document) -> StoredDocument {
         _ => None,
     };
     out.lease_until = date(&d, LEASE_UNTIL);
+    out.owner = match d.remove(OWNER) {
+        Some(Bson::String(s)) => Some(s),
+        _ => None,
+    };
     out
 }
 
@@ -104,6 +109,9 @@ pub(crate) fn to_document(s: &StoredDocument) -> Result<Document, mongodb::bson:
         if let Some(t) = value {
             d.insert(field, to_bson_date(t));
         }
+    }
+    if let Some(owner) = &s.owner {
+        d.insert(OWNER, owner);
     }
     Ok(d)
 }
@@ -166,6 +174,12 @@ pub(crate) fn conditional_update(
         set.insert(
             UPDATED_AT,
             pick(UPDATED_AT, Bson::DateTime(to_bson_date(t))),
+        );
+    }
+    if let Some(owner) = &u.owner {
+        set.insert(
+            OWNER,
+            pick(OWNER, Bson::Document(doc! { "$literal": owner })),
         );
     }
     if u.if_lease.is_some() {

@@ -10,14 +10,59 @@ use mongodb::IndexModel;
 use session_store_core::time::OffsetDateTime;
 
 use crate::backend::{bounded, command_code, driver, MongoBackend};
-use crate::codes::{INDEX_KEY_SPECS_CONFLICT, INDEX_OPTIONS_CONFLICT, NAMESPACE_NOT_FOUND};
+use crate::codes::{
+    INDEX_KEY_SPECS_CONFLICT, INDEX_OPTIONS_CONFLICT, NAMESPACE_NOT_FOUND, UNAUTHORIZED,
+};
 use crate::convert::{self, EXPIRES};
 use crate::error::MongoError;
 
 /// Name of the TTL index the store creates (`{expires: 1}`, `expireAfterSeconds: 0`).
 pub const TTL_INDEX_NAME: &str = "expires_1";
+/// Name of the index on `owner` (partial: only sessions that have an owner), which
+/// listing and revoking an owner's sessions use.
+pub const OWNER_INDEX_NAME: &str = "owner_1";
 
 impl MongoBackend {
+    /// Creates the partial index on `owner`, within `index_timeout`. A user without the
+    /// privilege to create indexes gets a warning, not an error: listing an owner's
+    /// sessions then scans the collection.
+    pub(crate) async fn prepare_owner_index(&self) -> Result<(), MongoError> {
+        let model = IndexModel::builder()
+            .keys(doc! { convert::OWNER: 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(OWNER_INDEX_NAME.to_owned())
+                    .partial_filter_expression(doc! { convert::OWNER: { "$exists": true } })
+                    .build(),
+            )
+            .build();
+        // Its own write concern: the index is the store's, not an application write that
+        // the configured write concern is for.
+        let create = self
+            .inner
+            .collection
+            .create_index(model)
+            .write_concern(mongodb::options::WriteConcern::majority());
+        match tokio::time::timeout(self.inner.index_timeout, create).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if command_code(&e) == Some(UNAUTHORIZED) => {
+                tracing::warn!(
+                    namespace = %self.namespace(),
+                    "not allowed to create the index on `owner`: listing a user's sessions \
+                     will scan the collection; create it with \
+                     createIndex({{owner: 1}}, {{partialFilterExpression: {{owner: {{$exists: true}}}}}})"
+                );
+                Ok(())
+            }
+            Ok(Err(e)) => Err(driver("create_index")(e)),
+            Err(_) => Err(MongoError::IndexTimeout {
+                namespace: self.namespace(),
+                collection: self.inner.collection.name().to_owned(),
+                timeout: self.inner.index_timeout,
+            }),
+        }
+    }
+
     /// [`ensure_ttl_index`](Self::ensure_ttl_index) within `index_timeout`, with a
     /// warning once it takes longer than one operation.
     pub(crate) async fn prepare_ttl_index(&self) -> Result<(), MongoError> {

@@ -79,6 +79,6 @@ pub use builder::{
 };
 pub use diagnosis::Diagnosis;
 pub use error::MongoError;
-pub use index::TTL_INDEX_NAME;
+pub use index::{OWNER_INDEX_NAME, TTL_INDEX_NAME};
 pub use mongodb;
 pub use redact::redact_uri;

@@ -6,12 +6,12 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use session_store_core::SessionStore;
 use session_store_mongo::mongodb::bson::{doc, Document};
-use session_store_mongo::{MongoBackend, TTL_INDEX_NAME};
+use session_store_mongo::{MongoBackend, OWNER_INDEX_NAME, TTL_INDEX_NAME};
 use session_store_testkit::live::{self, TestDb};
 
 /// Sixteen instances start at once on a collection that does not exist yet, each with
 /// its own client (as separate processes would): every start-up succeeds (racing to
-/// create the collection and the TTL index is not an error) and there is one TTL index.
+/// create the collection and the indexes is not an error) and each index exists once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_instances_start_at_once_on_a_new_collection() {
     let Some(uri) = live::mongo_uri() else { return };
@@ -57,7 +57,7 @@ async fn many_instances_start_at_once_on_a_new_collection() {
         })
         .map(str::to_owned)
         .collect();
-    assert_eq!(names, ["_id_", TTL_INDEX_NAME]);
+    assert_eq!(names, ["_id_", TTL_INDEX_NAME, OWNER_INDEX_NAME]);
     db.drop_and_shutdown().await;
 }
 

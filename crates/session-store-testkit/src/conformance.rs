@@ -70,7 +70,11 @@ macro_rules! backend_conformance {
             required_binding_refuses_unbound_requests,
             touch_window_never_lets_an_active_session_expire,
             rotation_completes_through_a_read_only_request,
-            max_lifetime_bounds_a_session_in_steady_use
+            max_lifetime_bounds_a_session_in_steady_use,
+            owner_sessions_are_listed_and_revoked,
+            handles_are_not_cookies,
+            rotation_keeps_the_owner,
+            owner_is_unreadable_with_a_cipher
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -96,9 +100,14 @@ mod binding;
 mod encryption;
 mod lifetime;
 mod overlap;
+mod owners;
 
 pub use lifetime::{
     max_lifetime_bounds_a_session_in_steady_use, touch_window_never_lets_an_active_session_expire,
+};
+pub use owners::{
+    handles_are_not_cookies, owner_is_unreadable_with_a_cipher,
+    owner_sessions_are_listed_and_revoked, rotation_keeps_the_owner,
 };
 
 pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_unbound_requests};

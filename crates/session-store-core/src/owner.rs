@@ -1,0 +1,174 @@
+//! A user's sessions: the owner a handler sets ([`RequestScope::set_owner`]), and listing,
+//! counting and revoking an owner's sessions.
+
+use futures_util::FutureExt as _;
+use time::OffsetDateTime;
+
+use crate::backend::{DocumentBackend, StoredDocument};
+use crate::error::Error;
+use crate::scope::RequestScope;
+use crate::store::{backend_error, op_span, traced, SessionStore, HEX};
+
+/// The label the owner-digest key is derived under.
+const OWNER_KEY_LABEL: &[u8] = b"session-store owner digest v1";
+/// The domain of session handles.
+const HANDLE_DOMAIN: &[u8] = b"session-store handle v1";
+
+/// One session of an owner, as [`SessionStore::sessions_of`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// Names the session to its owner (for [`SessionStore::revoke`]); it is neither the
+    /// session id nor its storage key, and no cookie made of it loads a session.
+    pub handle: String,
+    /// When the session was created, if stored.
+    pub created: Option<OffsetDateTime>,
+    /// When the session was last written (its last request that wrote or touched it).
+    pub last_seen: Option<OffsetDateTime>,
+    /// Whether it is the session of the request asking (its scope loaded it).
+    pub current: bool,
+}
+
+/// The HMAC key of owner digests, derived from the configured secret under a label of its
+/// own (the secret is never used directly).
+pub(crate) fn digest_key(secret: &[u8]) -> ring::hmac::Key {
+    let base = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let derived = ring::hmac::sign(&base, OWNER_KEY_LABEL);
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// The handle of the session stored under `key`.
+pub(crate) fn handle_of(key: &str) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(HANDLE_DOMAIN);
+    context.update(key.as_bytes());
+    hex(&context.finish().as_ref()[..16])
+}
+
+impl<B: DocumentBackend> SessionStore<B> {
+    /// What the store writes in `owner` for `owner`: the name as given, or its keyed
+    /// digest with an [`owner_key`](crate::SessionStoreBuilder::owner_key).
+    pub(crate) fn owner_tag(&self, owner: &str) -> Result<String, Error> {
+        match (&self.inner.owner_key, &self.inner.cipher) {
+            (Some(key), _) => Ok(format!(
+                "h:{}",
+                hex(ring::hmac::sign(key, owner.as_bytes()).as_ref())
+            )),
+            (None, None) => Ok(owner.to_owned()),
+            (None, Some(_)) => Err(Error::InvalidOption {
+                option: "owner_key",
+                reason: "sessions are encrypted, so their owner must not be stored readable: \
+                         set SessionStoreBuilder::owner_key"
+                    .into(),
+            }),
+        }
+    }
+
+    /// The live sessions of `owner`, most recently seen first.
+    ///
+    /// # Errors
+    ///
+    /// When the backend fails, or owners need an `owner_key` that is not set.
+    pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
+        traced(op_span!("session_store.sessions_of"), async {
+            let docs = self.owned(owner).await?;
+            let scope = RequestScope::current();
+            let mut infos: Vec<SessionInfo> = docs
+                .into_iter()
+                .map(|d| SessionInfo {
+                    handle: handle_of(&d.key),
+                    created: d.created_at,
+                    last_seen: d.updated_at.or(d.last_modified),
+                    current: scope.as_ref().is_some_and(|s| s.base(&d.key).is_some()),
+                })
+                .collect();
+            infos.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
+            let n = infos.len();
+            Ok((infos, if n == 0 { "none" } else { "some" }))
+        })
+        .await
+    }
+
+    /// How many live sessions `owner` has.
+    ///
+    /// # Errors
+    ///
+    /// As for [`sessions_of`](Self::sessions_of).
+    pub async fn count_of(&self, owner: &str) -> Result<u64, Error> {
+        Ok(self.owned(owner).await?.len() as u64)
+    }
+
+    /// Ends the session of `owner` named by `handle` (from [`sessions_of`](Self::sessions_of));
+    /// `false` when `owner` has no session with that handle.
+    ///
+    /// # Errors
+    ///
+    /// As for [`sessions_of`](Self::sessions_of).
+    pub async fn revoke(&self, owner: &str, handle: &str) -> Result<bool, Error> {
+        traced(op_span!("session_store.revoke"), async {
+            let tag = self.owner_tag(owner)?;
+            let docs = self.owned(owner).await?;
+            let Some(doc) = docs.iter().find(|d| handle_of(&d.key) == handle) else {
+                return Ok((false, "unknown"));
+            };
+            let n = self
+                .inner
+                .backend
+                .delete_owned(&tag, Some(&doc.key), None)
+                .await
+                .map_err(|e| backend_error("revoke", e))?;
+            if let Some(scope) = RequestScope::current() {
+                scope.gone(&doc.key, true);
+            }
+            Ok((n > 0, "revoked"))
+        })
+        .await
+    }
+
+    /// Ends every session of `owner` (after a password change, "log out everywhere"),
+    /// except the requesting one when `keep_current`. Returns how many ended.
+    ///
+    /// # Errors
+    ///
+    /// As for [`sessions_of`](Self::sessions_of).
+    pub async fn revoke_all(&self, owner: &str, keep_current: bool) -> Result<u64, Error> {
+        traced(op_span!("session_store.revoke_all"), async {
+            let tag = self.owner_tag(owner)?;
+            let scope = RequestScope::current();
+            let current = if keep_current {
+                let docs = self.owned(owner).await?;
+                docs.into_iter()
+                    .map(|d| d.key)
+                    .find(|k| scope.as_ref().is_some_and(|s| s.base(k).is_some()))
+            } else {
+                None
+            };
+            let n = self
+                .inner
+                .backend
+                .delete_owned(&tag, None, current.as_deref())
+                .await
+                .map_err(|e| backend_error("revoke_all", e))?;
+            Ok((n, "revoked"))
+        })
+        .await
+    }
+
+    async fn owned(&self, owner: &str) -> Result<Vec<StoredDocument>, Error> {
+        let tag = self.owner_tag(owner)?;
+        self.inner
+            .backend
+            .find_owned(&tag, self.now())
+            .map(|r| r.map_err(|e| backend_error("sessions_of", e)))
+            .await
+    }
+}

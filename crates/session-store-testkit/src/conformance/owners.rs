@@ -1,0 +1,160 @@
+//! A user's sessions: the owner set at login, listing, revoking one, revoking all, and
+//! handles that are not cookies.
+
+use super::*;
+
+/// Logs `user` in: a request that sets the owner and creates a session. Returns its id.
+async fn login<B: DocumentBackend + Clone>(f: &Fixture<B>, user: &str) -> String {
+    let request = RequestScope::new();
+    request
+        .run(async {
+            assert!(RequestScope::set_owner(user));
+            f.store.create(&data(json!({"user": user})), None).await
+        })
+        .await
+        .unwrap()
+        .as_str()
+        .to_owned()
+}
+
+/// Ann on two devices and Bob on one: Ann's list shows her two (created, last seen, the
+/// asking one marked current), a handle revokes one of hers but not Bob's, a junk or
+/// foreign handle revokes nothing, "all but this one" and "all" end hers, Bob's stays.
+pub async fn owner_sessions_are_listed_and_revoked<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend, |b| b).await;
+    let laptop = login(&f, "ann").await;
+    f.clock.advance(Duration::minutes(1));
+    let phone = login(&f, "ann").await;
+    let bob = login(&f, "bob").await;
+
+    let listed = f.store.sessions_of("ann").await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed
+        .iter()
+        .all(|s| s.created.is_some() && s.last_seen.is_some()));
+    assert!(
+        listed.iter().all(|s| !s.current),
+        "no request is asking: {listed:?}"
+    );
+    assert_eq!(f.store.count_of("ann").await.unwrap(), 2);
+    assert_eq!(f.store.count_of("nobody").await.unwrap(), 0);
+
+    // Asked from the laptop's request, the laptop is the current one.
+    let on_laptop = RequestScope::new();
+    let mine = on_laptop
+        .run(async {
+            f.store.load(&laptop).await.unwrap().expect("live");
+            f.store.sessions_of("ann").await
+        })
+        .await
+        .unwrap();
+    let current: Vec<_> = mine.iter().filter(|s| s.current).collect();
+    assert_eq!(current.len(), 1, "{mine:?}");
+    let phone_handle = mine.iter().find(|s| !s.current).unwrap().handle.clone();
+
+    let bob_handle = f.store.sessions_of("bob").await.unwrap()[0].handle.clone();
+    assert!(
+        !f.store.revoke("ann", &bob_handle).await.unwrap(),
+        "ann revoked bob's session"
+    );
+    assert!(!f.store.revoke("ann", "not-a-handle").await.unwrap());
+    assert!(f.store.revoke("ann", &phone_handle).await.unwrap());
+    assert!(
+        f.store.load(&phone).await.unwrap().is_none(),
+        "a revoked session still loads"
+    );
+    assert!(f.store.load(&laptop).await.unwrap().is_some());
+
+    let again = login(&f, "ann").await;
+    let n = on_laptop
+        .run(f.store.revoke_all("ann", true))
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "all but the asking session");
+    assert!(f.store.load(&again).await.unwrap().is_none());
+    assert!(f.store.load(&laptop).await.unwrap().is_some());
+    assert_eq!(f.store.revoke_all("ann", false).await.unwrap(), 1);
+    assert_eq!(f.store.count_of("ann").await.unwrap(), 0);
+    assert!(
+        f.store.load(&bob).await.unwrap().is_some(),
+        "bob's session must stay"
+    );
+}
+
+/// A handle names a session to its owner only: it is not the id or the storage key, and
+/// a cookie made of it loads nothing.
+pub async fn handles_are_not_cookies<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend, |b| b).await;
+    let id = login(&f, "ann").await;
+    let handle = f.store.sessions_of("ann").await.unwrap()[0].handle.clone();
+    assert_ne!(handle, id);
+    assert_ne!(handle, f.store.storage_key(&id));
+    assert!(!f.store.storage_key(&id).contains(&handle));
+    assert!(f.store.load(&handle).await.unwrap().is_none());
+}
+
+/// An id rotation (login on an existing session: delete, then create in one request)
+/// keeps the owner without the handler setting it again.
+pub async fn rotation_keeps_the_owner<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend, |b| b).await;
+    let id = login(&f, "ann").await;
+    let request = RequestScope::new();
+    let rotated = request
+        .run(async {
+            let loaded = f.store.load(&id).await.unwrap().expect("live");
+            f.store.destroy(&id).await.unwrap();
+            f.store.create(&loaded.data, None).await.unwrap()
+        })
+        .await;
+    let listed = f.store.sessions_of("ann").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(f.store.load(rotated.as_str()).await.unwrap().is_some());
+}
+
+/// With a cipher the stored owner is a keyed digest, not the name; listing still works,
+/// also after the cipher's keys rotate; without an owner key the store refuses to write
+/// an owner next to an encrypted payload.
+pub async fn owner_is_unreadable_with_a_cipher<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend.clone(), |b| {
+        b.cipher(ring(&[("k1", 1)])).owner_key([7u8; 32])
+    })
+    .await;
+    let id = login(&f, "ann-the-owner").await;
+    let stored = raw(&f, &id).await;
+    let owner = stored.owner.expect("an owner is stored");
+    assert!(!owner.contains("ann"), "the owner is readable: {owner}");
+    assert_eq!(f.store.sessions_of("ann-the-owner").await.unwrap().len(), 1);
+
+    let rotated = fixture(backend.clone(), |b| {
+        b.cipher(ring(&[("k2", 2), ("k1", 1)])).owner_key([7u8; 32])
+    })
+    .await;
+    assert_eq!(
+        rotated
+            .store
+            .sessions_of("ann-the-owner")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let no_key = fixture(backend, |b| b.cipher(ring(&[("k1", 1)]))).await;
+    let request = RequestScope::new();
+    let refused = request
+        .run(async {
+            RequestScope::set_owner("ann");
+            no_key.store.create(&data(json!({})), None).await
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::InvalidOption {
+                option: "owner_key",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}
