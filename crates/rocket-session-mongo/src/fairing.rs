@@ -34,6 +34,12 @@ pub(crate) struct Shared<B> {
     settings: Settings,
 }
 
+impl<B> Shared<B> {
+    pub(crate) fn store(&self) -> &SessionStore<B> {
+        &self.store
+    }
+}
+
 impl<B> Clone for Shared<B> {
     fn clone(&self) -> Self {
         Self {

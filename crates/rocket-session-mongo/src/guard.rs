@@ -8,7 +8,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::Rocket;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use session_store_core::{DocumentBackend, SessionData};
+use session_store_core::{DocumentBackend, RequestScope, SessionData, SessionInfo, SessionStore};
 use session_store_mongo::MongoBackend;
 
 use crate::error::Error;
@@ -21,6 +21,8 @@ use crate::request::{lock, scope, Action, Slot, State};
 /// `B` is the backend type of the attached fairing (MongoDB unless you say otherwise).
 pub struct Session<'r, B = MongoBackend> {
     state: &'r Mutex<State>,
+    scope: &'r RequestScope,
+    store: SessionStore<B>,
     backend: PhantomData<fn() -> B>,
 }
 
@@ -48,6 +50,8 @@ impl<'r, B: DocumentBackend> FromRequest<'r> for Session<'r, B> {
         match req.local_cache_async(scoped).await {
             Slot::Ready(state) => Outcome::Success(Session {
                 state,
+                scope: scope(req),
+                store: shared.store().clone(),
                 backend: PhantomData,
             }),
             Slot::Failed(source) => Outcome::Error((
@@ -144,5 +148,57 @@ impl<B> Session<'_, B> {
         let mut state = self.lock();
         state.action = Action::Destroy;
         state.data.clear();
+    }
+
+    /// Sets whose session this is (e.g. at login, the user's id), stored with it after the
+    /// handler; see [`RequestScope::set_owner`].
+    pub fn set_owner(&self, owner: impl Into<String>) {
+        self.scope.set_owner(owner);
+    }
+}
+
+impl<B: DocumentBackend> Session<'_, B> {
+    /// The live sessions of `owner` (this one marked current), most recently seen first;
+    /// see [`SessionStore::sessions_of`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when the store fails.
+    pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
+        self.scope
+            .run(self.store.sessions_of(owner))
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Ends the session of `owner` named by `handle`; `false` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when the store fails.
+    pub async fn revoke(&self, owner: &str, handle: &str) -> Result<bool, Error> {
+        self.scope
+            .run(self.store.revoke(owner, handle))
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Ends every session of `owner` (all but this one when `keep_current`); returns
+    /// how many ended.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when the store fails.
+    pub async fn revoke_all(&self, owner: &str, keep_current: bool) -> Result<u64, Error> {
+        self.scope
+            .run(self.store.revoke_all(owner, keep_current))
+            .await
+            .map_err(unavailable)
+    }
+}
+
+fn unavailable(e: session_store_core::Error) -> Error {
+    Error::Unavailable {
+        source: Arc::new(e),
     }
 }

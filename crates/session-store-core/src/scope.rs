@@ -238,11 +238,10 @@ impl RequestScope {
     }
 
     /// The scope the current future runs in, if any.
-    /// Sets whose session the current request's session is (e.g. at login, the user's id):
-    /// the session this request creates or saves is stored with this owner, and
+    /// Sets whose session this request's session is (e.g. at login, the user's id): the
+    /// session the request creates or saves is stored with this owner, and
     /// [`SessionStore::sessions_of`](crate::SessionStore::sessions_of) lists it. A session
-    /// created by an id rotation keeps its predecessor's owner without this. Returns
-    /// `false` (and sets nothing) outside a request scope.
+    /// created by an id rotation keeps its predecessor's owner without this.
     ///
     /// ```
     /// use session_store_core::{MemoryBackend, RequestScope, SessionData, SessionStore};
@@ -252,7 +251,8 @@ impl RequestScope {
     /// let login = RequestScope::new();
     /// login
     ///     .run(async {
-    ///         assert!(RequestScope::set_owner("user-42"));
+    ///         // In a handler: the scope the adapter installed for this request.
+    ///         RequestScope::current().expect("inside a request").set_owner("user-42");
     ///         store.create(&SessionData::new(), None).await
     ///     })
     ///     .await?;
@@ -260,17 +260,14 @@ impl RequestScope {
     /// # Ok::<(), session_store_core::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn set_owner(owner: impl Into<String>) -> bool {
-        match Self::current() {
-            Some(scope) => {
-                scope.lock().owner = Some(owner.into());
-                true
-            }
-            None => false,
-        }
+    pub fn set_owner(&self, owner: impl Into<String>) {
+        self.lock().owner = Some(owner.into());
     }
 
-    pub(crate) fn current() -> Option<Self> {
+    /// The scope of the request whose future is running (installed by the adapters'
+    /// layer, middleware or fairing), if any.
+    #[must_use]
+    pub fn current() -> Option<Self> {
         CURRENT.with(|c| c.borrow().clone())
     }
 

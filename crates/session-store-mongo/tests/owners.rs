@@ -34,11 +34,10 @@ async fn revoking_a_users_sessions_uses_the_owner_index() {
         .await
         .unwrap();
     for _ in 0..3 {
-        RequestScope::new()
-            .run(async {
-                RequestScope::set_owner("ann");
-                store.create(&SessionData::new(), None).await
-            })
+        let login = RequestScope::new();
+        login.set_owner("ann");
+        login
+            .run(store.create(&SessionData::new(), None))
             .await
             .unwrap();
     }

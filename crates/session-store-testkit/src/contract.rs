@@ -37,6 +37,8 @@
 //! | [`logout_is_final_under_parallel_requests`] | logouts racing 8 parallel `GET /counter` over two instances: no cookie seen is logged in, no document holds the user |
 //! | [`serialized_parallel_counter`] | `SESSION_SERIALIZE=1`: 32 parallel `GET /counter` over two instances give 32 increments, each count once |
 //! | [`idle_connections_do_not_stop_https`] | HTTPS under a 256-file limit with 300 idle TCP connections held: the server stays up, `/health` answers within 20 s, sessions work afterwards |
+//! | [`a_users_sessions`] | two instances: `GET /sessions` lists a user's sessions (the asking one current), `DELETE /sessions/{handle}` revokes one, junk or foreign handles are `404`, no login `401`, a handle is no cookie, `POST /logout-everywhere` ends all of them and not another user's |
+//! | [`owner_unreadable_with_encryption`] | with `SESSION_KEYS`, the stored `owner` is not the user name; listing works |
 //! | [`absolute_lifetime`] | `SESSION_MAX_LIFETIME_SECS=3`: a session in steady use ends 3 s after creation; its stored `expires` never passes that |
 //! | [`secrets_never_printed`] | failing start-ups (auth refused, nothing listening, missing TLS key file, malformed URI) with `RUST_LOG=debug` never print the password or `tlsCertificateKeyFilePassword` |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable, and a session used then (a read included) is re-sealed with it; a removed key means no session, not an error |
@@ -97,6 +99,7 @@ const CONTRACT_VARS: &[&str] = &[
     "TOUCH_AFTER_SECS",
     "AUTO_REMOVE",
     "SESSION_KEYS",
+    "SESSION_OWNER_KEY",
     "TLS_CERT",
     "TLS_KEY",
     "TLS_CLIENT_CA",
@@ -117,6 +120,8 @@ pub const TEST_COOKIE_KEY: &str = "contract-suite-cookie-signing-secret-01234567
 const KEY_1: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const KEY_2: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const KEY_3: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
+/// `SESSION_OWNER_KEY` for cases with `SESSION_KEYS`: 32 bytes of 0x07.
+const OWNER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 /// Generates one `#[tokio::test]` per contract case against the example binary at `bin`
 /// (typically `env!("CARGO_BIN_EXE_<name>")`). Each test owns the prologue: it makes the
@@ -153,6 +158,8 @@ macro_rules! contract_tests {
             secrets_never_printed,
             idle_connections_do_not_stop_https,
             absolute_lifetime,
+            a_users_sessions,
+            owner_unreadable_with_encryption,
         );
     };
     (@cases $bin:expr; $($case:ident),* $(,)?) => {
@@ -183,6 +190,7 @@ mod outage;
 mod secrets;
 mod server;
 mod tls;
+mod users;
 
 pub use basics::{
     auto_remove_disabled, counter, health, login_rotates_id, logout, malformed_body,
@@ -200,6 +208,7 @@ pub use tls::{
     https_and_secure_cookie, idle_connections_do_not_stop_https, mutual_tls, secured_mongodb,
     session_bound_to_client_cert,
 };
+pub use users::{a_users_sessions, owner_unreadable_with_encryption};
 
 #[cfg(test)]
 use cookie::*;

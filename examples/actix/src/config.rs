@@ -50,6 +50,9 @@ pub(crate) struct Config {
     pub serialize: bool,
     /// `SESSION_MAX_LIFETIME_SECS`: the absolute lifetime, whatever the activity.
     pub max_lifetime: Option<Duration>,
+    /// `SESSION_OWNER_KEY` (base64, 32 bytes): keys the digest stored as a session's owner
+    /// when sessions are encrypted. Required with `SESSION_KEYS`.
+    pub owner_key: Option<Vec<u8>>,
 }
 
 fn var(name: &str) -> Result<Option<String>> {
@@ -133,6 +136,21 @@ impl Config {
             0 => None,
             secs => Some(Duration::from_secs(secs)),
         };
+        let owner_key = match var("SESSION_OWNER_KEY")? {
+            None if session_keys.is_some() => bail!(
+                "SESSION_KEYS is set, so SESSION_OWNER_KEY must be too: the owner stored with \
+                 each session is then a keyed digest, not the user name (make one with \
+                 `openssl rand -base64 32`; keep it when you rotate SESSION_KEYS)"
+            ),
+            None => None,
+            Some(text) => {
+                // Checked like an encryption key; its text is the digest's secret.
+                KeyRing::parse(&format!("owner:{text}")).context(
+                    "SESSION_OWNER_KEY must be base64 of 32 bytes (make one with `openssl rand -base64 32`)",
+                )?;
+                Some(text.into_bytes())
+            }
+        };
         let ttl = parsed("SESSION_TTL_SECS", 1_209_600u64, "a number of seconds")?;
         if ttl == 0 {
             bail!("SESSION_TTL_SECS must be positive");
@@ -155,6 +173,7 @@ impl Config {
             session_keys,
             serialize,
             max_lifetime,
+            owner_key,
             bind_session_to_client_cert,
             https,
             mongo_tls_ca_file,

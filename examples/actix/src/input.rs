@@ -6,7 +6,10 @@
 //! alone; `cargo xtask ci` checks the copies are identical. Change it in examples/axum and
 //! copy it to the others.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+
+use crate::adapter::core::time::{OffsetDateTime, UtcOffset};
+use crate::adapter::core::SessionInfo;
 
 /// The session key of `/counter`'s count.
 pub(crate) const COUNT: &str = "count";
@@ -59,6 +62,42 @@ pub(crate) fn data_entries(session: impl IntoIterator<Item = (String, Value)>) -
     Value::Object(data)
 }
 
+/// Most sessions `GET /sessions` lists.
+pub(crate) const MAX_LISTED: usize = 100;
+
+/// `GET /sessions`'s answer: a user's sessions (most recently seen first, at most
+/// [`MAX_LISTED`]), times in RFC 3339.
+pub(crate) fn sessions_json(sessions: &[SessionInfo]) -> Value {
+    let listed: Vec<Value> = sessions
+        .iter()
+        .take(MAX_LISTED)
+        .map(|s| {
+            json!({
+                "handle": s.handle,
+                "created_at": s.created.map(rfc3339),
+                "last_seen": s.last_seen.map(rfc3339),
+                "current": s.current,
+            })
+        })
+        .collect();
+    json!({ "sessions": listed })
+}
+
+/// `2026-11-30T22:30:56.123Z`.
+fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -102,6 +141,12 @@ mod tests {
         );
         assert!(data_value(br#"{"v":1}"#).is_err());
         assert!(data_value(b"1").is_err());
+    }
+
+    #[test]
+    fn times_are_rfc_3339_in_utc() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_796_164_256_123_000_000).unwrap();
+        assert_eq!(rfc3339(t), "2026-12-01T22:30:56.123Z");
     }
 
     #[test]

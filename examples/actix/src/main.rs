@@ -22,7 +22,7 @@ use actix_session::{Session, SessionMiddleware};
 /// The adapter crate, named once for the files every example shares (config.rs,
 /// store.rs).
 use actix_session_mongo as adapter;
-use actix_session_mongo::core::SessionBinding;
+use actix_session_mongo::core::{RequestScope, SessionBinding};
 use actix_session_mongo::{session_scope, MongoSessionStore};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{Key, SameSite};
@@ -47,6 +47,7 @@ const RETRY_AFTER_SECS: &str = "5";
 struct AppState {
     payload_bytes: usize,
     bind_session_to_client_cert: bool,
+    store: MongoSessionStore,
 }
 
 /// A response for the contract's failure modes.
@@ -121,6 +122,10 @@ async fn login(session: Session, body: web::Bytes) -> AppResult {
     // Rotate the id at privilege change: the old id stops loading, the data stays.
     session.renew();
     session.insert(USER, &user)?;
+    // Whose session it is: `GET /sessions` and `POST /logout-everywhere` find it by this.
+    if let Some(scope) = RequestScope::current() {
+        scope.set_owner(&user);
+    }
     Ok(HttpResponse::Ok().json(json!({ "user": user })))
 }
 
@@ -140,6 +145,51 @@ async fn get_data(session: Session) -> AppResult {
         .filter_map(|(k, v)| Some((k.clone(), serde_json::from_str(v).ok()?)))
         .collect::<Vec<_>>();
     Ok(HttpResponse::Ok().json(input::data_entries(entries)))
+}
+
+fn not_logged_in() -> HttpResponse {
+    HttpResponse::Unauthorized().json(json!({ "error": "not logged in" }))
+}
+
+/// `GET /sessions`: the logged-in user's sessions on every instance.
+async fn list_sessions(session: Session, state: web::Data<AppState>) -> AppResult {
+    let Some(user) = session.get::<String>(USER)? else {
+        return Ok(not_logged_in());
+    };
+    Ok(match state.store.store().sessions_of(&user).await {
+        Ok(sessions) => HttpResponse::Ok().json(input::sessions_json(&sessions)),
+        Err(_) => unavailable(),
+    })
+}
+
+/// `DELETE /sessions/{handle}`: ends one of the user's sessions.
+async fn revoke_session(
+    session: Session,
+    state: web::Data<AppState>,
+    handle: web::Path<String>,
+) -> AppResult {
+    let Some(user) = session.get::<String>(USER)? else {
+        return Ok(not_logged_in());
+    };
+    Ok(match state.store.store().revoke(&user, &handle).await {
+        Ok(true) => HttpResponse::Ok().json(json!({ "revoked": 1 })),
+        Ok(false) => HttpResponse::NotFound().json(json!({ "error": "no such session" })),
+        Err(_) => unavailable(),
+    })
+}
+
+/// `POST /logout-everywhere`: ends every session of the user, this one included.
+async fn logout_everywhere(session: Session, state: web::Data<AppState>) -> AppResult {
+    let Some(user) = session.get::<String>(USER)? else {
+        return Ok(not_logged_in());
+    };
+    Ok(match state.store.store().revoke_all(&user, false).await {
+        Ok(revoked) => {
+            session.purge();
+            HttpResponse::Ok().json(json!({ "revoked": revoked }))
+        }
+        Err(_) => unavailable(),
+    })
 }
 
 async fn me(session: Session) -> AppResult {
@@ -267,6 +317,7 @@ async fn run() -> anyhow::Result<()> {
     let state = web::Data::new(AppState {
         payload_bytes: config.payload_bytes,
         bind_session_to_client_cert: config.bind_session_to_client_cert,
+        store: store.clone(),
     });
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let secure = config.https.is_some();
@@ -300,6 +351,21 @@ async fn run() -> anyhow::Result<()> {
             .service(with_session("/me", web::get().to(me), sessions()))
             .service(with_session("/logout", web::post().to(logout), sessions()))
             .service(with_session("/data", web::get().to(get_data), sessions()))
+            .service(with_session(
+                "/sessions",
+                web::get().to(list_sessions),
+                sessions(),
+            ))
+            .service(with_session(
+                "/sessions/{handle}",
+                web::delete().to(revoke_session),
+                sessions(),
+            ))
+            .service(with_session(
+                "/logout-everywhere",
+                web::post().to(logout_everywhere),
+                sessions(),
+            ))
             .service(with_session(
                 "/data/{key}",
                 web::put().to(put_data),

@@ -45,6 +45,9 @@ pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionSt
     if let Some(lifetime) = config.max_lifetime {
         builder = builder.max_lifetime(lifetime);
     }
+    if let Some(secret) = config.owner_key.take() {
+        builder = builder.owner_key(secret);
+    }
     if let Some(keys) = config.session_keys.take() {
         tracing::info!(
             encrypting_with = keys.primary_id(),

@@ -22,7 +22,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use tower_sessions::cookie::SameSite;
@@ -30,7 +30,7 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 /// The adapter crate, named once for the files every example shares (config.rs,
 /// store.rs).
 use tower_sessions_mongo as adapter;
-use tower_sessions_mongo::core::SessionBinding;
+use tower_sessions_mongo::core::{RequestScope, SessionBinding};
 use tower_sessions_mongo::{MongoSessionStore, SessionScopeLayer};
 
 use crate::client_cert::ClientCert;
@@ -107,6 +107,10 @@ async fn login(session: Session, body: Bytes) -> AppResult {
     // Rotate the id at privilege change: the old id stops loading, the data stays.
     session.cycle_id().await?;
     session.insert(USER, &user).await?;
+    // Whose session it is: `GET /sessions` and `POST /logout-everywhere` find it by this.
+    if let Some(scope) = RequestScope::current() {
+        scope.set_owner(&user);
+    }
     Ok(Json(json!({ "user": user })).into_response())
 }
 
@@ -132,6 +136,69 @@ async fn get_data(State(state): State<Arc<AppState>>, session: Session) -> AppRe
         .map_err(|_| AppError::Unavailable)?;
     let data = input::data_entries(loaded.map(|s| s.data).unwrap_or_default());
     Ok(Json(data).into_response())
+}
+
+fn not_logged_in() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "error": "not logged in" })),
+    )
+        .into_response()
+}
+
+/// `GET /sessions`: the logged-in user's sessions on every instance.
+async fn list_sessions(State(state): State<Arc<AppState>>, session: Session) -> AppResult {
+    let Some(user) = session.get::<String>(USER).await? else {
+        return Ok(not_logged_in());
+    };
+    let sessions = state
+        .store
+        .store()
+        .sessions_of(&user)
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    Ok(Json(input::sessions_json(&sessions)).into_response())
+}
+
+/// `DELETE /sessions/{handle}`: ends one of the user's sessions.
+async fn revoke_session(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(handle): Path<String>,
+) -> AppResult {
+    let Some(user) = session.get::<String>(USER).await? else {
+        return Ok(not_logged_in());
+    };
+    let revoked = state
+        .store
+        .store()
+        .revoke(&user, &handle)
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    Ok(if revoked {
+        Json(json!({ "revoked": 1 })).into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such session" })),
+        )
+            .into_response()
+    })
+}
+
+/// `POST /logout-everywhere`: ends every session of the user, this one included.
+async fn logout_everywhere(State(state): State<Arc<AppState>>, session: Session) -> AppResult {
+    let Some(user) = session.get::<String>(USER).await? else {
+        return Ok(not_logged_in());
+    };
+    let revoked = state
+        .store
+        .store()
+        .revoke_all(&user, false)
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    session.flush().await?;
+    Ok(Json(json!({ "revoked": revoked })).into_response())
 }
 
 async fn me(session: Session) -> AppResult {
@@ -208,6 +275,9 @@ fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
         .route("/logout", post(logout))
         .route("/data", get(get_data))
         .route("/data/{key}", put(put_data))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{handle}", delete(revoke_session))
+        .route("/logout-everywhere", post(logout_everywhere))
         .layer(sessions)
         .layer(axum::middleware::map_response(store_failure_is_503))
         // Outside the session layer: each request's save is judged against its load.

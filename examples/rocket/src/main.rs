@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use rocket::fairing::AdHoc;
 use rocket::http::{ContentType, Status};
 use rocket::response::{self, Responder};
-use rocket::{catch, catchers, get, post, put, routes, Request, Response, State};
+use rocket::{catch, catchers, delete, get, post, put, routes, Request, Response, State};
 /// The adapter crate, named once for the files every example shares (config.rs,
 /// store.rs).
 use rocket_session_mongo as adapter;
@@ -79,6 +79,8 @@ fn login(session: Session<'_>, body: Vec<u8>) -> AppResult {
     // Rotate the id at privilege change: the old id stops loading, the data stays.
     session.cycle_id();
     session.insert(USER, &user)?;
+    // Whose session it is: `GET /sessions` and `POST /logout-everywhere` find it by this.
+    session.set_owner(&user);
     Ok(reply(Status::Ok, &json!({ "user": user })))
 }
 
@@ -96,6 +98,44 @@ fn put_data(session: Session<'_>, key: &str, body: Vec<u8>) -> AppResult {
 #[get("/data")]
 fn get_data(session: Session<'_>) -> Reply {
     reply(Status::Ok, &input::data_entries(session.entries()))
+}
+
+fn not_logged_in() -> Reply {
+    reply(Status::Unauthorized, &json!({ "error": "not logged in" }))
+}
+
+/// `GET /sessions`: the logged-in user's sessions on every instance.
+#[get("/sessions")]
+async fn list_sessions(session: Session<'_>) -> AppResult {
+    let Some(user) = session.get::<String>(USER)? else {
+        return Ok(not_logged_in());
+    };
+    let sessions = session.sessions_of(&user).await?;
+    Ok(reply(Status::Ok, &input::sessions_json(&sessions)))
+}
+
+/// `DELETE /sessions/{handle}`: ends one of the user's sessions.
+#[delete("/sessions/<handle>")]
+async fn revoke_session(session: Session<'_>, handle: &str) -> AppResult {
+    let Some(user) = session.get::<String>(USER)? else {
+        return Ok(not_logged_in());
+    };
+    Ok(if session.revoke(&user, handle).await? {
+        reply(Status::Ok, &json!({ "revoked": 1 }))
+    } else {
+        reply(Status::NotFound, &json!({ "error": "no such session" }))
+    })
+}
+
+/// `POST /logout-everywhere`: ends every session of the user, this one included.
+#[post("/logout-everywhere")]
+async fn logout_everywhere(session: Session<'_>) -> AppResult {
+    let Some(user) = session.get::<String>(USER)? else {
+        return Ok(not_logged_in());
+    };
+    let revoked = session.revoke_all(&user, false).await?;
+    session.destroy();
+    Ok(reply(Status::Ok, &json!({ "revoked": revoked })))
 }
 
 #[get("/me")]
@@ -237,7 +277,20 @@ async fn run() -> anyhow::Result<()> {
         }))
         .mount(
             "/",
-            routes![health, counter, peek, login, me, logout, put_data, get_data, whoami],
+            routes![
+                health,
+                counter,
+                peek,
+                login,
+                me,
+                logout,
+                put_data,
+                get_data,
+                whoami,
+                list_sessions,
+                revoke_session,
+                logout_everywhere
+            ],
         )
         .register("/", catchers![unavailable, error])
         .launch()

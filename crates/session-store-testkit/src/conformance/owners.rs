@@ -6,11 +6,9 @@ use super::*;
 /// Logs `user` in: a request that sets the owner and creates a session. Returns its id.
 async fn login<B: DocumentBackend + Clone>(f: &Fixture<B>, user: &str) -> String {
     let request = RequestScope::new();
+    request.set_owner(user);
     request
-        .run(async {
-            assert!(RequestScope::set_owner(user));
-            f.store.create(&data(json!({"user": user})), None).await
-        })
+        .run(f.store.create(&data(json!({"user": user})), None))
         .await
         .unwrap()
         .as_str()
@@ -141,11 +139,9 @@ pub async fn owner_is_unreadable_with_a_cipher<B: DocumentBackend + Clone>(backe
 
     let no_key = fixture(backend, |b| b.cipher(ring(&[("k1", 1)]))).await;
     let request = RequestScope::new();
+    request.set_owner("ann");
     let refused = request
-        .run(async {
-            RequestScope::set_owner("ann");
-            no_key.store.create(&data(json!({})), None).await
-        })
+        .run(no_key.store.create(&data(json!({})), None))
         .await;
     assert!(
         matches!(

@@ -27,6 +27,7 @@ pub async fn encrypted_at_rest(t: &Target) {
     let keys = format!("k1:{KEY_1}");
     Case::new()
         .env("SESSION_KEYS", keys)
+        .env("SESSION_OWNER_KEY", OWNER_KEY)
         .run(t, |c| async move {
             let marker = unique_name("plaintext-marker");
             let sid = c.counter(None, 1).await;
@@ -66,8 +67,14 @@ pub async fn key_rotation_across_restarts(t: &Target) {
     let old = format!("old:{KEY_1}");
     Case::new()
         .env("SESSION_KEYS", old)
+        .env("SESSION_OWNER_KEY", OWNER_KEY)
         .run(t, |c| async move {
-            let keys = |keys: String| [("SESSION_KEYS", keys)];
+            let keys = |keys: String| {
+                [
+                    ("SESSION_KEYS", keys),
+                    ("SESSION_OWNER_KEY", OWNER_KEY.to_owned()),
+                ]
+            };
             let key_ids = || async {
                 let mut ids = Vec::new();
                 let mut cursor = c.sessions.find(doc! {}).await.expect("find");

@@ -43,6 +43,10 @@ pub async fn secrets_never_printed(t: &Target) {
         &[
             ("MONGODB_URI", t.mongodb_uri().to_owned()),
             ("SESSION_KEYS", format!("{KEY}:k1")),
+            (
+                "SESSION_OWNER_KEY",
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned(),
+            ),
             ("RUST_LOG", "debug".to_owned()),
         ],
         EXIT_TIMEOUT,
