@@ -93,7 +93,7 @@ pub async fn a_users_sessions(t: &Target) {
                 (format!("/sessions/{}", bobs[0].0), "bob's handle"),
                 ("/sessions/not-a-handle".to_owned(), "a junk handle"),
                 (
-                    format!("/sessions/{}%00", phone_handle),
+                    format!("/sessions/{phone_handle}%00"),
                     "a handle with a NUL",
                 ),
             ] {
