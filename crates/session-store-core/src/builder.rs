@@ -42,6 +42,7 @@ pub struct SessionStoreBuilder<B> {
     require_binding: bool,
     max_lifetime: Option<std::time::Duration>,
     owner_key: Option<Vec<u8>>,
+    max_sessions_per_owner: Option<usize>,
     lease_duration: std::time::Duration,
     lease_wait: std::time::Duration,
 }
@@ -64,6 +65,7 @@ impl<B> std::fmt::Debug for SessionStoreBuilder<B> {
             .field("require_binding", &self.require_binding)
             .field("max_lifetime", &self.max_lifetime)
             .field("owner_key", &self.owner_key.is_some())
+            .field("max_sessions_per_owner", &self.max_sessions_per_owner)
             .field("lease_duration", &self.lease_duration)
             .field("lease_wait", &self.lease_wait)
             .finish_non_exhaustive()
@@ -88,6 +90,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
             require_binding: false,
             max_lifetime: None,
             owner_key: None,
+            max_sessions_per_owner: None,
             lease_duration: DEFAULT_LEASE_DURATION,
             lease_wait: DEFAULT_LEASE_WAIT,
         }
@@ -197,6 +200,13 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         self
     }
 
+    /// At most this many live sessions per owner: a session created beyond it (a new
+    /// login) ends the owner's oldest ones. Default: no limit.
+    pub fn max_sessions_per_owner(mut self, n: usize) -> Self {
+        self.max_sessions_per_owner = Some(n.max(1));
+        self
+    }
+
     /// Sessions exist only for bound requests: a request whose
     /// [`RequestScope`](crate::RequestScope) has no binding (or that runs outside a scope)
     /// loads no session, and its creates, saves and deletes store and remove nothing.
@@ -291,6 +301,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 serialize,
                 require_binding: self.require_binding,
                 max_lifetime,
+                max_sessions_per_owner: self.max_sessions_per_owner,
                 owner_key: self.owner_key.as_deref().map(crate::owner::digest_key),
                 warned_unscoped: AtomicBool::new(false),
             }),

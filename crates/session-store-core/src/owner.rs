@@ -163,6 +163,37 @@ impl<B: DocumentBackend> SessionStore<B> {
         .await
     }
 
+    /// With [`max_sessions_per_owner`](crate::SessionStoreBuilder::max_sessions_per_owner),
+    /// ends the oldest sessions stored under the owner tag `tag` beyond the cap, never
+    /// `newest` (the one just created).
+    pub(crate) async fn enforce_owner_cap(&self, tag: &str, newest: &str) -> Result<(), Error> {
+        let Some(cap) = self.inner.max_sessions_per_owner else {
+            return Ok(());
+        };
+        let mut docs = self
+            .inner
+            .backend
+            .find_owned(tag, self.now())
+            .await
+            .map_err(|e| backend_error("create", e))?;
+        if docs.len() <= cap {
+            return Ok(());
+        }
+        // Oldest first; the new session is never among those ended.
+        docs.sort_by_key(|d| (d.key == newest, d.created_at));
+        for doc in &docs[..docs.len() - cap] {
+            self.inner
+                .backend
+                .delete_owned(tag, Some(&doc.key), None)
+                .await
+                .map_err(|e| backend_error("create", e))?;
+            self.emit(crate::SessionEvent::Destroyed {
+                key: doc.key.clone(),
+            });
+        }
+        Ok(())
+    }
+
     async fn owned(&self, owner: &str) -> Result<Vec<StoredDocument>, Error> {
         let tag = self.owner_tag(owner)?;
         self.inner

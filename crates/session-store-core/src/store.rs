@@ -100,6 +100,7 @@ pub(crate) struct Inner<B> {
     pub(crate) require_binding: bool,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) owner_key: Option<ring::hmac::Key>,
+    pub(crate) max_sessions_per_owner: Option<usize>,
     /// Whether the "used outside a request scope" warning was logged.
     pub(crate) warned_unscoped: AtomicBool,
 }
@@ -585,6 +586,9 @@ impl<B: DocumentBackend> SessionStore<B> {
                                     lease: None,
                                 },
                             );
+                        }
+                        if let Some(owner) = &doc.owner {
+                            self.enforce_owner_cap(owner, &doc.key).await?;
                         }
                         self.emit(SessionEvent::Created { key: doc.key });
                         return Ok((id, "created"));

@@ -74,7 +74,8 @@ macro_rules! backend_conformance {
             owner_sessions_are_listed_and_revoked,
             handles_are_not_cookies,
             rotation_keeps_the_owner,
-            owner_is_unreadable_with_a_cipher
+            owner_is_unreadable_with_a_cipher,
+            sessions_per_owner_are_capped
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -107,7 +108,7 @@ pub use lifetime::{
 };
 pub use owners::{
     handles_are_not_cookies, owner_is_unreadable_with_a_cipher,
-    owner_sessions_are_listed_and_revoked, rotation_keeps_the_owner,
+    owner_sessions_are_listed_and_revoked, rotation_keeps_the_owner, sessions_per_owner_are_capped,
 };
 
 pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_unbound_requests};

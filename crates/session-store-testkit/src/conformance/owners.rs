@@ -154,3 +154,23 @@ pub async fn owner_is_unreadable_with_a_cipher<B: DocumentBackend + Clone>(backe
         "{refused:?}"
     );
 }
+
+/// `max_sessions_per_owner(2)`: a third login ends the oldest of the user's sessions;
+/// another user's are not counted.
+pub async fn sessions_per_owner_are_capped<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend, |b| b.max_sessions_per_owner(2)).await;
+    let first = login(&f, "ann").await;
+    f.clock.advance(Duration::seconds(1));
+    let bob = login(&f, "bob").await;
+    let second = login(&f, "ann").await;
+    f.clock.advance(Duration::seconds(1));
+    let third = login(&f, "ann").await;
+    assert_eq!(f.store.count_of("ann").await.unwrap(), 2);
+    assert!(
+        f.store.load(&first).await.unwrap().is_none(),
+        "the oldest must go"
+    );
+    for id in [&second, &third, &bob] {
+        assert!(f.store.load(id).await.unwrap().is_some());
+    }
+}
