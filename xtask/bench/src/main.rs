@@ -22,6 +22,7 @@
 //! (default 10).
 
 mod http;
+mod users;
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -688,6 +689,9 @@ async fn main() -> Result<()> {
     let mut report = String::new();
     if args.store {
         report.push_str(&store_section(&args, &client, &db, &version).await?);
+        db.drop().await?;
+        report.push('\n');
+        report.push_str(&users::users_section(&client, &db, DATABASE).await?);
         db.drop().await?;
     }
     if args.http && !args.servers.is_empty() {
