@@ -29,7 +29,8 @@ commands:
   mongod status                  say whether it runs
   examples-in-sync               check that the files every example shares are identical
   ci                             what .ci/run does: examples-in-sync, cargo fmt --check,
-                                 clippy -D warnings, `test`, and the matrix cell
+                                 clippy -D warnings, `test`, the MongoDB backend's suites
+                                 with bson 3, and the matrix cell
                                  4.4.2 x oldest driver x standalone
   bench [--quick] [--rounds 3] [--only store|http] [--seconds 10] [--connections 64]
                                  start a throwaway mongod; benchmark the store against the raw

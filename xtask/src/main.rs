@@ -338,6 +338,12 @@ fn ci() -> Result<bool> {
     if !test(DEFAULT_VERSION, Topology::Standalone, &[])? {
         return Ok(false);
     }
+    // The MongoDB backend again with bson 3: `mongodb` switches `mongodb::bson` to it as
+    // soon as any crate in an application's build enables `bson-3`.
+    let bson3 = ["-p", "session-store-mongo", "--features", "mongodb/bson-3"].map(String::from);
+    if !test(DEFAULT_VERSION, Topology::Standalone, &bson3)? {
+        return Ok(false);
+    }
     // The cheap matrix cell .ci/run adds: oldest server x oldest driver.
     matrix::run(&matrix::Selection {
         servers: vec!["4.4.2".into()],

@@ -97,13 +97,6 @@ fn failed(
     }
 }
 
-pub(crate) fn serialize(operation: &'static str, e: mongodb::bson::ser::Error) -> MongoError {
-    MongoError::Driver {
-        operation,
-        source: mongodb::error::Error::custom(e),
-    }
-}
-
 pub(crate) fn command_code(e: &mongodb::error::Error) -> Option<i32> {
     match e.kind.as_ref() {
         ErrorKind::Command(c) => Some(c.code),
@@ -192,7 +185,7 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, MongoError> {
-        let fields = convert::to_document(doc).map_err(|e| serialize("insert", e))?;
+        let fields = convert::to_document(doc);
         bounded("insert", self.timeout(), async {
             // An upsert whose pipeline fills the document only when it is new (the upsert
             // starts it as `{_id}` alone) and leaves a taken `_id` as it is: an insert
@@ -230,8 +223,7 @@ impl DocumentBackend for MongoBackend {
         now: OffsetDateTime,
         update: &DocumentUpdate,
     ) -> Result<bool, MongoError> {
-        let change =
-            convert::conditional_update(update, now).map_err(|e| serialize("update", e))?;
+        let change = convert::conditional_update(update, now);
         bounded("update", self.timeout(), async {
             // One atomic findAndModify: the pipeline changes the fields only where the
             // conditions hold, and the document as it was before tells whether they did.

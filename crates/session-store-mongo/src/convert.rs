@@ -24,10 +24,55 @@ fn from_bson_date(d: DateTime) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.timestamp_millis()) * 1_000_000).ok()
 }
 
-fn payload_to_bson(p: &Payload) -> Result<Bson, mongodb::bson::ser::Error> {
-    Ok(match p {
+/// A JSON value as BSON, written out by hand rather than through serde so the crate works
+/// with bson 2 and bson 3 alike: integers as 64-bit (as bson's serializer writes them),
+/// integers beyond `i64` and fractions as doubles.
+fn json_to_bson(v: &serde_json::Value) -> Bson {
+    use serde_json::Value;
+    match v {
+        Value::Null => Bson::Null,
+        Value::Bool(b) => Bson::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Bson::Int64(i),
+            None => Bson::Double(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Bson::String(s.clone()),
+        Value::Array(items) => Bson::Array(items.iter().map(json_to_bson).collect()),
+        Value::Object(map) => Bson::Document(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_bson(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// BSON as JSON: the JSON types as themselves; other BSON types (dates, ids, binaries
+/// written by another application) as their extended-JSON text.
+fn bson_to_json(b: Bson) -> serde_json::Value {
+    use serde_json::Value;
+    match b {
+        Bson::Null | Bson::Undefined => Value::Null,
+        Bson::Boolean(b) => Value::Bool(b),
+        Bson::Int32(i) => Value::from(i),
+        Bson::Int64(i) => Value::from(i),
+        Bson::Double(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        Bson::String(s) => Value::String(s),
+        Bson::Array(items) => Value::Array(items.into_iter().map(bson_to_json).collect()),
+        Bson::Document(d) => {
+            Value::Object(d.into_iter().map(|(k, v)| (k, bson_to_json(v))).collect())
+        }
+        other => Value::String(other.to_string()),
+    }
+}
+
+fn payload_to_bson(p: &Payload) -> Bson {
+    match p {
         Payload::Text(s) => Bson::String(s.clone()),
-        Payload::Document(map) => mongodb::bson::to_bson(map)?,
+        Payload::Document(map) => Bson::Document(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_bson(v)))
+                .collect(),
+        ),
         Payload::Binary(bytes) => Bson::Binary(mongodb::bson::Binary {
             subtype: mongodb::bson::spec::BinarySubtype::Generic,
             bytes: bytes.clone(),
@@ -35,16 +80,15 @@ fn payload_to_bson(p: &Payload) -> Result<Bson, mongodb::bson::ser::Error> {
         // Never produced by an encoder; store it as the text it carries.
         Payload::Unsupported(s) => Bson::String(s.clone()),
         _ => Bson::Null,
-    })
+    }
 }
 
 fn payload_from_bson(b: Bson) -> Payload {
     match b {
         Bson::String(s) => Payload::Text(s),
-        Bson::Document(d) => match Bson::Document(d).into_relaxed_extjson() {
-            serde_json::Value::Object(map) => Payload::Document(map),
-            _ => Payload::Unsupported("document".into()),
-        },
+        Bson::Document(d) => {
+            Payload::Document(d.into_iter().map(|(k, v)| (k, bson_to_json(v))).collect())
+        }
         Bson::Binary(bin) => Payload::Binary(bin.bytes),
         other => Payload::Unsupported(format!("{:?}", other.element_type())),
     }
@@ -87,10 +131,10 @@ pub(crate) fn from_document(mut d: Document) -> StoredDocument {
     out
 }
 
-pub(crate) fn to_document(s: &StoredDocument) -> Result<Document, mongodb::bson::ser::Error> {
+pub(crate) fn to_document(s: &StoredDocument) -> Document {
     let mut d = doc! { ID: &s.key };
     if let Some(p) = &s.session {
-        d.insert(SESSION, payload_to_bson(p)?);
+        d.insert(SESSION, payload_to_bson(p));
     }
     if let Some(v) = s.version {
         d.insert(VERSION, v);
@@ -113,7 +157,7 @@ pub(crate) fn to_document(s: &StoredDocument) -> Result<Document, mongodb::bson:
     if let Some(owner) = &s.owner {
         d.insert(OWNER, owner);
     }
-    Ok(d)
+    d
 }
 
 /// An update as a pipeline that applies only where the document meets the update's
@@ -123,10 +167,7 @@ pub(crate) fn to_document(s: &StoredDocument) -> Result<Document, mongodb::bson:
 /// `_id` fast path (IDHACK) instead of being planned; a document that does not meet them
 /// is left as it is. Writing a payload adds 1 to `version`, so such a write always
 /// modifies the document it applies to.
-pub(crate) fn conditional_update(
-    u: &DocumentUpdate,
-    now: OffsetDateTime,
-) -> Result<Vec<Document>, mongodb::bson::ser::Error> {
+pub(crate) fn conditional_update(u: &DocumentUpdate, now: OffsetDateTime) -> Vec<Document> {
     let mut conditions = vec![Bson::Document(
         doc! { "$gt": [format!("${EXPIRES}"), to_bson_date(now)] },
     )];
@@ -151,7 +192,7 @@ pub(crate) fn conditional_update(
             SESSION,
             pick(
                 SESSION,
-                Bson::Document(doc! { "$literal": payload_to_bson(p)? }),
+                Bson::Document(doc! { "$literal": payload_to_bson(p) }),
             ),
         );
         set.insert(
@@ -187,7 +228,7 @@ pub(crate) fn conditional_update(
             set.insert(field, pick(field, Bson::String("$$REMOVE".into())));
         }
     }
-    Ok(vec![doc! { "$set": set }])
+    vec![doc! { "$set": set }]
 }
 
 /// Matches the unexpired document with this key that no request holds a lease on.
@@ -234,17 +275,17 @@ mod tests {
         s.session = Some(Payload::Document(map));
         s.expires = Some(datetime!(2030-01-02 3:04:05.678 UTC));
         s.last_modified = Some(datetime!(2030-01-01 0:00 UTC));
-        let back = from_document(to_document(&s).unwrap());
+        let back = from_document(to_document(&s));
         assert_eq!(back, s);
 
         s.session = Some(Payload::Text("{\"a\":1}".into()));
         s.last_modified = None;
-        assert_eq!(from_document(to_document(&s).unwrap()), s);
+        assert_eq!(from_document(to_document(&s)), s);
 
         s.version = Some(7);
         s.lease_token = Some("t".into());
         s.lease_until = Some(datetime!(2030-01-01 0:00:01 UTC));
-        assert_eq!(from_document(to_document(&s).unwrap()), s);
+        assert_eq!(from_document(to_document(&s)), s);
     }
 
     #[test]

@@ -64,8 +64,39 @@ fn document() -> impl Strategy<Value = Document> {
     prop::collection::vec((field, bson()), 0..10).prop_map(|fields| fields.into_iter().collect())
 }
 
+fn json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        any::<String>().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(any::<String>(), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// A document payload (any JSON object, written without serde so bson 2 and 3 both
+    /// work) reads back as the same JSON.
+    #[test]
+    fn document_payloads_round_trip(map in prop::collection::btree_map(any::<String>(), json(), 0..6)) {
+        let data: session_store_core::SessionData = map.into_iter().collect();
+        let mut stored = session_store_core::StoredDocument::new("k");
+        stored.session = Some(session_store_core::Payload::Document(data.clone()));
+        let back = convert::from_document(convert::to_document(&stored));
+        prop_assert_eq!(back.session, Some(session_store_core::Payload::Document(data)));
+    }
 
     /// Any stored BSON document reads as a `StoredDocument` without panicking, and
     /// writes back.
