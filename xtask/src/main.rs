@@ -198,11 +198,14 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
         eprintln!("xtask: port {port} is busy; using {free}");
         free
     };
+    eprintln!("xtask: building the {framework} example (the first build takes a few minutes)");
+    run_checked(
+        cargo().args(["build", "--quiet", "--package", package]),
+        "building the example",
+    )?;
     with_mongod(|server| {
         let url = format!("http://127.0.0.1:{port}");
-        eprintln!("\nxtask: serving the {framework} example at {url} (Ctrl-C to stop)");
-        eprintln!("xtask: try  curl -c /tmp/sid.jar -b /tmp/sid.jar {url}/counter\n");
-        let status = cargo()
+        let mut child = cargo()
             .args(["run", "--quiet", "--package", package])
             .env("MONGODB_URI", format!("{}sessions_demo", server.uri()))
             .env("HOST", "127.0.0.1")
@@ -211,10 +214,39 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .status()
+            .spawn()
             .context("cannot run the example")?;
-        Ok(status.success())
+        // Say where to go only once it answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !health_answers(port) {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if std::time::Instant::now() > deadline {
+                eprintln!("xtask: the example did not answer GET /health within 60 s");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        eprintln!("\nxtask: serving the {framework} example at {url} (Ctrl-C to stop)");
+        eprintln!("xtask: try  curl -c /tmp/sid.jar -b /tmp/sid.jar {url}/counter\n");
+        Ok(child.wait().context("waiting for the example")?.success())
     })
+}
+
+/// Whether `GET /health` on the loopback `port` answers 200.
+fn health_answers(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b"200")
 }
 
 /// Runs the testkit's TLS helper (certificates, mongod arguments, users); returns its
