@@ -176,7 +176,7 @@ impl<B: DocumentBackend> ActixStore<B> {
             .store
             .create(data, Some(self.expires(ttl)))
             .await
-            .map_err(|e| logged("save", e))?;
+            .map_err(handed_on)?;
         SessionKey::try_from(id.to_string()).map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
@@ -198,10 +198,9 @@ fn to_actix(data: SessionData) -> HashMap<String, String> {
     data.into_iter().map(|(k, v)| (k, v.to_string())).collect()
 }
 
-/// Logs the whole cause chain (actix-session logs only what reaches it), then hands the
-/// error on.
-fn logged(operation: &str, e: session_store_core::Error) -> anyhow::Error {
-    tracing::error!(operation, error = %session_store_core::error_chain(&e), "session store operation failed");
+/// The store's error for actix-session, cause chain kept. The store has logged it
+/// already, once, at WARN.
+fn handed_on(e: session_store_core::Error) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
@@ -211,7 +210,7 @@ impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> 
             .store
             .load(key.as_ref())
             .await
-            .map_err(|e| LoadError::Other(logged("load", e)))?;
+            .map_err(|e| LoadError::Other(handed_on(e)))?;
         Ok(loaded.map(|s| to_actix(s.data)))
     }
 
@@ -235,7 +234,7 @@ impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> 
             .store
             .save(key.as_ref(), &data, Some(self.expires(ttl)))
             .await
-            .map_err(|e| UpdateError::Other(logged("update", e)))?;
+            .map_err(|e| UpdateError::Other(handed_on(e)))?;
         if outcome == SaveOutcome::NotFound {
             // Logged out, revoked or expired while this request ran: its data (the
             // user included) must not come back under a new key. The key now names no
@@ -249,14 +248,11 @@ impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> 
         self.store
             .touch(key.as_ref(), Some(self.expires(ttl)))
             .await
-            .map_err(|e| logged("update_ttl", e))?;
+            .map_err(handed_on)?;
         Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
-        self.store
-            .destroy(key.as_ref())
-            .await
-            .map_err(|e| logged("delete", e))
+        self.store.destroy(key.as_ref()).await.map_err(handed_on)
     }
 }

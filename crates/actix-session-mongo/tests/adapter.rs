@@ -344,3 +344,30 @@ scenarios!(
     saves_even_when_handler_fails,
     logout_deletes,
 );
+
+/// A failing store operation (MongoDB gone) is logged once, at WARN or above, with its
+/// cause chain: by the store, not again by the adapter.
+#[actix_web::test]
+async fn a_failure_is_logged_once() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mut mongod = session_store_testkit::mongod::PrivateMongod::start(&bin)
+        .await
+        .expect("private mongod");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}logged", mongod.uri()))
+        .operation_timeout(std::time::Duration::from_millis(500))
+        .build()
+        .await
+        .expect("backend");
+    let store = ActixStore::new(SessionStore::builder(backend).build().await.expect("store"));
+    mongod.stop().await.expect("stop mongod");
+    let key = SessionKey::try_from("x".repeat(43)).unwrap();
+    let request = actix_session_mongo::core::RequestScope::new();
+    let (loaded, logged) =
+        session_store_testkit::logs::warnings_of(request.run(store.load(&key))).await;
+    assert!(loaded.is_err(), "a stopped MongoDB must fail the load");
+    let lines: Vec<&str> = logged.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "logged {} times:\n{logged}", lines.len());
+}

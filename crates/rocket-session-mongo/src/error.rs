@@ -35,9 +35,12 @@ pub enum Error {
 }
 
 impl<'r> rocket::response::Responder<'r, 'static> for Error {
-    /// `503` for [`Error::Unavailable`], `500` otherwise; the cause is logged.
+    /// `503` for [`Error::Unavailable`] (the store has logged the failure), `500`
+    /// otherwise, with the cause logged.
     fn respond_to(self, _: &'r Request<'_>) -> rocket::response::Result<'static> {
-        tracing::error!(error = %error_chain(&self), "session error");
+        if !matches!(self, Self::Unavailable { .. }) {
+            tracing::error!(error = %error_chain(&self), "session error");
+        }
         Err(match self {
             Self::Unavailable { .. } => Status::ServiceUnavailable,
             _ => Status::InternalServerError,

@@ -7,7 +7,7 @@ use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Cookie, SameSite, Status};
 use rocket::request::Request;
 use rocket::{Build, Response, Rocket};
-use session_store_core::{error_chain, DocumentBackend, RequestScope, SaveOutcome, SessionStore};
+use session_store_core::{DocumentBackend, RequestScope, SaveOutcome, SessionStore};
 use session_store_mongo::MongoBackend;
 
 use crate::request::{lock, scope, Action, Slot, State};
@@ -139,8 +139,8 @@ impl<B: DocumentBackend> Fairing for SessionFairing<B> {
         match persisted {
             Ok(Some(cookie)) => res.adjoin_header(cookie),
             Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "saving the session failed; answering 503");
+            // The store has logged the failure, once, at WARN.
+            Err(_) => {
                 res.set_status(Status::ServiceUnavailable);
                 res.remove_header("Set-Cookie");
                 res.set_raw_header("Retry-After", RETRY_AFTER_SECS.to_string());
@@ -168,10 +168,8 @@ impl<B: DocumentBackend> Shared<B> {
                 action: Action::Keep,
             })),
             Ok(None) => Slot::Ready(Mutex::default()),
-            Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "loading the session failed");
-                Slot::Failed(Arc::new(e))
-            }
+            // The store has logged the failure, once, at WARN.
+            Err(e) => Slot::Failed(Arc::new(e)),
         }
     }
 

@@ -430,3 +430,43 @@ scenarios!(
     cycle_id_after_concurrent_logout_stores_nothing,
     bad_values_and_cookies,
 );
+
+/// A request whose session cannot be loaded (MongoDB gone) is answered 503, and the
+/// failure is logged once, at WARN or above: by the store, not again by the fairing or
+/// the error responder.
+#[rocket::async_test]
+async fn a_failure_is_logged_once() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mut mongod = session_store_testkit::mongod::PrivateMongod::start(&bin)
+        .await
+        .expect("private mongod");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}logged", mongod.uri()))
+        .operation_timeout(StdDuration::from_millis(500))
+        .build()
+        .await
+        .expect("backend");
+    let store = SessionStore::builder(backend).build().await.expect("store");
+    let client = Client::untracked(
+        quiet_rocket()
+            .attach(SessionFairing::new(store))
+            .mount("/", routes![bump_on_mongodb]),
+    )
+    .await
+    .expect("valid rocket");
+    mongod.stop().await.expect("stop mongod");
+    let (status, logged) = session_store_testkit::logs::warnings_of(async {
+        client
+            .post("/bump")
+            .cookie(Cookie::new("sid", "x".repeat(43)))
+            .dispatch()
+            .await
+            .status()
+    })
+    .await;
+    assert_eq!(status, Status::ServiceUnavailable);
+    let lines: Vec<&str> = logged.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "logged {} times:\n{logged}", lines.len());
+}

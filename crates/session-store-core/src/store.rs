@@ -418,7 +418,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             tracing::warn!(
                 "the session store is used outside a request scope: saves cannot tell what a \
                  request changed, so parallel requests may overwrite each other and touch_after \
-                 cannot skip writes; install the adapter's scope (see session_store_core::scope)"
+                 cannot skip writes; install the adapter's scope (see session_store_core::RequestScope)"
             );
         }
         scope

@@ -12,6 +12,7 @@
 //! - [`live`]: the live-MongoDB policy (read `MONGODB_URI` / `MONGOD_BIN` at run time;
 //!   skip visibly when unset, fail when `CI` or `SESSION_STORE_REQUIRE_MONGO` is set),
 //!   unique database names and a per-test database that is dropped afterwards.
+//! - [`logs`]: what a future logs at `WARN` and above, to check failures are reported once.
 //! - [`mongod`]: a private, throwaway `mongod` process that tests may pause, stop and
 //!   restart to check behaviour during a MongoDB outage.
 //!
@@ -28,6 +29,7 @@ pub mod certs;
 pub mod conformance;
 pub mod contract;
 pub mod live;
+pub mod logs;
 pub mod mongod;
 
 /// Re-exports used by this crate's macros; not part of the API.

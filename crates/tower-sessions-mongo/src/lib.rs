@@ -79,8 +79,8 @@
 //! To bind sessions to a client identity, put a [`SessionBinding`](core::SessionBinding) in the request's
 //! extensions before the layer runs.
 //!
-//! Errors reach tower-sessions as strings (its error type holds only strings), so the
-//! adapter first logs the whole cause chain with `tracing::error!`.
+//! Errors reach tower-sessions as strings (its error type holds only strings): the whole
+//! cause chain. The store logs each failure once, at WARN, in its operation's span.
 
 #![forbid(unsafe_code)]
 
@@ -144,9 +144,10 @@ fn to_core(data: &HashMap<String, serde_json::Value>) -> session_store_core::Ses
     data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn to_tower_error(operation: &str, e: session_store_core::Error) -> session_store::Error {
+/// The store's error as tower-sessions' (with the whole cause chain as its text). The
+/// store has logged it already, once, at WARN.
+fn to_tower_error(e: session_store_core::Error) -> session_store::Error {
     let chain = session_store_core::error_chain(&e);
-    tracing::error!(operation, error = %chain, "session store operation failed");
     match e {
         session_store_core::Error::Encode(_) => session_store::Error::Encode(chain),
         _ => session_store::Error::Backend(chain),
@@ -164,7 +165,7 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
                 proposed.take().unwrap_or_default()
             })
             .await
-            .map_err(|e| to_tower_error("create", e))?;
+            .map_err(to_tower_error)?;
         record.id = id;
         Ok(())
     }
@@ -178,7 +179,7 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
                 Some(record.expiry_date),
             )
             .await
-            .map_err(|e| to_tower_error("save", e))?;
+            .map_err(to_tower_error)?;
         if outcome == session_store_core::SaveOutcome::NotFound {
             tracing::debug!("session expired or was deleted before it was saved; not recreated");
         }
@@ -190,7 +191,7 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
             .store
             .load(&id.to_string())
             .await
-            .map_err(|e| to_tower_error("load", e))?;
+            .map_err(to_tower_error)?;
         Ok(loaded.map(|s| Record {
             id: *id,
             data: s.data.into_iter().collect(),
@@ -202,7 +203,7 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
         self.store
             .destroy(&id.to_string())
             .await
-            .map_err(|e| to_tower_error("delete", e))
+            .map_err(to_tower_error)
     }
 }
 
@@ -213,6 +214,6 @@ impl<B: DocumentBackend + fmt::Debug> ExpiredDeletion for TowerStore<B> {
             .delete_expired()
             .await
             .map(|_| ())
-            .map_err(|e| to_tower_error("delete_expired", e))
+            .map_err(to_tower_error)
     }
 }

@@ -106,3 +106,33 @@ async fn tower_contract_on_mongodb() {
     exercise(TowerStore::new(store)).await;
     db.drop_and_shutdown().await;
 }
+
+/// A failing store operation (MongoDB gone) is logged once, at WARN or above, with its
+/// cause chain: by the store, not again by the adapter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_is_logged_once() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mut mongod = session_store_testkit::mongod::PrivateMongod::start(&bin)
+        .await
+        .expect("private mongod");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}logged", mongod.uri()))
+        .operation_timeout(std::time::Duration::from_millis(500))
+        .build()
+        .await
+        .expect("backend");
+    let store = TowerStore::new(SessionStore::builder(backend).build().await.expect("store"));
+    mongod.stop().await.expect("stop mongod");
+    let request = session_store_core::RequestScope::new();
+    let (loaded, logged) =
+        session_store_testkit::logs::warnings_of(request.run(store.load(&Id::default()))).await;
+    assert!(loaded.is_err(), "a stopped MongoDB must fail the load");
+    let lines: Vec<&str> = logged.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "logged {} times:\n{logged}", lines.len());
+    assert!(
+        lines[0].contains("WARN") || lines[0].contains("ERROR"),
+        "{logged}"
+    );
+}

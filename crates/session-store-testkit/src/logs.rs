@@ -1,0 +1,40 @@
+//! What a future logs, for tests that check how failures are reported.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tracing::instrument::WithSubscriber as _;
+
+/// Where the captured lines go.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `fut` with a subscriber of its own and returns its output and every event it
+/// logged at `WARN` or above, one per line (no colours).
+pub async fn warnings_of<F: Future>(fut: F) -> (F::Output, String) {
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let output = fut.with_subscriber(subscriber).await;
+    let text = String::from_utf8_lossy(&sink.0.lock().unwrap_or_else(PoisonError::into_inner))
+        .into_owned();
+    (output, text)
+}
