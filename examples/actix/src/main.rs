@@ -237,7 +237,8 @@ async fn store_failure_is_503(
     match next.call(req).await {
         Ok(res) => Ok(res.map_into_boxed_body()),
         Err(e) => {
-            tracing::warn!(error = %e, "session store unavailable");
+            // The store has logged the failure with its cause chain, once, at WARN.
+            tracing::debug!(error = %e, "session store unavailable");
             Ok(ServiceResponse::new(http_req, unavailable()))
         }
     }

@@ -55,8 +55,8 @@ enum AppError {
 
 impl From<tower_sessions::session::Error> for AppError {
     fn from(e: tower_sessions::session::Error) -> Self {
-        // The adapter has logged the full cause chain already.
-        tracing::warn!(error = %e, "session store unavailable");
+        // The store has logged the failure with its cause chain, once, at WARN.
+        tracing::debug!(error = %e, "session store unavailable");
         Self::Unavailable
     }
 }
