@@ -389,38 +389,12 @@ mod tests {
         assert!(shown.contains("app.sessions"), "{shown}");
     }
 
-    /// The events a closure logs at `WARN` and above, as text.
-    fn warnings_of(run: impl std::future::Future<Output = ()>) -> String {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Sink(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Sink {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let sink = Sink::default();
-        let writer = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tracing::subscriber::with_default(subscriber, || runtime.block_on(run));
-        let text = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
-        text
+    async fn warnings_of(run: impl std::future::Future<Output = ()>) -> String {
+        session_store_testkit::logs::warnings_of(run).await.1
     }
 
-    #[test]
-    fn turning_certificate_verification_off_warns() {
+    #[tokio::test]
+    async fn turning_certificate_verification_off_warns() {
         for (uri, warns) in [
             (
                 "mongodb://127.0.0.1:1/?tls=true&tlsAllowInvalidCertificates=true",
@@ -436,7 +410,8 @@ mod tests {
                     .build()
                     .await
                     .expect("builds");
-            });
+            })
+            .await;
             assert_eq!(
                 logged.contains("TLS certificate verification is off"),
                 warns,
@@ -451,7 +426,8 @@ mod tests {
                 .build()
                 .await
                 .expect("builds");
-        });
+        })
+        .await;
         assert!(
             logged.contains("TLS certificate verification is off"),
             "{logged}"
