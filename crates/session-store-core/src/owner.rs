@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use crate::backend::{DocumentBackend, StoredDocument};
 use crate::error::Error;
 use crate::scope::RequestScope;
-use crate::store::{backend_error, op_span, traced, SessionStore, HEX};
+use crate::store::{backend_error, hex, op_span, traced, SessionStore};
 
 /// The label the owner-digest key is derived under.
 const OWNER_KEY_LABEL: &[u8] = b"session-store owner digest v1";
@@ -35,15 +35,6 @@ pub(crate) fn digest_key(secret: &[u8]) -> ring::hmac::Key {
     let base = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
     let derived = ring::hmac::sign(&base, OWNER_KEY_LABEL);
     ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 /// The handle of the session stored under `key`.
@@ -80,7 +71,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// When the backend fails, or owners need an `owner_key` that is not set.
     pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
         traced(op_span!("session_store.sessions_of"), async {
-            let docs = self.owned(owner).await?;
+            let docs = self.owned(&self.owner_tag(owner)?).await?;
             let scope = RequestScope::current();
             let mut infos: Vec<SessionInfo> = docs
                 .into_iter()
@@ -104,7 +95,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     ///
     /// As for [`sessions_of`](Self::sessions_of).
     pub async fn count_of(&self, owner: &str) -> Result<u64, Error> {
-        Ok(self.owned(owner).await?.len() as u64)
+        Ok(self.owned(&self.owner_tag(owner)?).await?.len() as u64)
     }
 
     /// Ends the session of `owner` named by `handle` (from [`sessions_of`](Self::sessions_of));
@@ -116,7 +107,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     pub async fn revoke(&self, owner: &str, handle: &str) -> Result<bool, Error> {
         traced(op_span!("session_store.revoke"), async {
             let tag = self.owner_tag(owner)?;
-            let docs = self.owned(owner).await?;
+            let docs = self.owned(&tag).await?;
             let Some(doc) = docs.iter().find(|d| handle_of(&d.key) == handle) else {
                 return Ok((false, "unknown"));
             };
@@ -145,7 +136,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             let tag = self.owner_tag(owner)?;
             let scope = RequestScope::current();
             let current = if keep_current {
-                let docs = self.owned(owner).await?;
+                let docs = self.owned(&tag).await?;
                 docs.into_iter()
                     .map(|d| d.key)
                     .find(|k| scope.as_ref().is_some_and(|s| s.base(k).is_some()))
@@ -170,12 +161,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         let Some(cap) = self.inner.max_sessions_per_owner else {
             return Ok(());
         };
-        let mut docs = self
-            .inner
-            .backend
-            .find_owned(tag, self.now())
-            .await
-            .map_err(|e| backend_error("create", e))?;
+        let mut docs = self.owned(tag).await?;
         if docs.len() <= cap {
             return Ok(());
         }
@@ -194,11 +180,11 @@ impl<B: DocumentBackend> SessionStore<B> {
         Ok(())
     }
 
-    async fn owned(&self, owner: &str) -> Result<Vec<StoredDocument>, Error> {
-        let tag = self.owner_tag(owner)?;
+    /// The live documents stored under the owner tag `tag` (see `owner_tag`).
+    async fn owned(&self, tag: &str) -> Result<Vec<StoredDocument>, Error> {
         self.inner
             .backend
-            .find_owned(&tag, self.now())
+            .find_owned(tag, self.now())
             .map(|r| r.map_err(|e| backend_error("sessions_of", e)))
             .await
     }

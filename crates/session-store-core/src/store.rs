@@ -24,7 +24,7 @@ pub const MAX_CREATE_ATTEMPTS: usize = 5;
 
 pub(crate) type TransformId = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
-pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
+const HEX: &[u8; 16] = b"0123456789abcdef";
 /// First byte of an encrypted plaintext: what the payload format produced.
 const PLAIN_TEXT: u8 = b't';
 const PLAIN_BYTES: u8 = b'b';
@@ -200,40 +200,32 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// reach a `bound:` key: with [`IdAtRest::Raw`] an unbound id that starts with it is
     /// no session.
     pub fn storage_key(&self, id: &str) -> String {
+        self.key_with(id, current_binding().as_deref())
+    }
+
+    /// [`storage_key`](Self::storage_key) for a request bound to `binding`.
+    fn key_with(&self, id: &str, binding: Option<&str>) -> String {
         let id = match &self.inner.transform_id {
             Some(f) => std::borrow::Cow::Owned(f(id)),
             None => std::borrow::Cow::Borrowed(id),
         };
-        let binding = RequestScope::current().and_then(|s| s.binding().map(str::to_owned));
         match (binding, self.inner.id_at_rest) {
-            (Some(binding), _) => bound_key(&id, &binding),
+            (Some(binding), _) => bound_key(&id, binding),
             (None, IdAtRest::Sha256) => hex_sha256(&[id.as_bytes()]),
             (None, IdAtRest::Raw) => id.into_owned(),
         }
     }
 
     /// The storage key this request may use for `id`, or `None`: binding is required
-    /// and the request has none, or an unbound id names a bound key (`IdAtRest::Raw`).
+    /// ([`require_binding`](SessionStoreBuilder::require_binding)) and the request has
+    /// none, or an unbound id names a bound key (`IdAtRest::Raw`).
     pub(crate) fn key_for(&self, id: &str) -> Option<String> {
-        if self.unbound_refused() {
+        let binding = current_binding();
+        if self.inner.require_binding && binding.is_none() {
             return None;
         }
-        let key = self.storage_key(id);
-        let bound = RequestScope::current()
-            .as_ref()
-            .and_then(RequestScope::binding)
-            .is_some();
-        (bound || !key.starts_with(BOUND_KEY_PREFIX)).then_some(key)
-    }
-
-    /// Whether [`require_binding`](SessionStoreBuilder::require_binding) refuses this
-    /// call: binding is required and the current request has none.
-    pub(crate) fn unbound_refused(&self) -> bool {
-        self.inner.require_binding
-            && RequestScope::current()
-                .as_ref()
-                .and_then(RequestScope::binding)
-                .is_none()
+        let key = self.key_with(id, binding.as_deref());
+        (binding.is_some() || !key.starts_with(BOUND_KEY_PREFIX)).then_some(key)
     }
 
     /// Encodes `data` for the document under `key`, encrypting when a cipher is set.
@@ -424,9 +416,6 @@ impl<B: DocumentBackend> SessionStore<B> {
         scope
     }
 
-    /// Validates and decodes a stored document, with its `lastModified`; `Ok(None)` when
-    /// it has expired.
-    #[allow(clippy::type_complexity)]
     /// Whether `doc`'s payload is sealed with a key other than the cipher's current one.
     fn sealed_with_an_old_key(&self, doc: &StoredDocument) -> bool {
         match (&self.inner.cipher, &doc.session) {
@@ -474,6 +463,8 @@ impl<B: DocumentBackend> SessionStore<B> {
         }
     }
 
+    /// Validates and decodes a stored document, with its stored times and owner;
+    /// `Ok(None)` when it has expired or outlived `max_lifetime`.
     pub(crate) fn decode(
         &self,
         doc: StoredDocument,
@@ -532,7 +523,9 @@ impl<B: DocumentBackend> SessionStore<B> {
                 tracing::debug!("not stored: this request's session was ended meanwhile");
                 return Ok((next_id(), "refused"));
             }
-            if self.unbound_refused() {
+            if self.inner.require_binding
+                && scope.as_ref().and_then(RequestScope::binding).is_none()
+            {
                 tracing::debug!("not stored: binding is required and this request has none");
                 return Ok((next_id(), "unbound"));
             }
@@ -755,15 +748,25 @@ fn bound_key(id: &str, binding: &str) -> String {
 }
 
 /// The lowercase hex SHA-256 of `parts`, concatenated.
+/// The binding of the request whose future is running, if any.
+fn current_binding() -> Option<String> {
+    RequestScope::current().and_then(|s| s.binding().map(str::to_owned))
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 fn hex_sha256(parts: &[&[u8]]) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     for part in parts {
         context.update(part);
     }
-    let mut hex = String::with_capacity(64);
-    for b in context.finish().as_ref() {
-        hex.push(char::from(HEX[usize::from(b >> 4)]));
-        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    hex
+    hex(context.finish().as_ref())
 }

@@ -38,12 +38,20 @@ fn json_to_bson(v: &serde_json::Value) -> Bson {
         },
         Value::String(s) => Bson::String(s.clone()),
         Value::Array(items) => Bson::Array(items.iter().map(json_to_bson).collect()),
-        Value::Object(map) => Bson::Document(
-            map.iter()
-                .map(|(k, v)| (k.clone(), json_to_bson(v)))
-                .collect(),
-        ),
+        Value::Object(map) => Bson::Document(object_to_document(map)),
     }
+}
+
+/// A JSON object as a BSON document, see [`json_to_bson`].
+fn object_to_document(map: &serde_json::Map<String, serde_json::Value>) -> Document {
+    map.iter()
+        .map(|(k, v)| (k.clone(), json_to_bson(v)))
+        .collect()
+}
+
+/// A BSON document as a JSON object, see [`bson_to_json`].
+fn document_to_object(d: Document) -> serde_json::Map<String, serde_json::Value> {
+    d.into_iter().map(|(k, v)| (k, bson_to_json(v))).collect()
 }
 
 /// BSON as JSON: the JSON types as themselves; other BSON types (dates, ids, binaries
@@ -58,9 +66,7 @@ fn bson_to_json(b: Bson) -> serde_json::Value {
         Bson::Double(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
         Bson::String(s) => Value::String(s),
         Bson::Array(items) => Value::Array(items.into_iter().map(bson_to_json).collect()),
-        Bson::Document(d) => {
-            Value::Object(d.into_iter().map(|(k, v)| (k, bson_to_json(v))).collect())
-        }
+        Bson::Document(d) => Value::Object(document_to_object(d)),
         other => Value::String(other.to_string()),
     }
 }
@@ -68,11 +74,7 @@ fn bson_to_json(b: Bson) -> serde_json::Value {
 fn payload_to_bson(p: &Payload) -> Bson {
     match p {
         Payload::Text(s) => Bson::String(s.clone()),
-        Payload::Document(map) => Bson::Document(
-            map.iter()
-                .map(|(k, v)| (k.clone(), json_to_bson(v)))
-                .collect(),
-        ),
+        Payload::Document(map) => Bson::Document(object_to_document(map)),
         Payload::Binary(bytes) => Bson::Binary(mongodb::bson::Binary {
             subtype: mongodb::bson::spec::BinarySubtype::Generic,
             bytes: bytes.clone(),
@@ -86,9 +88,7 @@ fn payload_to_bson(p: &Payload) -> Bson {
 fn payload_from_bson(b: Bson) -> Payload {
     match b {
         Bson::String(s) => Payload::Text(s),
-        Bson::Document(d) => {
-            Payload::Document(d.into_iter().map(|(k, v)| (k, bson_to_json(v))).collect())
-        }
+        Bson::Document(d) => Payload::Document(document_to_object(d)),
         Bson::Binary(bin) => Payload::Binary(bin.bytes),
         other => Payload::Unsupported(format!("{:?}", other.element_type())),
     }

@@ -27,6 +27,46 @@ impl MongoBackend {
     /// privilege to create indexes gets a warning, not an error: listing an owner's
     /// sessions then scans the collection.
     pub(crate) async fn prepare_owner_index(&self) -> Result<(), MongoError> {
+        self.within_index_timeout("owner", self.ensure_owner_index())
+            .await
+    }
+
+    /// [`ensure_ttl_index`](Self::ensure_ttl_index) within `index_timeout`.
+    pub(crate) async fn prepare_ttl_index(&self) -> Result<(), MongoError> {
+        self.within_index_timeout("TTL", self.ensure_ttl_index())
+            .await
+    }
+
+    /// Runs an index creation within `index_timeout`, with a warning once it takes longer
+    /// than one operation (a large collection) and [`MongoError::IndexTimeout`] after.
+    async fn within_index_timeout(
+        &self,
+        index: &str,
+        create: impl std::future::Future<Output = Result<(), MongoError>>,
+    ) -> Result<(), MongoError> {
+        let index_timeout = self.inner.index_timeout;
+        let slow = self.timeout().min(index_timeout);
+        tokio::pin!(create);
+        if let Ok(done) = tokio::time::timeout(slow, &mut create).await {
+            return done;
+        }
+        tracing::warn!(
+            namespace = %self.namespace(),
+            "creating the {index} index is taking longer than {slow:?} (a large collection?); \
+             waiting up to index_timeout ({index_timeout:?})"
+        );
+        match tokio::time::timeout(index_timeout.saturating_sub(slow), create).await {
+            Ok(done) => done,
+            Err(_) => Err(MongoError::IndexTimeout {
+                namespace: self.namespace(),
+                collection: self.inner.collection.name().to_owned(),
+                timeout: index_timeout,
+            }),
+        }
+    }
+
+    /// Creates the partial index on `owner`; being refused the privilege is a warning.
+    async fn ensure_owner_index(&self) -> Result<(), MongoError> {
         let model = IndexModel::builder()
             .keys(doc! { convert::OWNER: 1 })
             .options(
@@ -38,14 +78,15 @@ impl MongoBackend {
             .build();
         // Its own write concern: the index is the store's, not an application write that
         // the configured write concern is for.
-        let create = self
+        let created = self
             .inner
             .collection
             .create_index(model)
-            .write_concern(mongodb::options::WriteConcern::majority());
-        match tokio::time::timeout(self.inner.index_timeout, create).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if command_code(&e) == Some(UNAUTHORIZED) => {
+            .write_concern(mongodb::options::WriteConcern::majority())
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if command_code(&e) == Some(UNAUTHORIZED) => {
                 tracing::warn!(
                     namespace = %self.namespace(),
                     "not allowed to create the index on `owner`: listing a user's sessions \
@@ -54,37 +95,7 @@ impl MongoBackend {
                 );
                 Ok(())
             }
-            Ok(Err(e)) => Err(driver("create_index")(e)),
-            Err(_) => Err(MongoError::IndexTimeout {
-                namespace: self.namespace(),
-                collection: self.inner.collection.name().to_owned(),
-                timeout: self.inner.index_timeout,
-            }),
-        }
-    }
-
-    /// [`ensure_ttl_index`](Self::ensure_ttl_index) within `index_timeout`, with a
-    /// warning once it takes longer than one operation.
-    pub(crate) async fn prepare_ttl_index(&self) -> Result<(), MongoError> {
-        let index_timeout = self.inner.index_timeout;
-        let slow = self.timeout().min(index_timeout);
-        let ensure = self.ensure_ttl_index();
-        tokio::pin!(ensure);
-        if let Ok(done) = tokio::time::timeout(slow, &mut ensure).await {
-            return done;
-        }
-        tracing::warn!(
-            namespace = %self.namespace(),
-            "creating the TTL index is taking longer than {slow:?} (a large collection?); \
-             waiting up to index_timeout ({index_timeout:?})"
-        );
-        match tokio::time::timeout(index_timeout.saturating_sub(slow), ensure).await {
-            Ok(done) => done,
-            Err(_) => Err(MongoError::IndexTimeout {
-                namespace: self.namespace(),
-                collection: self.inner.collection.name().to_owned(),
-                timeout: index_timeout,
-            }),
+            Err(e) => Err(driver("create_index")(e)),
         }
     }
 
