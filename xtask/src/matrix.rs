@@ -208,6 +208,9 @@ fn run_cell(
             Ok(Outcome::Pass)
         } else {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
+            // The log stays on the machine that ran the cell; CI shows only what is
+            // printed, so the failing tests' own output goes to stderr too.
+            eprint!("{}", failure_output(&text));
             let failed: Vec<&str> = text
                 .lines()
                 .filter(|l| l.starts_with("test ") && l.ends_with("FAILED"))
@@ -228,6 +231,25 @@ fn run_cell(
         }
     });
     result.unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")))
+}
+
+/// The output libtest prints for each failed test (the `---- name stdout ----` blocks up
+/// to the list of names), from every test binary in a `cargo test` log.
+fn failure_output(log: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in log.lines() {
+        if line.starts_with("---- ") && line.ends_with(" ----") {
+            inside = true;
+        } else if line == "failures:" {
+            inside = false;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn label(o: &Outcome) -> String {
@@ -266,4 +288,36 @@ fn grid(cells: &[Cell], frameworks: &[Framework], total: Duration) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_output;
+
+    #[test]
+    fn failure_output_keeps_each_failed_tests_output_and_nothing_else() {
+        let log = "\
+running 2 tests
+test a ... ok
+test b ... FAILED
+
+failures:
+
+---- b stdout ----
+thread 'b' panicked at tests/live.rs:9:5:
+called `Result::unwrap()` on an `Err` value: Timeout
+
+failures:
+    b
+
+test result: FAILED. 1 passed; 1 failed
+";
+        assert_eq!(
+            failure_output(log),
+            "---- b stdout ----\n\
+             thread 'b' panicked at tests/live.rs:9:5:\n\
+             called `Result::unwrap()` on an `Err` value: Timeout\n\n"
+        );
+        assert_eq!(failure_output("test a ... ok\n"), "");
+    }
 }
