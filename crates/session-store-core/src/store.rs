@@ -357,7 +357,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             match self.decode(doc, self.now()) {
                 Ok(Some((session, stamps))) => {
                     if stale_seal {
-                        version = self.reseal(&session, version, lease.clone()).await;
+                        version = self.reseal(&session, version).await;
                     }
                     // A second load in one request keeps the first as the base: the
                     // framework's data came from the first.
@@ -430,7 +430,10 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// loaded `version`, nothing else changed), so a key rotation completes for sessions
     /// in use even when no request changes them. Returns the version now stored; on a
     /// conflict or an error the session stays as it was (the next load tries again).
-    async fn reseal(&self, session: &LoadedSession, version: i64, lease: Option<String>) -> i64 {
+    /// The version condition is enough: a request's lease is not a condition here, since
+    /// a conditional write on the lease also releases it and the request keeps its turn
+    /// until its own save.
+    async fn reseal(&self, session: &LoadedSession, version: i64) -> i64 {
         let payload = match self.encode(&session.data, &session.key) {
             Ok(payload) => payload,
             Err(e) => {
@@ -441,7 +444,6 @@ impl<B: DocumentBackend> SessionStore<B> {
         let mut update = DocumentUpdate::new(session.expires);
         update.session = Some(payload);
         update.if_version = Some(version);
-        update.if_lease = lease;
         match self
             .inner
             .backend

@@ -70,6 +70,7 @@ macro_rules! backend_conformance {
             required_binding_refuses_unbound_requests,
             touch_window_never_lets_an_active_session_expire,
             rotation_completes_through_a_read_only_request,
+            a_serialized_load_that_reseals_keeps_its_turn,
             max_lifetime_bounds_a_session_in_steady_use,
             owner_sessions_are_listed_and_revoked,
             handles_are_not_cookies,
@@ -115,7 +116,8 @@ pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_u
 
 use encryption::ring;
 pub use encryption::{
-    encrypted_payload_round_trips, ids_are_hashed_at_rest, key_rotation_keeps_sessions,
+    a_serialized_load_that_reseals_keeps_its_turn, encrypted_payload_round_trips,
+    ids_are_hashed_at_rest, key_rotation_keeps_sessions,
     rotation_completes_through_a_read_only_request, undecryptable_session_is_no_session,
 };
 

@@ -300,3 +300,60 @@ pub async fn rotation_completes_through_a_read_only_request<B: DocumentBackend +
         "with the old key removed, the re-sealed session must still load unchanged"
     );
 }
+
+/// A serialized request whose load re-seals the session with the current key keeps its
+/// turn: the re-seal leaves the lease in place, so a second request still waits, and the
+/// request's own save releases it.
+pub async fn a_serialized_load_that_reseals_keeps_its_turn<B: DocumentBackend + Clone>(backend: B) {
+    let before = fixture(backend.clone(), |b| b.cipher(ring(&[("old", 1)]))).await;
+    let id = before
+        .store
+        .create(&data(json!({"n": 1})), None)
+        .await
+        .unwrap();
+
+    let rotated = fixture(backend, |b| {
+        b.cipher(ring(&[("new", 2), ("old", 1)]))
+            .serialize_requests(true)
+            .lease_duration(StdDuration::from_secs(10))
+            .lease_wait(StdDuration::from_millis(300))
+    })
+    .await;
+    let request = RequestScope::new();
+    let loaded = request
+        .run(rotated.store.load(id.as_str()))
+        .await
+        .unwrap()
+        .expect("the session loads with the old key still in the ring");
+    let doc = raw(&rotated, id.as_str()).await;
+    assert_eq!(key_id_of(&sealed_bytes(&doc)), "new", "the load re-seals");
+    assert!(
+        doc.lease_token.is_some(),
+        "re-sealing gave up the request's lease: {doc:?}"
+    );
+    let waiting = RequestScope::new()
+        .run(rotated.store.load(id.as_str()))
+        .await;
+    assert!(
+        matches!(waiting, Err(Error::Busy { .. })),
+        "a second request did not wait for the first: {waiting:?}"
+    );
+    let mut changed = loaded.data.clone();
+    changed.insert("n".into(), json!(2));
+    request
+        .run(rotated.store.save(id.as_str(), &changed, None))
+        .await
+        .unwrap();
+    let doc = raw(&rotated, id.as_str()).await;
+    assert_eq!(doc.lease_token, None, "the save kept the lease");
+    assert_eq!(
+        rotated
+            .store
+            .load(id.as_str())
+            .await
+            .unwrap()
+            .map(|s| s.data),
+        Some(data(json!({"n": 2}))),
+        "the request's change, written after the re-seal, is kept"
+    );
+}
