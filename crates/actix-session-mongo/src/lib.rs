@@ -11,12 +11,8 @@
 //! # Quickstart
 //!
 //! ```no_run
-//! use std::time::Duration;
-//!
-//! use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+//! use actix_session::config::PersistentSession;
 //! use actix_session::{Session, SessionMiddleware};
-//! use actix_session_mongo::core::SessionStore;
-//! use actix_session_mongo::mongo::MongoBackend;
 //! use actix_session_mongo::{session_scope, MongoSessionStore};
 //! use actix_web::cookie::{time, Key};
 //! use actix_web::middleware::from_fn;
@@ -29,16 +25,8 @@
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let backend = MongoBackend::builder()
-//!     .uri("mongodb://127.0.0.1:27017/app")
-//!     .build()
-//!     .await?;
-//! let store = MongoSessionStore::new(
-//!     SessionStore::builder(backend)
-//!         .touch_after(Duration::from_secs(60))
-//!         .build() // creates the TTL index
-//!         .await?,
-//! );
+//! // Connects, checks the connection and creates the TTL index.
+//! let store = MongoSessionStore::connect("mongodb://127.0.0.1:27017/app").await?;
 //! // Load the key from your secrets in production: sessions outlive a restart only if
 //! // the cookie key does.
 //! let key = Key::generate();
@@ -48,11 +36,7 @@
 //!             SessionMiddleware::builder(store.clone(), key.clone())
 //!                 .cookie_name("sid".into())
 //!                 .session_lifecycle(
-//!                     PersistentSession::default()
-//!                         .session_ttl(time::Duration::days(14))
-//!                         // Every request reaches the store; `touch_after` keeps that
-//!                         // to one read and, inside the window, no write.
-//!                         .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+//!                     PersistentSession::default().session_ttl(time::Duration::days(14)),
 //!                 )
 //!                 .build(),
 //!         )
@@ -65,6 +49,36 @@
 //! .run()
 //! .await?;
 //! # Ok(()) }
+//! ```
+//!
+//! `MongoSessionStore::from_client(client, "app")` shares the application's
+//! `mongodb::Client`. With options, build the backend and the store, then wrap it:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+//! use actix_session_mongo::core::SessionStore;
+//! use actix_session_mongo::mongo::MongoBackend;
+//! use actix_session_mongo::MongoSessionStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = MongoBackend::builder()
+//!     .uri("mongodb://127.0.0.1:27017/app")
+//!     .collection("web_sessions")
+//!     .build()
+//!     .await?;
+//! let store = MongoSessionStore::new(
+//!     SessionStore::builder(backend)
+//!         .touch_after(Duration::from_secs(60))
+//!         .build()
+//!         .await?,
+//! );
+//! // Every request reaches the store; `touch_after` keeps that to one read and, inside
+//! // the window, no write.
+//! let lifecycle = PersistentSession::default()
+//!     .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest);
+//! # let _ = (store, lifecycle); Ok(()) }
 //! ```
 //!
 //! # Behaviour
@@ -151,6 +165,34 @@ impl<B> Clone for ActixStore<B> {
 impl<B: fmt::Debug> fmt::Debug for ActixStore<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("ActixStore").field(&self.store).finish()
+    }
+}
+
+impl ActixStore<MongoBackend> {
+    /// The store on the MongoDB at `uri`, in one call, with every default (see
+    /// [`session_store_mongo::connect`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError`](session_store_mongo::SetupError): the URI is invalid, MongoDB cannot
+    /// be reached (with a diagnosis), or the TTL index cannot be created.
+    pub async fn connect(uri: &str) -> Result<Self, session_store_mongo::SetupError> {
+        session_store_mongo::connect(uri).await.map(Self::new)
+    }
+
+    /// The store in `database` through the application's `client` (never closed by the
+    /// store), with every other default (see [`session_store_mongo::from_client`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn from_client(
+        client: session_store_mongo::mongodb::Client,
+        database: &str,
+    ) -> Result<Self, session_store_mongo::SetupError> {
+        session_store_mongo::from_client(client, database)
+            .await
+            .map(Self::new)
     }
 }
 

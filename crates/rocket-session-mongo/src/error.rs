@@ -12,8 +12,9 @@ use session_store_core::error_chain;
 pub enum Error {
     /// The guard ran without a matching fairing.
     #[error(
-        "the Session guard is used but no SessionFairing for this backend type is attached: \
-         add `.attach(SessionFairing::new(store))` to the Rocket builder"
+        "the Session guard is used but no session fairing is attached: add \
+         `.attach(rocket_session_mongo::init())` (configured from Rocket.toml) or \
+         `.attach(SessionFairing::new(store))` to the Rocket builder"
     )]
     NotAttached,
     /// The store failed or timed out; the request is answered with `503`.

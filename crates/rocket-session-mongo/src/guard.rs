@@ -1,6 +1,5 @@
 //! [`Session`]: the request guard handlers use to read and change the session.
 
-use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rocket::http::Status;
@@ -8,25 +7,23 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::Rocket;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use session_store_core::{DocumentBackend, RequestScope, SessionData, SessionInfo, SessionStore};
-use session_store_mongo::MongoBackend;
+use session_store_core::{RequestScope, SessionData, SessionInfo};
 
 use crate::error::Error;
-use crate::fairing::Shared;
+use crate::managed::Managed;
 use crate::request::{lock, scope, Action, Slot, State};
 
 /// The request guard for the current session: typed reads and writes, id rotation and
-/// destruction. Writes are saved by the [`SessionFairing`](crate::SessionFairing) after the handler returns.
-///
-/// `B` is the backend type of the attached fairing (MongoDB unless you say otherwise).
-pub struct Session<'r, B = MongoBackend> {
+/// destruction. Writes are saved by the attached fairing ([`init()`](crate::init) or
+/// [`SessionFairing`](crate::SessionFairing), whatever its backend) after the handler
+/// returns.
+pub struct Session<'r> {
     state: &'r Mutex<State>,
     scope: &'r RequestScope,
-    store: SessionStore<B>,
-    backend: PhantomData<fn() -> B>,
+    managed: &'r Managed,
 }
 
-impl<B> std::fmt::Debug for Session<'_, B> {
+impl std::fmt::Debug for Session<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Keys only: values may be secrets.
         let state = lock(self.state);
@@ -38,21 +35,20 @@ impl<B> std::fmt::Debug for Session<'_, B> {
 }
 
 #[rocket::async_trait]
-impl<'r, B: DocumentBackend> FromRequest<'r> for Session<'r, B> {
+impl<'r> FromRequest<'r> for Session<'r> {
     type Error = Error;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Error> {
-        let Some(shared) = req.rocket().state::<Arc<Shared<B>>>() else {
+        let Some(managed) = req.rocket().state::<Managed>() else {
             tracing::error!("{}", Error::NotAttached);
             return Outcome::Error((Status::InternalServerError, Error::NotAttached));
         };
-        let scoped = scope(req).run(shared.load(req));
+        let scoped = scope(req).run(managed.load(req));
         match req.local_cache_async(scoped).await {
             Slot::Ready(state) => Outcome::Success(Session {
                 state,
                 scope: scope(req),
-                store: shared.store().clone(),
-                backend: PhantomData,
+                managed,
             }),
             Slot::Failed(source) => Outcome::Error((
                 Status::ServiceUnavailable,
@@ -66,13 +62,13 @@ impl<'r, B: DocumentBackend> FromRequest<'r> for Session<'r, B> {
     }
 }
 
-/// Launch is aborted when a route takes a [`Session`] and no [`SessionFairing`](crate::SessionFairing) for the
-/// same backend type is attached, with [`Error::NotAttached`] in the log. Guards Rocket
-/// cannot see (a `Session` inside your own guard) get the same error as a `500` at
-/// request time instead.
-impl<B: DocumentBackend> rocket::Sentinel for Session<'_, B> {
+/// Launch is aborted when a route takes a [`Session`] and no session fairing is
+/// attached, with [`Error::NotAttached`] in the log. Guards Rocket cannot see (a
+/// `Session` inside your own guard) get the same error as a `500` at request time
+/// instead.
+impl rocket::Sentinel for Session<'_> {
     fn abort(rocket: &Rocket<rocket::Ignite>) -> bool {
-        let missing = rocket.state::<Arc<Shared<B>>>().is_none();
+        let missing = rocket.state::<Managed>().is_none();
         if missing {
             tracing::error!("{}", Error::NotAttached);
         }
@@ -80,7 +76,7 @@ impl<B: DocumentBackend> rocket::Sentinel for Session<'_, B> {
     }
 }
 
-impl<B> Session<'_, B> {
+impl Session<'_> {
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(self.state)
     }
@@ -155,18 +151,16 @@ impl<B> Session<'_, B> {
     pub fn set_owner(&self, owner: impl Into<String>) {
         self.scope.set_owner(owner);
     }
-}
 
-impl<B: DocumentBackend> Session<'_, B> {
     /// The live sessions of `owner` (this one marked current), most recently seen first;
-    /// see [`SessionStore::sessions_of`].
+    /// see [`SessionStore::sessions_of`](session_store_core::SessionStore::sessions_of).
     ///
     /// # Errors
     ///
     /// [`Error::Unavailable`] when the store fails.
     pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
         self.scope
-            .run(self.store.sessions_of(owner))
+            .run(self.managed.store.sessions_of(owner))
             .await
             .map_err(unavailable)
     }
@@ -178,7 +172,7 @@ impl<B: DocumentBackend> Session<'_, B> {
     /// [`Error::Unavailable`] when the store fails.
     pub async fn revoke(&self, owner: &str, handle: &str) -> Result<bool, Error> {
         self.scope
-            .run(self.store.revoke(owner, handle))
+            .run(self.managed.store.revoke(owner, handle))
             .await
             .map_err(unavailable)
     }
@@ -191,7 +185,7 @@ impl<B: DocumentBackend> Session<'_, B> {
     /// [`Error::Unavailable`] when the store fails.
     pub async fn revoke_all(&self, owner: &str, keep_current: bool) -> Result<u64, Error> {
         self.scope
-            .run(self.store.revoke_all(owner, keep_current))
+            .run(self.managed.store.revoke_all(owner, keep_current))
             .await
             .map_err(unavailable)
     }

@@ -12,20 +12,42 @@
 //!
 //! # Quickstart
 //!
-//! ```no_run
-//! use std::time::Duration;
+//! Attach [`init()`] and configure it in `Rocket.toml`:
 //!
-//! use rocket::{get, routes};
-//! use rocket_session_mongo::core::SessionStore;
-//! use rocket_session_mongo::mongo::MongoBackend;
-//! use rocket_session_mongo::{MongoSessionFairing, Session};
+//! ```toml
+//! [default.sessions]
+//! uri = "mongodb://127.0.0.1:27017/app"
+//! ```
+//!
+//! ```no_run
+//! use rocket::{get, launch, routes};
+//! use rocket_session_mongo::{Error, Session};
 //!
 //! #[get("/")]
-//! fn counter(session: Session<'_>) -> Result<String, rocket_session_mongo::Error> {
+//! fn counter(session: Session<'_>) -> Result<String, Error> {
 //!     let n = session.get::<u64>("count")?.unwrap_or(0) + 1;
 //!     session.insert("count", n)?;
 //!     Ok(n.to_string())
 //! }
+//!
+//! #[launch]
+//! fn rocket() -> _ {
+//!     rocket::build()
+//!         .attach(rocket_session_mongo::init())
+//!         .mount("/", routes![counter])
+//! }
+//! ```
+//!
+//! [`init()`] lists every key of the `sessions` table. For what the table does not
+//! cover (encryption, owners, serialized requests, a shared `mongodb::Client`), build
+//! the store and attach a [`SessionFairing`]:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use rocket_session_mongo::core::SessionStore;
+//! use rocket_session_mongo::mongo::MongoBackend;
+//! use rocket_session_mongo::SessionFairing;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let backend = MongoBackend::builder()
@@ -33,13 +55,12 @@
 //!     .build()
 //!     .await?;
 //! let store = SessionStore::builder(backend)
-//!     .ttl(Duration::from_secs(14 * 24 * 3600))
 //!     .touch_after(Duration::from_secs(60))
+//!     .serialize_requests(true)
 //!     .build() // creates the TTL index
 //!     .await?;
-//! rocket::build()
-//!     .attach(MongoSessionFairing::new(store))
-//!     .mount("/", routes![counter])
+//! let _ = rocket::build()
+//!     .attach(SessionFairing::new(store).cookie_name("app_sid"))
 //!     .launch()
 //!     .await?;
 //! # Ok(()) }
@@ -49,7 +70,7 @@
 //!
 //! | when | what happens |
 //! | --- | --- |
-//! | a route takes [`Session`] but no fairing is attached | launch is aborted ([`Error::NotAttached`] in the log) |
+//! | a route takes [`Session`] but no session fairing is attached | launch is aborted ([`Error::NotAttached`] in the log) |
 //! | a handler takes [`Session`] | the session named by the cookie is loaded once per request (unexpired only); no cookie, an unknown id or an undecodable document gives an empty session |
 //! | loading fails (MongoDB down, timeout) | the guard fails with `503` and [`Error::Unavailable`]; register a catcher to shape the body |
 //! | after the handler, new session with data | inserted under a new id (never overwrites on collision); cookie set |
@@ -79,16 +100,22 @@
 //! | [`cookie_name`](SessionFairing::cookie_name) | `sid` | the session cookie's name |
 //! | [`secure`](SessionFairing::secure) | `true` | the cookie's `Secure` flag; turn it off only for plain-HTTP development |
 //! | [`same_site`](SessionFairing::same_site) | `Lax` | the cookie's `SameSite` |
+//! | [`domain`](SessionFairing::domain) | none (host-only) | the cookie's `Domain` |
+//! | [`path`](SessionFairing::path) | `/` | the cookie's `Path` |
+//! | [`session_cookie`](SessionFairing::session_cookie) | `false` | `true`: no `Max-Age`, the browser forgets the id when it closes |
 //!
-//! The cookie is always `HttpOnly` with `Path=/`. Store options (`ttl`, `touch_after`,
+//! The same options, with `ttl_secs` and `touch_after_secs`, are the keys of the
+//! `sessions` table [`init()`] reads. The cookie is always `HttpOnly`. Store options (`ttl`, `touch_after`,
 //! `auto_remove`, `timestamps`, payload format, events) are documented in
 //! [`session_store_core`]; connection options in [`session_store_mongo`].
 
 #![forbid(unsafe_code)]
 
+mod config;
 mod error;
 mod fairing;
 mod guard;
+mod managed;
 mod request;
 
 /// The store's core (options, events, encryption, request scopes), re-exported: the one
@@ -97,6 +124,7 @@ pub use session_store_core as core;
 /// The MongoDB backend, re-exported: the one path to its items from this crate.
 pub use session_store_mongo as mongo;
 
+pub use crate::config::{init, Initializer, CONFIG_KEY};
 pub use crate::error::Error;
 pub use crate::fairing::{
     MongoSessionFairing, SessionFairing, DEFAULT_COOKIE_NAME, RETRY_AFTER_SECS,

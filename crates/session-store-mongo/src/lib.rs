@@ -70,6 +70,7 @@ mod index;
 #[cfg(test)]
 mod properties;
 mod redact;
+mod setup;
 mod tls;
 
 pub use backend::MongoBackend;
@@ -82,3 +83,4 @@ pub use error::MongoError;
 pub use index::{OWNER_INDEX_NAME, TTL_INDEX_NAME};
 pub use mongodb;
 pub use redact::redact_uri;
+pub use setup::{connect, from_client, SetupError};

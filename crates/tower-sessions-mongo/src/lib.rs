@@ -10,12 +10,8 @@
 //! # Quickstart
 //!
 //! ```no_run
-//! use std::time::Duration;
-//!
 //! use axum::{routing::get, Router};
 //! use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
-//! use tower_sessions_mongo::core::SessionStore;
-//! use tower_sessions_mongo::mongo::MongoBackend;
 //! use tower_sessions_mongo::{MongoSessionStore, SessionScopeLayer};
 //!
 //! async fn counter(session: Session) -> String {
@@ -25,21 +21,12 @@
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let backend = MongoBackend::builder()
-//!     .uri("mongodb://127.0.0.1:27017/app")
-//!     .build()
-//!     .await?;
-//! let store = SessionStore::builder(backend)
-//!     .touch_after(Duration::from_secs(60))
-//!     .build() // creates the TTL index
-//!     .await?;
-//! let layer = SessionManagerLayer::new(MongoSessionStore::new(store))
+//! // Connects, checks the connection and creates the TTL index.
+//! let store = MongoSessionStore::connect("mongodb://127.0.0.1:27017/app").await?;
+//! let layer = SessionManagerLayer::new(store)
 //!     .with_name("sid")
 //!     .with_same_site(SameSite::Lax)
-//!     .with_expiry(Expiry::OnInactivity(time::Duration::days(14)))
-//!     // Every request with a session reaches the store; `touch_after` keeps that
-//!     // to one read and, inside the window, no write.
-//!     .with_always_save(true);
+//!     .with_expiry(Expiry::OnInactivity(time::Duration::days(14)));
 //! let app: Router = Router::new()
 //!     .route("/", get(counter))
 //!     .layer(layer)
@@ -48,6 +35,33 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
+//! ```
+//!
+//! `MongoSessionStore::from_client(client, "app")` shares the application's
+//! `mongodb::Client`. With options, build the backend and the store, then wrap it:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use tower_sessions::SessionManagerLayer;
+//! use tower_sessions_mongo::core::SessionStore;
+//! use tower_sessions_mongo::mongo::MongoBackend;
+//! use tower_sessions_mongo::MongoSessionStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = MongoBackend::builder()
+//!     .uri("mongodb://127.0.0.1:27017/app")
+//!     .collection("web_sessions")
+//!     .build()
+//!     .await?;
+//! let store = SessionStore::builder(backend)
+//!     .touch_after(Duration::from_secs(60))
+//!     .build()
+//!     .await?;
+//! // Every request with a session reaches the store; `touch_after` keeps that to one
+//! // read and, inside the window, no write.
+//! let layer = SessionManagerLayer::new(MongoSessionStore::new(store)).with_always_save(true);
+//! # let _ = layer; Ok(()) }
 //! ```
 //!
 //! # Behaviour
@@ -123,6 +137,34 @@ impl<B> Clone for TowerStore<B> {
 impl<B: fmt::Debug> fmt::Debug for TowerStore<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("TowerStore").field(&self.store).finish()
+    }
+}
+
+impl TowerStore<MongoBackend> {
+    /// The store on the MongoDB at `uri`, in one call, with every default (see
+    /// [`session_store_mongo::connect`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError`](session_store_mongo::SetupError): the URI is invalid, MongoDB cannot
+    /// be reached (with a diagnosis), or the TTL index cannot be created.
+    pub async fn connect(uri: &str) -> Result<Self, session_store_mongo::SetupError> {
+        session_store_mongo::connect(uri).await.map(Self::new)
+    }
+
+    /// The store in `database` through the application's `client` (never closed by the
+    /// store), with every other default (see [`session_store_mongo::from_client`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn from_client(
+        client: session_store_mongo::mongodb::Client,
+        database: &str,
+    ) -> Result<Self, session_store_mongo::SetupError> {
+        session_store_mongo::from_client(client, database)
+            .await
+            .map(Self::new)
     }
 }
 

@@ -1,0 +1,247 @@
+//! What a session fairing puts in Rocket's managed state: the cookie settings and the
+//! store with its backend type erased, so the [`Session`](crate::Session) guard names no
+//! backend. Loading at the guard and saving after the handler live here, once, for
+//! every fairing.
+
+use std::future::Future;
+use std::io::Cursor;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use rocket::http::{ContentType, Cookie, SameSite, Status};
+use rocket::request::Request;
+use rocket::Response;
+use session_store_core::{
+    DocumentBackend, Error, LoadedSession, RequestScope, SaveOutcome, SessionData, SessionInfo,
+    SessionStore,
+};
+
+use crate::fairing::{RETRY_AFTER_SECS, UNAVAILABLE_BODY};
+use crate::request::{lock, scope, Action, Slot, State};
+
+/// Cookie values longer than this are not session ids: they are ignored without a
+/// database round trip.
+const MAX_ID_LEN: usize = 256;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The store operations the guard and the fairing use, whatever the backend.
+pub(crate) trait Store: Send + Sync + 'static {
+    fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<LoadedSession>, Error>>;
+    fn save<'a>(
+        &'a self,
+        id: &'a str,
+        data: &'a SessionData,
+    ) -> BoxFuture<'a, Result<SaveOutcome, Error>>;
+    fn create<'a>(&'a self, data: &'a SessionData) -> BoxFuture<'a, Result<String, Error>>;
+    fn destroy<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+    fn sessions_of<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<Vec<SessionInfo>, Error>>;
+    fn revoke<'a>(&'a self, owner: &'a str, handle: &'a str) -> BoxFuture<'a, Result<bool, Error>>;
+    fn revoke_all<'a>(
+        &'a self,
+        owner: &'a str,
+        keep_current: bool,
+    ) -> BoxFuture<'a, Result<u64, Error>>;
+    fn close(&self) -> BoxFuture<'_, Result<(), Error>>;
+    fn ttl(&self) -> std::time::Duration;
+}
+
+impl<B: DocumentBackend> Store for SessionStore<B> {
+    fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<LoadedSession>, Error>> {
+        Box::pin(SessionStore::load(self, id))
+    }
+    fn save<'a>(
+        &'a self,
+        id: &'a str,
+        data: &'a SessionData,
+    ) -> BoxFuture<'a, Result<SaveOutcome, Error>> {
+        Box::pin(SessionStore::save(self, id, data, None))
+    }
+    fn create<'a>(&'a self, data: &'a SessionData) -> BoxFuture<'a, Result<String, Error>> {
+        Box::pin(async move { Ok(SessionStore::create(self, data, None).await?.into_string()) })
+    }
+    fn destroy<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(SessionStore::destroy(self, id))
+    }
+    fn sessions_of<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<Vec<SessionInfo>, Error>> {
+        Box::pin(SessionStore::sessions_of(self, owner))
+    }
+    fn revoke<'a>(&'a self, owner: &'a str, handle: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(SessionStore::revoke(self, owner, handle))
+    }
+    fn revoke_all<'a>(
+        &'a self,
+        owner: &'a str,
+        keep_current: bool,
+    ) -> BoxFuture<'a, Result<u64, Error>> {
+        Box::pin(SessionStore::revoke_all(self, owner, keep_current))
+    }
+    fn close(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(SessionStore::close(self))
+    }
+    fn ttl(&self) -> std::time::Duration {
+        SessionStore::ttl(self)
+    }
+}
+
+/// The session cookie's attributes.
+#[derive(Clone, Debug)]
+pub(crate) struct CookieSettings {
+    pub(crate) name: String,
+    pub(crate) secure: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) domain: Option<String>,
+    pub(crate) path: String,
+    /// No `Max-Age`: the browser drops the cookie when it closes.
+    pub(crate) session_cookie: bool,
+}
+
+impl Default for CookieSettings {
+    fn default() -> Self {
+        Self {
+            name: crate::DEFAULT_COOKIE_NAME.to_owned(),
+            secure: true,
+            same_site: SameSite::Lax,
+            domain: None,
+            path: "/".to_owned(),
+            session_cookie: false,
+        }
+    }
+}
+
+/// The managed state: one per Rocket instance.
+#[derive(Clone)]
+pub(crate) struct Managed {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) cookie: CookieSettings,
+}
+
+impl std::fmt::Debug for Managed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Managed")
+            .field("cookie", &self.cookie)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Managed {
+    /// Loads the request's session for the guard (once per request).
+    pub(crate) async fn load(&self, req: &Request<'_>) -> Slot {
+        let id = req
+            .cookies()
+            .get(&self.cookie.name)
+            .map(|c| c.value().to_owned())
+            .filter(|v| !v.is_empty() && v.len() <= MAX_ID_LEN);
+        let Some(id) = id else {
+            return Slot::Ready(Mutex::default());
+        };
+        match self.store.load(&id).await {
+            Ok(Some(session)) => Slot::Ready(Mutex::new(State {
+                id: Some(id),
+                data: session.data,
+                action: Action::Keep,
+            })),
+            Ok(None) => Slot::Ready(Mutex::default()),
+            // The store has logged the failure, once, at WARN.
+            Err(e) => Slot::Failed(Arc::new(e)),
+        }
+    }
+
+    /// Saves what the handler did, after it returned, and sets the cookie; a failure
+    /// turns the response into `503` with `Retry-After`.
+    pub(crate) async fn respond<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let Slot::Ready(cell) = req.local_cache(|| Slot::Unused) else {
+            return;
+        };
+        let scope = scope(req);
+        if res.status().class().is_server_error() {
+            scope.finish().await;
+            return;
+        }
+        let state = std::mem::take(&mut *lock(cell));
+        let persisted = scope.run(self.persist(state, scope)).await;
+        scope.finish().await;
+        match persisted {
+            Ok(Some(cookie)) => res.adjoin_header(cookie),
+            Ok(None) => {}
+            // The store has logged the failure, once, at WARN.
+            Err(_) => {
+                res.set_status(Status::ServiceUnavailable);
+                res.remove_header("Set-Cookie");
+                res.set_raw_header("Retry-After", RETRY_AFTER_SECS.to_string());
+                res.set_header(ContentType::JSON);
+                res.set_sized_body(UNAVAILABLE_BODY.len(), Cursor::new(UNAVAILABLE_BODY));
+            }
+        }
+    }
+
+    /// Writes what the request did; returns the `Set-Cookie` to send, if any.
+    async fn persist(
+        &self,
+        state: State,
+        scope: &RequestScope,
+    ) -> Result<Option<Cookie<'static>>, Error> {
+        let State { id, data, action } = state;
+        if action != Action::Keep {
+            if let Some(old) = &id {
+                self.store.destroy(old).await?;
+            }
+        }
+        let had_session = id.is_some();
+        if scope.session_ended() {
+            // Logged out or revoked elsewhere while this request ran (its id rotation
+            // found nothing to delete): nothing of it is stored under a new id.
+            tracing::debug!("session ended during the request; not recreated");
+            return Ok(Some(self.removal_cookie()));
+        }
+        match (action, id) {
+            (Action::Destroy, _) => Ok(Some(self.removal_cookie())),
+            (Action::Keep, Some(id)) => match self.store.save(&id, &data).await? {
+                SaveOutcome::NotFound => {
+                    tracing::debug!(
+                        "session expired or was deleted during the request; not recreated"
+                    );
+                    Ok(Some(self.removal_cookie()))
+                }
+                _ => Ok(Some(self.cookie(id))),
+            },
+            _ if data.is_empty() => Ok(had_session.then(|| self.removal_cookie())),
+            _ => {
+                let id = self.store.create(&data).await?;
+                Ok(Some(self.cookie(id)))
+            }
+        }
+    }
+
+    fn cookie(&self, id: String) -> Cookie<'static> {
+        let mut cookie = self.base_cookie(id);
+        if !self.cookie.session_cookie {
+            cookie.set_max_age(
+                rocket::time::Duration::try_from(self.store.ttl())
+                    .unwrap_or(rocket::time::Duration::MAX),
+            );
+        }
+        cookie
+    }
+
+    /// A cookie that deletes the session cookie: the same name, domain and path.
+    fn removal_cookie(&self) -> Cookie<'static> {
+        let mut cookie = self.base_cookie(String::new());
+        cookie.make_removal();
+        cookie
+    }
+
+    fn base_cookie(&self, value: String) -> Cookie<'static> {
+        let settings = &self.cookie;
+        let mut cookie = Cookie::build((settings.name.clone(), value))
+            .http_only(true)
+            .same_site(settings.same_site)
+            .path(settings.path.clone())
+            .secure(settings.secure)
+            .build();
+        if let Some(domain) = &settings.domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie
+    }
+}
