@@ -15,8 +15,9 @@ commands:
                                  start throwaway mongods, run `cargo test --workspace ARGS`
                                  against them (MONGODB_URI, MONGOD_BIN set), stop them
   test-matrix [--servers 6.0.5,6.0.27,5.0.32,4.4.2] [--drivers newest,oldest]
-              [--topologies standalone,rs1,rs3] [--frameworks axum,actix,rocket]
-                                 the live suites for every server x driver x topology cell;
+              [--bson 2,3] [--topologies standalone,rs1,rs3] [--frameworks axum,actix,rocket]
+                                 the live suites for every server x driver x bson x
+                                 topology cell (bson 3 needs mongodb 3.3.0 or newer);
                                  grid in target/test-matrix.md
   demo [--framework axum|actix|rocket] [--port 3000]
                                  start a throwaway mongod and serve an example app on it
@@ -29,9 +30,12 @@ commands:
   mongod status                  say whether it runs
   examples-in-sync               check that the files every example shares are identical
   ci                             what .ci/run does: examples-in-sync, cargo fmt --check,
-                                 clippy -D warnings, `test`, the MongoDB backend's suites
-                                 with bson 3, and the matrix cell
-                                 4.4.2 x oldest driver x standalone
+                                 clippy -D warnings, cargo doc (broken links fail),
+                                 cargo deny check bans licenses sources (installed
+                                 first), cargo package of each published crate, `test`,
+                                 the MongoDB backend's suites with bson 3, and the
+                                 matrix cell 4.4.2 x oldest driver x standalone; every
+                                 build --locked
   bench [--quick] [--rounds 3] [--only store|http] [--seconds 10] [--connections 64]
                                  start a throwaway mongod; benchmark the store against the raw
                                  driver, and each example (and Express + connect-mongo) over
@@ -237,13 +241,24 @@ pub(crate) fn parse(args: &[String]) -> Result<Task> {
         ["test-matrix"] => {
             let o = Options::parse(
                 rest,
-                &["--servers", "--drivers", "--topologies", "--frameworks"],
+                &[
+                    "--servers",
+                    "--drivers",
+                    "--bson",
+                    "--topologies",
+                    "--frameworks",
+                ],
                 &[],
             )?;
             let names = Framework::ALL.map(Framework::name);
+            let bsons = o.list("--bson", &["2", "3"]);
+            if let Some(bad) = bsons.iter().find(|b| !matches!(b.as_str(), "2" | "3")) {
+                bail!("--bson takes 2 and/or 3 (the bson major version), not {bad:?}");
+            }
             Task::TestMatrix(matrix::Selection {
                 servers: o.list("--servers", &mongod::versions()),
                 drivers: o.list("--drivers", &["newest", "oldest"]),
+                bsons,
                 topologies: o.list("--topologies", &["standalone", "rs1", "rs3"]),
                 frameworks: o
                     .list("--frameworks", &names)
@@ -351,6 +366,11 @@ mod tests {
         };
         assert_eq!(s.frameworks, [Framework::Rocket, Framework::Axum]);
         assert_eq!(s.drivers, ["newest", "oldest"]);
+        assert_eq!(s.bsons, ["2", "3"]);
+        let Task::TestMatrix(s) = parse_line("test-matrix --bson 3").unwrap() else {
+            panic!("not test-matrix");
+        };
+        assert_eq!(s.bsons, ["3"]);
     }
 
     #[test]
@@ -371,6 +391,7 @@ mod tests {
                 "test-matrix --frameworks axum,flask",
                 "unknown framework `flask`",
             ),
+            ("test-matrix --bson 4", "--bson takes 2 and/or 3"),
             ("deploy", "unknown command `deploy`"),
             ("mongod restart", "unknown command `mongod restart`"),
         ] {

@@ -5,6 +5,7 @@
 //! Python 3 with pip is enough.
 
 mod bench;
+mod checks;
 mod cli;
 mod examples;
 mod framework;
@@ -351,28 +352,26 @@ fn ci() -> Result<bool> {
     if !examples::check(&project_root())? {
         return Ok(false);
     }
-    for args in [
-        &["fmt", "--all", "--check"][..],
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ][..],
-    ] {
-        eprintln!("xtask: cargo {}", args.join(" "));
-        if !cargo().args(args).status()?.success() {
-            return Ok(false);
-        }
+    if !checks::run()? {
+        return Ok(false);
     }
-    if !test(DEFAULT_VERSION, Topology::Standalone, &[])? {
+    if !test(
+        DEFAULT_VERSION,
+        Topology::Standalone,
+        &["--locked".to_owned()],
+    )? {
         return Ok(false);
     }
     // The MongoDB backend again with bson 3: `mongodb` switches `mongodb::bson` to it as
     // soon as any crate in an application's build enables `bson-3`.
-    let bson3 = ["-p", "session-store-mongo", "--features", "mongodb/bson-3"].map(String::from);
+    let bson3 = [
+        "--locked",
+        "-p",
+        "session-store-mongo",
+        "--features",
+        "mongodb/bson-3",
+    ]
+    .map(String::from);
     if !test(DEFAULT_VERSION, Topology::Standalone, &bson3)? {
         return Ok(false);
     }
@@ -380,6 +379,7 @@ fn ci() -> Result<bool> {
     matrix::run(&matrix::Selection {
         servers: vec!["4.4.2".into()],
         drivers: vec!["oldest".into()],
+        bsons: vec!["2".into()],
         topologies: vec!["standalone".into()],
         frameworks: Framework::ALL.to_vec(),
     })

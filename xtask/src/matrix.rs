@@ -4,7 +4,8 @@
 //!
 //! Drivers are pinned in a scratch copy of the working tree (`cargo update -p mongodb
 //! --precise V`), each with its own target directory under `~/.cache/session-store`, so
-//! the project's Cargo.lock is never touched. A grid is printed and written to
+//! the project's Cargo.lock is never touched. The bson axis turns on the driver's `bson-3`
+//! feature in the copy (what an application depending on bson 3 does). A grid is printed and written to
 //! `target/test-matrix.md`; any failed cell makes the command fail.
 
 use std::fmt::Write as _;
@@ -19,12 +20,16 @@ use crate::{project_root, with_deployment, Topology};
 
 /// The oldest `mongodb` release the workspace supports (declared in Cargo.toml).
 pub(crate) const OLDEST_DRIVER: &str = "3.2.5";
+/// The first `mongodb` release with the `bson-3` feature.
+const FIRST_DRIVER_WITH_BSON_3: &str = "3.3.0";
 
 /// What the command line narrows the matrix to.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Selection {
     pub servers: Vec<String>,
     pub drivers: Vec<String>,
+    /// `2` and/or `3`: the bson major version `mongodb::bson` resolves to.
+    pub bsons: Vec<String>,
     pub topologies: Vec<String>,
     pub frameworks: Vec<Framework>,
 }
@@ -38,6 +43,7 @@ enum Outcome {
 struct Cell {
     server: String,
     driver: String,
+    bson: String,
     topology: String,
     outcome: Outcome,
     took: Duration,
@@ -67,11 +73,39 @@ fn resolve_driver(name: &str) -> Result<String> {
     })
 }
 
+/// Whether version `a` (`x.y.z`) is older than `b`.
+fn older(a: &str, b: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parse(a) < parse(b)
+}
+
+/// The workspace manifest with the `mongodb` dependency's `bson-3` feature on.
+fn with_bson_3(manifest: &str) -> Result<String> {
+    let mut found = false;
+    let out: Vec<String> = manifest
+        .lines()
+        .map(|line| match line.strip_prefix("mongodb = \"") {
+            Some(rest) => {
+                found = true;
+                let version = rest.trim_end_matches('"');
+                format!("mongodb = {{ version = \"{version}\", features = [\"bson-3\"] }}")
+            }
+            None => line.to_owned(),
+        })
+        .collect();
+    anyhow::ensure!(
+        found,
+        "the workspace Cargo.toml has no `mongodb = \"..\"` line"
+    );
+    Ok(out.join("\n") + "\n")
+}
+
 /// A copy of the working tree (tracked and untracked, not ignored files) with `mongodb`
-/// pinned to `driver`.
-fn scratch_copy(driver: &str) -> Result<PathBuf> {
+/// pinned to `driver`, and its `bson-3` feature on when `bson` is `3`.
+fn scratch_copy(driver: &str, bson: &str) -> Result<PathBuf> {
     let root = project_root();
-    let dir = std::env::temp_dir().join(format!("session-store-matrix-mongodb-{driver}"));
+    let dir =
+        std::env::temp_dir().join(format!("session-store-matrix-mongodb-{driver}-bson-{bson}"));
     let _ = std::fs::remove_dir_all(&dir);
     let files = Command::new("git")
         .args([
@@ -98,6 +132,11 @@ fn scratch_copy(driver: &str) -> Result<PathBuf> {
         }
         std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
     }
+    if bson == "3" {
+        let manifest = dir.join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)?;
+        std::fs::write(&manifest, with_bson_3(&text)?)?;
+    }
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args([
             "update",
@@ -116,20 +155,27 @@ fn scratch_copy(driver: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn target_dir(driver: &str) -> Result<PathBuf> {
-    Ok(crate::cache_dir()?.join(format!("target-mongodb-{driver}")))
+fn target_dir(driver: &str, bson: &str) -> Result<PathBuf> {
+    let suffix = if bson == "3" { "-bson-3" } else { "" };
+    Ok(crate::cache_dir()?.join(format!("target-mongodb-{driver}{suffix}")))
 }
 
 /// `cargo test` of the live suites in `dir`; `extra` adds `--no-run` or test filters.
-fn cargo_test(dir: &Path, driver: &str, frameworks: &[Framework], extra: &[&str]) -> Command {
+fn cargo_test(
+    dir: &Path,
+    (driver, bson): (&str, &str),
+    frameworks: &[Framework],
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.arg("test").args(["--package", "session-store-mongo"]);
     for f in frameworks {
         cmd.args(["--package", f.package()]);
     }
-    cmd.args(extra)
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target_dir(driver).unwrap_or_default());
+    cmd.args(extra).current_dir(dir).env(
+        "CARGO_TARGET_DIR",
+        target_dir(driver, bson).unwrap_or_default(),
+    );
     cmd
 }
 
@@ -138,38 +184,63 @@ pub(crate) fn run(selection: &Selection) -> Result<bool> {
     let mut cells = Vec::new();
     for driver_name in &selection.drivers {
         let driver = resolve_driver(driver_name)?;
-        eprintln!("xtask: test-matrix: mongodb {driver}: preparing a scratch copy");
-        let dir = scratch_copy(&driver)?;
-        let built = cargo_test(&dir, &driver, &selection.frameworks, &["--no-run"])
-            .status()
-            .context("cannot build the tests")?;
-        for server in &selection.servers {
-            for topology in &selection.topologies {
-                let cell_started = Instant::now();
-                let outcome = if !built.success() {
-                    Outcome::Fail(format!("the tests do not build with mongodb {driver}"))
-                } else {
-                    run_cell(&dir, &driver, server, topology, &selection.frameworks)
-                };
-                let cell = Cell {
-                    server: server.clone(),
-                    driver: driver.clone(),
-                    topology: topology.clone(),
-                    outcome,
-                    took: cell_started.elapsed(),
-                };
-                eprintln!(
-                    "xtask: test-matrix: {} x mongodb {} x {}: {} ({:.0?})",
-                    cell.server,
-                    cell.driver,
-                    cell.topology,
-                    label(&cell.outcome),
-                    cell.took
-                );
-                cells.push(cell);
+        for bson in &selection.bsons {
+            if bson == "3" && older(&driver, FIRST_DRIVER_WITH_BSON_3) {
+                let why = format!("mongodb {driver} has no bson-3 feature");
+                for server in &selection.servers {
+                    for topology in &selection.topologies {
+                        cells.push(Cell {
+                            server: server.clone(),
+                            driver: driver.clone(),
+                            bson: bson.clone(),
+                            topology: topology.clone(),
+                            outcome: Outcome::Skipped(why.clone()),
+                            took: Duration::ZERO,
+                        });
+                    }
+                }
+                continue;
             }
+            eprintln!(
+                "xtask: test-matrix: mongodb {driver}, bson {bson}: preparing a scratch copy"
+            );
+            let dir = scratch_copy(&driver, bson)?;
+            let pins = (driver.as_str(), bson.as_str());
+            let built = cargo_test(&dir, pins, &selection.frameworks, &["--no-run"])
+                .status()
+                .context("cannot build the tests")?;
+            for server in &selection.servers {
+                for topology in &selection.topologies {
+                    let cell_started = Instant::now();
+                    let outcome = if built.success() {
+                        run_cell(&dir, pins, server, topology, &selection.frameworks)
+                    } else {
+                        Outcome::Fail(format!(
+                            "the tests do not build with mongodb {driver} and bson {bson}"
+                        ))
+                    };
+                    let cell = Cell {
+                        server: server.clone(),
+                        driver: driver.clone(),
+                        bson: bson.clone(),
+                        topology: topology.clone(),
+                        outcome,
+                        took: cell_started.elapsed(),
+                    };
+                    eprintln!(
+                        "xtask: test-matrix: {} x mongodb {} x bson {} x {}: {} ({:.0?})",
+                        cell.server,
+                        cell.driver,
+                        cell.bson,
+                        cell.topology,
+                        label(&cell.outcome),
+                        cell.took
+                    );
+                    cells.push(cell);
+                }
+            }
+            let _ = std::fs::remove_dir_all(&dir);
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     let report = grid(&cells, &selection.frameworks, started.elapsed());
     println!("{report}");
@@ -182,7 +253,7 @@ pub(crate) fn run(selection: &Selection) -> Result<bool> {
 
 fn run_cell(
     dir: &Path,
-    driver: &str,
+    (driver, bson): (&str, &str),
     server: &str,
     topology: &str,
     frameworks: &[Framework],
@@ -193,10 +264,10 @@ fn run_cell(
     };
     let result = with_deployment(server, topo, |deployment| {
         let log = std::env::temp_dir().join(format!(
-            "session-store-matrix-{server}-{driver}-{topology}.log"
+            "session-store-matrix-{server}-{driver}-bson{bson}-{topology}.log"
         ));
         let file = std::fs::File::create(&log)?;
-        let status = cargo_test(dir, driver, frameworks, &[])
+        let status = cargo_test(dir, (driver, bson), frameworks, &[])
             .env("MONGODB_URI", deployment.uri())
             .env("MONGOD_BIN", &deployment.bin)
             .env("SESSION_STORE_REQUIRE_MONGO", "1")
@@ -274,14 +345,15 @@ fn grid(cells: &[Cell], frameworks: &[Framework], total: Duration) -> String {
         total.as_secs_f64() / 60.0
     );
     out.push_str(
-        "| server | driver | topology | result | time |\n| --- | --- | --- | --- | --- |\n",
+        "| server | driver | bson | topology | result | time |\n| --- | --- | --- | --- | --- | --- |\n",
     );
     for c in cells {
         let _ = writeln!(
             out,
-            "| {} | mongodb {} | {} | {} | {:.0} s |",
+            "| {} | mongodb {} | {} | {} | {} | {:.0} s |",
             c.server,
             c.driver,
+            c.bson,
             c.topology,
             label(&c.outcome),
             c.took.as_secs_f64()
@@ -292,7 +364,21 @@ fn grid(cells: &[Cell], frameworks: &[Framework], total: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::failure_output;
+    use super::{failure_output, older, with_bson_3};
+
+    #[test]
+    fn bson_3_turns_on_the_drivers_feature_and_nothing_else() {
+        let manifest = "[workspace.dependencies]\nanyhow = \"1\"\nmongodb = \"3.2.5\"\n";
+        assert_eq!(
+            with_bson_3(manifest).unwrap(),
+            "[workspace.dependencies]\nanyhow = \"1\"\n\
+             mongodb = { version = \"3.2.5\", features = [\"bson-3\"] }\n"
+        );
+        assert!(with_bson_3("[workspace]\n").is_err());
+        assert!(older("3.2.5", "3.3.0"));
+        assert!(!older("3.10.0", "3.3.0"));
+        assert!(!older("3.3.0", "3.3.0"));
+    }
 
     #[test]
     fn failure_output_keeps_each_failed_tests_output_and_nothing_else() {

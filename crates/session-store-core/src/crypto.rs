@@ -76,9 +76,9 @@ pub enum KeyError {
     NotBase64 {
         /// The key id.
         id: String,
-        /// The decoder's error.
+        /// The decoder's error (its type is the `base64` crate's, not part of this API).
         #[source]
-        source: base64::DecodeError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The salt for passphrase derivation is too short.
     #[error("the salt for key {id:?} is {len} bytes; use at least {MIN_SALT_LEN} random bytes, stored with the passphrase")]
@@ -184,7 +184,7 @@ impl EncryptionKey {
         };
         let bytes = engine.decode(text).map_err(|source| KeyError::NotBase64 {
             id: id.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         Self::new(id, &bytes)
     }

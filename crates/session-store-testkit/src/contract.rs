@@ -1,7 +1,7 @@
 //! The HTTP contract suite (`docs/CONTRACT.md` in the repository), written once and run unchanged against
 //! every example server (Axum, Actix, Rocket) over real HTTP with a real MongoDB.
 //!
-//! Each case starts the example's binary as a child process ([`ServerUnderTest`]) on a
+//! Each case starts the example's binary as a child process (`ServerUnderTest`) on a
 //! free port with a database of its own, talks to it with a plain HTTP client (no cookie
 //! store: `Set-Cookie` is parsed by [`SetCookie`] so its attributes can be asserted), looks
 //! at the stored documents directly in MongoDB, then kills the server and drops the

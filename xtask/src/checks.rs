@@ -1,0 +1,127 @@
+//! The static checks `cargo xtask ci` runs before the tests: formatting, clippy, rustdoc
+//! links, cargo-deny, and packaging every publishable crate.
+
+use anyhow::{Context as _, Result};
+
+use crate::cargo;
+
+/// The crates published to crates.io (every other workspace member has
+/// `publish = false`).
+pub(crate) const PUBLISHED: [&str; 5] = [
+    "session-store-core",
+    "session-store-mongo",
+    "tower-sessions-mongo",
+    "actix-session-mongo",
+    "rocket-session-mongo",
+];
+
+/// The cargo-deny release CI installs (`cargo install` is a no-op when it is there).
+const CARGO_DENY: &str = "cargo-deny@0.20.2";
+
+/// A cargo command line and the environment it needs.
+type Step<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
+/// Runs every check in order; `false` at the first that fails.
+pub(crate) fn run() -> Result<bool> {
+    let mut package = vec!["package", "--locked"];
+    for name in PUBLISHED {
+        package.extend(["-p", name]);
+    }
+    let steps: [Step<'_>; 5] = [
+        (&["fmt", "--all", "--check"], &[]),
+        (
+            &[
+                "clippy",
+                "--locked",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        ),
+        // Broken or private intra-doc links in a library fail, so every option table
+        // links to a real item on docs.rs (binaries document private items anyway).
+        (
+            &["doc", "--locked", "--workspace", "--no-deps", "--lib"],
+            &[(
+                "RUSTDOCFLAGS",
+                "-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links",
+            )],
+        ),
+        // The advisory database is a git repository this machine cannot reach.
+        (
+            &["deny", "--locked", "check", "bans", "licenses", "sources"],
+            &[],
+        ),
+        // Builds each publishable crate from its packaged files alone.
+        (&package, &[]),
+    ];
+    for (args, env) in steps {
+        if args[0] == "deny" && !install_cargo_deny()? {
+            return Ok(false);
+        }
+        eprintln!("xtask: cargo {}", args.join(" "));
+        let mut cmd = cargo();
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if !cmd.status().context("cannot run cargo")?.success() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn install_cargo_deny() -> Result<bool> {
+    eprintln!("xtask: cargo install --locked --no-default-features {CARGO_DENY}");
+    Ok(cargo()
+        .args(["install", "--locked", "--no-default-features", CARGO_DENY])
+        .status()
+        .context("cannot run cargo install")?
+        .success())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::project_root;
+
+    /// Whether the crate at `dir` says `publish = false`.
+    fn unpublished(dir: &Path) -> Result<bool> {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
+            .with_context(|| format!("cannot read {}/Cargo.toml", dir.display()))?;
+        Ok(manifest.lines().any(|l| l.trim() == "publish = false"))
+    }
+
+    #[test]
+    fn published_lists_every_crate_without_publish_false() {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(project_root().join("crates")).unwrap() {
+            let dir = entry.unwrap().path();
+            if !unpublished(&dir).unwrap() {
+                found.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        found.sort();
+        let mut listed = PUBLISHED.map(String::from).to_vec();
+        listed.sort();
+        assert_eq!(found, listed);
+    }
+
+    #[test]
+    fn each_published_crate_ships_its_readme_and_licenses() {
+        for name in PUBLISHED {
+            let dir = project_root().join("crates").join(name);
+            for file in ["README.md", "LICENSE-MIT", "LICENSE-APACHE"] {
+                let text = std::fs::read_to_string(dir.join(file))
+                    .unwrap_or_else(|e| panic!("{name}/{file}: {e}"));
+                assert!(!text.trim().is_empty(), "{name}/{file} is empty");
+            }
+        }
+    }
+}
