@@ -19,6 +19,7 @@ const SHARED: &[(&str, &[Framework])] = &[
     ("input.rs", &Framework::ALL),
     ("client_cert.rs", &Framework::ALL),
     ("tls.rs", &Framework::ALL),
+    ("metrics.rs", &Framework::ALL),
     ("https.rs", &[Framework::Axum, Framework::Rocket]),
 ];
 

@@ -407,6 +407,7 @@ impl KeyRing {
             )
             .map_err(|_| CipherError::Rejected)?;
         out.extend_from_slice(&body);
+        crate::telemetry::key_used(&primary.key.id, "seal");
         Ok(out)
     }
 
@@ -438,6 +439,7 @@ impl KeyRing {
             .map_err(|_| CipherError::Rejected)?
             .len();
         body.truncate(plain_len);
+        crate::telemetry::key_used(&key.key.id, "open");
         Ok(body)
     }
 }

@@ -100,6 +100,28 @@
 //!   `outcome` field records what happened (`hit`, `miss`, `created`, `written`,
 //!   `touched`, `skipped`, `not_found`, `error`, ...). Session ids are never logged.
 //!
+//! # Telemetry
+//!
+//! Every store operation runs in an `INFO` span named `session_store.<operation>`
+//! (`load`, `save`, `touch`, `create`, `destroy`, ...) whose `outcome` field says what
+//! happened; a backend adds a span per database command (the MongoDB backend follows
+//! OpenTelemetry's database conventions: `db.system.name`, `db.namespace`,
+//! `db.collection.name`, `db.operation.name`, `error.type`). Each failure is logged
+//! once, at `WARN`, in its operation's span; the adapters do not log it again.
+//!
+//! With the `metrics` feature the store records, through the
+//! [`metrics`](https://docs.rs/metrics) facade (a no-op until the application installs a
+//! recorder such as `metrics-exporter-prometheus`; the examples serve them on
+//! `GET /metrics` with `METRICS=1`):
+//!
+//! | metric | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `session_store_operations_total` | counter | `operation`, `outcome` | store operations by result (`hit`, `miss`, `written`, `touched`, `skipped`, `created`, `error`, ...) |
+//! | `session_store_operation_duration_seconds` | histogram | `operation` | time per operation, backend round trips included |
+//! | `session_store_errors_total` | counter | `operation`, `kind` | failures: `unavailable` (backend down or timed out), `busy`, `contention`, `encode`, `encrypt`, `invalid_option`, `id_collision` |
+//! | `session_store_expired_deleted_total` | counter | — | expired sessions deleted by `delete_expired` and the backend's reaper |
+//! | `session_store_key_uses_total` | counter | `key_id`, `use` (`seal`, `open`) | encryptions and decryptions per key id: when an old key's `open` count stays at zero, it can be removed |
+//!
 //! # Stored document (a compatibility contract)
 //!
 //! Field names follow connect-mongo's, so indexes, dashboards and scripts carry over.
@@ -134,6 +156,7 @@ mod owner;
 mod save;
 mod scope;
 mod store;
+mod telemetry;
 mod touch;
 
 pub use backend::{
@@ -155,6 +178,7 @@ pub use owner::SessionInfo;
 pub use save::MAX_MERGE_ATTEMPTS;
 pub use scope::{RequestScope, Scoped, SessionBinding};
 pub use store::{IdAtRest, LoadedSession, SaveOutcome, SessionStore, MAX_CREATE_ATTEMPTS};
+pub use telemetry::record_expired_deleted;
 pub use time;
 
 /// A boxed error that keeps its cause chain.

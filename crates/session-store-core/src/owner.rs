@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 use crate::backend::{DocumentBackend, StoredDocument};
 use crate::error::Error;
 use crate::scope::RequestScope;
-use crate::store::{backend_error, hex, op_span, traced, SessionStore};
+use crate::store::{backend_error, hex, SessionStore};
+use crate::telemetry::{op, traced};
 
 /// The label the owner-digest key is derived under.
 const OWNER_KEY_LABEL: &[u8] = b"session-store owner digest v1";
@@ -70,7 +71,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     ///
     /// When the backend fails, or owners need an `owner_key` that is not set.
     pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
-        traced(op_span!("session_store.sessions_of"), async {
+        traced(op!("sessions_of"), async {
             let docs = self.owned(&self.owner_tag(owner)?).await?;
             let scope = RequestScope::current();
             let mut infos: Vec<SessionInfo> = docs
@@ -105,7 +106,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     ///
     /// As for [`sessions_of`](Self::sessions_of).
     pub async fn revoke(&self, owner: &str, handle: &str) -> Result<bool, Error> {
-        traced(op_span!("session_store.revoke"), async {
+        traced(op!("revoke"), async {
             let tag = self.owner_tag(owner)?;
             let docs = self.owned(&tag).await?;
             let Some(doc) = docs.iter().find(|d| handle_of(&d.key) == handle) else {
@@ -132,7 +133,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     ///
     /// As for [`sessions_of`](Self::sessions_of).
     pub async fn revoke_all(&self, owner: &str, keep_current: bool) -> Result<u64, Error> {
-        traced(op_span!("session_store.revoke_all"), async {
+        traced(op!("revoke_all"), async {
             let tag = self.owner_tag(owner)?;
             let scope = RequestScope::current();
             let current = if keep_current {

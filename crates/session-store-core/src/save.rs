@@ -9,7 +9,8 @@ use crate::codec::SessionData;
 use crate::error::Error;
 use crate::events::SessionEvent;
 use crate::scope::{apply, changes, Base, RequestScope};
-use crate::store::{backend_error, op_span, traced, SaveOutcome, SessionStore};
+use crate::store::{backend_error, SaveOutcome, SessionStore};
+use crate::telemetry::{op, traced, Op};
 use crate::touch::{plan, WritePlan};
 
 /// How many times a save re-applies its changes to a session that other requests keep
@@ -43,8 +44,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         data: &SessionData,
         expires: Option<OffsetDateTime>,
     ) -> Result<SaveOutcome, Error> {
-        self.write(op_span!("session_store.save"), id, Some(data), expires)
-            .await
+        self.write(op!("save"), id, Some(data), expires).await
     }
 
     /// Extends a session's expiry without rewriting its data (actix-session's
@@ -54,18 +54,17 @@ impl<B: DocumentBackend> SessionStore<B> {
         id: &str,
         expires: Option<OffsetDateTime>,
     ) -> Result<SaveOutcome, Error> {
-        self.write(op_span!("session_store.touch"), id, None, expires)
-            .await
+        self.write(op!("touch"), id, None, expires).await
     }
 
     async fn write(
         &self,
-        span: tracing::Span,
+        op: Op,
         id: &str,
         data: Option<&SessionData>,
         expires: Option<OffsetDateTime>,
     ) -> Result<SaveOutcome, Error> {
-        traced(span, async {
+        traced(op, async {
             let Some(key) = self.key_for(id) else {
                 return Ok((SaveOutcome::NotFound, "unbound"));
             };

@@ -1,13 +1,11 @@
 //! [`SessionStore`]: the policy every adapter shares.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt as _};
 use time::{Duration, OffsetDateTime};
-use tracing::Instrument as _;
 
 use crate::backend::{AutoRemove, DocumentBackend, DocumentUpdate, InsertOutcome, StoredDocument};
 use crate::builder::SessionStoreBuilder;
@@ -18,6 +16,7 @@ use crate::error::Error;
 use crate::events::{LoadFailure, SessionEvent, Subscribers};
 use crate::id::SessionId;
 use crate::scope::{Base, RequestScope};
+use crate::telemetry::{op, traced};
 
 /// How many generated ids `create` tries before giving up.
 pub const MAX_CREATE_ATTEMPTS: usize = 5;
@@ -151,31 +150,6 @@ pub(crate) fn backend_error<E: std::error::Error + Send + Sync + 'static>(
         source: Box::new(e),
     }
 }
-
-/// Runs one store operation inside a `session_store.<op>` span that records its outcome.
-pub(crate) async fn traced<T>(
-    span: tracing::Span,
-    fut: impl Future<Output = Result<(T, &'static str), Error>>,
-) -> Result<T, Error> {
-    let result = fut.instrument(span.clone()).await;
-    match &result {
-        Ok((_, outcome)) => {
-            span.record("outcome", *outcome);
-        }
-        Err(e) => {
-            span.record("outcome", "error");
-            tracing::warn!(parent: &span, error = %crate::error_chain(e), "session store operation failed");
-        }
-    }
-    result.map(|(value, _)| value)
-}
-
-macro_rules! op_span {
-    ($name:literal) => {
-        tracing::debug_span!($name, outcome = tracing::field::Empty)
-    };
-}
-pub(crate) use op_span;
 
 impl<B: DocumentBackend> SessionStore<B> {
     /// Starts building a store over `backend`.
@@ -337,7 +311,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// are measured against; with [`serialize_requests`](SessionStoreBuilder::serialize_requests)
     /// the load also takes the session's lease, waiting for its turn.
     pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>, Error> {
-        traced(op_span!("session_store.load"), async {
+        traced(op!("load"), async {
             let Some(key) = self.key_for(id) else {
                 return Ok((None, "unbound"));
             };
@@ -516,7 +490,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         expires: Option<OffsetDateTime>,
         mut next_id: impl FnMut() -> T + Send,
     ) -> Result<T, Error> {
-        traced(op_span!("session_store.create"), async {
+        traced(op!("create"), async {
             let scope = RequestScope::current();
             if scope.as_ref().is_some_and(RequestScope::session_ended) {
                 // The data came from a session someone else ended during this request
@@ -610,7 +584,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// the session during the request, and a session this request creates afterwards is
     /// not stored.
     pub async fn destroy(&self, id: &str) -> Result<(), Error> {
-        traced(op_span!("session_store.destroy"), async {
+        traced(op!("destroy"), async {
             let Some(key) = self.key_for(id) else {
                 return Ok(((), "unbound"));
             };
@@ -636,13 +610,14 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// Deletes every expired session now; returns how many. Useful with
     /// [`AutoRemove::Disabled`] on your own schedule.
     pub async fn delete_expired(&self) -> Result<u64, Error> {
-        traced(op_span!("session_store.delete_expired"), async {
+        traced(op!("delete_expired"), async {
             let n = self
                 .inner
                 .backend
                 .delete_expired(self.now())
                 .await
                 .map_err(|e| backend_error("delete_expired", e))?;
+            crate::telemetry::record_expired_deleted(n);
             Ok((n, "ok"))
         })
         .await
@@ -650,7 +625,7 @@ impl<B: DocumentBackend> SessionStore<B> {
 
     /// How many unexpired sessions are stored (connect-mongo's `length`).
     pub async fn count(&self) -> Result<u64, Error> {
-        traced(op_span!("session_store.count"), async {
+        traced(op!("count"), async {
             let n = self
                 .inner
                 .backend
@@ -669,7 +644,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         &self,
     ) -> Result<impl Stream<Item = Result<LoadedSession, Error>> + Send + use<B>, Error> {
         let now = self.now();
-        let stream = traced(op_span!("session_store.all"), async {
+        let stream = traced(op!("all"), async {
             let s = self
                 .inner
                 .backend
@@ -701,7 +676,7 @@ impl<B: DocumentBackend> SessionStore<B> {
 
     /// Deletes every session (connect-mongo's `clear`). Indexes are kept.
     pub async fn clear(&self) -> Result<(), Error> {
-        traced(op_span!("session_store.clear"), async {
+        traced(op!("clear"), async {
             self.inner
                 .backend
                 .clear()
@@ -715,7 +690,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// Stops background work and releases what the backend created (connect-mongo's
     /// `close`). A client the application passed in is never closed.
     pub async fn close(&self) -> Result<(), Error> {
-        traced(op_span!("session_store.close"), async {
+        traced(op!("close"), async {
             self.inner
                 .backend
                 .close()

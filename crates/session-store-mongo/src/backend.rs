@@ -17,6 +17,7 @@ use session_store_core::{
     StoredDocument,
 };
 use tokio::task::AbortHandle;
+use tracing::Instrument as _;
 
 use crate::codes::{DUPLICATE_KEY, MAX_TIME_MS_EXPIRED};
 use crate::convert::{self, EXPIRES};
@@ -56,6 +57,38 @@ impl Drop for Inner {
         if let Some(reaper) = self.reaper.get_mut().ok().and_then(Option::take) {
             reaper.abort();
         }
+    }
+}
+
+impl MongoBackend {
+    /// Runs one MongoDB command of a store operation with the operation timeout, in a
+    /// span named and fielded as OpenTelemetry's database conventions say
+    /// (`db.system.name`, `db.namespace`, `db.collection.name`, `db.operation.name`,
+    /// and `error.type` on failure).
+    pub(crate) async fn command<T>(
+        &self,
+        operation: &'static str,
+        command: &'static str,
+        fut: impl Future<Output = Result<T, MongoError>>,
+    ) -> Result<T, MongoError> {
+        let collection = &self.inner.collection;
+        let span = tracing::info_span!(
+            "mongodb",
+            otel.name = %format_args!("{command} {}", collection.name()),
+            otel.kind = "client",
+            db.system.name = "mongodb",
+            db.namespace = %collection.namespace().db,
+            db.collection.name = %collection.name(),
+            db.operation.name = command,
+            error.type = tracing::field::Empty,
+        );
+        let result = bounded(operation, self.timeout(), fut)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            span.record("error.type", e.error_type());
+        }
+        result
     }
 }
 
@@ -169,7 +202,7 @@ impl DocumentBackend for MongoBackend {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<StoredDocument>, MongoError> {
-        bounded("find", self.timeout(), async {
+        self.command("find", "find", async {
             let doc = self
                 .inner
                 .collection
@@ -186,7 +219,7 @@ impl DocumentBackend for MongoBackend {
 
     async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, MongoError> {
         let fields = convert::to_document(doc);
-        bounded("insert", self.timeout(), async {
+        self.command("insert", "findAndModify", async {
             // An upsert whose pipeline fills the document only when it is new (the upsert
             // starts it as `{_id}` alone) and leaves a taken `_id` as it is: an insert
             // that carries `maxTimeMS`, which the insert command cannot, keeping the
@@ -224,7 +257,7 @@ impl DocumentBackend for MongoBackend {
         update: &DocumentUpdate,
     ) -> Result<bool, MongoError> {
         let change = convert::conditional_update(update, now);
-        bounded("update", self.timeout(), async {
+        self.command("update", "findAndModify", async {
             // One atomic findAndModify: the pipeline changes the fields only where the
             // conditions hold, and the document as it was before tells whether they did.
             let before = self
@@ -250,7 +283,7 @@ impl DocumentBackend for MongoBackend {
         token: &str,
         until: OffsetDateTime,
     ) -> Result<Acquire, MongoError> {
-        bounded("acquire", self.timeout(), async {
+        self.command("acquire", "findAndModify", async {
             let taken = self
                 .inner
                 .collection
@@ -287,7 +320,7 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn release(&self, key: &str, token: &str) -> Result<bool, MongoError> {
-        bounded("release", self.timeout(), async {
+        self.command("release", "findAndModify", async {
             let released = self
                 .inner
                 .collection
@@ -325,7 +358,7 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, MongoError> {
-        bounded("delete", self.timeout(), async {
+        self.command("delete", "findAndModify", async {
             let deleted = self
                 .inner
                 .collection
@@ -346,7 +379,7 @@ impl DocumentBackend for MongoBackend {
         now: OffsetDateTime,
     ) -> Result<Vec<StoredDocument>, MongoError> {
         use futures_util::TryStreamExt as _;
-        bounded("find_owned", self.timeout(), async {
+        self.command("find_owned", "find", async {
             let mut filter = convert::live(now);
             filter.insert(convert::OWNER, owner);
             let docs: Vec<Document> = self
@@ -371,7 +404,7 @@ impl DocumentBackend for MongoBackend {
         only: Option<&str>,
         except: Option<&str>,
     ) -> Result<u64, MongoError> {
-        bounded("delete_owned", self.timeout(), async {
+        self.command("delete_owned", "delete", async {
             let mut filter = doc! { convert::OWNER: owner };
             match (only, except) {
                 (Some(key), _) => {
@@ -396,7 +429,7 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
-        bounded("delete_expired", self.timeout(), async {
+        self.command("delete_expired", "delete", async {
             let r = self
                 .inner
                 .collection
@@ -409,7 +442,7 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
-        bounded("count", self.timeout(), async {
+        self.command("count", "aggregate", async {
             self.inner
                 .collection
                 .count_documents(convert::live(now))
@@ -421,15 +454,16 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn all(&self, now: OffsetDateTime) -> Result<DocumentStream<MongoError>, MongoError> {
-        let cursor = bounded("all", self.timeout(), async {
-            self.inner
-                .collection
-                .find(convert::live(now))
-                .max_time(self.limit())
-                .await
-                .map_err(self.failed("all"))
-        })
-        .await?;
+        let cursor = self
+            .command("all", "find", async {
+                self.inner
+                    .collection
+                    .find(convert::live(now))
+                    .max_time(self.limit())
+                    .await
+                    .map_err(self.failed("all"))
+            })
+            .await?;
         let timeout = self.timeout();
         // Bound each batch fetch too: a server that hangs mid-listing ends the stream
         // with a timeout error instead of hanging the caller.
@@ -452,7 +486,7 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn clear(&self) -> Result<(), MongoError> {
-        bounded("clear", self.timeout(), async {
+        self.command("clear", "delete", async {
             self.inner
                 .collection
                 .delete_many(doc! {})

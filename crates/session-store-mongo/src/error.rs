@@ -84,3 +84,16 @@ pub enum MongoError {
         problem: String,
     },
 }
+
+impl MongoError {
+    /// The failure's `error.type` in OpenTelemetry's terms: the server's error code when
+    /// it answered with one, else `timeout`, `driver` or `_OTHER`.
+    pub(crate) fn error_type(&self) -> String {
+        match self {
+            Self::Timeout { .. } | Self::IndexTimeout { .. } => "timeout".to_owned(),
+            Self::Driver { source, .. } => crate::backend::command_code(source)
+                .map_or_else(|| "driver".to_owned(), |code| code.to_string()),
+            _ => "_OTHER".to_owned(),
+        }
+    }
+}

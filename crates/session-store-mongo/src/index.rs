@@ -179,7 +179,10 @@ impl MongoBackend {
                 })
                 .await;
                 match result {
-                    Ok(r) => tracing::debug!(deleted = r.deleted_count, "removed expired sessions"),
+                    Ok(r) => {
+                        session_store_core::record_expired_deleted(r.deleted_count);
+                        tracing::debug!(deleted = r.deleted_count, "removed expired sessions");
+                    }
                     Err(e) => tracing::error!(
                         error = %session_store_core::error_chain(&e),
                         "removing expired sessions failed; will retry next period"

@@ -609,3 +609,34 @@ async fn ending_a_session_is_acknowledged_by_a_majority() {
     );
     db.drop_and_shutdown().await;
 }
+
+/// Each store operation is an `INFO` span, and each MongoDB command inside it a span
+/// with OpenTelemetry's database fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_carry_opentelemetry_database_fields() {
+    let Some(db) = test_db("spans").await else {
+        return;
+    };
+    let store = default_store(&db).await;
+    let id = store.create(&data(1), None).await.unwrap();
+    let (loaded, spans) = session_store_testkit::logs::spans_of(store.load(id.as_str())).await;
+    assert!(loaded.unwrap().is_some());
+    let command = spans
+        .lines()
+        .find(|l| l.contains("mongodb{"))
+        .unwrap_or_else(|| panic!("no MongoDB command span in:\n{spans}"));
+    for field in [
+        "otel.name=find sessions".to_owned(),
+        "db.system.name=\"mongodb\"".to_owned(),
+        format!("db.namespace={}", db.name),
+        "db.collection.name=sessions".to_owned(),
+        "db.operation.name=\"find\"".to_owned(),
+    ] {
+        assert!(command.contains(&field), "{field} missing in: {command}");
+    }
+    assert!(
+        spans.contains("session_store.load{outcome=\"hit\"}"),
+        "no store operation span in:\n{spans}"
+    );
+    db.drop_and_shutdown().await;
+}

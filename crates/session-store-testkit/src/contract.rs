@@ -160,6 +160,7 @@ macro_rules! contract_tests {
             absolute_lifetime,
             a_users_sessions,
             owner_unreadable_with_encryption,
+            metrics,
         );
     };
     (@cases $bin:expr; $($case:ident),* $(,)?) => {
@@ -186,6 +187,7 @@ mod cookie;
 mod encryption;
 mod harness;
 mod lifetime;
+mod metrics;
 mod outage;
 mod secrets;
 mod server;
@@ -201,6 +203,7 @@ pub use cookie::SetCookie;
 pub use encryption::{encrypted_at_rest, key_rotation_across_restarts};
 pub use harness::Target;
 pub use lifetime::absolute_lifetime;
+pub use metrics::metrics;
 pub use outage::mongodb_outage;
 pub use secrets::secrets_never_printed;
 pub(crate) use server::{HttpsClient, Reply, ServerUnderTest};

@@ -38,3 +38,20 @@ pub async fn warnings_of<F: Future>(fut: F) -> (F::Output, String) {
         .into_owned();
     (output, text)
 }
+
+/// Runs `fut` with a subscriber of its own and returns its output and a line for every
+/// `INFO` (or higher) span it closed, with the span's fields (no colours).
+pub async fn spans_of<F: Future>(fut: F) -> (F::Output, String) {
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let output = fut.with_subscriber(subscriber).await;
+    let text = String::from_utf8_lossy(&sink.0.lock().unwrap_or_else(PoisonError::into_inner))
+        .into_owned();
+    (output, text)
+}

@@ -53,6 +53,8 @@ pub(crate) struct Config {
     /// `SESSION_OWNER_KEY` (base64, 32 bytes): keys the digest stored as a session's owner
     /// when sessions are encrypted. Required with `SESSION_KEYS`.
     pub owner_key: Option<Vec<u8>>,
+    /// `METRICS=1`: serve the store's metrics on `GET /metrics`.
+    pub metrics: bool,
 }
 
 fn var(name: &str) -> Result<Option<String>> {
@@ -117,6 +119,11 @@ impl Config {
             1 => true,
             n => bail!("SESSION_SERIALIZE={n} is not 0 or 1"),
         };
+        let metrics = match parsed("METRICS", 0u8, "0 or 1")? {
+            0 => false,
+            1 => true,
+            n => bail!("METRICS={n} is not 0 or 1"),
+        };
         let auto_remove = match var("AUTO_REMOVE")?.as_deref() {
             None | Some("native") => AutoRemove::Native,
             Some("interval") => AutoRemove::Interval(REMOVE_INTERVAL),
@@ -172,6 +179,7 @@ impl Config {
             payload_bytes: parsed("PAYLOAD_BYTES", 0usize, "a number of bytes")?,
             session_keys,
             serialize,
+            metrics,
             max_lifetime,
             owner_key,
             bind_session_to_client_cert,

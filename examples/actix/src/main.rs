@@ -12,9 +12,11 @@
 mod client_cert;
 mod config;
 mod input;
+mod metrics;
 mod store;
 mod tls;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::process::ExitCode;
 
 use actix_session::config::{CookieContentSecurity, PersistentSession, TtlExtensionPolicy};
@@ -96,6 +98,13 @@ fn unavailable() -> HttpResponse {
     HttpResponse::ServiceUnavailable()
         .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS))
         .json(json!({ "error": "session store unavailable" }))
+}
+
+/// `GET /metrics` (with `METRICS=1`): the store's metrics in Prometheus' text format.
+async fn render_metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(metrics::CONTENT_TYPE)
+        .body(handle.render())
 }
 
 async fn health() -> HttpResponse {
@@ -312,6 +321,7 @@ fn cookie_key_from(secret: &str) -> anyhow::Result<Option<Key>> {
 async fn run() -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
     let key = cookie_key()?;
+    let metrics = config.metrics.then(metrics::install).transpose()?;
     let store = MongoSessionStore::new(store::build_store(&mut config).await?);
     let ttl = actix_web::cookie::time::Duration::try_from(config.ttl)
         .context("SESSION_TTL_SECS is too large")?;
@@ -346,6 +356,12 @@ async fn run() -> anyhow::Result<()> {
             .app_data(state.clone())
             .route("/health", web::get().to(health))
             .route("/whoami", web::get().to(whoami))
+            .configure(|cfg| {
+                if let Some(handle) = &metrics {
+                    cfg.app_data(web::Data::new(handle.clone()))
+                        .route("/metrics", web::get().to(render_metrics));
+                }
+            })
             .service(with_session("/counter", web::get().to(counter), sessions()))
             .service(with_session("/peek", web::get().to(peek), sessions()))
             .service(with_session("/login", web::post().to(login), sessions()))

@@ -11,6 +11,7 @@ mod client_cert;
 mod config;
 mod https;
 mod input;
+mod metrics;
 mod store;
 mod tls;
 
@@ -24,6 +25,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -252,7 +254,11 @@ async fn store_failure_is_503(response: Response) -> Response {
     response
 }
 
-fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
+fn app(
+    config: &Config,
+    store: MongoSessionStore,
+    metrics: Option<PrometheusHandle>,
+) -> anyhow::Result<Router> {
     let inactivity =
         time::Duration::try_from(config.ttl).context("SESSION_TTL_SECS is too large")?;
     let sessions = SessionManagerLayer::new(store.clone())
@@ -288,16 +294,29 @@ fn app(config: &Config, store: MongoSessionStore) -> anyhow::Result<Router> {
     } else {
         with_sessions
     };
-    Ok(Router::new()
+    let open = Router::new()
         .route("/health", get(health))
-        .route("/whoami", get(whoami))
-        .merge(with_sessions))
+        .route("/whoami", get(whoami));
+    let open = match metrics {
+        Some(handle) => open.route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                    handle.render(),
+                )
+            }),
+        ),
+        None => open,
+    };
+    Ok(open.merge(with_sessions))
 }
 
 async fn run() -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
+    let metrics = config.metrics.then(metrics::install).transpose()?;
     let store = MongoSessionStore::new(store::build_store(&mut config).await?);
-    let app = app(&config, store.clone())?;
+    let app = app(&config, store.clone(), metrics)?;
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -12,9 +12,11 @@ mod config;
 mod front;
 mod https;
 mod input;
+mod metrics;
 mod store;
 mod tls;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::io::Cursor;
 use std::process::ExitCode;
 
@@ -47,6 +49,14 @@ fn reply(status: Status, body: &Value) -> Reply {
 }
 
 type AppResult = Result<Reply, rocket_session_mongo::Error>;
+
+/// `GET /metrics` (with `METRICS=1`): the store's metrics in Prometheus' text format.
+#[get("/metrics")]
+fn render_metrics(handle: &State<PrometheusHandle>) -> (ContentType, String) {
+    let content_type =
+        ContentType::parse_flexible(metrics::CONTENT_TYPE).unwrap_or(ContentType::Plain);
+    (content_type, handle.render())
+}
 
 #[get("/health")]
 fn health() -> Reply {
@@ -204,6 +214,7 @@ fn error(status: Status, _: &Request<'_>) -> Reply {
 
 async fn run() -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
+    let metrics = config.metrics.then(metrics::install).transpose()?;
     let store = store::build_store(&mut config).await?;
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listen_error = || format!("cannot listen on {addr}: set HOST/PORT to a free address");
@@ -241,7 +252,13 @@ async fn run() -> anyhow::Result<()> {
     };
     let front = std::sync::Mutex::new(front);
     let front_certs = certs.clone();
-    rocket::custom(rocket_config)
+    let rocket = match metrics {
+        Some(handle) => rocket::custom(rocket_config)
+            .manage(handle)
+            .mount("/", routes![render_metrics]),
+        None => rocket::custom(rocket_config),
+    };
+    rocket
         .manage(AppState {
             payload_bytes: config.payload_bytes,
         })

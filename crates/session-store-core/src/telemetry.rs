@@ -1,0 +1,116 @@
+//! What operators see of each store operation: an `INFO` span `session_store.<op>` with
+//! its outcome, one `WARN` line per failure, and, with the `metrics` feature, metrics
+//! through the [`metrics`](https://docs.rs/metrics) facade (a no-op until the
+//! application installs a recorder, e.g. `metrics-exporter-prometheus`).
+//!
+//! (The metrics are listed in the crate docs' Telemetry section.)
+
+use std::future::Future;
+
+use tracing::Instrument as _;
+
+use crate::error::Error;
+
+/// One store operation: its name (a metric label) and its span.
+pub(crate) struct Op {
+    pub(crate) name: &'static str,
+    pub(crate) span: tracing::Span,
+}
+
+/// The [`Op`] for `session_store.<name>`.
+macro_rules! op {
+    ($name:literal) => {
+        $crate::telemetry::Op {
+            name: $name,
+            span: tracing::info_span!(
+                concat!("session_store.", $name),
+                outcome = tracing::field::Empty
+            ),
+        }
+    };
+}
+pub(crate) use op;
+
+/// Runs one store operation inside its span, records its outcome (span field and
+/// metrics) and logs a failure once, at `WARN`.
+pub(crate) async fn traced<T>(
+    op: Op,
+    fut: impl Future<Output = Result<(T, &'static str), Error>>,
+) -> Result<T, Error> {
+    #[cfg(feature = "metrics")]
+    let started = std::time::Instant::now();
+    let result = fut.instrument(op.span.clone()).await;
+    let outcome: &'static str = match &result {
+        Ok((_, outcome)) => outcome,
+        Err(e) => {
+            tracing::warn!(
+                parent: &op.span,
+                operation = op.name,
+                error = %crate::error_chain(e),
+                "session store operation failed"
+            );
+            #[cfg(feature = "metrics")]
+            metrics::counter!(
+                "session_store_errors_total",
+                "operation" => op.name,
+                "kind" => error_kind(e)
+            )
+            .increment(1);
+            "error"
+        }
+    };
+    op.span.record("outcome", outcome);
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!(
+            "session_store_operations_total",
+            "operation" => op.name,
+            "outcome" => outcome
+        )
+        .increment(1);
+        metrics::histogram!(
+            "session_store_operation_duration_seconds",
+            "operation" => op.name
+        )
+        .record(started.elapsed());
+    }
+    result.map(|(value, _)| value)
+}
+
+#[cfg(feature = "metrics")]
+fn error_kind(e: &Error) -> &'static str {
+    match e {
+        Error::Backend { .. } => "unavailable",
+        Error::Busy { .. } => "busy",
+        Error::Contention { .. } => "contention",
+        Error::Encode(_) => "encode",
+        Error::Encrypt(_) => "encrypt",
+        Error::InvalidOption { .. } => "invalid_option",
+        Error::IdCollision { .. } => "id_collision",
+    }
+}
+
+/// Counts `n` expired sessions deleted, in `session_store_expired_deleted_total` (with
+/// the `metrics` feature; otherwise nothing). The store counts what
+/// [`SessionStore::delete_expired`](crate::SessionStore::delete_expired) deletes; a
+/// [`DocumentBackend`](crate::DocumentBackend) that deletes expired documents on its own
+/// schedule (an interval reaper) calls this.
+pub fn record_expired_deleted(n: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("session_store_expired_deleted_total").increment(n);
+    #[cfg(not(feature = "metrics"))]
+    let _ = n;
+}
+
+/// Counts one use of an encryption key.
+pub(crate) fn key_used(key_id: &str, use_: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(
+        "session_store_key_uses_total",
+        "key_id" => key_id.to_owned(),
+        "use" => use_
+    )
+    .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (key_id, use_);
+}
