@@ -40,6 +40,7 @@ pub struct SessionStoreBuilder<B> {
     subscribers: Subscribers,
     serialize: bool,
     require_binding: bool,
+    raw_id_fallback: bool,
     max_lifetime: Option<std::time::Duration>,
     owner_key: Option<Vec<u8>>,
     max_sessions_per_owner: Option<usize>,
@@ -63,6 +64,7 @@ impl<B> std::fmt::Debug for SessionStoreBuilder<B> {
             .field("subscribers", &self.subscribers)
             .field("serialize", &self.serialize)
             .field("require_binding", &self.require_binding)
+            .field("raw_id_fallback", &self.raw_id_fallback)
             .field("max_lifetime", &self.max_lifetime)
             .field("owner_key", &self.owner_key.is_some())
             .field("max_sessions_per_owner", &self.max_sessions_per_owner)
@@ -88,6 +90,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
             subscribers: Subscribers::default(),
             serialize: false,
             require_binding: false,
+            raw_id_fallback: false,
             max_lifetime: None,
             owner_key: None,
             max_sessions_per_owner: None,
@@ -142,6 +145,19 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
     /// access to the database yields no usable cookie.
     pub fn id_at_rest(mut self, mode: IdAtRest) -> Self {
         self.id_at_rest = mode;
+        self
+    }
+
+    /// For a collection whose sessions were stored under their raw ids (written with
+    /// [`IdAtRest::Raw`](crate::IdAtRest::Raw), or by connect-mongo) before ids were
+    /// hashed: a session not found under its hashed key is looked up under its raw id
+    /// and, found, moved to the hashed key (same data, expiry and times) on that first
+    /// load, so nobody is logged out by the switch. [`destroy`](crate::SessionStore::destroy)
+    /// then deletes both keys, so a logout racing the move stays final. Costs one more
+    /// read for each unknown id: turn it off once the raw ids have expired. Default:
+    /// `false`.
+    pub fn raw_id_fallback(mut self, on: bool) -> Self {
+        self.raw_id_fallback = on;
         self
     }
 
@@ -300,6 +316,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 subscribers: self.subscribers,
                 serialize,
                 require_binding: self.require_binding,
+                raw_id_fallback: self.raw_id_fallback,
                 max_lifetime,
                 max_sessions_per_owner: self.max_sessions_per_owner,
                 owner_key: self.owner_key.as_deref().map(crate::owner::digest_key),

@@ -97,6 +97,7 @@ pub(crate) struct Inner<B> {
     pub(crate) subscribers: Subscribers,
     pub(crate) serialize: Option<Serialize>,
     pub(crate) require_binding: bool,
+    pub(crate) raw_id_fallback: bool,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) owner_key: Option<ring::hmac::Key>,
     pub(crate) max_sessions_per_owner: Option<usize>,
@@ -135,6 +136,7 @@ impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
             .field("subscribers", &i.subscribers)
             .field("serialize", &i.serialize)
             .field("require_binding", &i.require_binding)
+            .field("raw_id_fallback", &i.raw_id_fallback)
             .field("max_lifetime", &i.max_lifetime)
             .field("owner_key", &i.owner_key.is_some())
             .finish_non_exhaustive()
@@ -324,6 +326,9 @@ impl<B: DocumentBackend> SessionStore<B> {
                 _ => (self.find(&key, "load").await?, held),
             };
             let Some(doc) = doc else {
+                if self.adopt_raw_id(id, &key).await? {
+                    return Ok((Box::pin(self.load(id)).await?, "adopted"));
+                }
                 return Ok((None, "miss"));
             };
             let mut version = doc.version.unwrap_or(0);
@@ -437,6 +442,109 @@ impl<B: DocumentBackend> SessionStore<B> {
                 version
             }
         }
+    }
+
+    /// The raw storage key to also look at for `id` when `raw_id_fallback` is on and it
+    /// differs from `key` (not for bound sessions: they were never stored raw).
+    fn raw_key(&self, id: &str, key: &str) -> Option<String> {
+        if !self.inner.raw_id_fallback || key.starts_with(BOUND_KEY_PREFIX) {
+            return None;
+        }
+        let raw = match self.inner.id_at_rest {
+            IdAtRest::Raw => return None,
+            IdAtRest::Sha256 => match &self.inner.transform_id {
+                Some(f) => f(id),
+                None => id.to_owned(),
+            },
+        };
+        (raw != key).then_some(raw)
+    }
+
+    /// Moves a live session stored under `id`'s raw key to `key` (see
+    /// [`raw_id_fallback`](SessionStoreBuilder::raw_id_fallback)): insert under `key`,
+    /// then delete the raw document; if that was gone meanwhile (a logout deleted it),
+    /// the copy is deleted again. `true` when a session is now under `key` (moved here or
+    /// by a concurrent request).
+    async fn adopt_raw_id(&self, id: &str, key: &str) -> Result<bool, Error> {
+        let Some(raw) = self.raw_key(id, key) else {
+            return Ok(false);
+        };
+        let backend = &self.inner.backend;
+        let now = self.now();
+        let Some(found) = backend
+            .find(&raw, now)
+            .await
+            .map_err(|e| backend_error("load", e))?
+        else {
+            return Ok(false);
+        };
+        let mut moved = found.clone();
+        let Ok(Some((session, _))) = self.decode(found, now) else {
+            return Ok(false);
+        };
+        moved.key = key.to_owned();
+        moved.session = Some(self.encode(&session.data, key)?);
+        moved.lease_token = None;
+        moved.lease_until = None;
+        let inserted = backend
+            .insert(&moved)
+            .await
+            .map_err(|e| backend_error("load", e))?;
+        if inserted == InsertOutcome::DuplicateKey {
+            return Ok(true);
+        }
+        if !backend
+            .delete(&raw)
+            .await
+            .map_err(|e| backend_error("load", e))?
+        {
+            backend
+                .delete(key)
+                .await
+                .map_err(|e| backend_error("load", e))?;
+            return Ok(false);
+        }
+        tracing::debug!("moved a session from its raw id to its hashed key");
+        Ok(true)
+    }
+
+    /// Stores a session brought over from another store under its existing `id`, with
+    /// its data and expiry, unless a session has that id already. Returns whether it was
+    /// stored. For migrations: a framework adapter that reads another store's documents
+    /// imports each on first use.
+    pub async fn import(
+        &self,
+        id: &str,
+        data: &SessionData,
+        expires: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        traced(op!("import"), async {
+            let Some(key) = self.key_for(id) else {
+                return Ok((false, "unbound"));
+            };
+            let now = self.now();
+            let mut doc = StoredDocument::new(key);
+            doc.expires = Some(expires);
+            doc.last_modified = self.last_modified(now);
+            doc.created_at =
+                (self.inner.timestamps || self.inner.max_lifetime.is_some()).then_some(now);
+            doc.updated_at = self.updated_at(now);
+            doc.session = Some(self.encode(data, &doc.key)?);
+            let outcome = self
+                .inner
+                .backend
+                .insert(&doc)
+                .await
+                .map_err(|e| backend_error("import", e))?;
+            Ok(match outcome {
+                InsertOutcome::Inserted => {
+                    self.emit(SessionEvent::Created { key: doc.key });
+                    (true, "created")
+                }
+                InsertOutcome::DuplicateKey => (false, "exists"),
+            })
+        })
+        .await
     }
 
     /// Validates and decodes a stored document, with its stored times and owner;
@@ -588,12 +696,24 @@ impl<B: DocumentBackend> SessionStore<B> {
             let Some(key) = self.key_for(id) else {
                 return Ok(((), "unbound"));
             };
+            // The raw key first: a move under way (`adopt_raw_id`) then finds it gone
+            // and undoes itself.
+            let raw_existed = match self.raw_key(id, &key) {
+                Some(raw) => self
+                    .inner
+                    .backend
+                    .delete(&raw)
+                    .await
+                    .map_err(|e| backend_error("destroy", e))?,
+                None => false,
+            };
             let existed = self
                 .inner
                 .backend
                 .delete(&key)
                 .await
-                .map_err(|e| backend_error("destroy", e))?;
+                .map_err(|e| backend_error("destroy", e))?
+                || raw_existed;
             if let Some(scope) = RequestScope::current() {
                 scope.gone(&key, existed);
             }

@@ -76,7 +76,9 @@ macro_rules! backend_conformance {
             handles_are_not_cookies,
             rotation_keeps_the_owner,
             owner_is_unreadable_with_a_cipher,
-            sessions_per_owner_are_capped
+            sessions_per_owner_are_capped,
+            raw_ids_are_adopted_on_first_load,
+            logout_racing_raw_id_adoption_is_final
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -101,6 +103,7 @@ macro_rules! backend_conformance {
 mod binding;
 mod encryption;
 mod lifetime;
+mod migration;
 mod overlap;
 mod owners;
 
@@ -113,6 +116,7 @@ pub use owners::{
 };
 
 pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_unbound_requests};
+pub use migration::{logout_racing_raw_id_adoption_is_final, raw_ids_are_adopted_on_first_load};
 
 use encryption::ring;
 pub use encryption::{
