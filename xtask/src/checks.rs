@@ -42,9 +42,17 @@ pub(crate) fn run() -> Result<bool> {
             &[],
         ),
         // Broken or private intra-doc links in a library fail, so every option table
-        // links to a real item on docs.rs (binaries document private items anyway).
+        // links to a real item on docs.rs (which documents all features; binaries
+        // document private items anyway).
         (
-            &["doc", "--locked", "--workspace", "--no-deps", "--lib"],
+            &[
+                "doc",
+                "--locked",
+                "--workspace",
+                "--all-features",
+                "--no-deps",
+                "--lib",
+            ],
             &[(
                 "RUSTDOCFLAGS",
                 "-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links",

@@ -62,6 +62,11 @@
 //! | [`serialize_requests`](SessionStoreBuilder::serialize_requests) | — | off | requests on one session run one at a time across all processes (a lease in the document) |
 //! | [`lease_duration`](SessionStoreBuilder::lease_duration) | — | 10 s | how long a request's lease lasts (bounds a crashed holder) |
 //! | [`lease_wait`](SessionStoreBuilder::lease_wait) | — | 5 s | how long a request waits for its turn before [`Error::Busy`] |
+//! | [`max_lifetime`](SessionStoreBuilder::max_lifetime) | — | none | absolute lifetime from creation, whatever the activity; an id rotation keeps the creation time |
+//! | [`owner_key`](SessionStoreBuilder::owner_key) | — | none | secret (≥ 32 bytes) keying the stored `owner` digest; required for owners with a `cipher` |
+//! | [`max_sessions_per_owner`](SessionStoreBuilder::max_sessions_per_owner) | — | none | a login beyond it ends the owner's oldest sessions |
+//! | [`require_binding`](SessionStoreBuilder::require_binding) | — | off | a request without a [`SessionBinding`] gets no session at all |
+//! | [`raw_id_fallback`](SessionStoreBuilder::raw_id_fallback) | — | off | a session stored under its raw id (connect-mongo, `IdAtRest::Raw`) loads and moves to its hashed key on first use |
 //!
 //! Backend options (collection, database, write concern, operation timeout) belong to
 //! the backend, e.g. `session_store_mongo::MongoBackend::builder`.

@@ -64,6 +64,14 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 //!
+//! # Moving from tower-sessions-mongodb-store
+//!
+//! With the `migrate-mongodb-store` feature,
+//! [`migrate_from_mongodb_store`](TowerStore::migrate_from_mongodb_store) serves the
+//! sessions that store wrote (same cookie, the tower-sessions id): each is moved here on
+//! its first use, and a logout deletes it in both stores, so nobody is logged out by the
+//! switch.
+//!
 //! # Behaviour
 //!
 //! | tower-sessions call | what the store does |
@@ -98,6 +106,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "migrate-mongodb-store")]
+mod legacy;
 mod scope;
 
 use std::collections::HashMap;
@@ -121,6 +131,8 @@ pub use crate::scope::{SessionScope, SessionScopeLayer};
 /// A tower-sessions store over any [`DocumentBackend`].
 pub struct TowerStore<B> {
     store: SessionStore<B>,
+    #[cfg(feature = "migrate-mongodb-store")]
+    legacy: Option<legacy::Legacy>,
 }
 
 /// The ready-made MongoDB store for tower-sessions.
@@ -130,6 +142,8 @@ impl<B> Clone for TowerStore<B> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
+            #[cfg(feature = "migrate-mongodb-store")]
+            legacy: self.legacy.clone(),
         }
     }
 }
@@ -172,7 +186,29 @@ impl<B: DocumentBackend> TowerStore<B> {
     /// Wraps a built [`SessionStore`].
     #[must_use]
     pub fn new(store: SessionStore<B>) -> Self {
-        Self { store }
+        Self {
+            store,
+            #[cfg(feature = "migrate-mongodb-store")]
+            legacy: None,
+        }
+    }
+
+    /// Also serves the sessions `tower-sessions-mongodb-store` wrote to `collection`
+    /// (its `sessions` collection), so switching stores logs nobody out: a session this
+    /// store does not have is looked up there and, unexpired, moved here under the same
+    /// id on its first use (the old document is deleted); a logout deletes it in both.
+    /// Remove the call once the old sessions have expired (each unknown id costs one more
+    /// read until then). Feature `migrate-mongodb-store`.
+    #[cfg(feature = "migrate-mongodb-store")]
+    #[must_use]
+    pub fn migrate_from_mongodb_store(
+        mut self,
+        collection: session_store_mongo::mongodb::Collection<
+            session_store_mongo::mongodb::bson::Document,
+        >,
+    ) -> Self {
+        self.legacy = Some(legacy::Legacy { collection });
+        self
     }
 
     /// The core store, for `count`, `all`, `clear` and `close`.
@@ -234,6 +270,24 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
             .load(&id.to_string())
             .await
             .map_err(to_tower_error)?;
+        #[cfg(feature = "migrate-mongodb-store")]
+        let loaded = match (loaded, &self.legacy) {
+            (None, Some(legacy)) => {
+                if legacy
+                    .adopt(&self.store, id)
+                    .await
+                    .map_err(to_tower_error)?
+                {
+                    self.store
+                        .load(&id.to_string())
+                        .await
+                        .map_err(to_tower_error)?
+                } else {
+                    None
+                }
+            }
+            (loaded, _) => loaded,
+        };
         Ok(loaded.map(|s| Record {
             id: *id,
             data: s.data.into_iter().collect(),
@@ -242,6 +296,11 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        // The old store's document first: a move under way then undoes itself.
+        #[cfg(feature = "migrate-mongodb-store")]
+        if let Some(legacy) = &self.legacy {
+            legacy.forget(id).await.map_err(to_tower_error)?;
+        }
         self.store
             .destroy(&id.to_string())
             .await
