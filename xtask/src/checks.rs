@@ -70,6 +70,9 @@ pub(crate) fn run() -> Result<bool> {
         if args[0] == "deny" && !install_cargo_deny()? {
             return Ok(false);
         }
+        if args[0] == "package" {
+            forget_packaged_sources()?;
+        }
         eprintln!("xtask: cargo {}", args.join(" "));
         let mut cmd = cargo();
         cmd.args(args);
@@ -81,6 +84,43 @@ pub(crate) fn run() -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// Deletes cargo's unpacked copies of earlier packagings of our crates. `cargo package`
+/// verifies each crate against the others through a local registry and unpacks them
+/// under `$CARGO_HOME/registry/src/-<hash>/<name>-<version>`; with an unchanged version
+/// a later run reuses that stale copy instead of the crate just packaged.
+fn forget_packaged_sources() -> Result<()> {
+    let cargo_home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
+            .join(".cargo"),
+    };
+    let Ok(registries) = std::fs::read_dir(cargo_home.join("registry/src")) else {
+        return Ok(());
+    };
+    for registry in registries {
+        let registry = registry?.path();
+        // Local registries have no name, only a hash: `-<hash>`.
+        if !registry
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('-'))
+        {
+            continue;
+        }
+        for entry in std::fs::read_dir(&registry)? {
+            let path = entry?.path();
+            let ours = path.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                PUBLISHED.iter().any(|c| n.starts_with(&format!("{c}-")))
+            });
+            if ours {
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn install_cargo_deny() -> Result<bool> {
