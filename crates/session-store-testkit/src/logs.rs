@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::instrument::WithSubscriber as _;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 /// Where the captured lines go.
 #[derive(Clone, Default)]
@@ -26,27 +27,22 @@ impl std::io::Write for Sink {
 /// Runs `fut` with a subscriber of its own and returns its output and every event it
 /// logged at `WARN` or above, one per line (no colours).
 pub async fn warnings_of<F: Future>(fut: F) -> (F::Output, String) {
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let output = fut.with_subscriber(subscriber).await;
-    let text = String::from_utf8_lossy(&sink.0.lock().unwrap_or_else(PoisonError::into_inner))
-        .into_owned();
-    (output, text)
+    captured(fut, tracing::Level::WARN, FmtSpan::NONE).await
 }
 
 /// Runs `fut` with a subscriber of its own and returns its output and a line for every
 /// `INFO` (or higher) span it closed, with the span's fields (no colours).
 pub async fn spans_of<F: Future>(fut: F) -> (F::Output, String) {
+    captured(fut, tracing::Level::INFO, FmtSpan::CLOSE).await
+}
+
+/// What `fut` logged at `level` or above, with `spans` events, as text.
+async fn captured<F: Future>(fut: F, level: tracing::Level, spans: FmtSpan) -> (F::Output, String) {
     let sink = Sink::default();
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_max_level(level)
+        .with_span_events(spans)
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
