@@ -12,8 +12,7 @@ use rocket::{Build, Orbit, Response, Rocket};
 use session_store_core::SessionStore;
 use session_store_mongo::MongoBackend;
 
-use crate::fairing::close_on_shutdown;
-use crate::managed::{CookieSettings, Managed};
+use crate::managed::{close_on_shutdown, CookieSettings, Managed};
 
 /// The figment key the configuration is read from: `[default.sessions]` in
 /// `Rocket.toml`.

@@ -5,17 +5,11 @@ use std::sync::Arc;
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::SameSite;
 use rocket::request::Request;
-use rocket::{Build, Orbit, Response, Rocket};
+use rocket::{Build, Response, Rocket};
 use session_store_core::{DocumentBackend, SessionStore};
 use session_store_mongo::MongoBackend;
 
 use crate::managed::{CookieSettings, Managed};
-
-/// The default session cookie name.
-pub const DEFAULT_COOKIE_NAME: &str = "sid";
-/// Seconds a client is told to wait (`Retry-After`) when saving a session fails.
-pub const RETRY_AFTER_SECS: u32 = 5;
-pub(crate) const UNAVAILABLE_BODY: &str = r#"{"error":"session store unavailable"}"#;
 
 /// The fairing that puts a built store at the [`Session`](crate::Session) guard's
 /// disposal and saves sessions after each request; attach one per Rocket instance. To
@@ -118,14 +112,5 @@ impl<B: DocumentBackend> Fairing for SessionFairing<B> {
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         self.managed.respond(req, res).await;
-    }
-}
-
-/// Closes the store when Rocket shuts down (for fairings that own it).
-pub(crate) async fn close_on_shutdown(rocket: &Rocket<Orbit>) {
-    if let Some(managed) = rocket.state::<Managed>() {
-        if let Err(e) = managed.store.close().await {
-            tracing::warn!(error = %session_store_core::error_chain(&e), "closing the session store failed");
-        }
     }
 }

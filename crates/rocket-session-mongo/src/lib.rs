@@ -126,7 +126,6 @@ pub use session_store_mongo as mongo;
 
 pub use crate::config::{init, Initializer, CONFIG_KEY};
 pub use crate::error::Error;
-pub use crate::fairing::{
-    MongoSessionFairing, SessionFairing, DEFAULT_COOKIE_NAME, RETRY_AFTER_SECS,
-};
+pub use crate::fairing::{MongoSessionFairing, SessionFairing};
 pub use crate::guard::Session;
+pub use crate::managed::{DEFAULT_COOKIE_NAME, RETRY_AFTER_SECS};

@@ -16,8 +16,13 @@ use session_store_core::{
     SessionStore,
 };
 
-use crate::fairing::{RETRY_AFTER_SECS, UNAVAILABLE_BODY};
 use crate::request::{lock, scope, Action, Slot, State};
+
+/// The default session cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "sid";
+/// Seconds a client is told to wait (`Retry-After`) when saving a session fails.
+pub const RETRY_AFTER_SECS: u32 = 5;
+const UNAVAILABLE_BODY: &str = r#"{"error":"session store unavailable"}"#;
 
 /// Cookie values longer than this are not session ids: they are ignored without a
 /// database round trip.
@@ -99,7 +104,7 @@ pub(crate) struct CookieSettings {
 impl Default for CookieSettings {
     fn default() -> Self {
         Self {
-            name: crate::DEFAULT_COOKIE_NAME.to_owned(),
+            name: DEFAULT_COOKIE_NAME.to_owned(),
             secure: true,
             same_site: SameSite::Lax,
             domain: None,
@@ -243,5 +248,14 @@ impl Managed {
             cookie.set_domain(domain.clone());
         }
         cookie
+    }
+}
+
+/// Closes the store when Rocket shuts down (for fairings that own it).
+pub(crate) async fn close_on_shutdown(rocket: &rocket::Rocket<rocket::Orbit>) {
+    if let Some(managed) = rocket.state::<Managed>() {
+        if let Err(e) = managed.store.close().await {
+            tracing::warn!(error = %session_store_core::error_chain(&e), "closing the session store failed");
+        }
     }
 }

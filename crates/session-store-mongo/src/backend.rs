@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use mongodb::bson::{doc, Document};
-use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, Hint, ReturnDocument, WriteConcern};
 use mongodb::{Client, Collection};
 use session_store_core::time::OffsetDateTime;
@@ -19,7 +18,7 @@ use session_store_core::{
 use tokio::task::AbortHandle;
 use tracing::Instrument as _;
 
-use crate::codes::{DUPLICATE_KEY, MAX_TIME_MS_EXPIRED};
+use crate::codes::{command_code, DUPLICATE_KEY, MAX_TIME_MS_EXPIRED};
 use crate::convert::{self, EXPIRES};
 use crate::error::MongoError;
 
@@ -127,14 +126,6 @@ fn failed(
         } else {
             MongoError::Driver { operation, source }
         }
-    }
-}
-
-pub(crate) fn command_code(e: &mongodb::error::Error) -> Option<i32> {
-    match e.kind.as_ref() {
-        ErrorKind::Command(c) => Some(c.code),
-        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
-        _ => None,
     }
 }
 

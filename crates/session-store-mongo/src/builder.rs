@@ -10,7 +10,8 @@ use mongodb::options::{
 };
 use mongodb::Client;
 
-use crate::backend::{bounded, command_code, Inner, MongoBackend};
+use crate::backend::{bounded, Inner, MongoBackend};
+use crate::codes::command_code;
 use crate::codes::UNAUTHORIZED;
 use crate::diagnosis::{self, Diagnosis};
 use crate::error::MongoError;

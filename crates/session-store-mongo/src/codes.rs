@@ -1,4 +1,7 @@
-//! The MongoDB server error codes the backend reacts to, by name.
+//! The MongoDB server error codes the backend reacts to, by name, and how to read one
+//! from a driver error.
+
+use mongodb::error::{ErrorKind, WriteFailure};
 
 /// `DuplicateKey`: an insert found the `_id` taken.
 pub(crate) const DUPLICATE_KEY: i32 = 11000;
@@ -15,3 +18,12 @@ pub(crate) const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
 pub(crate) const AUTHENTICATION_FAILED: i32 = 18;
 /// `MaxTimeMSExpired`: the server gave up at the operation's `maxTimeMS`.
 pub(crate) const MAX_TIME_MS_EXPIRED: i32 = 50;
+
+/// The server's error code in a driver error, when the server answered with one.
+pub(crate) fn command_code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        _ => None,
+    }
+}

@@ -91,7 +91,7 @@ impl MongoError {
     pub(crate) fn error_type(&self) -> String {
         match self {
             Self::Timeout { .. } | Self::IndexTimeout { .. } => "timeout".to_owned(),
-            Self::Driver { source, .. } => crate::backend::command_code(source)
+            Self::Driver { source, .. } => crate::codes::command_code(source)
                 .map_or_else(|| "driver".to_owned(), |code| code.to_string()),
             _ => "_OTHER".to_owned(),
         }

@@ -46,7 +46,7 @@ async fn captured<F: Future>(fut: F, level: tracing::Level, spans: FmtSpan) -> (
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let output = fut.with_subscriber(subscriber).await;
+    let output = Box::pin(fut).with_subscriber(subscriber).await;
     let text = String::from_utf8_lossy(&sink.0.lock().unwrap_or_else(PoisonError::into_inner))
         .into_owned();
     (output, text)
