@@ -95,6 +95,9 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     if !store_only {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| project_root().join("target"), PathBuf::from);
+        // The floor: the examples' MongoDB work, raw driver, no session library.
+        let floor = target.join("release").join("bench-floor");
+        http_args.extend(["--server".to_owned(), format!("floor={}", floor.display())]);
         for (name, package) in Framework::ALL.map(|f| (f.name(), f.package())) {
             let bin = target.join("release").join(package);
             http_args.extend(["--server".to_owned(), format!("{name}={}", bin.display())]);

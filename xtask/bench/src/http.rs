@@ -7,6 +7,9 @@
 //! (nothing changes and `TOUCH_AFTER_SECS` is an hour: no write expected). Writes per
 //! request come from the server's `opcounters`; peak RSS is the server's `VmHWM` after
 //! both runs. Rounds alternate the order of the servers; req/s is the median over rounds.
+//! The `floor` server (src/bin/floor.rs: the same MongoDB work with the raw driver and no
+//! session library) is the reference: each server's req/s is also given as a ratio to
+//! it, from the same rounds.
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -336,26 +339,31 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
     }
     let _ = std::fs::remove_dir_all(&work);
 
-    let baseline = servers
-        .iter()
-        .position(|s| s.name == "express")
-        .and_then(|i| median_by(&results[i].counter, |l| l.rps));
+    let median_of = |name: &str, pick: fn(&Results) -> &Vec<Load>| {
+        servers
+            .iter()
+            .position(|s| s.name == name)
+            .and_then(|i| median_by(pick(&results[i]), |l| l.rps))
+    };
+    let express = median_of("express", |r| &r.counter);
+    let floor_counter = median_of("floor", |r| &r.counter);
+    let floor_peek = median_of("floor", |r| &r.peek);
+    let ratio = |load: Load, base: Option<Load>| match base {
+        Some(b) if b.rps > 0.0 => format!("{:.2}x", load.rps / b.rps),
+        _ => "n/a".to_owned(),
+    };
     let mut table = String::from(
-        "| server | /counter req/s | /counter p99 ms | writes/req | /peek req/s | /peek p99 ms | writes/req | peak RSS MiB | start-up ms | /counter vs Express |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| server | /counter req/s | /counter p99 ms | writes/req | /peek req/s | /peek p99 ms | writes/req | peak RSS MiB | start-up ms | /counter vs floor | /peek vs floor | /counter vs Express |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for (server, res) in servers.iter().zip(&results) {
         let c = median_by(&res.counter, |l| l.rps).unwrap_or_default();
         let p = median_by(&res.peek, |l| l.rps).unwrap_or_default();
         let rss = res.rss_kib.iter().max().copied().unwrap_or(0);
         let startup = median_by(&res.startup, Duration::as_secs_f64).unwrap_or_default();
-        let versus = match baseline {
-            Some(b) if server.name != "express" => format!("**{:.1}x**", c.rps / b.rps),
-            _ => "1.0x".to_owned(),
-        };
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {versus} |",
+            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {} | {} | {} |",
             server.name,
             c.rps,
             c.p99_us as f64 / 1000.0,
@@ -365,6 +373,9 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
             p.writes_per_request,
             rss as f64 / 1024.0,
             startup.as_secs_f64() * 1000.0,
+            ratio(c, floor_counter),
+            ratio(p, floor_peek),
+            ratio(c, express),
         );
     }
     Ok(table)
