@@ -36,10 +36,13 @@ commands:
                                  the MongoDB backend's suites with bson 3, and the
                                  matrix cell 4.4.2 x oldest driver x standalone; every
                                  build --locked
-  bench [--quick] [--rounds 3] [--only store|http] [--seconds 10] [--connections 64]
+  bench [--quick] [--rounds 3] [--only store|http|scale] [--sizes 10000,100000,1000000]
+        [--seconds 10] [--connections 64]
                                  start a throwaway mongod; benchmark the store against the raw
-                                 driver, and each example (and Express + connect-mongo) over
-                                 HTTP under wrk; write target/bench/latest.md
+                                 driver, each example (and the floor server, Express +
+                                 connect-mongo) over HTTP under wrk, and the floor and Axum
+                                 with many stored sessions (scale); write
+                                 target/bench/latest.md
   fuzz [--cases 50000]           the property tests (stored documents, cookies, envelopes,
                                  SESSION_KEYS, connection strings, error texts) with many
                                  cases each; no mongod needed
@@ -80,8 +83,10 @@ pub(crate) enum Task {
 pub(crate) struct Bench {
     pub(crate) quick: bool,
     pub(crate) rounds: Option<u32>,
-    /// `store` or `http`.
+    /// `store`, `http` or `scale`.
     pub(crate) only: Option<String>,
+    /// The scale part's stored-session counts, as given (`10000,100000`).
+    pub(crate) sizes: Option<String>,
     pub(crate) seconds: Option<u32>,
     pub(crate) connections: Option<u32>,
 }
@@ -101,6 +106,7 @@ impl Bench {
         let values = [
             ("--rounds", self.rounds.map(|n| n.to_string())),
             ("--only", self.only.clone()),
+            ("--sizes", self.sizes.clone()),
             ("--seconds", self.seconds.map(|n| n.to_string())),
             ("--connections", self.connections.map(|n| n.to_string())),
         ];
@@ -276,17 +282,34 @@ pub(crate) fn parse(args: &[String]) -> Result<Task> {
         ["bench"] => {
             let o = Options::parse(
                 rest,
-                &["--rounds", "--only", "--seconds", "--connections"],
+                &[
+                    "--rounds",
+                    "--only",
+                    "--sizes",
+                    "--seconds",
+                    "--connections",
+                ],
                 &["--quick"],
             )?;
             let only = o.value("--only").map(str::to_owned);
-            if let Some(other) = only.as_deref().filter(|o| !matches!(*o, "store" | "http")) {
-                bail!("--only {other}: use store or http");
+            if let Some(other) = only
+                .as_deref()
+                .filter(|o| !matches!(*o, "store" | "http" | "scale"))
+            {
+                bail!("--only {other}: use store, http or scale");
+            }
+            let sizes = o.value("--sizes").map(str::to_owned);
+            if let Some(bad) = sizes.as_deref().filter(|l| {
+                l.split(',')
+                    .any(|n| n.trim().parse::<u64>().map_or(true, |n| n == 0))
+            }) {
+                bail!("--sizes {bad}: positive numbers separated by commas");
             }
             Task::Bench(Bench {
                 quick: o.switch("--quick"),
                 rounds: o.number("--rounds")?,
                 only,
+                sizes,
                 seconds: o.number("--seconds")?,
                 connections: o.number("--connections")?,
             })
@@ -385,7 +408,8 @@ mod tests {
             ("mongod up --tls --scram", "choose one of"),
             ("mongod down now", "unexpected argument `now`"),
             ("ci --fast", "unexpected argument `--fast`"),
-            ("bench --only disk", "--only disk: use store or http"),
+            ("bench --only disk", "--only disk: use store, http or scale"),
+            ("bench --sizes 10,x", "--sizes 10,x: positive numbers"),
             ("bench --rounds many", "--rounds many is not a valid number"),
             (
                 "test-matrix --frameworks axum,flask",

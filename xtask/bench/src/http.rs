@@ -82,10 +82,10 @@ pub(crate) struct Setup {
 
 /// One wrk run.
 #[derive(Clone, Copy, Default)]
-struct Load {
-    rps: f64,
-    p99_us: u64,
-    writes_per_request: f64,
+pub(crate) struct Load {
+    pub rps: f64,
+    pub p99_us: u64,
+    pub writes_per_request: f64,
 }
 
 #[derive(Default)]
@@ -139,13 +139,13 @@ fn get(port: u16, path: &str, cookie: Option<&str>) -> Result<(u16, Option<Strin
 
 /// Starts `server` and waits for its first `/health` answer; returns the process and the
 /// time that took.
-fn start(server: &Server, setup: &Setup, port: u16, log: &Path) -> Result<(Child, Duration)> {
-    let database = format!(
-        "bench_http_{}",
-        server
-            .name
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-    );
+fn start(
+    server: &Server,
+    setup: &Setup,
+    database: &str,
+    port: u16,
+    log: &Path,
+) -> Result<(Child, Duration)> {
     let uri = match setup.uri.split_once('?') {
         Some((base, query)) => format!("{}/{database}?{query}", base.trim_end_matches('/')),
         None => format!("{}/{database}", setup.uri.trim_end_matches('/')),
@@ -273,17 +273,26 @@ async fn load(
     })
 }
 
-/// One round for one server.
-async fn round(
+/// What one server did in one round.
+pub(crate) struct Measured {
+    pub counter: Load,
+    pub peek: Load,
+    pub rss_kib: u64,
+    pub startup: Duration,
+}
+
+/// Starts `server` on `database`, creates one session per connection, runs wrk on
+/// `/counter` and then on `/peek`, and stops it.
+pub(crate) async fn measure(
     server: &Server,
     setup: &Setup,
     db: &Database,
+    database: &str,
     work: &Path,
-    results: &mut Results,
-) -> Result<()> {
+) -> Result<Measured> {
     let port = free_port()?;
     let log = work.join(format!("{}.log", server.name));
-    let (child, startup) = start(server, setup, port, &log)?;
+    let (child, startup) = start(server, setup, database, port, &log)?;
     let outcome = async {
         let mut cookies = String::new();
         for _ in 0..setup.connections {
@@ -295,6 +304,7 @@ async fn round(
         let file = work.join(format!("{}.cookies", server.name));
         std::fs::write(&file, &cookies)?;
         let script = work.join("session.lua");
+        std::fs::write(&script, SCRIPT)?;
         let counter = load(setup, db, port, "/counter", &file, &script).await?;
         // The sessions were kept: the first one has counted past its creation.
         let first = cookies.lines().next().unwrap_or_default();
@@ -304,17 +314,38 @@ async fn round(
             "after the /counter run, /peek of the first session says {body}: sessions were not kept"
         );
         let peek = load(setup, db, port, "/peek", &file, &script).await?;
-        let rss = peak_rss_kib(child.id())?;
-        Ok::<_, anyhow::Error>((counter, peek, rss))
+        let rss_kib = peak_rss_kib(child.id())?;
+        Ok::<_, anyhow::Error>(Measured {
+            counter,
+            peek,
+            rss_kib,
+            startup,
+        })
     }
     .await;
     stop(child);
-    let (counter, peek, rss) =
-        outcome.with_context(|| format!("{} (log: {})", server.name, log.display()))?;
-    results.counter.push(counter);
-    results.peek.push(peek);
-    results.rss_kib.push(rss);
-    results.startup.push(startup);
+    outcome.with_context(|| format!("{} (log: {})", server.name, log.display()))
+}
+
+/// One round for one server, on a database of its own.
+async fn round(
+    server: &Server,
+    setup: &Setup,
+    db: &Database,
+    work: &Path,
+    results: &mut Results,
+) -> Result<()> {
+    let database = format!(
+        "bench_http_{}",
+        server
+            .name
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let m = measure(server, setup, db, &database, work).await?;
+    results.counter.push(m.counter);
+    results.peek.push(m.peek);
+    results.rss_kib.push(m.rss_kib);
+    results.startup.push(m.startup);
     Ok(())
 }
 
@@ -323,7 +354,6 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
     let work =
         std::env::temp_dir().join(format!("session-store-bench-http-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    std::fs::write(work.join("session.lua"), SCRIPT)?;
     let mut results: Vec<Results> = servers.iter().map(|_| Results::default()).collect();
     for r in 0..setup.rounds {
         for k in 0..servers.len() {

@@ -17,11 +17,13 @@
 //!
 //! Arguments: `--uri URI` (else `MONGODB_URI`), `--out FILE` (the markdown report),
 //! `--rounds N` (default 3), `--quick` (fewer sessions and shorter loads, for a smoke run),
-//! `--only store|http`, and for the HTTP part `--server NAME=PATH` (repeated; a `.js`
+//! `--only store|http|scale`, `--sizes N,N,...` (the scale part's stored sessions;
+//! default 10000,100000,1000000, quick 1000,10000), and for the HTTP and scale parts `--server NAME=PATH` (repeated; a `.js`
 //! path runs under node), `--wrk PATH`, `--connections N` (default 64), `--seconds N`
 //! (default 10).
 
 mod http;
+mod scale;
 mod users;
 
 use std::fmt::Write as _;
@@ -147,6 +149,8 @@ struct Args {
     quick: bool,
     store: bool,
     http: bool,
+    scale: bool,
+    sizes: Option<Vec<usize>>,
     servers: Vec<http::Server>,
     wrk: Option<std::path::PathBuf>,
     connections: usize,
@@ -168,6 +172,8 @@ fn args() -> Result<Args> {
         quick: false,
         store: true,
         http: true,
+        scale: true,
+        sizes: None,
         servers: Vec::new(),
         wrk: None,
         connections: 64,
@@ -180,11 +186,28 @@ fn args() -> Result<Args> {
             "--out" => args.out = Some(it.next().context("--out needs a value")?.into()),
             "--rounds" => args.rounds = number(&mut it, "--rounds")?,
             "--quick" => args.quick = true,
-            "--only" => match it.next().as_deref() {
-                Some("store") => args.http = false,
-                Some("http") => args.store = false,
-                other => bail!("--only takes store or http, not {other:?}"),
-            },
+            "--only" => {
+                let part = it.next();
+                args.store = part.as_deref() == Some("store");
+                args.http = part.as_deref() == Some("http");
+                args.scale = part.as_deref() == Some("scale");
+                if !(args.store || args.http || args.scale) {
+                    bail!("--only takes store, http or scale, not {part:?}");
+                }
+            }
+            "--sizes" => {
+                let list = it
+                    .next()
+                    .context("--sizes needs a list, e.g. 10000,100000")?;
+                let sizes = list
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().ok().filter(|n| *n > 0))
+                    .collect::<Option<Vec<_>>>()
+                    .with_context(|| {
+                        format!("--sizes {list}: positive numbers separated by commas")
+                    })?;
+                args.sizes = Some(sizes);
+            }
             "--server" => args.servers.push(http::Server::parse(
                 &it.next().context("--server needs NAME=PATH")?,
             )?),
@@ -200,7 +223,7 @@ fn args() -> Result<Args> {
     if args.rounds == 0 || args.connections == 0 || args.seconds == Some(0) {
         bail!("--rounds, --connections and --seconds take positive numbers");
     }
-    if args.http && !args.servers.is_empty() && args.wrk.is_none() {
+    if (args.http || args.scale) && !args.servers.is_empty() && args.wrk.is_none() {
         bail!("--server needs --wrk PATH (cargo xtask bench fetches wrk)");
     }
     Ok(args)
@@ -699,6 +722,33 @@ async fn main() -> Result<()> {
             report.push('\n');
         }
         report.push_str(&http_section(&args, &db, &version).await?);
+    }
+    if args.scale && !args.servers.is_empty() {
+        if !report.is_empty() {
+            report.push('\n');
+        }
+        let setup = http::Setup {
+            uri: args.uri.clone(),
+            wrk: args.wrk.clone().context("no wrk")?,
+            connections: args.connections,
+            seconds: args.seconds.unwrap_or(if args.quick { 3 } else { 10 }),
+            rounds: 1,
+        };
+        let sizes = args.sizes.clone().unwrap_or_else(|| {
+            if args.quick {
+                vec![1_000, 10_000]
+            } else {
+                vec![10_000, 100_000, 1_000_000]
+            }
+        });
+        let heading = format!(
+            "{} UTC; {}; mongod {version} (standalone, loopback); wrk with {} connections, {} s per run",
+            utc_minute(OffsetDateTime::now_utc()),
+            machine(),
+            setup.connections,
+            setup.seconds,
+        );
+        report.push_str(&scale::section(&client, &args.servers, &setup, &sizes, &heading).await?);
     }
     println!("{report}");
     if let Some(out) = &args.out {

@@ -136,7 +136,9 @@ async fn health() -> Json<serde_json::Value> {
 
 fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
     match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v} is not a number")),
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v} is not a number")),
         Err(_) => Ok(default),
     }
 }
@@ -156,11 +158,7 @@ async fn main() -> anyhow::Result<()> {
         .create_index(
             IndexModel::builder()
                 .keys(doc! { "expires": 1 })
-                .options(
-                    IndexOptions::builder()
-                        .expire_after(Duration::ZERO)
-                        .build(),
-                )
+                .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
                 .build(),
         )
         .await

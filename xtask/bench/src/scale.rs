@@ -1,0 +1,182 @@
+//! Scale: the HTTP runs again with many sessions already stored. One collection is
+//! topped up to each size in turn (10,000, 100,000, 1,000,000 by default) with documents
+//! in the store's own format (`_id` a SHA-256 hex digest, `session` ~1 KB of JSON text,
+//! `expires` a date two weeks ahead, the store's TTL index), and at each size the floor
+//! server and the Axum example run `/counter` and `/peek` under wrk as in the HTTP part.
+//! Reported per size: req/s and p99 of each, each as a ratio to its own throughput at the
+//! smallest size, and the collection's data and index sizes (mongod's WiredTiger cache
+//! is 0.25 GB, as in the tests, so the largest sizes do not fit in it).
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use session_store_mongo::mongodb::bson::{doc, DateTime, Document};
+use session_store_mongo::mongodb::options::IndexOptions;
+use session_store_mongo::mongodb::{Client, IndexModel};
+
+use crate::http::{self, Server, Setup};
+
+/// The database the scale runs share: every server reads and writes the same sessions.
+const DATABASE: &str = "bench_scale";
+/// The servers run at every size: the floor and one example (the others behave alike
+/// in the HTTP part; each extra server adds its runs at every size).
+const SERVERS: [&str; 2] = ["floor", "axum"];
+const BATCH: usize = 10_000;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Stored session `n`, as the store writes it.
+fn document(n: usize, expires: DateTime) -> Result<Document> {
+    let id = format!("bench-scale-{n}");
+    let key = hex(ring::digest::digest(&ring::digest::SHA256, id.as_bytes()).as_ref());
+    Ok(doc! {
+        "_id": key,
+        "session": serde_json::to_string(&crate::session(n, 1))?,
+        "expires": expires,
+    })
+}
+
+/// Collection statistics: (documents, data MiB, index MiB, per-index MiB).
+async fn collection_sizes(client: &Client) -> Result<(i64, f64, f64, String)> {
+    let stats = client
+        .database(DATABASE)
+        .run_command(doc! { "collStats": "sessions", "scale": 1 })
+        .await?;
+    let number = |d: &Document, k: &str| -> f64 {
+        match d.get(k) {
+            Some(session_store_mongo::mongodb::bson::Bson::Int32(n)) => f64::from(*n),
+            Some(session_store_mongo::mongodb::bson::Bson::Int64(n)) => *n as f64,
+            Some(session_store_mongo::mongodb::bson::Bson::Double(n)) => *n,
+            _ => 0.0,
+        }
+    };
+    let mib = 1024.0 * 1024.0;
+    let per_index = stats
+        .get_document("indexSizes")
+        .map(|d| {
+            d.keys()
+                .map(|k| format!("{k} {:.1}", number(d, k) / mib))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    Ok((
+        number(&stats, "count") as i64,
+        number(&stats, "size") / mib,
+        number(&stats, "totalIndexSize") / mib,
+        per_index,
+    ))
+}
+
+/// Inserts documents `from..to`.
+async fn top_up(client: &Client, from: usize, to: usize) -> Result<()> {
+    let sessions = client.database(DATABASE).collection::<Document>("sessions");
+    let expires = DateTime::from_millis(DateTime::now().timestamp_millis() + 14 * 86_400_000);
+    let mut n = from;
+    while n < to {
+        let end = (n + BATCH).min(to);
+        let docs = (n..end)
+            .map(|i| document(i, expires))
+            .collect::<Result<Vec<_>>>()?;
+        sessions
+            .insert_many(docs)
+            .ordered(false)
+            .await
+            .context("bulk-loading sessions")?;
+        n = end;
+    }
+    Ok(())
+}
+
+/// Runs the scale part; returns its markdown section.
+pub(crate) async fn section(
+    client: &Client,
+    servers: &[Server],
+    setup: &Setup,
+    sizes: &[usize],
+    heading: &str,
+) -> Result<String> {
+    let started = Instant::now();
+    let db = client.database(DATABASE);
+    db.drop().await?;
+    db.collection::<Document>("sessions")
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! { "expires": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name(session_store_mongo::TTL_INDEX_NAME.to_owned())
+                        .expire_after(std::time::Duration::ZERO)
+                        .build(),
+                )
+                .build(),
+        )
+        .await?;
+    let servers: Vec<&Server> = SERVERS
+        .iter()
+        .filter_map(|name| servers.iter().find(|s| s.name == *name))
+        .collect();
+    let work =
+        std::env::temp_dir().join(format!("session-store-bench-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let mut rows = String::new();
+    let mut storage = String::new();
+    let mut first: Vec<Option<(f64, f64)>> = vec![None; servers.len()];
+    let mut stored = 0;
+    for &size in sizes {
+        let loading = Instant::now();
+        top_up(client, stored, size).await?;
+        stored = size;
+        eprintln!(
+            "bench: scale: {size} sessions stored ({:.0} s to load)",
+            loading.elapsed().as_secs_f64()
+        );
+        let (count, data, index, per_index) = collection_sizes(client).await?;
+        let _ = writeln!(
+            storage,
+            "| {size} | {count} | {data:.0} | {index:.1} | {per_index} |"
+        );
+        for (k, server) in servers.iter().enumerate() {
+            let m = http::measure(server, setup, &db, DATABASE, &work).await?;
+            let base = *first[k].get_or_insert((m.counter.rps, m.peek.rps));
+            let _ = writeln!(
+                rows,
+                "| {size} | {} | {:.0} | {:.1} | {:.2}x | {:.0} | {:.1} | {:.2}x |",
+                server.name,
+                m.counter.rps,
+                m.counter.p99_us as f64 / 1000.0,
+                m.counter.rps / base.0,
+                m.peek.rps,
+                m.peek.p99_us as f64 / 1000.0,
+                m.peek.rps / base.1,
+            );
+            eprintln!("bench: scale: {} at {size} done", server.name);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    db.drop().await?;
+    let mut report = String::new();
+    let _ = writeln!(report, "## At scale\n");
+    let _ = writeln!(
+        report,
+        "{heading}; one collection topped up to each size with ~1 KB sessions in the store's \
+         format (SHA-256 `_id`, JSON text, `expires` two weeks ahead, the store's TTL index); \
+         mongod's WiredTiger cache 0.25 GB; at each size the floor and the Axum example run as \
+         in the HTTP part (their 64 sessions among the stored ones); \"vs first\" is the \
+         throughput as a ratio to the same server's at the smallest size; {:.0} s total.\n",
+        started.elapsed().as_secs_f64()
+    );
+    report.push_str(
+        "| stored | server | /counter req/s | /counter p99 ms | vs first | /peek req/s | /peek p99 ms | vs first |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    report.push_str(&rows);
+    report.push_str(
+        "\n| stored | documents | data MiB | indexes MiB | per index MiB |\n| --- | --- | --- | --- | --- |\n",
+    );
+    report.push_str(&storage);
+    Ok(report)
+}
