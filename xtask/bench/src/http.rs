@@ -5,7 +5,7 @@
 //! `/health`), create one session per connection with `GET /counter`, then run wrk on
 //! `/counter` (every request changes the session: one write expected) and on `/peek`
 //! (nothing changes and `TOUCH_AFTER_SECS` is an hour: no write expected). Writes per
-//! request come from the server's `opcounters`; peak RSS is the server's `VmHWM` after
+//! request are documents written (`metrics.document`); peak RSS is the server's `VmHWM` after
 //! both runs. Rounds alternate the order of the servers; req/s is the median over rounds.
 //! The `floor` server (src/bin/floor.rs: the same MongoDB work with the raw driver and no
 //! session library) is the reference: each server's req/s is also given as a ratio to
