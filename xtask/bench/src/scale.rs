@@ -41,6 +41,12 @@ fn document(n: usize, expires: DateTime) -> Result<Document> {
 
 /// Collection statistics: (documents, data MiB, index MiB, per-index MiB).
 async fn collection_sizes(client: &Client) -> Result<(i64, f64, f64, String)> {
+    // WiredTiger's sizes are current after a checkpoint; fsync takes one.
+    client
+        .database("admin")
+        .run_command(doc! { "fsync": 1 })
+        .await
+        .context("fsync (for current collection statistics)")?;
     let stats = client
         .database(DATABASE)
         .run_command(doc! { "collStats": "sessions", "scale": 1 })
