@@ -22,6 +22,7 @@
 //! path runs under node), `--wrk PATH`, `--connections N` (default 64), `--seconds N`
 //! (default 10).
 
+mod chart;
 mod http;
 mod scale;
 mod users;
@@ -750,7 +751,10 @@ async fn main() -> Result<()> {
             setup.connections,
             setup.seconds,
         );
-        report.push_str(&scale::section(&client, &args.servers, &setup, &sizes, &heading).await?);
+        let charts = args.out.as_deref().and_then(std::path::Path::parent);
+        report.push_str(
+            &scale::section(&client, &args.servers, &setup, &sizes, &heading, charts).await?,
+        );
     }
     println!("{report}");
     if let Some(out) = &args.out {

@@ -15,6 +15,7 @@ use session_store_mongo::mongodb::bson::{doc, DateTime, Document};
 use session_store_mongo::mongodb::options::IndexOptions;
 use session_store_mongo::mongodb::{Client, IndexModel};
 
+use crate::chart::{line_chart, Series};
 use crate::http::{self, Server, Setup};
 
 /// The database the scale runs share: every server reads and writes the same sessions.
@@ -104,6 +105,7 @@ pub(crate) async fn section(
     setup: &Setup,
     sizes: &[usize],
     heading: &str,
+    charts: Option<&std::path::Path>,
 ) -> Result<String> {
     let started = Instant::now();
     let db = client.database(DATABASE);
@@ -131,6 +133,17 @@ pub(crate) async fn section(
     let mut rows = String::new();
     let mut storage = String::new();
     let mut first: Vec<Option<(f64, f64)>> = vec![None; servers.len()];
+    let series = |suffix: &str| -> Vec<Series> {
+        servers
+            .iter()
+            .map(|s| Series {
+                name: format!("{} {suffix}", s.name),
+                points: Vec::new(),
+            })
+            .collect()
+    };
+    let (mut rps, mut p99) = (series("/counter"), series("/counter"));
+    let mut peek = series("/peek");
     let mut stored = 0;
     for &size in sizes {
         let loading = Instant::now();
@@ -148,6 +161,11 @@ pub(crate) async fn section(
         for (k, server) in servers.iter().enumerate() {
             let m = http::measure(server, setup, &db, DATABASE, &work).await?;
             let base = *first[k].get_or_insert((m.counter.rps, m.peek.rps));
+            rps[k].points.push((size as f64, m.counter.rps));
+            peek[k].points.push((size as f64, m.peek.rps));
+            p99[k]
+                .points
+                .push((size as f64, m.counter.p99_us as f64 / 1000.0));
             let _ = writeln!(
                 rows,
                 "| {size} | {} | {:.0} | {:.1} | {:.2}x | {:.0} | {:.1} | {:.2}x |",
@@ -184,5 +202,29 @@ pub(crate) async fn section(
         "\n| stored | documents | data MiB | indexes MiB | per index MiB |\n| --- | --- | --- | --- | --- |\n",
     );
     report.push_str(&storage);
+    if let Some(dir) = charts {
+        rps.extend(peek);
+        let throughput = line_chart(
+            "Throughput by stored sessions (64 connections)",
+            "stored sessions",
+            "req/s",
+            true,
+            &rps,
+        );
+        let latency = line_chart(
+            "/counter p99 by stored sessions (64 connections)",
+            "stored sessions",
+            "p99 ms",
+            true,
+            &p99,
+        );
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("scale-rps.svg"), throughput)?;
+        std::fs::write(dir.join("scale-p99.svg"), latency)?;
+        let _ = writeln!(
+            report,
+            "\n![req/s by stored sessions](scale-rps.svg)\n![p99 by stored sessions](scale-p99.svg)"
+        );
+    }
     Ok(report)
 }
