@@ -74,6 +74,22 @@ fn express() -> Result<PathBuf> {
     Ok(dir.join("server.js"))
 }
 
+/// Builds the Rust peer (tower-sessions-mongodb-store 0.11, `xtask/bench/peer`) from its
+/// own lockfile into its own target directory; returns the binary.
+fn peer() -> Result<PathBuf> {
+    let target = cache_dir()?.join("target-peer");
+    eprintln!("xtask: building the Rust peer (tower-sessions-mongodb-store 0.11)");
+    run_checked(
+        cargo()
+            .args(["build", "--release", "--locked", "--manifest-path"])
+            .arg(project_root().join("xtask/bench/peer/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target),
+        "building xtask/bench/peer",
+    )?;
+    Ok(target.join("release").join("bench-peer"))
+}
+
 pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     let store_only = options.store_only();
     // Build first, so the build does not run while mongod waits.
@@ -111,6 +127,8 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
             ]);
         }
         http_args.extend([
+            "--server".to_owned(),
+            format!("peer={}", peer()?.display()),
             "--server".to_owned(),
             format!("express={}", express()?.display()),
             "--wrk".to_owned(),

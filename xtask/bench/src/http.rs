@@ -9,7 +9,8 @@
 //! both runs. Rounds alternate the order of the servers; req/s is the median over rounds.
 //! The `floor` server (src/bin/floor.rs: the same MongoDB work with the raw driver and no
 //! session library) is the reference: each server's req/s is also given as a ratio to
-//! it, from the same rounds.
+//! it, from the same rounds, and to the `peer` (tower-sessions-mongodb-store 0.11,
+//! `xtask/bench/peer`) and Express + connect-mongo.
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -376,6 +377,7 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
             .and_then(|i| median_by(pick(&results[i]), |l| l.rps))
     };
     let express = median_of("express", |r| &r.counter);
+    let peer_counter = median_of("peer", |r| &r.counter);
     let floor_counter = median_of("floor", |r| &r.counter);
     let floor_peek = median_of("floor", |r| &r.peek);
     let ratio = |load: Load, base: Option<Load>| match base {
@@ -383,8 +385,8 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
         _ => "n/a".to_owned(),
     };
     let mut table = String::from(
-        "| server | /counter req/s | /counter p99 ms | writes/req | /peek req/s | /peek p99 ms | writes/req | peak RSS MiB | start-up ms | /counter vs floor | /peek vs floor | /counter vs Express |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| server | /counter req/s | /counter p99 ms | writes/req | /peek req/s | /peek p99 ms | writes/req | peak RSS MiB | start-up ms | /counter vs floor | /peek vs floor | /counter vs peer | /counter vs Express |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for (server, res) in servers.iter().zip(&results) {
         let c = median_by(&res.counter, |l| l.rps).unwrap_or_default();
@@ -393,7 +395,7 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
         let startup = median_by(&res.startup, Duration::as_secs_f64).unwrap_or_default();
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {} | {} | {} |",
+            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {} | {} | {} | {} |",
             server.name,
             c.rps,
             c.p99_us as f64 / 1000.0,
@@ -405,6 +407,7 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
             startup.as_secs_f64() * 1000.0,
             ratio(c, floor_counter),
             ratio(p, floor_peek),
+            ratio(c, peer_counter),
             ratio(c, express),
         );
     }
