@@ -36,13 +36,15 @@ commands:
                                  the MongoDB backend's suites with bson 3, and the
                                  matrix cell 4.4.2 x oldest driver x standalone; every
                                  build --locked
-  bench [--quick] [--rounds 3] [--only store|http|scale] [--sizes 10000,100000,1000000]
+  bench [--quick] [--rounds 3] [--only store|http|scale|payload]
+        [--sizes 10000,100000,1000000]
         [--seconds 10] [--connections 64]
                                  start a throwaway mongod; benchmark the store against the raw
                                  driver, each example (and the floor server, Express +
-                                 connect-mongo) over HTTP under wrk, and the floor and Axum
-                                 with many stored sessions (scale); write
-                                 target/bench/latest.md
+                                 connect-mongo, the Rust peer) over HTTP under wrk, the
+                                 floor and Axum with many stored sessions (scale) and
+                                 with 1 KB to 256 KB sessions, plain and encrypted
+                                 (payload); write target/bench/latest.md
   fuzz [--cases 50000]           the property tests (stored documents, cookies, envelopes,
                                  SESSION_KEYS, connection strings, error texts) with many
                                  cases each; no mongod needed
@@ -83,7 +85,7 @@ pub(crate) enum Task {
 pub(crate) struct Bench {
     pub(crate) quick: bool,
     pub(crate) rounds: Option<u32>,
-    /// `store`, `http` or `scale`.
+    /// `store`, `http`, `scale` or `payload`.
     pub(crate) only: Option<String>,
     /// The scale part's stored-session counts, as given (`10000,100000`).
     pub(crate) sizes: Option<String>,
@@ -294,9 +296,9 @@ pub(crate) fn parse(args: &[String]) -> Result<Task> {
             let only = o.value("--only").map(str::to_owned);
             if let Some(other) = only
                 .as_deref()
-                .filter(|o| !matches!(*o, "store" | "http" | "scale"))
+                .filter(|o| !matches!(*o, "store" | "http" | "scale" | "payload"))
             {
-                bail!("--only {other}: use store, http or scale");
+                bail!("--only {other}: use store, http, scale or payload");
             }
             let sizes = o.value("--sizes").map(str::to_owned);
             if let Some(bad) = sizes.as_deref().filter(|l| {
@@ -408,7 +410,10 @@ mod tests {
             ("mongod up --tls --scram", "choose one of"),
             ("mongod down now", "unexpected argument `now`"),
             ("ci --fast", "unexpected argument `--fast`"),
-            ("bench --only disk", "--only disk: use store, http or scale"),
+            (
+                "bench --only disk",
+                "--only disk: use store, http, scale or payload",
+            ),
             ("bench --sizes 10,x", "--sizes 10,x: positive numbers"),
             ("bench --rounds many", "--rounds many is not a valid number"),
             (

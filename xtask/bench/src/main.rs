@@ -17,13 +17,14 @@
 //!
 //! Arguments: `--uri URI` (else `MONGODB_URI`), `--out FILE` (the markdown report),
 //! `--rounds N` (default 3), `--quick` (fewer sessions and shorter loads, for a smoke run),
-//! `--only store|http|scale`, `--sizes N,N,...` (the scale part's stored sessions;
+//! `--only store|http|scale|payload`, `--sizes N,N,...` (the scale part's stored sessions;
 //! default 10000,100000,1000000, quick 1000,10000), and for the HTTP and scale parts `--server NAME=PATH` (repeated; a `.js`
 //! path runs under node), `--wrk PATH`, `--connections N` (default 64), `--seconds N`
 //! (default 10).
 
 mod chart;
 mod http;
+mod payload;
 mod scale;
 mod users;
 
@@ -151,6 +152,7 @@ struct Args {
     store: bool,
     http: bool,
     scale: bool,
+    payload: bool,
     sizes: Option<Vec<usize>>,
     servers: Vec<http::Server>,
     wrk: Option<std::path::PathBuf>,
@@ -174,6 +176,7 @@ fn args() -> Result<Args> {
         store: true,
         http: true,
         scale: true,
+        payload: true,
         sizes: None,
         servers: Vec::new(),
         wrk: None,
@@ -192,8 +195,9 @@ fn args() -> Result<Args> {
                 args.store = part.as_deref() == Some("store");
                 args.http = part.as_deref() == Some("http");
                 args.scale = part.as_deref() == Some("scale");
-                if !(args.store || args.http || args.scale) {
-                    bail!("--only takes store, http or scale, not {part:?}");
+                args.payload = part.as_deref() == Some("payload");
+                if !(args.store || args.http || args.scale || args.payload) {
+                    bail!("--only takes store, http, scale or payload, not {part:?}");
                 }
             }
             "--sizes" => {
@@ -224,7 +228,7 @@ fn args() -> Result<Args> {
     if args.rounds == 0 || args.connections == 0 || args.seconds == Some(0) {
         bail!("--rounds, --connections and --seconds take positive numbers");
     }
-    if (args.http || args.scale) && !args.servers.is_empty() && args.wrk.is_none() {
+    if (args.http || args.scale || args.payload) && !args.servers.is_empty() && args.wrk.is_none() {
         bail!("--server needs --wrk PATH (cargo xtask bench fetches wrk)");
     }
     Ok(args)
@@ -754,6 +758,28 @@ async fn main() -> Result<()> {
         let charts = args.out.as_deref().and_then(std::path::Path::parent);
         report.push_str(
             &scale::section(&client, &args.servers, &setup, &sizes, &heading, charts).await?,
+        );
+    }
+    if args.payload && !args.servers.is_empty() {
+        if !report.is_empty() {
+            report.push('\n');
+        }
+        let setup = http::Setup {
+            uri: args.uri.clone(),
+            wrk: args.wrk.clone().context("no wrk")?,
+            connections: args.connections,
+            seconds: args.seconds.unwrap_or(if args.quick { 3 } else { 10 }),
+            rounds: 1,
+        };
+        let heading = format!(
+            "{} UTC; {}; mongod {version} (standalone, loopback); wrk with {} connections, {} s per run",
+            utc_minute(OffsetDateTime::now_utc()),
+            machine(),
+            setup.connections,
+            setup.seconds,
+        );
+        report.push_str(
+            &payload::section(&client, &args.servers, &setup, &heading, args.quick).await?,
         );
     }
     println!("{report}");
