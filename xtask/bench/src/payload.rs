@@ -64,33 +64,48 @@ pub(crate) async fn section(
                     .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
             );
             client.database(&database).drop().await?;
-            let m =
-                http::measure(&sized, setup, &client.database(&database), &database, &work).await?;
+            let measured =
+                http::measure(&sized, setup, &client.database(&database), &database, &work).await;
             client.database(&database).drop().await?;
-            let (floor_counter, floor_peek) = *base.get_or_insert((m.counter.rps, m.peek.rps));
-            let _ = writeln!(
-                rows,
-                "| {label} | {} | {:.0} | {:.1} | {:.2}x | {:.0} | {:.1} | {:.2}x |",
-                server.name,
-                m.counter.rps,
-                m.counter.p99_us as f64 / 1000.0,
-                m.counter.rps / floor_counter,
-                m.peek.rps,
-                m.peek.p99_us as f64 / 1000.0,
-                m.peek.rps / floor_peek,
-            );
+            match measured {
+                Ok(m) => {
+                    let (floor_counter, floor_peek) =
+                        *base.get_or_insert((m.counter.rps, m.peek.rps));
+                    let _ = writeln!(
+                        rows,
+                        "| {label} | {} | {:.0} | {:.1} | {:.2}x | {:.0} | {:.1} | {:.2}x |",
+                        server.name,
+                        m.counter.rps,
+                        m.counter.p99_us as f64 / 1000.0,
+                        m.counter.rps / floor_counter,
+                        m.peek.rps,
+                        m.peek.p99_us as f64 / 1000.0,
+                        m.peek.rps / floor_peek,
+                    );
+                }
+                // A size the server cannot sustain is a result, not the end of the run.
+                Err(e) => {
+                    let why = format!("{e:#}").replace('|', "/");
+                    let _ = writeln!(
+                        rows,
+                        "| {label} | {} | failed: {why} | | | | | |",
+                        server.name
+                    );
+                }
+            }
             eprintln!("bench: payload: {} at {label} done", server.name);
         }
     }
-    let _ = std::fs::remove_dir_all(&work);
     let mut report = String::new();
     let _ = writeln!(report, "## Payload size\n");
     let _ = writeln!(
         report,
         "{heading}; sessions padded to ~1 KB, 16 KB and 256 KB (`PAYLOAD_BYTES`); the floor, \
          the Axum example, and the Axum example encrypting with `SESSION_KEYS`; \"vs floor\" \
-         is the ratio to the floor at the same size; {:.0} s total.\n",
-        started.elapsed().as_secs_f64()
+         is the ratio to the floor at the same size; {:.0} s total; a failed run's server log \
+         stays in {}.\n",
+        started.elapsed().as_secs_f64(),
+        work.display()
     );
     report.push_str(
         "| session | server | /counter req/s | /counter p99 ms | vs floor | /peek req/s | /peek p99 ms | vs floor |\n\
