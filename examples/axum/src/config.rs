@@ -126,7 +126,17 @@ impl Config {
         };
         let auto_remove = match var("AUTO_REMOVE")?.as_deref() {
             None | Some("native") => AutoRemove::Native,
-            Some("interval") => AutoRemove::Interval(REMOVE_INTERVAL),
+            Some("interval") => {
+                let secs = parsed(
+                    "AUTO_REMOVE_INTERVAL_SECS",
+                    REMOVE_INTERVAL.as_secs(),
+                    "a number of seconds",
+                )?;
+                if secs == 0 {
+                    bail!("AUTO_REMOVE_INTERVAL_SECS must be positive");
+                }
+                AutoRemove::Interval(Duration::from_secs(secs))
+            }
             Some("disabled") => AutoRemove::Disabled,
             Some(other) => {
                 bail!("AUTO_REMOVE={other:?} is not one of `native`, `interval`, `disabled`")

@@ -26,7 +26,7 @@ use session_store_mongo::mongodb::Database;
 const PAYLOAD_BYTES: &str = "900";
 /// `TOUCH_AFTER_SECS` for every server.
 const TOUCH_AFTER_SECS: &str = "3600";
-const SCRIPT: &str = include_str!("session.lua");
+pub(crate) const SCRIPT: &str = include_str!("session.lua");
 /// wrk's per-request timeout (its default, 2 s, is shorter than a slow server's p99 under
 /// 64 connections; a timed-out request counts as a failure).
 const TIMEOUT: &str = "10s";
@@ -103,7 +103,7 @@ fn median_by<T: Copy>(v: &[T], key: impl Fn(&T) -> f64) -> Option<T> {
     sorted.get(sorted.len() / 2).copied()
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -111,7 +111,11 @@ fn free_port() -> Result<u16> {
 
 /// A blocking `GET` over a fresh connection; returns the status and the `sid` cookie the
 /// response sets (name=value), if any.
-fn get(port: u16, path: &str, cookie: Option<&str>) -> Result<(u16, Option<String>, String)> {
+pub(crate) fn get(
+    port: u16,
+    path: &str,
+    cookie: Option<&str>,
+) -> Result<(u16, Option<String>, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let cookie = cookie
@@ -140,7 +144,7 @@ fn get(port: u16, path: &str, cookie: Option<&str>) -> Result<(u16, Option<Strin
 
 /// Starts `server` and waits for its first `/health` answer; returns the process and the
 /// time that took.
-fn start(
+pub(crate) fn start(
     server: &Server,
     setup: &Setup,
     database: &str,
@@ -186,7 +190,7 @@ fn start(
     }
 }
 
-fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     // SIGTERM so the servers shut down as in production; SIGKILL if that hangs.
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -222,7 +226,7 @@ fn json_number(json: &str, field: &str) -> Result<u64> {
 }
 
 /// One wrk run against `path` with the cookies in `cookies`.
-async fn load(
+pub(crate) async fn load(
     setup: &Setup,
     db: &Database,
     port: u16,

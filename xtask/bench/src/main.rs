@@ -17,7 +17,7 @@
 //!
 //! Arguments: `--uri URI` (else `MONGODB_URI`), `--out FILE` (the markdown report),
 //! `--rounds N` (default 3), `--quick` (fewer sessions and shorter loads, for a smoke run),
-//! `--only store|http|scale|payload`, `--sizes N,N,...` (the scale part's stored sessions;
+//! `--only store|http|scale|payload|storm`, `--sizes N,N,...` (the scale part's stored sessions;
 //! default 10000,100000,1000000, quick 1000,10000), and for the HTTP and scale parts `--server NAME=PATH` (repeated; a `.js`
 //! path runs under node), `--wrk PATH`, `--connections N` (default 64), `--seconds N`
 //! (default 10).
@@ -26,6 +26,7 @@ mod chart;
 mod http;
 mod payload;
 mod scale;
+mod storm;
 mod users;
 
 use std::fmt::Write as _;
@@ -153,6 +154,7 @@ struct Args {
     http: bool,
     scale: bool,
     payload: bool,
+    storm: bool,
     sizes: Option<Vec<usize>>,
     servers: Vec<http::Server>,
     wrk: Option<std::path::PathBuf>,
@@ -177,6 +179,7 @@ fn args() -> Result<Args> {
         http: true,
         scale: true,
         payload: true,
+        storm: true,
         sizes: None,
         servers: Vec::new(),
         wrk: None,
@@ -196,8 +199,9 @@ fn args() -> Result<Args> {
                 args.http = part.as_deref() == Some("http");
                 args.scale = part.as_deref() == Some("scale");
                 args.payload = part.as_deref() == Some("payload");
-                if !(args.store || args.http || args.scale || args.payload) {
-                    bail!("--only takes store, http, scale or payload, not {part:?}");
+                args.storm = part.as_deref() == Some("storm");
+                if !(args.store || args.http || args.scale || args.payload || args.storm) {
+                    bail!("--only takes store, http, scale, payload or storm, not {part:?}");
                 }
             }
             "--sizes" => {
@@ -781,6 +785,25 @@ async fn main() -> Result<()> {
         report.push_str(
             &payload::section(&client, &args.servers, &setup, &heading, args.quick).await?,
         );
+    }
+    if args.storm && !args.servers.is_empty() {
+        if !report.is_empty() {
+            report.push('\n');
+        }
+        let setup = http::Setup {
+            uri: args.uri.clone(),
+            wrk: args.wrk.clone().context("no wrk")?,
+            connections: args.connections,
+            seconds: 3,
+            rounds: 1,
+        };
+        let heading = format!(
+            "{} UTC; {}; mongod {version} (standalone, loopback)",
+            utc_minute(OffsetDateTime::now_utc()),
+            machine(),
+        );
+        report
+            .push_str(&storm::section(&client, &args.servers, &setup, &heading, args.quick).await?);
     }
     println!("{report}");
     if let Some(out) = &args.out {
