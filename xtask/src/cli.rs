@@ -413,7 +413,7 @@ mod tests {
             ("ci --fast", "unexpected argument `--fast`"),
             (
                 "bench --only disk",
-                "--only disk: use store, http, scale or payload",
+                "--only disk: use store, http, scale, payload or storm",
             ),
             ("bench --sizes 10,x", "--sizes 10,x: positive numbers"),
             ("bench --rounds many", "--rounds many is not a valid number"),
