@@ -115,15 +115,15 @@ async fn run_mode(
             let stored = sessions.estimated_document_count().await?;
             let p99 = load.p99_us as f64 / 1000.0;
             let deleting = previous.is_some_and(|p: u64| stored < p);
-            let phase = match (t < 0.0, deleting) {
-                (true, _) => "before expiry",
-                (false, true) => "deleting",
+            let phase = match (deleting, t < 0.0) {
+                (true, _) => "deleting",
+                (false, true) => "before expiry",
                 (false, false) if stored > setup.connections as u64 * 2 => {
                     "expired, not yet deleted"
                 }
                 _ => "after",
             };
-            if t < 0.0 {
+            if phase == "before expiry" {
                 baseline.push(p99);
             }
             if deleting {
