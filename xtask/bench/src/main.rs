@@ -671,6 +671,39 @@ async fn store_section(
     Ok(report)
 }
 
+/// Adds a section to the report, after a blank line.
+fn append(report: &mut String, section: &str) {
+    if !report.is_empty() {
+        report.push('\n');
+    }
+    report.push_str(section);
+}
+
+/// The wrk settings of the parts after the HTTP one (scale, payload, storm): one round,
+/// `seconds` per run (else `--seconds`, else 3 with `--quick` and 10 without).
+fn part_setup(args: &Args, seconds: Option<u64>) -> Result<http::Setup> {
+    Ok(http::Setup {
+        uri: args.uri.clone(),
+        wrk: args.wrk.clone().context("no wrk")?,
+        connections: args.connections,
+        seconds: seconds
+            .or(args.seconds)
+            .unwrap_or(if args.quick { 3 } else { 10 }),
+        rounds: 1,
+    })
+}
+
+/// The first line of a part's method paragraph.
+fn part_heading(version: &str, setup: &http::Setup) -> String {
+    format!(
+        "{} UTC; {}; mongod {version} (standalone, loopback); wrk with {} connections, {} s per run",
+        utc_minute(OffsetDateTime::now_utc()),
+        machine(),
+        setup.connections,
+        setup.seconds,
+    )
+}
+
 /// The HTTP section of the report.
 async fn http_section(args: &Args, db: &Database, version: &str) -> Result<String> {
     let wrk = args.wrk.clone().context("no wrk")?;
@@ -729,22 +762,12 @@ async fn main() -> Result<()> {
         db.drop().await?;
     }
     if args.http && !args.servers.is_empty() {
-        if !report.is_empty() {
-            report.push('\n');
-        }
-        report.push_str(&http_section(&args, &db, &version).await?);
+        let section = http_section(&args, &db, &version).await?;
+        append(&mut report, &section);
     }
-    if args.scale && !args.servers.is_empty() {
-        if !report.is_empty() {
-            report.push('\n');
-        }
-        let setup = http::Setup {
-            uri: args.uri.clone(),
-            wrk: args.wrk.clone().context("no wrk")?,
-            connections: args.connections,
-            seconds: args.seconds.unwrap_or(if args.quick { 3 } else { 10 }),
-            rounds: 1,
-        };
+    let servers = &args.servers;
+    if args.scale && !servers.is_empty() {
+        let setup = part_setup(&args, None)?;
         let sizes = args.sizes.clone().unwrap_or_else(|| {
             if args.quick {
                 vec![1_000, 10_000]
@@ -752,58 +775,23 @@ async fn main() -> Result<()> {
                 vec![10_000, 100_000, 1_000_000]
             }
         });
-        let heading = format!(
-            "{} UTC; {}; mongod {version} (standalone, loopback); wrk with {} connections, {} s per run",
-            utc_minute(OffsetDateTime::now_utc()),
-            machine(),
-            setup.connections,
-            setup.seconds,
-        );
         let charts = args.out.as_deref().and_then(std::path::Path::parent);
-        report.push_str(
-            &scale::section(&client, &args.servers, &setup, &sizes, &heading, charts).await?,
-        );
+        let heading = part_heading(&version, &setup);
+        let section = scale::section(&client, servers, &setup, &sizes, &heading, charts).await?;
+        append(&mut report, &section);
     }
-    if args.payload && !args.servers.is_empty() {
-        if !report.is_empty() {
-            report.push('\n');
-        }
-        let setup = http::Setup {
-            uri: args.uri.clone(),
-            wrk: args.wrk.clone().context("no wrk")?,
-            connections: args.connections,
-            seconds: args.seconds.unwrap_or(if args.quick { 3 } else { 10 }),
-            rounds: 1,
-        };
-        let heading = format!(
-            "{} UTC; {}; mongod {version} (standalone, loopback); wrk with {} connections, {} s per run",
-            utc_minute(OffsetDateTime::now_utc()),
-            machine(),
-            setup.connections,
-            setup.seconds,
-        );
-        report.push_str(
-            &payload::section(&client, &args.servers, &setup, &heading, args.quick).await?,
-        );
+    if args.payload && !servers.is_empty() {
+        let setup = part_setup(&args, None)?;
+        let heading = part_heading(&version, &setup);
+        let section = payload::section(&client, servers, &setup, &heading, args.quick).await?;
+        append(&mut report, &section);
     }
-    if args.storm && !args.servers.is_empty() {
-        if !report.is_empty() {
-            report.push('\n');
-        }
-        let setup = http::Setup {
-            uri: args.uri.clone(),
-            wrk: args.wrk.clone().context("no wrk")?,
-            connections: args.connections,
-            seconds: 3,
-            rounds: 1,
-        };
-        let heading = format!(
-            "{} UTC; {}; mongod {version} (standalone, loopback)",
-            utc_minute(OffsetDateTime::now_utc()),
-            machine(),
-        );
-        report
-            .push_str(&storm::section(&client, &args.servers, &setup, &heading, args.quick).await?);
+    if args.storm && !servers.is_empty() {
+        // The storm's wrk runs are its own 3 s windows.
+        let setup = part_setup(&args, Some(3))?;
+        let heading = part_heading(&version, &setup);
+        let section = storm::section(&client, servers, &setup, &heading, args.quick).await?;
+        append(&mut report, &section);
     }
     println!("{report}");
     if let Some(out) = &args.out {
