@@ -17,12 +17,13 @@
 //!
 //! Arguments: `--uri URI` (else `MONGODB_URI`), `--out FILE` (the markdown report),
 //! `--rounds N` (default 3), `--quick` (fewer sessions and shorter loads, for a smoke run),
-//! `--only store|http|scale|payload|storm`, `--sizes N,N,...` (the scale part's stored sessions;
+//! `--only store|http|scale|payload|storm|connections`, `--sizes N,N,...` (the scale part's stored sessions;
 //! default 10000,100000,1000000, quick 1000,10000), and for the HTTP and scale parts `--server NAME=PATH` (repeated; a `.js`
 //! path runs under node), `--wrk PATH`, `--connections N` (default 64), `--seconds N`
 //! (default 10).
 
 mod chart;
+mod connections;
 mod http;
 mod payload;
 mod scale;
@@ -155,6 +156,7 @@ struct Args {
     scale: bool,
     payload: bool,
     storm: bool,
+    connections_part: bool,
     sizes: Option<Vec<usize>>,
     servers: Vec<http::Server>,
     wrk: Option<std::path::PathBuf>,
@@ -180,6 +182,7 @@ fn args() -> Result<Args> {
         scale: true,
         payload: true,
         storm: true,
+        connections_part: true,
         sizes: None,
         servers: Vec::new(),
         wrk: None,
@@ -200,8 +203,17 @@ fn args() -> Result<Args> {
                 args.scale = part.as_deref() == Some("scale");
                 args.payload = part.as_deref() == Some("payload");
                 args.storm = part.as_deref() == Some("storm");
-                if !(args.store || args.http || args.scale || args.payload || args.storm) {
-                    bail!("--only takes store, http, scale, payload or storm, not {part:?}");
+                args.connections_part = part.as_deref() == Some("connections");
+                if !(args.store
+                    || args.http
+                    || args.scale
+                    || args.payload
+                    || args.storm
+                    || args.connections_part)
+                {
+                    bail!(
+                        "--only takes store, http, scale, payload, storm or connections, not {part:?}"
+                    );
                 }
             }
             "--sizes" => {
@@ -791,6 +803,14 @@ async fn main() -> Result<()> {
         let setup = part_setup(&args, Some(3))?;
         let heading = part_heading(&version, &setup);
         let section = storm::section(&client, servers, &setup, &heading, args.quick).await?;
+        append(&mut report, &section);
+    }
+    if args.connections_part && !servers.is_empty() {
+        let setup = part_setup(&args, None)?;
+        let heading = part_heading(&version, &setup);
+        let charts = args.out.as_deref().and_then(std::path::Path::parent);
+        let section =
+            connections::section(&client, servers, &setup, &heading, args.quick, charts).await?;
         append(&mut report, &section);
     }
     println!("{report}");
