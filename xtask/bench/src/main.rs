@@ -716,6 +716,16 @@ fn part_heading(version: &str, setup: &http::Setup) -> String {
     )
 }
 
+/// The first line of the connections part's method paragraph (it sets the count itself).
+fn connections_heading(version: &str, setup: &http::Setup) -> String {
+    format!(
+        "{} UTC; {}; mongod {version} (standalone, loopback); {} s per run",
+        utc_minute(OffsetDateTime::now_utc()),
+        machine(),
+        setup.seconds,
+    )
+}
+
 /// The HTTP section of the report.
 async fn http_section(args: &Args, db: &Database, version: &str) -> Result<String> {
     let wrk = args.wrk.clone().context("no wrk")?;
@@ -807,7 +817,7 @@ async fn main() -> Result<()> {
     }
     if args.connections_part && !servers.is_empty() {
         let setup = part_setup(&args, None)?;
-        let heading = part_heading(&version, &setup);
+        let heading = connections_heading(&version, &setup);
         let charts = args.out.as_deref().and_then(std::path::Path::parent);
         let section =
             connections::section(&client, servers, &setup, &heading, args.quick, charts).await?;
