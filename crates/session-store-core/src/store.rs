@@ -181,10 +181,7 @@ impl<B: DocumentBackend> SessionStore<B> {
 
     /// [`storage_key`](Self::storage_key) for a request bound to `binding`.
     fn key_with(&self, id: &str, binding: Option<&str>) -> String {
-        let id = match &self.inner.transform_id {
-            Some(f) => std::borrow::Cow::Owned(f(id)),
-            None => std::borrow::Cow::Borrowed(id),
-        };
+        let id = self.transformed(id);
         match (binding, self.inner.id_at_rest) {
             (Some(binding), _) => bound_key(&id, binding),
             (None, IdAtRest::Sha256) => hex_sha256(&[id.as_bytes()]),
@@ -447,17 +444,22 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// The raw storage key to also look at for `id` when `raw_id_fallback` is on and it
     /// differs from `key` (not for bound sessions: they were never stored raw).
     fn raw_key(&self, id: &str, key: &str) -> Option<String> {
-        if !self.inner.raw_id_fallback || key.starts_with(BOUND_KEY_PREFIX) {
+        if !self.inner.raw_id_fallback
+            || self.inner.id_at_rest == IdAtRest::Raw
+            || key.starts_with(BOUND_KEY_PREFIX)
+        {
             return None;
         }
-        let raw = match self.inner.id_at_rest {
-            IdAtRest::Raw => return None,
-            IdAtRest::Sha256 => match &self.inner.transform_id {
-                Some(f) => f(id),
-                None => id.to_owned(),
-            },
-        };
+        let raw = self.transformed(id).into_owned();
         (raw != key).then_some(raw)
+    }
+
+    /// `id` after `transform_id`, before `id_at_rest` applies.
+    fn transformed<'a>(&self, id: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.inner.transform_id {
+            Some(f) => std::borrow::Cow::Owned(f(id)),
+            None => std::borrow::Cow::Borrowed(id),
+        }
     }
 
     /// Moves a live session stored under `id`'s raw key to `key` (see

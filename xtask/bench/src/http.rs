@@ -26,13 +26,14 @@ use session_store_mongo::mongodb::Database;
 const PAYLOAD_BYTES: &str = "900";
 /// `TOUCH_AFTER_SECS` for every server.
 const TOUCH_AFTER_SECS: &str = "3600";
-pub(crate) const SCRIPT: &str = include_str!("session.lua");
+const SCRIPT: &str = include_str!("session.lua");
 /// wrk's per-request timeout (its default, 2 s, is shorter than a slow server's p99 under
 /// 64 connections; a timed-out request counts as a failure).
 const TIMEOUT: &str = "10s";
 
 /// A server under test: a name, the program to start (`.js` runs under node) and extra
 /// environment variables.
+#[derive(Clone)]
 pub(crate) struct Server {
     pub name: String,
     pub program: PathBuf,
@@ -278,6 +279,28 @@ pub(crate) async fn load(
     })
 }
 
+/// Creates `count` sessions on the server at `port` (one `GET /counter` each) and writes
+/// their cookies, one per line, and the wrk script into `work`; returns both files.
+pub(crate) fn sessions(
+    server: &Server,
+    port: u16,
+    count: usize,
+    work: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    let mut cookies = String::new();
+    for _ in 0..count {
+        let (status, cookie, body) = get(port, "/counter", None)?;
+        ensure!(status == 200, "GET /counter answered {status}: {body}");
+        let cookie = cookie.context("GET /counter set no sid cookie")?;
+        writeln!(cookies, "{cookie}")?;
+    }
+    let file = work.join(format!("{}.cookies", server.name));
+    std::fs::write(&file, &cookies)?;
+    let script = work.join("session.lua");
+    std::fs::write(&script, SCRIPT)?;
+    Ok((file, script))
+}
+
 /// What one server did in one round.
 pub(crate) struct Measured {
     pub counter: Load,
@@ -299,17 +322,8 @@ pub(crate) async fn measure(
     let log = work.join(format!("{}.log", server.name));
     let (child, startup) = start(server, setup, database, port, &log)?;
     let outcome = async {
-        let mut cookies = String::new();
-        for _ in 0..setup.connections {
-            let (status, cookie, body) = get(port, "/counter", None)?;
-            ensure!(status == 200, "GET /counter answered {status}: {body}");
-            let cookie = cookie.context("GET /counter set no sid cookie")?;
-            writeln!(cookies, "{cookie}")?;
-        }
-        let file = work.join(format!("{}.cookies", server.name));
-        std::fs::write(&file, &cookies)?;
-        let script = work.join("session.lua");
-        std::fs::write(&script, SCRIPT)?;
+        let (file, script) = sessions(server, port, setup.connections, work)?;
+        let cookies = std::fs::read_to_string(&file)?;
         let counter = load(setup, db, port, "/counter", &file, &script).await?;
         // The sessions were kept: the first one has counted past its creation.
         let first = cookies.lines().next().unwrap_or_default();

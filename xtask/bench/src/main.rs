@@ -314,6 +314,62 @@ where
     Ok((started.elapsed(), all))
 }
 
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `sessions` collection of `db` with the store's TTL index on `expires`.
+async fn sessions_with_ttl_index(db: &Database) -> Result<Collection<Document>> {
+    let sessions = db.collection::<Document>("sessions");
+    sessions
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! { "expires": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name(session_store_mongo::TTL_INDEX_NAME.to_owned())
+                        .expire_after(Duration::ZERO)
+                        .build(),
+                )
+                .build(),
+        )
+        .await
+        .context("creating the TTL index")?;
+    Ok(sessions)
+}
+
+/// Bulk-inserts the ~1 KB sessions numbered `range` (`session(n, 1)`, as JSON text), all
+/// expiring at `expires`, under the `_id`s `key` gives, in unordered batches of 10,000.
+async fn insert_sessions(
+    sessions: &Collection<Document>,
+    range: std::ops::Range<usize>,
+    expires: DateTime,
+    key: impl Fn(usize) -> String,
+) -> Result<()> {
+    const BATCH: usize = 10_000;
+    let mut n = range.start;
+    while n < range.end {
+        let end = (n + BATCH).min(range.end);
+        let docs = (n..end)
+            .map(|i| -> Result<Document> {
+                Ok(doc! {
+                    "_id": key(i),
+                    "session": serde_json::to_string(&session(i, 1))?,
+                    "expires": expires,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        sessions
+            .insert_many(docs)
+            .ordered(false)
+            .await
+            .context("bulk-loading sessions")?;
+        n = end;
+    }
+    Ok(())
+}
+
 /// Documents inserted, updated and deleted so far (`serverStatus` `metrics.document`).
 async fn writes(db: &Database) -> Result<u64> {
     // Documents written, whatever the command: the store writes with findAndModify, which

@@ -30,14 +30,12 @@ pub(crate) async fn section(
     let (Some(floor), Some(axum)) = (find("floor"), find("axum")) else {
         anyhow::bail!("the payload part needs the `floor` and `axum` servers");
     };
-    let encrypted = Server {
-        name: "axum+encrypted".to_owned(),
-        program: axum.program.clone(),
-        env: vec![
-            ("SESSION_KEYS".to_owned(), KEYS.to_owned()),
-            ("SESSION_OWNER_KEY".to_owned(), OWNER_KEY.to_owned()),
-        ],
-    };
+    let mut encrypted = axum.clone();
+    encrypted.name = "axum+encrypted".to_owned();
+    encrypted.env.extend([
+        ("SESSION_KEYS".to_owned(), KEYS.to_owned()),
+        ("SESSION_OWNER_KEY".to_owned(), OWNER_KEY.to_owned()),
+    ]);
     let runs: [&Server; 3] = [floor, axum, &encrypted];
     let work = std::env::temp_dir().join(format!(
         "session-store-bench-payload-{}",
@@ -49,11 +47,7 @@ pub(crate) async fn section(
     for (label, bytes) in sizes {
         let mut base = None;
         for server in runs {
-            let mut sized = Server {
-                name: server.name.clone(),
-                program: server.program.clone(),
-                env: server.env.clone(),
-            };
+            let mut sized = server.clone();
             sized
                 .env
                 .push(("PAYLOAD_BYTES".to_owned(), bytes.to_string()));

@@ -12,8 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use session_store_mongo::mongodb::bson::{doc, DateTime, Document};
-use session_store_mongo::mongodb::options::IndexOptions;
-use session_store_mongo::mongodb::{Client, IndexModel};
+use session_store_mongo::mongodb::Client;
 
 use crate::chart::{line_chart, Series};
 use crate::http::{self, Server, Setup};
@@ -23,22 +22,6 @@ const DATABASE: &str = "bench_scale";
 /// The servers run at every size: the floor and one example (the others behave alike
 /// in the HTTP part; each extra server adds its runs at every size).
 const SERVERS: [&str; 2] = ["floor", "axum"];
-const BATCH: usize = 10_000;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Stored session `n`, as the store writes it.
-fn document(n: usize, expires: DateTime) -> Result<Document> {
-    let id = format!("bench-scale-{n}");
-    let key = hex(ring::digest::digest(&ring::digest::SHA256, id.as_bytes()).as_ref());
-    Ok(doc! {
-        "_id": key,
-        "session": serde_json::to_string(&crate::session(n, 1))?,
-        "expires": expires,
-    })
-}
 
 /// Collection statistics: (documents, data MiB, index MiB, per-index MiB).
 async fn collection_sizes(client: &Client) -> Result<(i64, f64, f64, String)> {
@@ -78,24 +61,15 @@ async fn collection_sizes(client: &Client) -> Result<(i64, f64, f64, String)> {
     ))
 }
 
-/// Inserts documents `from..to`.
+/// Inserts sessions `from..to` under their ids' SHA-256 digests, as the store keys them.
 async fn top_up(client: &Client, from: usize, to: usize) -> Result<()> {
     let sessions = client.database(DATABASE).collection::<Document>("sessions");
     let expires = DateTime::from_millis(DateTime::now().timestamp_millis() + 14 * 86_400_000);
-    let mut n = from;
-    while n < to {
-        let end = (n + BATCH).min(to);
-        let docs = (n..end)
-            .map(|i| document(i, expires))
-            .collect::<Result<Vec<_>>>()?;
-        sessions
-            .insert_many(docs)
-            .ordered(false)
-            .await
-            .context("bulk-loading sessions")?;
-        n = end;
-    }
-    Ok(())
+    crate::insert_sessions(&sessions, from..to, expires, |n| {
+        let id = format!("bench-scale-{n}");
+        crate::hex(ring::digest::digest(&ring::digest::SHA256, id.as_bytes()).as_ref())
+    })
+    .await
 }
 
 /// Runs the scale part; returns its markdown section.
@@ -110,19 +84,7 @@ pub(crate) async fn section(
     let started = Instant::now();
     let db = client.database(DATABASE);
     db.drop().await?;
-    db.collection::<Document>("sessions")
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! { "expires": 1 })
-                .options(
-                    IndexOptions::builder()
-                        .name(session_store_mongo::TTL_INDEX_NAME.to_owned())
-                        .expire_after(std::time::Duration::ZERO)
-                        .build(),
-                )
-                .build(),
-        )
-        .await?;
+    crate::sessions_with_ttl_index(&db).await?;
     let servers: Vec<&Server> = SERVERS
         .iter()
         .filter_map(|name| servers.iter().find(|s| s.name == *name))

@@ -8,10 +8,9 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context as _, Result};
-use session_store_mongo::mongodb::bson::{doc, DateTime, Document};
-use session_store_mongo::mongodb::options::IndexOptions;
-use session_store_mongo::mongodb::{Client, IndexModel};
+use anyhow::{Context as _, Result};
+use session_store_mongo::mongodb::bson::{doc, DateTime};
+use session_store_mongo::mongodb::Client;
 
 use crate::http::{self, Server, Setup};
 
@@ -21,7 +20,6 @@ const EXPIRING: usize = 200_000;
 const EXPIRE_AFTER: Duration = Duration::from_secs(15);
 const WINDOW: Duration = Duration::from_secs(3);
 const WINDOWS: usize = 20;
-const BATCH: usize = 10_000;
 
 async fn ttl_monitor_period(client: &Client, secs: i32) -> Result<()> {
     client
@@ -44,25 +42,9 @@ async fn run_mode(
 ) -> Result<(String, f64, f64)> {
     let db = client.database(DATABASE);
     db.drop().await?;
-    let sessions = db.collection::<Document>("sessions");
-    sessions
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! { "expires": 1 })
-                .options(
-                    IndexOptions::builder()
-                        .name(session_store_mongo::TTL_INDEX_NAME.to_owned())
-                        .expire_after(Duration::ZERO)
-                        .build(),
-                )
-                .build(),
-        )
-        .await?;
-    let mut server = Server {
-        name: format!("axum-{mode}"),
-        program: axum.program.clone(),
-        env: axum.env.clone(),
-    };
+    let sessions = crate::sessions_with_ttl_index(&db).await?;
+    let mut server = axum.clone();
+    server.name = format!("axum-{mode}");
     server.env.push(("AUTO_REMOVE".to_owned(), mode.to_owned()));
     server
         .env
@@ -71,34 +53,13 @@ async fn run_mode(
     let log = work.join(format!("{}.log", server.name));
     let (child, _) = http::start(&server, setup, DATABASE, port, &log)?;
     let outcome = async {
-        let mut cookies = String::new();
-        for _ in 0..setup.connections {
-            let (status, cookie, body) = http::get(port, "/counter", None)?;
-            ensure!(status == 200, "GET /counter answered {status}: {body}");
-            writeln!(cookies, "{}", cookie.context("no sid cookie")?)?;
-        }
-        let file = work.join(format!("{}.cookies", server.name));
-        std::fs::write(&file, &cookies)?;
-        let script = work.join("session.lua");
-        std::fs::write(&script, http::SCRIPT)?;
+        let (file, script) = http::sessions(&server, port, setup.connections, work)?;
         // The storm: sessions that all expire at the same instant.
         let expires = DateTime::from_system_time(std::time::SystemTime::now() + EXPIRE_AFTER);
-        let mut n = 0;
-        while n < expiring {
-            let end = (n + BATCH).min(expiring);
-            let docs = (n..end)
-                .map(|i| -> Result<Document> {
-                    let key = format!("storm-{mode}-{i}");
-                    Ok(doc! {
-                        "_id": key,
-                        "session": serde_json::to_string(&crate::session(i, 1))?,
-                        "expires": expires,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            sessions.insert_many(docs).ordered(false).await?;
-            n = end;
-        }
+        crate::insert_sessions(&sessions, 0..expiring, expires, |i| {
+            format!("storm-{mode}-{i}")
+        })
+        .await?;
         let loaded_at = Instant::now();
         let window_setup = Setup {
             uri: setup.uri.clone(),

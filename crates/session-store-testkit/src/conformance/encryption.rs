@@ -313,10 +313,7 @@ pub async fn a_serialized_load_that_reseals_keeps_its_turn<B: DocumentBackend + 
         .unwrap();
 
     let rotated = fixture(backend, |b| {
-        b.cipher(ring(&[("new", 2), ("old", 1)]))
-            .serialize_requests(true)
-            .lease_duration(StdDuration::from_secs(10))
-            .lease_wait(StdDuration::from_millis(300))
+        super::overlap::serialized(b.cipher(ring(&[("new", 2), ("old", 1)])))
     })
     .await;
     let request = RequestScope::new();

@@ -281,7 +281,8 @@ pub async fn second_load_keeps_the_first_as_base<B: DocumentBackend + Clone>(bac
     );
 }
 
-fn serialized<B: DocumentBackend>(b: SessionStoreBuilder<B>) -> SessionStoreBuilder<B> {
+/// Requests on a session one at a time, with a short wait for the turn (for tests).
+pub(super) fn serialized<B: DocumentBackend>(b: SessionStoreBuilder<B>) -> SessionStoreBuilder<B> {
     b.serialize_requests(true)
         .lease_duration(StdDuration::from_secs(10))
         .lease_wait(StdDuration::from_millis(300))
