@@ -36,7 +36,7 @@ commands:
                                  the MongoDB backend's suites with bson 3, and the
                                  matrix cell 4.4.2 x oldest driver x standalone; every
                                  build --locked
-  bench [--quick] [--rounds 3] [--only store|http|scale|payload|storm|connections]
+  bench [--quick] [--rounds 3] [--only store|http|scale|payload|storm|connections|soak]
         [--sizes 10000,100000,1000000]
         [--seconds 10] [--connections 64]
                                  start a throwaway mongod; benchmark the store against the raw
@@ -45,8 +45,10 @@ commands:
                                  floor and Axum with many stored sessions (scale) and
                                  with 1 KB to 256 KB sessions, plain and encrypted
                                  (payload), Axum while 200,000 sessions expire at once
-                                 (storm), at 64/256/1,024 connections (connections);
-                                 write target/bench/latest.md
+                                 (storm), at 64/256/1,024 connections (connections),
+                                 Axum for 10 minutes: RSS, connections (soak); --quick
+                                 runs every part in under 5 minutes; write
+                                 target/bench/latest.md
   fuzz [--cases 50000]           the property tests (stored documents, cookies, envelopes,
                                  SESSION_KEYS, connection strings, error texts) with many
                                  cases each; no mongod needed
@@ -82,12 +84,23 @@ pub(crate) enum Task {
     Help,
 }
 
+/// The benchmark's parts (`bench --only PART`), as the benchmark binary names them.
+const BENCH_PARTS: [&str; 7] = [
+    "store",
+    "http",
+    "scale",
+    "payload",
+    "storm",
+    "connections",
+    "soak",
+];
+
 /// `bench`'s options, passed on to the benchmark binary.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Bench {
     pub(crate) quick: bool,
     pub(crate) rounds: Option<u32>,
-    /// `store`, `http`, `scale`, `payload`, `storm` or `connections`.
+    /// One of [`BENCH_PARTS`].
     pub(crate) only: Option<String>,
     /// The scale part's stored-session counts, as given (`10000,100000`).
     pub(crate) sizes: Option<String>,
@@ -296,13 +309,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Task> {
                 &["--quick"],
             )?;
             let only = o.value("--only").map(str::to_owned);
-            if let Some(other) = only.as_deref().filter(|o| {
-                !matches!(
-                    *o,
-                    "store" | "http" | "scale" | "payload" | "storm" | "connections"
-                )
-            }) {
-                bail!("--only {other}: use store, http, scale, payload, storm or connections");
+            if let Some(other) = only.as_deref().filter(|o| !BENCH_PARTS.contains(o)) {
+                bail!("--only {other}: use {}", BENCH_PARTS.join(", "));
             }
             let sizes = o.value("--sizes").map(str::to_owned);
             if let Some(bad) = sizes.as_deref().filter(|l| {
@@ -416,7 +424,7 @@ mod tests {
             ("ci --fast", "unexpected argument `--fast`"),
             (
                 "bench --only disk",
-                "--only disk: use store, http, scale, payload, storm or connections",
+                "--only disk: use store, http, scale, payload, storm, connections, soak",
             ),
             ("bench --sizes 10,x", "--sizes 10,x: positive numbers"),
             ("bench --rounds many", "--rounds many is not a valid number"),

@@ -88,6 +88,10 @@ pub(crate) struct Load {
     pub rps: f64,
     pub p99_us: u64,
     pub writes_per_request: f64,
+    /// CPU time (user + system) per request of the server under test and of mongod, in
+    /// µs, where `/proc` shows them.
+    pub server_cpu_us: Option<f64>,
+    pub mongod_cpu_us: Option<f64>,
 }
 
 #[derive(Default)]
@@ -215,6 +219,17 @@ fn peak_rss_kib(pid: u32) -> Result<u64> {
         .context("no VmHWM in /proc/PID/status")
 }
 
+/// CPU time (user + system, all threads) a process has used so far, in µs, from
+/// `/proc/PID/stat` (whose clock ticks are USER_HZ, 100 per second on Linux).
+fn cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesized command name: state is field 3, utime 14, stime 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 10_000)
+}
+
 fn json_number(json: &str, field: &str) -> Result<u64> {
     let at = json
         .find(&format!("\"{field}\":"))
@@ -226,16 +241,18 @@ fn json_number(json: &str, field: &str) -> Result<u64> {
     Ok(rest[..end].parse()?)
 }
 
-/// One wrk run against `path` with the cookies in `cookies`.
+/// One wrk run against `path` with the cookies in `cookies`, on the server process `pid`.
 pub(crate) async fn load(
     setup: &Setup,
     db: &Database,
+    pid: u32,
     port: u16,
     path: &str,
     cookies: &Path,
     script: &Path,
 ) -> Result<Load> {
-    let before = crate::writes(db).await?;
+    let before = crate::server_status(db).await?;
+    let cpu_before = (cpu_us(pid), before.pid.and_then(cpu_us));
     let n = setup.connections.to_string();
     let out = Command::new(&setup.wrk)
         .args(["-t", &n, "-c", &n, "--timeout", TIMEOUT, "-d"])
@@ -246,7 +263,8 @@ pub(crate) async fn load(
         .env("BENCH_COOKIES", cookies)
         .output()
         .with_context(|| format!("cannot run {}", setup.wrk.display()))?;
-    let after = crate::writes(db).await?;
+    let cpu_after = (cpu_us(pid), before.pid.and_then(cpu_us));
+    let after = crate::server_status(db).await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(
         out.status.success(),
@@ -272,10 +290,15 @@ pub(crate) async fn load(
          {timeouts} timed out (after {TIMEOUT})"
     );
     let seconds = json_number(json, "duration_us")? as f64 / 1e6;
+    let per_request = |before: Option<u64>, after: Option<u64>| {
+        Some(after?.saturating_sub(before?) as f64 / requests as f64)
+    };
     Ok(Load {
         rps: requests as f64 / seconds,
         p99_us: json_number(json, "p99_us")?,
-        writes_per_request: after.saturating_sub(before) as f64 / requests as f64,
+        writes_per_request: after.writes.saturating_sub(before.writes) as f64 / requests as f64,
+        server_cpu_us: per_request(cpu_before.0, cpu_after.0),
+        mongod_cpu_us: per_request(cpu_before.1, cpu_after.1),
     })
 }
 
@@ -324,7 +347,7 @@ pub(crate) async fn measure(
     let outcome = async {
         let (file, script) = sessions(server, port, setup.connections, work)?;
         let cookies = std::fs::read_to_string(&file)?;
-        let counter = load(setup, db, port, "/counter", &file, &script).await?;
+        let counter = load(setup, db, child.id(), port, "/counter", &file, &script).await?;
         // The sessions were kept: the first one has counted past its creation.
         let first = cookies.lines().next().unwrap_or_default();
         let (_, _, body) = get(port, "/peek", Some(first))?;
@@ -332,7 +355,7 @@ pub(crate) async fn measure(
             json_number(&body, "count").is_ok_and(|n| n > 1),
             "after the /counter run, /peek of the first session says {body}: sessions were not kept"
         );
-        let peek = load(setup, db, port, "/peek", &file, &script).await?;
+        let peek = load(setup, db, child.id(), port, "/peek", &file, &script).await?;
         let rss_kib = peak_rss_kib(child.id())?;
         Ok::<_, anyhow::Error>(Measured {
             counter,
@@ -429,5 +452,32 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
             ratio(c, express),
         );
     }
+    table.push_str(&cpu_table(servers, &results));
     Ok(table)
+}
+
+/// Where the CPU goes: per request, the server's and mongod's CPU time (medians over
+/// rounds). On a machine the server, mongod and wrk share, req/s follows their sum.
+fn cpu_table(servers: &[Server], results: &[Results]) -> String {
+    let median = |loads: &[Load], pick: fn(&Load) -> Option<f64>| {
+        let values: Vec<f64> = loads.iter().filter_map(pick).collect();
+        median_by(&values, |v| *v).map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"))
+    };
+    let mut table = String::from(
+        "\nCPU time per request (user + system, µs; `/proc/PID/stat` before and after each wrk run):\n\n\
+         | server | /counter: server | /counter: mongod | /peek: server | /peek: mongod |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for (server, res) in servers.iter().zip(results) {
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} | {} |",
+            server.name,
+            median(&res.counter, |l| l.server_cpu_us),
+            median(&res.counter, |l| l.mongod_cpu_us),
+            median(&res.peek, |l| l.server_cpu_us),
+            median(&res.peek, |l| l.mongod_cpu_us),
+        );
+    }
+    table
 }

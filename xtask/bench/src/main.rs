@@ -16,8 +16,8 @@
 //! comparison, under wrk.
 //!
 //! Arguments: `--uri URI` (else `MONGODB_URI`), `--out FILE` (the markdown report),
-//! `--rounds N` (default 3), `--quick` (fewer sessions and shorter loads, for a smoke run),
-//! `--only store|http|scale|payload|storm|connections`, `--sizes N,N,...` (the scale part's stored sessions;
+//! `--rounds N` (default 3, quick 1), `--quick` (fewer sessions, shorter loads, one round: a smoke run under 5 minutes),
+//! `--only store|http|scale|payload|storm|connections|soak`, `--sizes N,N,...` (the scale part's stored sessions;
 //! default 10000,100000,1000000, quick 1000,10000), and for the HTTP and scale parts `--server NAME=PATH` (repeated; a `.js`
 //! path runs under node), `--wrk PATH`, `--connections N` (default 64), `--seconds N`
 //! (default 10).
@@ -27,6 +27,7 @@ mod connections;
 mod http;
 mod payload;
 mod scale;
+mod soak;
 mod storm;
 mod users;
 
@@ -151,17 +152,31 @@ struct Args {
     out: Option<std::path::PathBuf>,
     rounds: usize,
     quick: bool,
-    store: bool,
-    http: bool,
-    scale: bool,
-    payload: bool,
-    storm: bool,
-    connections_part: bool,
+    /// `--only`: the one part to run, else all of them.
+    only: Option<&'static str>,
     sizes: Option<Vec<usize>>,
     servers: Vec<http::Server>,
     wrk: Option<std::path::PathBuf>,
     connections: usize,
     seconds: Option<u64>,
+}
+
+/// The parts of the benchmark, in the order they run (`--only` picks one).
+const PARTS: [&str; 7] = [
+    "store",
+    "http",
+    "scale",
+    "payload",
+    "storm",
+    "connections",
+    "soak",
+];
+
+impl Args {
+    /// Whether `part` runs (the parts after `store` also need servers to run).
+    fn runs(&self, part: &str) -> bool {
+        self.only.is_none_or(|only| only == part) && (part == "store" || !self.servers.is_empty())
+    }
 }
 
 fn number<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>, flag: &str) -> Result<T> {
@@ -177,44 +192,27 @@ fn args() -> Result<Args> {
         out: None,
         rounds: 3,
         quick: false,
-        store: true,
-        http: true,
-        scale: true,
-        payload: true,
-        storm: true,
-        connections_part: true,
+        only: None,
         sizes: None,
         servers: Vec::new(),
         wrk: None,
         connections: 64,
         seconds: None,
     };
+    let mut rounds = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--uri" => args.uri = it.next().context("--uri needs a value")?,
             "--out" => args.out = Some(it.next().context("--out needs a value")?.into()),
-            "--rounds" => args.rounds = number(&mut it, "--rounds")?,
+            "--rounds" => rounds = Some(number(&mut it, "--rounds")?),
             "--quick" => args.quick = true,
             "--only" => {
-                let part = it.next();
-                args.store = part.as_deref() == Some("store");
-                args.http = part.as_deref() == Some("http");
-                args.scale = part.as_deref() == Some("scale");
-                args.payload = part.as_deref() == Some("payload");
-                args.storm = part.as_deref() == Some("storm");
-                args.connections_part = part.as_deref() == Some("connections");
-                if !(args.store
-                    || args.http
-                    || args.scale
-                    || args.payload
-                    || args.storm
-                    || args.connections_part)
-                {
-                    bail!(
-                        "--only takes store, http, scale, payload, storm or connections, not {part:?}"
-                    );
-                }
+                let part = it.next().context("--only needs a part")?;
+                let known = PARTS.iter().find(|p| **p == part).with_context(|| {
+                    format!("--only takes one of {}, not {part:?}", PARTS.join(", "))
+                })?;
+                args.only = Some(known);
             }
             "--sizes" => {
                 let list = it
@@ -238,13 +236,15 @@ fn args() -> Result<Args> {
             other => bail!("unknown argument {other:?}; see the crate docs"),
         }
     }
+    // A quick run is one round unless told otherwise.
+    args.rounds = rounds.unwrap_or(if args.quick { 1 } else { 3 });
     if args.uri.is_empty() {
         bail!("no MongoDB: pass --uri or set MONGODB_URI (cargo xtask bench provisions one)");
     }
     if args.rounds == 0 || args.connections == 0 || args.seconds == Some(0) {
         bail!("--rounds, --connections and --seconds take positive numbers");
     }
-    if (args.http || args.scale || args.payload) && !args.servers.is_empty() && args.wrk.is_none() {
+    if args.only != Some("store") && !args.servers.is_empty() && args.wrk.is_none() {
         bail!("--server needs --wrk PATH (cargo xtask bench fetches wrk)");
     }
     Ok(args)
@@ -370,18 +370,42 @@ async fn insert_sessions(
     Ok(())
 }
 
-/// Documents inserted, updated and deleted so far (`serverStatus` `metrics.document`).
-async fn writes(db: &Database) -> Result<u64> {
-    // Documents written, whatever the command: the store writes with findAndModify, which
-    // `opcounters` counts as a command, not an update.
+/// What the benchmark reads of `serverStatus`.
+pub(crate) struct ServerStatus {
+    /// Documents inserted, updated and deleted so far (`metrics.document`).
+    pub writes: u64,
+    /// mongod's process id (its CPU time is read from `/proc` when it runs here).
+    pub pid: Option<u32>,
+    /// Client connections open to mongod (`connections.current`).
+    pub connections: u64,
+}
+
+pub(crate) async fn server_status(db: &Database) -> Result<ServerStatus> {
     let status = db.run_command(doc! { "serverStatus": 1 }).await?;
-    let d = status.get_document("metrics")?.get_document("document")?;
-    let n = |k: &str| {
+    let number = |d: &Document, k: &str| {
         d.get_i64(k)
             .or_else(|_| d.get_i32(k).map(i64::from))
             .unwrap_or(0)
     };
-    Ok((n("inserted") + n("updated") + n("deleted")) as u64)
+    // Documents written, whatever the command: the store writes with findAndModify, which
+    // `opcounters` counts as a command, not an update.
+    let d = status.get_document("metrics")?.get_document("document")?;
+    let writes = number(d, "inserted") + number(d, "updated") + number(d, "deleted");
+    Ok(ServerStatus {
+        writes: u64::try_from(writes).unwrap_or(0),
+        pid: u32::try_from(number(&status, "pid"))
+            .ok()
+            .filter(|p| *p > 0),
+        connections: status
+            .get_document("connections")
+            .map(|c| u64::try_from(number(c, "current")).unwrap_or(0))
+            .unwrap_or(0),
+    })
+}
+
+/// Documents inserted, updated and deleted so far (`serverStatus` `metrics.document`).
+async fn writes(db: &Database) -> Result<u64> {
+    Ok(server_status(db).await?.writes)
 }
 
 struct Stores {
@@ -832,19 +856,19 @@ async fn main() -> Result<()> {
     let version = build.get_str("version").unwrap_or("?").to_owned();
 
     let mut report = String::new();
-    if args.store {
+    if args.runs("store") {
         report.push_str(&store_section(&args, &client, &db, &version).await?);
         db.drop().await?;
         report.push('\n');
         report.push_str(&users::users_section(&client, &db, DATABASE).await?);
         db.drop().await?;
     }
-    if args.http && !args.servers.is_empty() {
+    if args.runs("http") {
         let section = http_section(&args, &db, &version).await?;
         append(&mut report, &section);
     }
     let servers = &args.servers;
-    if args.scale && !servers.is_empty() {
+    if args.runs("scale") {
         let setup = part_setup(&args, None)?;
         let sizes = args.sizes.clone().unwrap_or_else(|| {
             if args.quick {
@@ -858,25 +882,32 @@ async fn main() -> Result<()> {
         let section = scale::section(&client, servers, &setup, &sizes, &heading, charts).await?;
         append(&mut report, &section);
     }
-    if args.payload && !servers.is_empty() {
+    if args.runs("payload") {
         let setup = part_setup(&args, None)?;
         let heading = part_heading(&version, &setup);
         let section = payload::section(&client, servers, &setup, &heading, args.quick).await?;
         append(&mut report, &section);
     }
-    if args.storm && !servers.is_empty() {
+    if args.runs("storm") {
         // The storm's wrk runs are its own 3 s windows.
         let setup = part_setup(&args, Some(3))?;
         let heading = part_heading(&version, &setup);
         let section = storm::section(&client, servers, &setup, &heading, args.quick).await?;
         append(&mut report, &section);
     }
-    if args.connections_part && !servers.is_empty() {
+    if args.runs("connections") {
         let setup = part_setup(&args, None)?;
         let heading = connections_heading(&version, &setup);
         let charts = args.out.as_deref().and_then(std::path::Path::parent);
         let section =
             connections::section(&client, servers, &setup, &heading, args.quick, charts).await?;
+        append(&mut report, &section);
+    }
+    if args.runs("soak") {
+        let setup = part_setup(&args, None)?;
+        let heading = part_heading(&version, &setup);
+        let charts = args.out.as_deref().and_then(std::path::Path::parent);
+        let section = soak::section(&client, servers, &setup, &heading, args.quick, charts).await?;
         append(&mut report, &section);
     }
     println!("{report}");
