@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 
 /// The password of [`CertSet::client_encrypted`]'s key.
@@ -19,6 +19,21 @@ pub const CLIENT_KEY_PASSWORD: &str = "client-key-password-0123";
 
 /// The organization every test certificate names.
 pub const ORGANIZATION: &str = "session-store-test";
+
+/// The subject (RFC 2253) of the CA that signs the set's certificates.
+pub const CA_SUBJECT: &str = "CN=session-store test CA,O=session-store-test";
+/// The subject (RFC 2253) of the second, untrusted CA.
+pub const OTHER_CA_SUBJECT: &str = "CN=some other CA,O=session-store-test";
+
+/// [`CertSet::client`]'s serial number and validity (the other certificates take
+/// rcgen's defaults).
+pub const CLIENT_SERIAL: [u8; 4] = [0x5e, 0x55, 0x10, 0x1c];
+/// [`CLIENT_SERIAL`] as `/whoami` shows it: lowercase hex.
+pub const CLIENT_SERIAL_HEX: &str = "5e55101c";
+/// [`CertSet::client`]'s start of validity, RFC 3339.
+pub const CLIENT_NOT_BEFORE: &str = "2026-01-01T00:00:00Z";
+/// [`CertSet::client`]'s end of validity, RFC 3339.
+pub const CLIENT_NOT_AFTER: &str = "2036-01-01T00:00:00Z";
 
 /// Paths of a generated certificate set (all PEM).
 #[derive(Debug, Clone)]
@@ -29,6 +44,9 @@ pub struct CertSet {
     pub ca: PathBuf,
     /// Server certificate and key: SAN `localhost`, `127.0.0.1`.
     pub server: PathBuf,
+    /// A second server certificate and key for the same names from the same CA, with a
+    /// key of its own: what a renewal (certificate rotation) installs.
+    pub server_renewed: PathBuf,
     /// Server certificate and key valid only for `wrong.invalid` (hostname mismatch).
     pub server_wrong_host: PathBuf,
     /// Client certificate and key (`CN=session-client,OU=clients`), mapped to an X.509
@@ -122,6 +140,17 @@ impl Ca {
         subject: &[(DnType, &str)],
         usages: Vec<ExtendedKeyUsagePurpose>,
     ) -> anyhow::Result<(String, KeyPair)> {
+        self.issue_key_with(sans, subject, usages, |_| {})
+    }
+
+    /// [`issue_key`](Self::issue_key), with `adjust` applied to the parameters last.
+    fn issue_key_with(
+        &self,
+        sans: &[&str],
+        subject: &[(DnType, &str)],
+        usages: Vec<ExtendedKeyUsagePurpose>,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> anyhow::Result<(String, KeyPair)> {
         let mut params =
             CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
         params.distinguished_name = dn(subject);
@@ -130,6 +159,7 @@ impl Ca {
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.extended_key_usages = usages;
+        adjust(&mut params);
         let key = KeyPair::generate()?;
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer)?;
@@ -163,6 +193,7 @@ impl CertSet {
         Ok(Self {
             ca: path("ca.pem")?,
             server: path("server.pem")?,
+            server_renewed: path("server-renewed.pem")?,
             server_wrong_host: path("server-wrong-host.pem")?,
             client: path("client.pem")?,
             client_subject: std::fs::read_to_string(&subject_file)?.trim().to_owned(),
@@ -200,6 +231,12 @@ impl CertSet {
             server_usage.clone(),
         )?;
         let server = format!("{cert}{key}");
+        let (cert, key) = ca.issue(
+            &["localhost", "127.0.0.1"],
+            &server_subject,
+            server_usage.clone(),
+        )?;
+        let server_renewed = format!("{cert}{key}");
         let (cert, key) = ca.issue(&["wrong.invalid"], &server_subject, server_usage)?;
         let server_wrong_host = format!("{cert}{key}");
         // RFC 2253 lists the RDNs in reverse order of the certificate's sequence.
@@ -209,7 +246,12 @@ impl CertSet {
             (DnType::CommonName, "session-client"),
         ];
         let client_subject = format!("CN=session-client,OU=clients,O={ORGANIZATION}");
-        let (client_cert, client_key) = ca.issue_key(&[], &client_dn, client_usage())?;
+        let (client_cert, client_key) =
+            ca.issue_key_with(&[], &client_dn, client_usage(), |params| {
+                params.serial_number = Some(SerialNumber::from_slice(&CLIENT_SERIAL));
+                params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+            })?;
         let client = format!("{client_cert}{}", client_key.serialize_pem());
         let client_encrypted = format!(
             "{client_cert}{}",
@@ -233,6 +275,7 @@ impl CertSet {
         Ok(Self {
             ca: write(dir, "ca.pem", &ca_pem)?,
             server: write(dir, "server.pem", &server)?,
+            server_renewed: write(dir, "server-renewed.pem", &server_renewed)?,
             server_wrong_host: write(dir, "server-wrong-host.pem", &server_wrong_host)?,
             client: write(dir, "client.pem", &client)?,
             client_subject: {

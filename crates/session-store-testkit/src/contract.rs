@@ -157,6 +157,9 @@ macro_rules! contract_tests {
             serialized_parallel_counter,
             secrets_never_printed,
             idle_connections_do_not_stop_https,
+            rotated_server_certificate,
+            sighup_reloads_certificate,
+            client_ca_bundle_follows_its_file,
             absolute_lifetime,
             a_users_sessions,
             owner_unreadable_with_encryption,
@@ -189,6 +192,7 @@ mod harness;
 mod lifetime;
 mod metrics;
 mod outage;
+mod rotation;
 mod secrets;
 mod server;
 mod tls;
@@ -205,6 +209,9 @@ pub use harness::Target;
 pub use lifetime::absolute_lifetime;
 pub use metrics::metrics;
 pub use outage::mongodb_outage;
+pub use rotation::{
+    client_ca_bundle_follows_its_file, rotated_server_certificate, sighup_reloads_certificate,
+};
 pub use secrets::secrets_never_printed;
 pub(crate) use server::{HttpsClient, Reply, ServerUnderTest};
 pub use tls::{

@@ -215,10 +215,7 @@ async fn logout(session: Session) -> HttpResponse {
 
 async fn whoami(req: actix_web::HttpRequest) -> HttpResponse {
     match req.conn_data::<ClientCert>() {
-        Some(cert) => HttpResponse::Ok().json(json!({
-            "subject": cert.subject,
-            "fingerprint_sha256": cert.fingerprint_sha256,
-        })),
+        Some(cert) => HttpResponse::Ok().json(cert.to_json()),
         None => HttpResponse::Unauthorized()
             .json(json!({ "error": "no client certificate (mutual TLS is off or none was sent)" })),
     }
@@ -400,7 +397,8 @@ async fn run() -> anyhow::Result<()> {
     let (server, scheme) = match &config.https {
         None => (server.bind(addr).with_context(listen_error)?, "http"),
         Some(https) => {
-            let tls = tls::server_config(&https.cert, &https.key, https.client_ca.as_deref())?;
+            let (tls, reloader) = tls::server_config(https)?;
+            actix_web::rt::spawn(reloader.watch());
             (
                 server
                     .bind_rustls_0_23(addr, tls)

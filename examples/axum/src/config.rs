@@ -15,12 +15,19 @@ use anyhow::{bail, Context as _, Result};
 /// How often `AUTO_REMOVE=interval` deletes expired sessions (connect-mongo's default).
 const REMOVE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// `TLS_CERT`, `TLS_KEY` and `TLS_CLIENT_CA`.
+/// How often the TLS files are re-read by default (`TLS_RELOAD_SECS`).
+const TLS_RELOAD: Duration = Duration::from_secs(5);
+
+/// `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA` and `TLS_RELOAD_SECS`.
+#[derive(Clone)]
 pub(crate) struct Https {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// With a CA, clients must present a certificate it signed (mutual TLS).
     pub client_ca: Option<PathBuf>,
+    /// How often the files are re-read for a rotated certificate or CA bundle; `None`
+    /// (`TLS_RELOAD_SECS=0`): on `SIGHUP` only.
+    pub reload: Option<Duration>,
 }
 
 /// Settings of one server process.
@@ -94,11 +101,17 @@ impl Config {
         let tls_cert = file("TLS_CERT")?;
         let tls_key = file("TLS_KEY")?;
         let tls_client_ca = file("TLS_CLIENT_CA")?;
+        let reload = parsed(
+            "TLS_RELOAD_SECS",
+            TLS_RELOAD.as_secs(),
+            "a number of seconds",
+        )?;
         let https = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(Https {
                 cert,
                 key,
                 client_ca: tls_client_ca,
+                reload: (reload > 0).then(|| Duration::from_secs(reload)),
             }),
             (None, None) if tls_client_ca.is_some() => {
                 bail!("TLS_CLIENT_CA needs TLS_CERT and TLS_KEY: mutual TLS is served over HTTPS")

@@ -217,11 +217,7 @@ async fn logout(session: Session) -> AppResult {
 
 async fn whoami(cert: Option<axum::Extension<ClientCert>>) -> Response {
     match cert {
-        Some(axum::Extension(cert)) => Json(json!({
-            "subject": cert.subject,
-            "fingerprint_sha256": cert.fingerprint_sha256,
-        }))
-        .into_response(),
+        Some(axum::Extension(cert)) => Json(cert.to_json()).into_response(),
         None => (
             StatusCode::UNAUTHORIZED,
             Json(json!({ "error": "no client certificate (mutual TLS is off or none was sent)" })),
@@ -332,9 +328,11 @@ async fn run() -> anyhow::Result<()> {
                 .context("server failed")?;
         }
         Some(https) => {
-            let tls = tls::server_config(&https.cert, &https.key, https.client_ca.as_deref())?;
+            let (tls, reloader) = tls::server_config(https)?;
+            tokio::spawn(reloader.watch());
             tracing::info!(
                 mutual_tls = https.client_ca.is_some(),
+                tls_reload_secs = https.reload.map_or(0, |p| p.as_secs()),
                 "listening on https://{}",
                 listener.local_addr()?
             );

@@ -1,33 +1,84 @@
 //! The identity of a verified client certificate, for `/whoami` and
-//! `BIND_SESSION_TO_CLIENT_CERT`: its subject (RFC 2253) and SHA-256 fingerprint.
+//! `BIND_SESSION_TO_CLIENT_CERT`: its subject and issuer (RFC 2253), serial number,
+//! validity (RFC 3339) and SHA-256 fingerprint.
 //!
 //! Shared: this file is the same in every example, so that each example can be copied
 //! alone; `cargo xtask ci` checks the copies are identical. Change it in examples/axum and
 //! copy it to the others.
 
-/// A verified client certificate: its subject (RFC 2253) and SHA-256 fingerprint (hex).
+/// A verified client certificate, as `/whoami` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClientCert {
+    /// Subject, RFC 2253.
     pub subject: String,
+    /// Issuer, RFC 2253.
+    pub issuer: String,
+    /// Serial number: lowercase hex, leading zero bytes removed.
+    pub serial: String,
+    /// Start and end of validity, RFC 3339 in UTC (`2026-12-01T05:00:00Z`).
+    pub not_before: String,
+    pub not_after: String,
+    /// SHA-256 of the DER certificate, lowercase hex.
     pub fingerprint_sha256: String,
 }
 
 impl ClientCert {
     /// Reads a DER certificate (already verified by the TLS handshake).
     pub(crate) fn from_der(der: &[u8]) -> Self {
-        let fingerprint_sha256 = ring::digest::digest(&ring::digest::SHA256, der)
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let subject = x509_parser::parse_x509_certificate(der)
-            .map(|(_, cert)| rfc2253(cert.subject()))
-            .unwrap_or_default();
-        Self {
-            subject,
+        let fingerprint_sha256 = hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref());
+        let mut cert = Self {
+            subject: String::new(),
+            issuer: String::new(),
+            serial: String::new(),
+            not_before: String::new(),
+            not_after: String::new(),
             fingerprint_sha256,
+        };
+        if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der) {
+            cert.subject = rfc2253(parsed.subject());
+            cert.issuer = rfc2253(parsed.issuer());
+            let serial = parsed.raw_serial();
+            let first = serial
+                .iter()
+                .position(|b| *b != 0)
+                .unwrap_or(serial.len().saturating_sub(1));
+            cert.serial = hex(&serial[first..]);
+            cert.not_before = rfc3339(parsed.validity().not_before.to_datetime());
+            cert.not_after = rfc3339(parsed.validity().not_after.to_datetime());
         }
+        cert
     }
+
+    /// The `/whoami` answer.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "serial": self.serial,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "fingerprint_sha256": self.fingerprint_sha256,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `2026-12-01T05:00:00Z`: RFC 3339 in UTC, to the second (certificate times have no
+/// fraction).
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// A distinguished name in RFC 2253 order and syntax: last RDN first, `,` between.
@@ -68,7 +119,7 @@ fn escape(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, rfc3339};
 
     #[test]
     fn escapes_rfc_2253_specials_and_edge_spaces_in_any_script() {
@@ -79,5 +130,11 @@ mod tests {
         // inside is not an edge.
         assert_eq!(escape("Zoë "), "Zoë\\ ");
         assert_eq!(escape("é a"), "é a");
+    }
+
+    #[test]
+    fn times_are_rfc_3339_in_utc() {
+        let t = time::macros::datetime!(2026-12-01 07:05:09 +02:00);
+        assert_eq!(rfc3339(t), "2026-12-01T05:05:09Z");
     }
 }

@@ -165,13 +165,7 @@ fn logout(session: Session<'_>) -> Reply {
 #[get("/whoami")]
 fn whoami(peer: Option<std::net::SocketAddr>, certs: &State<ClientCerts>) -> Reply {
     match certs.of(peer) {
-        Some(cert) => reply(
-            Status::Ok,
-            &json!({
-                "subject": cert.subject,
-                "fingerprint_sha256": cert.fingerprint_sha256,
-            }),
-        ),
+        Some(cert) => reply(Status::Ok, &cert.to_json()),
         None => reply(
             Status::Unauthorized,
             &json!({ "error": "no client certificate (mutual TLS is off or none was sent)" }),
@@ -223,7 +217,8 @@ async fn run() -> anyhow::Result<()> {
     let front = match &config.https {
         None => None,
         Some(https) => {
-            let tls = tls::server_config(&https.cert, &https.key, https.client_ca.as_deref())?;
+            let (tls, reloader) = tls::server_config(https)?;
+            tokio::spawn(reloader.watch());
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(listen_error)?;

@@ -117,7 +117,11 @@ impl HttpsClient {
                 builder.with_client_auth_cert(chain, key)?
             }
         };
-        Ok(client_builder().tls_backend_preconfigured(config).build()?)
+        // `tls_info`: responses carry the server certificate their connection got.
+        Ok(client_builder()
+            .tls_backend_preconfigured(config)
+            .tls_info(true)
+            .build()?)
     }
 }
 

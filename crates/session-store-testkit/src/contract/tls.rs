@@ -80,8 +80,8 @@ pub async fn https_and_secure_cookie(t: &Target) {
         .await;
 }
 
-/// `TLS_CLIENT_CA` set: `/whoami` answers the client certificate's subject (RFC 2253)
-/// and SHA-256 fingerprint; sessions work over mutual TLS; a client without a
+/// `TLS_CLIENT_CA` set: `/whoami` answers the client certificate's subject and issuer
+/// (RFC 2253), serial (hex), validity (RFC 3339) and SHA-256 fingerprint; sessions work over mutual TLS; a client without a
 /// certificate, or with one from another CA, is refused at the handshake.
 pub async fn mutual_tls(t: &Target) {
     let certs = CaseCerts::new();
@@ -107,7 +107,14 @@ pub async fn mutual_tls(t: &Target) {
             expect_reply(
                 &r,
                 200,
-                &json!({ "subject": subject, "fingerprint_sha256": fingerprint }),
+                &json!({
+                    "subject": subject,
+                    "issuer": crate::certs::CA_SUBJECT,
+                    "serial": crate::certs::CLIENT_SERIAL_HEX,
+                    "not_before": crate::certs::CLIENT_NOT_BEFORE,
+                    "not_after": crate::certs::CLIENT_NOT_AFTER,
+                    "fingerprint_sha256": fingerprint,
+                }),
                 "GET /whoami with a client certificate",
             );
             let sid = c.counter(None, 1).await;
