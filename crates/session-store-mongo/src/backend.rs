@@ -64,11 +64,16 @@ impl MongoBackend {
     /// span named and fielded as OpenTelemetry's database conventions say
     /// (`db.system.name`, `db.namespace`, `db.collection.name`, `db.operation.name`,
     /// and `error.type` on failure).
-    pub(crate) async fn command<T>(
+    ///
+    /// The command runs to completion on a task of its own, within the operation timeout,
+    /// even when the request that started it is cancelled (a client that went away): the
+    /// driver closes a connection whose command is dropped before its reply, and many at
+    /// once (a load balancer dropping its connections) stalled its pool for minutes.
+    pub(crate) async fn command<T: Send + 'static>(
         &self,
         operation: &'static str,
         command: &'static str,
-        fut: impl Future<Output = Result<T, MongoError>>,
+        fut: impl Future<Output = Result<T, MongoError>> + Send + 'static,
     ) -> Result<T, MongoError> {
         let collection = &self.inner.collection;
         let span = tracing::info_span!(
@@ -81,9 +86,12 @@ impl MongoBackend {
             db.operation.name = command,
             error.type = tracing::field::Empty,
         );
-        let result = bounded(operation, self.timeout(), fut)
-            .instrument(span.clone())
-            .await;
+        let task = tokio::spawn(bounded(operation, self.timeout(), fut).instrument(span.clone()));
+        let result = match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(MongoError::Stopped { operation }),
+        };
         if let Err(e) = &result {
             span.record("error.type", e.error_type());
         }
@@ -193,14 +201,15 @@ impl DocumentBackend for MongoBackend {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<StoredDocument>, MongoError> {
-        self.command("find", "find", async {
-            let doc = self
+        let (this, key) = (self.clone(), key.to_owned());
+        self.command("find", "find", async move {
+            let doc = this
                 .inner
                 .collection
                 .find_one(doc! { convert::ID: key })
-                .max_time(self.limit())
+                .max_time(this.limit())
                 .await
-                .map_err(self.failed("find"))?;
+                .map_err(this.failed("find"))?;
             // By `_id` alone (the server's fast path, no query planning); expiry is
             // checked here instead.
             Ok(doc.map(convert::from_document).filter(|d| d.is_live(now)))
@@ -210,7 +219,8 @@ impl DocumentBackend for MongoBackend {
 
     async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, MongoError> {
         let fields = convert::to_document(doc);
-        self.command("insert", "findAndModify", async {
+        let (this, key) = (self.clone(), doc.key.clone());
+        self.command("insert", "findAndModify", async move {
             // An upsert whose pipeline fills the document only when it is new (the upsert
             // starts it as `{_id}` alone) and leaves a taken `_id` as it is: an insert
             // that carries `maxTimeMS`, which the insert command cannot, keeping the
@@ -219,14 +229,14 @@ impl DocumentBackend for MongoBackend {
             let fill = vec![doc! { "$replaceWith": {
                 "$cond": { "if": fresh, "then": { "$literal": fields }, "else": "$$ROOT" }
             } }];
-            let existing = self
+            let existing = this
                 .inner
                 .collection
-                .find_one_and_update(doc! { convert::ID: &doc.key }, fill)
+                .find_one_and_update(doc! { convert::ID: key }, fill)
                 .upsert(true)
                 .return_document(ReturnDocument::Before)
                 .projection(doc! { convert::ID: 1 })
-                .max_time(self.limit())
+                .max_time(this.limit())
                 .await;
             match existing {
                 Ok(None) => Ok(InsertOutcome::Inserted),
@@ -235,7 +245,7 @@ impl DocumentBackend for MongoBackend {
                 Err(e) if command_code(&e) == Some(DUPLICATE_KEY) => {
                     Ok(InsertOutcome::DuplicateKey)
                 }
-                Err(e) => Err(self.failed("insert")(e)),
+                Err(e) => Err(this.failed("insert")(e)),
             }
         })
         .await
@@ -248,23 +258,24 @@ impl DocumentBackend for MongoBackend {
         update: &DocumentUpdate,
     ) -> Result<bool, MongoError> {
         let change = convert::conditional_update(update, now);
-        self.command("update", "findAndModify", async {
-            // One atomic findAndModify: the pipeline changes the fields only where the
-            // conditions hold, and the document as it was before tells whether they did.
-            let before = self
-                .inner
-                .collection
-                .find_one_and_update(doc! { convert::ID: key }, change)
-                .return_document(ReturnDocument::Before)
-                .projection(convert::condition_fields())
-                .max_time(self.limit())
-                .await
-                .map_err(self.failed("update"))?;
-            Ok(before
-                .map(convert::from_document)
-                .is_some_and(|d| d.matches(now, update)))
-        })
-        .await
+        let (this, key) = (self.clone(), key.to_owned());
+        let before = self
+            .command("update", "findAndModify", async move {
+                // One atomic findAndModify: the pipeline changes the fields only where the
+                // conditions hold, and the document as it was before tells whether they did.
+                this.inner
+                    .collection
+                    .find_one_and_update(doc! { convert::ID: key }, change)
+                    .return_document(ReturnDocument::Before)
+                    .projection(convert::condition_fields())
+                    .max_time(this.limit())
+                    .await
+                    .map_err(this.failed("update"))
+            })
+            .await?;
+        Ok(before
+            .map(convert::from_document)
+            .is_some_and(|d| d.matches(now, update)))
     }
 
     async fn acquire(
@@ -274,12 +285,13 @@ impl DocumentBackend for MongoBackend {
         token: &str,
         until: OffsetDateTime,
     ) -> Result<Acquire, MongoError> {
-        self.command("acquire", "findAndModify", async {
-            let taken = self
+        let (this, key, token) = (self.clone(), key.to_owned(), token.to_owned());
+        self.command("acquire", "findAndModify", async move {
+            let taken = this
                 .inner
                 .collection
                 .find_one_and_update(
-                    convert::free_key(key, now),
+                    convert::free_key(&key, now),
                     doc! { "$set": {
                         convert::LEASE_TOKEN: token,
                         convert::LEASE_UNTIL: convert::to_bson_date(until),
@@ -287,20 +299,20 @@ impl DocumentBackend for MongoBackend {
                 )
                 .hint(Hint::Keys(doc! { convert::ID: 1 }))
                 .return_document(ReturnDocument::After)
-                .max_time(self.limit())
+                .max_time(this.limit())
                 .await
-                .map_err(self.failed("acquire"))?;
+                .map_err(this.failed("acquire"))?;
             if let Some(doc) = taken {
                 return Ok(Acquire::Acquired(Box::new(convert::from_document(doc))));
             }
             // Not taken: held by another request, or no such session.
-            let doc = self
+            let doc = this
                 .inner
                 .collection
                 .find_one(doc! { convert::ID: key })
-                .max_time(self.limit())
+                .max_time(this.limit())
                 .await
-                .map_err(self.failed("acquire"))?
+                .map_err(this.failed("acquire"))?
                 .map(convert::from_document);
             Ok(match doc {
                 Some(d) if d.is_live(now) => Acquire::Held,
@@ -311,8 +323,9 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn release(&self, key: &str, token: &str) -> Result<bool, MongoError> {
-        self.command("release", "findAndModify", async {
-            let released = self
+        let (this, key, token) = (self.clone(), key.to_owned(), token.to_owned());
+        self.command("release", "findAndModify", async move {
+            let released = this
                 .inner
                 .collection
                 .find_one_and_update(
@@ -320,9 +333,9 @@ impl DocumentBackend for MongoBackend {
                     doc! { "$unset": { convert::LEASE_TOKEN: "", convert::LEASE_UNTIL: "" } },
                 )
                 .projection(doc! { convert::ID: 1 })
-                .max_time(self.limit())
+                .max_time(this.limit())
                 .await
-                .map_err(self.failed("release"))?;
+                .map_err(this.failed("release"))?;
             Ok(released.is_some())
         })
         .await
@@ -349,16 +362,17 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, MongoError> {
-        self.command("delete", "findAndModify", async {
-            let deleted = self
+        let (this, key) = (self.clone(), key.to_owned());
+        self.command("delete", "findAndModify", async move {
+            let deleted = this
                 .inner
                 .collection
                 .find_one_and_delete(doc! { convert::ID: key })
-                .write_concern(self.ending_write_concern())
+                .write_concern(this.ending_write_concern())
                 .projection(doc! { convert::ID: 1 })
-                .max_time(self.limit())
+                .max_time(this.limit())
                 .await
-                .map_err(self.failed("delete"))?;
+                .map_err(this.failed("delete"))?;
             Ok(deleted.is_some())
         })
         .await
@@ -370,20 +384,21 @@ impl DocumentBackend for MongoBackend {
         now: OffsetDateTime,
     ) -> Result<Vec<StoredDocument>, MongoError> {
         use futures_util::TryStreamExt as _;
-        self.command("find_owned", "find", async {
+        let (this, owner) = (self.clone(), owner.to_owned());
+        self.command("find_owned", "find", async move {
             let mut filter = convert::live(now);
             filter.insert(convert::OWNER, owner);
-            let docs: Vec<Document> = self
+            let docs: Vec<Document> = this
                 .inner
                 .collection
                 .find(filter)
                 .projection(doc! { convert::SESSION: 0 })
-                .max_time(self.limit())
+                .max_time(this.limit())
                 .await
-                .map_err(self.failed("find_owned"))?
+                .map_err(this.failed("find_owned"))?
                 .try_collect()
                 .await
-                .map_err(self.failed("find_owned"))?;
+                .map_err(this.failed("find_owned"))?;
             Ok(docs.into_iter().map(convert::from_document).collect())
         })
         .await
@@ -395,7 +410,9 @@ impl DocumentBackend for MongoBackend {
         only: Option<&str>,
         except: Option<&str>,
     ) -> Result<u64, MongoError> {
-        self.command("delete_owned", "delete", async {
+        let (this, owner) = (self.clone(), owner.to_owned());
+        let (only, except) = (only.map(str::to_owned), except.map(str::to_owned));
+        self.command("delete_owned", "delete", async move {
             let mut filter = doc! { convert::OWNER: owner };
             match (only, except) {
                 (Some(key), _) => {
@@ -407,21 +424,22 @@ impl DocumentBackend for MongoBackend {
                 (None, None) => {}
             }
             // Ending sessions: acknowledged by a majority, like a logout.
-            let r = self
+            let r = this
                 .inner
                 .collection
                 .delete_many(filter)
-                .write_concern(self.ending_write_concern())
+                .write_concern(this.ending_write_concern())
                 .await
-                .map_err(self.failed("delete_owned"))?;
+                .map_err(this.failed("delete_owned"))?;
             Ok(r.deleted_count)
         })
         .await
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
-        self.command("delete_expired", "delete", async {
-            let r = self
+        let this = self.clone();
+        self.command("delete_expired", "delete", async move {
+            let r = this
                 .inner
                 .collection
                 .delete_many(doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } })
@@ -433,26 +451,28 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
-        self.command("count", "aggregate", async {
-            self.inner
+        let this = self.clone();
+        self.command("count", "aggregate", async move {
+            this.inner
                 .collection
                 .count_documents(convert::live(now))
-                .max_time(self.limit())
+                .max_time(this.limit())
                 .await
-                .map_err(self.failed("count"))
+                .map_err(this.failed("count"))
         })
         .await
     }
 
     async fn all(&self, now: OffsetDateTime) -> Result<DocumentStream<MongoError>, MongoError> {
+        let this = self.clone();
         let cursor = self
-            .command("all", "find", async {
-                self.inner
+            .command("all", "find", async move {
+                this.inner
                     .collection
                     .find(convert::live(now))
-                    .max_time(self.limit())
+                    .max_time(this.limit())
                     .await
-                    .map_err(self.failed("all"))
+                    .map_err(this.failed("all"))
             })
             .await?;
         let timeout = self.timeout();
@@ -477,8 +497,9 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn clear(&self) -> Result<(), MongoError> {
-        self.command("clear", "delete", async {
-            self.inner
+        let this = self.clone();
+        self.command("clear", "delete", async move {
+            this.inner
                 .collection
                 .delete_many(doc! {})
                 .await

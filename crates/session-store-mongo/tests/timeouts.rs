@@ -105,3 +105,56 @@ async fn timeouts_under_a_write_lock_keep_their_connections() {
     admin.shutdown().await;
     drop(mongod);
 }
+
+/// Requests cancelled while they wait for a pooled connection (a load balancer or a
+/// benchmark closing its connections at once): three times, 1,024 requests each load and
+/// save a session and are all cancelled 30 ms later, most of them still queued for one of
+/// the pool's 10 connections. A load right after answers within 2 s. (The driver's pool
+/// serves its queue one request per event and a cancelled request yields its turn to
+/// nobody, so a thousand cancelled waiters stalled every later operation for minutes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_requests_do_not_stall_the_pool() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mongod = PrivateMongod::start(&bin).await.expect("private mongod");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}cancelled", mongod.uri()))
+        .build()
+        .await
+        .expect("backend");
+    let store = SessionStore::builder(backend).build().await.expect("store");
+    let mut ids = Vec::new();
+    for n in 0..64 {
+        ids.push(store.create(&data(n), None).await.expect("create"));
+    }
+    for round in 0..3 {
+        let requests: Vec<_> = (0..1024_i64)
+            .map(|n| {
+                let (store, id) = (store.clone(), ids[(n % 64) as usize].clone());
+                tokio::spawn(async move {
+                    let _ = store.load(id.as_str()).await;
+                    let _ = store.save(id.as_str(), &data(n), None).await;
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        for request in &requests {
+            request.abort();
+        }
+        for request in requests {
+            let _ = request.await;
+        }
+        let started = std::time::Instant::now();
+        let loaded =
+            tokio::time::timeout(Duration::from_secs(2), store.load(ids[0].as_str())).await;
+        assert!(
+            matches!(loaded, Ok(Ok(Some(_)))),
+            "round {round}: a load after 1,024 cancelled requests gave {loaded:?} after {:?}: \
+             the cancelled requests stalled the pool",
+            started.elapsed()
+        );
+    }
+    store.close().await.expect("close");
+    drop(mongod);
+}

@@ -1,5 +1,5 @@
-//! Soak: the Axum example serves `/counter` to 64 connections for 10 minutes (quick: 1
-//! minute) in back-to-back wrk windows of 30 s (quick: 10 s). After each window: req/s,
+//! Soak: the Axum example serves `/counter` to 64 connections for 10 minutes (quick:
+//! 30 s) in back-to-back wrk windows of 30 s (quick: 10 s). After each window: req/s,
 //! p99, the server's resident set (`VmRSS`) and the connections the server holds open to
 //! mongod (mongod's `connections.current` less the harness's own, counted before the
 //! server started). The RSS growth is the last window's RSS over the first's (the first
@@ -51,7 +51,7 @@ pub(crate) async fn section(
         .find(|s| s.name == "axum")
         .context("the soak part needs the `axum` server")?;
     let (total, window) = if quick {
-        (Duration::from_secs(60), Duration::from_secs(10))
+        (Duration::from_secs(30), Duration::from_secs(10))
     } else {
         (Duration::from_secs(600), Duration::from_secs(30))
     };

@@ -74,7 +74,19 @@ fn failed(e: &impl std::fmt::Display) -> (StatusCode, String) {
     (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
+/// Runs a handler's MongoDB work on a task of its own, as the store runs its commands: a
+/// request cancelled by its client (wrk closing its connections at the end of a run)
+/// does not leave a cancelled waiter in the driver's pool queue, which the pool serves
+/// one per event, stalling later requests for minutes after a burst of them.
+async fn detached(work: impl std::future::Future<Output = Reply> + Send + 'static) -> Reply {
+    tokio::spawn(work).await.unwrap_or_else(|e| Err(failed(&e)))
+}
+
 async fn counter(State(floor): State<Arc<Floor>>, headers: HeaderMap) -> Reply {
+    detached(counter_work(floor, headers)).await
+}
+
+async fn counter_work(floor: Arc<Floor>, headers: HeaderMap) -> Reply {
     if let Some(id) = sid(&headers) {
         let key = key(&id);
         let found = floor
@@ -118,6 +130,10 @@ async fn counter(State(floor): State<Arc<Floor>>, headers: HeaderMap) -> Reply {
 }
 
 async fn peek(State(floor): State<Arc<Floor>>, headers: HeaderMap) -> Reply {
+    detached(peek_work(floor, headers)).await
+}
+
+async fn peek_work(floor: Arc<Floor>, headers: HeaderMap) -> Reply {
     let count = match sid(&headers) {
         Some(id) => floor
             .sessions
