@@ -3,19 +3,20 @@
 //! the interval reaper in `index.rs`, documents and updates as BSON in `convert.rs`.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt as _;
 use mongodb::bson::{doc, Document};
-use mongodb::options::{Acknowledgment, Hint, ReturnDocument, WriteConcern};
+use mongodb::options::{Acknowledgment, CollectionOptions, Hint, ReturnDocument, WriteConcern};
 use mongodb::{Client, Collection};
 use session_store_core::time::OffsetDateTime;
 use session_store_core::{
     Acquire, AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome,
     StoredDocument,
 };
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tracing::Instrument as _;
 
 use crate::codes::{command_code, DUPLICATE_KEY, MAX_TIME_MS_EXPIRED};
@@ -35,7 +36,7 @@ pub struct MongoBackend {
 impl std::fmt::Debug for MongoBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MongoBackend")
-            .field("namespace", &self.inner.collection.namespace().to_string())
+            .field("namespace", &self.namespace())
             .field("operation_timeout", &self.inner.operation_timeout)
             .field("owns_client", &self.inner.owns_client)
             .finish_non_exhaustive()
@@ -43,18 +44,32 @@ impl std::fmt::Debug for MongoBackend {
 }
 
 pub(crate) struct Inner {
-    pub(crate) client: Client,
+    /// The client and the collection over it; both replaced when rotated TLS files are
+    /// picked up (`reload.rs`).
+    pub(crate) current: RwLock<Current>,
     pub(crate) owns_client: bool,
-    pub(crate) collection: Collection<Document>,
+    pub(crate) database: String,
+    pub(crate) collection_name: String,
+    pub(crate) collection_options: CollectionOptions,
     pub(crate) operation_timeout: Duration,
     pub(crate) index_timeout: Duration,
     pub(crate) reaper: Mutex<Option<AbortHandle>>,
+    pub(crate) tls_reload: Mutex<Option<AbortHandle>>,
+}
+
+/// The client operations start on, and the sessions collection over it.
+#[derive(Clone)]
+pub(crate) struct Current {
+    pub(crate) client: Client,
+    pub(crate) collection: Collection<Document>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(reaper) = self.reaper.get_mut().ok().and_then(Option::take) {
-            reaper.abort();
+        for task in [&mut self.reaper, &mut self.tls_reload] {
+            if let Some(task) = task.get_mut().ok().and_then(Option::take) {
+                task.abort();
+            }
         }
     }
 }
@@ -75,19 +90,35 @@ impl MongoBackend {
         command: &'static str,
         fut: impl Future<Output = Result<T, MongoError>> + Send + 'static,
     ) -> Result<T, MongoError> {
-        let collection = &self.inner.collection;
+        self.command_or(operation, command, fut, None).await
+    }
+
+    /// [`command`](Self::command), and `orphan` gets the result if the caller is gone
+    /// before it arrives (the command still ran: what it took must be given back).
+    pub(crate) async fn command_or<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        command: &'static str,
+        fut: impl Future<Output = Result<T, MongoError>> + Send + 'static,
+        orphan: Option<Orphan<Result<T, MongoError>>>,
+    ) -> Result<T, MongoError> {
         let span = tracing::info_span!(
             "mongodb",
-            otel.name = %format_args!("{command} {}", collection.name()),
+            otel.name = %format_args!("{command} {}", self.inner.collection_name),
             otel.kind = "client",
             db.system.name = "mongodb",
-            db.namespace = %collection.namespace().db,
-            db.collection.name = %collection.name(),
+            db.namespace = %self.inner.database,
+            db.collection.name = %self.inner.collection_name,
             db.operation.name = command,
             error.type = tracing::field::Empty,
         );
-        let task = tokio::spawn(bounded(operation, self.timeout(), fut).instrument(span.clone()));
-        let result = match task.await {
+        let mut pending = Pending {
+            task: Some(tokio::spawn(
+                bounded(operation, self.timeout(), fut).instrument(span.clone()),
+            )),
+            orphan,
+        };
+        let result = match pending.join().await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => Err(MongoError::Stopped { operation }),
@@ -96,6 +127,39 @@ impl MongoBackend {
             span.record("error.type", e.error_type());
         }
         result
+    }
+}
+
+/// What to do with a command's result that its caller, gone, will never take.
+pub(crate) type Orphan<T> = Box<dyn FnOnce(T) -> BoxFuture<'static, ()> + Send>;
+
+/// A command's task, until its caller has its result. Dropped before that (the caller
+/// was cancelled), it hands the result to the orphan handler when it arrives.
+struct Pending<T: Send + 'static> {
+    task: Option<JoinHandle<T>>,
+    orphan: Option<Orphan<T>>,
+}
+
+impl<T: Send + 'static> Pending<T> {
+    async fn join(&mut self) -> Result<T, tokio::task::JoinError> {
+        let joined = match self.task.as_mut() {
+            Some(task) => task.await,
+            None => unreachable!("a command's result is taken once"),
+        };
+        self.task = None;
+        joined
+    }
+}
+
+impl<T: Send + 'static> Drop for Pending<T> {
+    fn drop(&mut self) {
+        if let (Some(task), Some(orphan)) = (self.task.take(), self.orphan.take()) {
+            tokio::spawn(async move {
+                if let Ok(result) = task.await {
+                    orphan(result).await;
+                }
+            });
+        }
     }
 }
 
@@ -138,14 +202,40 @@ fn failed(
 }
 
 impl MongoBackend {
-    /// The collection sessions are stored in.
-    pub fn collection(&self) -> &Collection<Document> {
-        &self.inner.collection
+    /// The collection sessions are stored in (over the current client).
+    pub fn collection(&self) -> Collection<Document> {
+        self.current().collection
     }
 
-    /// The client (shared with the application if it passed one in).
-    pub fn client(&self) -> &Client {
-        &self.inner.client
+    /// The client (shared with the application if it passed one in). With
+    /// [`tls_reload`](crate::MongoBackendBuilder::tls_reload) it is replaced when the TLS
+    /// files change; this is the one new operations use now.
+    pub fn client(&self) -> Client {
+        self.current().client
+    }
+
+    pub(crate) fn current(&self) -> Current {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `client` the one new operations use; operations under way finish on the old
+    /// one, which closes when the last of them ends.
+    pub(crate) fn replace_client(&self, client: Client) {
+        let collection = client
+            .database(&self.inner.database)
+            .collection_with_options(
+                &self.inner.collection_name,
+                self.inner.collection_options.clone(),
+            );
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Current { client, collection };
     }
 
     pub(crate) fn timeout(&self) -> Duration {
@@ -159,8 +249,7 @@ impl MongoBackend {
     /// write concern are kept.
     fn ending_write_concern(&self) -> WriteConcern {
         let mut concern = self
-            .inner
-            .collection
+            .collection()
             .write_concern()
             .cloned()
             .unwrap_or_default();
@@ -179,8 +268,7 @@ impl MongoBackend {
     }
 
     pub(crate) fn namespace(&self) -> String {
-        let c = &self.inner.collection;
-        format!("{}.{}", c.namespace().db, c.name())
+        format!("{}.{}", self.inner.database, self.inner.collection_name)
     }
 }
 
@@ -204,8 +292,7 @@ impl DocumentBackend for MongoBackend {
         let (this, key) = (self.clone(), key.to_owned());
         self.command("find", "find", async move {
             let doc = this
-                .inner
-                .collection
+                .collection()
                 .find_one(doc! { convert::ID: key })
                 .max_time(this.limit())
                 .await
@@ -230,8 +317,7 @@ impl DocumentBackend for MongoBackend {
                 "$cond": { "if": fresh, "then": { "$literal": fields }, "else": "$$ROOT" }
             } }];
             let existing = this
-                .inner
-                .collection
+                .collection()
                 .find_one_and_update(doc! { convert::ID: key }, fill)
                 .upsert(true)
                 .return_document(ReturnDocument::Before)
@@ -263,8 +349,7 @@ impl DocumentBackend for MongoBackend {
             .command("update", "findAndModify", async move {
                 // One atomic findAndModify: the pipeline changes the fields only where the
                 // conditions hold, and the document as it was before tells whether they did.
-                this.inner
-                    .collection
+                this.collection()
                     .find_one_and_update(doc! { convert::ID: key }, change)
                     .return_document(ReturnDocument::Before)
                     .projection(convert::condition_fields())
@@ -285,40 +370,55 @@ impl DocumentBackend for MongoBackend {
         token: &str,
         until: OffsetDateTime,
     ) -> Result<Acquire, MongoError> {
-        let (this, key, token) = (self.clone(), key.to_owned(), token.to_owned());
-        self.command("acquire", "findAndModify", async move {
-            let taken = this
-                .inner
-                .collection
-                .find_one_and_update(
-                    convert::free_key(&key, now),
-                    doc! { "$set": {
-                        convert::LEASE_TOKEN: token,
-                        convert::LEASE_UNTIL: convert::to_bson_date(until),
-                    } },
-                )
-                .hint(Hint::Keys(doc! { convert::ID: 1 }))
-                .return_document(ReturnDocument::After)
-                .max_time(this.limit())
-                .await
-                .map_err(this.failed("acquire"))?;
-            if let Some(doc) = taken {
-                return Ok(Acquire::Acquired(Box::new(convert::from_document(doc))));
-            }
-            // Not taken: held by another request, or no such session.
-            let doc = this
-                .inner
-                .collection
-                .find_one(doc! { convert::ID: key })
-                .max_time(this.limit())
-                .await
-                .map_err(this.failed("acquire"))?
-                .map(convert::from_document);
-            Ok(match doc {
-                Some(d) if d.is_live(now) => Acquire::Held,
-                _ => Acquire::Missing,
+        // Cancelled after the lease was taken: release it, or the session would be
+        // blocked for the lease's duration by a request that is gone.
+        let orphan: Orphan<Result<Acquire, MongoError>> = {
+            let (backend, key, token) = (self.clone(), key.to_owned(), token.to_owned());
+            Box::new(move |result| {
+                Box::pin(async move {
+                    if let Ok(Acquire::Acquired(_)) = result {
+                        backend.release_detached(&key, &token);
+                    }
+                })
             })
-        })
+        };
+        let (this, key, token) = (self.clone(), key.to_owned(), token.to_owned());
+        self.command_or(
+            "acquire",
+            "findAndModify",
+            async move {
+                let taken = this
+                    .collection()
+                    .find_one_and_update(
+                        convert::free_key(&key, now),
+                        doc! { "$set": {
+                            convert::LEASE_TOKEN: token,
+                            convert::LEASE_UNTIL: convert::to_bson_date(until),
+                        } },
+                    )
+                    .hint(Hint::Keys(doc! { convert::ID: 1 }))
+                    .return_document(ReturnDocument::After)
+                    .max_time(this.limit())
+                    .await
+                    .map_err(this.failed("acquire"))?;
+                if let Some(doc) = taken {
+                    return Ok(Acquire::Acquired(Box::new(convert::from_document(doc))));
+                }
+                // Not taken: held by another request, or no such session.
+                let doc = this
+                    .collection()
+                    .find_one(doc! { convert::ID: key })
+                    .max_time(this.limit())
+                    .await
+                    .map_err(this.failed("acquire"))?
+                    .map(convert::from_document);
+                Ok(match doc {
+                    Some(d) if d.is_live(now) => Acquire::Held,
+                    _ => Acquire::Missing,
+                })
+            },
+            Some(orphan),
+        )
         .await
     }
 
@@ -326,8 +426,7 @@ impl DocumentBackend for MongoBackend {
         let (this, key, token) = (self.clone(), key.to_owned(), token.to_owned());
         self.command("release", "findAndModify", async move {
             let released = this
-                .inner
-                .collection
+                .collection()
                 .find_one_and_update(
                     doc! { convert::ID: key, convert::LEASE_TOKEN: token },
                     doc! { "$unset": { convert::LEASE_TOKEN: "", convert::LEASE_UNTIL: "" } },
@@ -365,8 +464,7 @@ impl DocumentBackend for MongoBackend {
         let (this, key) = (self.clone(), key.to_owned());
         self.command("delete", "findAndModify", async move {
             let deleted = this
-                .inner
-                .collection
+                .collection()
                 .find_one_and_delete(doc! { convert::ID: key })
                 .write_concern(this.ending_write_concern())
                 .projection(doc! { convert::ID: 1 })
@@ -389,8 +487,7 @@ impl DocumentBackend for MongoBackend {
             let mut filter = convert::live(now);
             filter.insert(convert::OWNER, owner);
             let docs: Vec<Document> = this
-                .inner
-                .collection
+                .collection()
                 .find(filter)
                 .projection(doc! { convert::SESSION: 0 })
                 .max_time(this.limit())
@@ -425,8 +522,7 @@ impl DocumentBackend for MongoBackend {
             }
             // Ending sessions: acknowledged by a majority, like a logout.
             let r = this
-                .inner
-                .collection
+                .collection()
                 .delete_many(filter)
                 .write_concern(this.ending_write_concern())
                 .await
@@ -440,8 +536,7 @@ impl DocumentBackend for MongoBackend {
         let this = self.clone();
         self.command("delete_expired", "delete", async move {
             let r = this
-                .inner
-                .collection
+                .collection()
                 .delete_many(doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } })
                 .await
                 .map_err(driver("delete_expired"))?;
@@ -453,8 +548,7 @@ impl DocumentBackend for MongoBackend {
     async fn count(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
         let this = self.clone();
         self.command("count", "aggregate", async move {
-            this.inner
-                .collection
+            this.collection()
                 .count_documents(convert::live(now))
                 .max_time(this.limit())
                 .await
@@ -467,8 +561,7 @@ impl DocumentBackend for MongoBackend {
         let this = self.clone();
         let cursor = self
             .command("all", "find", async move {
-                this.inner
-                    .collection
+                this.collection()
                     .find(convert::live(now))
                     .max_time(this.limit())
                     .await
@@ -499,8 +592,7 @@ impl DocumentBackend for MongoBackend {
     async fn clear(&self) -> Result<(), MongoError> {
         let this = self.clone();
         self.command("clear", "delete", async move {
-            this.inner
-                .collection
+            this.collection()
                 .delete_many(doc! {})
                 .await
                 .map_err(driver("clear"))?;
@@ -510,17 +602,14 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn close(&self) -> Result<(), MongoError> {
-        let reaper = self
-            .inner
-            .reaper
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(reaper) = reaper {
-            reaper.abort();
+        for task in [&self.inner.reaper, &self.inner.tls_reload] {
+            let task = task.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(task) = task {
+                task.abort();
+            }
         }
         if self.inner.owns_client {
-            let client = self.inner.client.clone();
+            let client = self.client();
             bounded("close", self.timeout(), async {
                 client.shutdown().await;
                 Ok(())

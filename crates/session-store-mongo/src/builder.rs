@@ -1,7 +1,7 @@
 //! [`MongoBackendBuilder`]: connecting (a connection string or an existing client), TLS
 //! options, and the connection check that diagnoses failures at start-up.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
@@ -10,7 +10,7 @@ use mongodb::options::{
 };
 use mongodb::Client;
 
-use crate::backend::{bounded, Inner, MongoBackend};
+use crate::backend::{bounded, Current, Inner, MongoBackend};
 use crate::codes::command_code;
 use crate::codes::UNAUTHORIZED;
 use crate::diagnosis::{self, Diagnosis};
@@ -42,6 +42,7 @@ pub struct MongoBackendBuilder {
     index_timeout: Duration,
     write_concern: Option<WriteConcern>,
     tls: TlsSettings,
+    tls_reload: Option<Duration>,
     check_connection: bool,
 }
 
@@ -61,6 +62,7 @@ impl std::fmt::Debug for MongoBackendBuilder {
             .field("index_timeout", &self.index_timeout)
             .field("write_concern", &self.write_concern)
             .field("tls", &self.tls)
+            .field("tls_reload", &self.tls_reload)
             .field("check_connection", &self.check_connection)
             .finish()
     }
@@ -185,6 +187,20 @@ impl MongoBackendBuilder {
         self
     }
 
+    /// Re-read the TLS files (`tlsCertificateKeyFile`, `tlsCAFile`) every `period`: when
+    /// they change and a connection check with them succeeds, new operations run on a new
+    /// client made with them, and operations under way finish on the old one, which closes
+    /// after the last of them. A change whose check fails (a half-written file, a
+    /// certificate the server refuses) is logged at `WARN` and ignored until the files
+    /// change again. For a short-lived client certificate renewed on disk (cert-manager,
+    /// a Kubernetes secret). Only with [`uri`](Self::uri): a client the application passes
+    /// in is its own. Nothing to follow without TLS files. Default: off (the files are read
+    /// once, when the client is made; the driver keeps what it read).
+    pub fn tls_reload(mut self, period: Duration) -> Self {
+        self.tls_reload = Some(period);
+        self
+    }
+
     /// Checks the options and TLS files, connects, checks the connection (see
     /// [`check_connection`](Self::check_connection)) and returns the backend.
     pub async fn build(self) -> Result<MongoBackend, MongoError> {
@@ -200,6 +216,20 @@ impl MongoBackendBuilder {
                 reason: "must be positive".into(),
             });
         }
+        if self.tls_reload.is_some_and(|p| p.is_zero()) {
+            return Err(MongoError::InvalidOption {
+                option: "tls_reload",
+                reason: "must be positive".into(),
+            });
+        }
+        if self.tls_reload.is_some() && matches!(self.source, Source::Client(_)) {
+            return Err(MongoError::InvalidOption {
+                option: "tls_reload",
+                reason: "needs `uri(..)`: a client the application passes in is not rebuilt; \
+                         make a new one yourself when its files change"
+                    .into(),
+            });
+        }
         if self.collection.is_empty() {
             return Err(MongoError::InvalidOption {
                 option: "collection",
@@ -207,13 +237,13 @@ impl MongoBackendBuilder {
             });
         }
         let timeout = self.operation_timeout;
-        let (client, owns_client, uri_database) = match self.source {
+        let (client, owns_client, uri_database, uri_options) = match self.source {
             Source::None => return Err(MongoError::NoConnection),
             Source::Client(c) => {
                 if self.check_connection {
                     check_client(&c, timeout).await?;
                 }
-                (c, false, None)
+                (c, false, None, None)
             }
             Source::Uri(uri) => {
                 let (uri, allow_invalid_hostnames) = tls::take_allow_invalid_hostnames(&uri)?;
@@ -244,7 +274,7 @@ impl MongoBackendBuilder {
                 let db = options.default_database.clone();
                 let client = Client::with_options(options.clone())
                     .map_err(|e| diagnosis::client_error(e, &options))?;
-                (client, true, db)
+                (client, true, db, Some(options))
             }
         };
         let database = self
@@ -260,17 +290,24 @@ impl MongoBackendBuilder {
             .build();
         let collection = client
             .database(&database)
-            .collection_with_options::<Document>(&self.collection, options);
-        Ok(MongoBackend {
+            .collection_with_options::<Document>(&self.collection, options.clone());
+        let backend = MongoBackend {
             inner: Arc::new(Inner {
-                client,
+                current: RwLock::new(Current { client, collection }),
                 owns_client,
-                collection,
+                database,
+                collection_name: self.collection,
+                collection_options: options,
                 operation_timeout: timeout,
                 index_timeout: self.index_timeout,
                 reaper: Mutex::new(None),
+                tls_reload: Mutex::new(None),
             }),
-        })
+        };
+        if let (Some(period), Some(options)) = (self.tls_reload, uri_options) {
+            backend.start_tls_reload(options, period);
+        }
+        Ok(backend)
     }
 }
 
@@ -285,6 +322,7 @@ impl MongoBackend {
             index_timeout: DEFAULT_INDEX_TIMEOUT,
             write_concern: None,
             tls: TlsSettings::default(),
+            tls_reload: None,
             check_connection: true,
         }
     }
@@ -293,7 +331,10 @@ impl MongoBackend {
 /// The connection check for a connection string: a throwaway client with a short
 /// server-selection timeout, so a TLS or authentication failure is reported in seconds
 /// with its cause rather than as a 30 s server-selection timeout at the first request.
-async fn check_options(options: &ClientOptions, timeout: Duration) -> Result<(), MongoError> {
+pub(crate) async fn check_options(
+    options: &ClientOptions,
+    timeout: Duration,
+) -> Result<(), MongoError> {
     let mut probe = options.clone();
     probe.server_selection_timeout = Some(timeout);
     probe.connect_timeout = Some(timeout);

@@ -60,7 +60,7 @@ impl MongoBackend {
             Ok(done) => done,
             Err(_) => Err(MongoError::IndexTimeout {
                 namespace: self.namespace(),
-                collection: self.inner.collection.name().to_owned(),
+                collection: self.inner.collection_name.clone(),
                 timeout: index_timeout,
             }),
         }
@@ -80,8 +80,7 @@ impl MongoBackend {
         // Its own write concern: the index is the store's, not an application write that
         // the configured write concern is for.
         let created = self
-            .inner
-            .collection
+            .collection()
             .create_index(model)
             .write_concern(mongodb::options::WriteConcern::majority())
             .await;
@@ -102,7 +101,7 @@ impl MongoBackend {
 
     /// Creates the TTL index, or fails clearly if a conflicting one exists.
     pub(crate) async fn ensure_ttl_index(&self) -> Result<(), MongoError> {
-        let coll = &self.inner.collection;
+        let coll = self.collection();
         let existing: Vec<IndexModel> = match coll.list_indexes().await {
             Ok(cursor) => cursor.try_collect().await.map_err(driver("list_indexes"))?,
             Err(e) if command_code(&e) == Some(NAMESPACE_NOT_FOUND) => Vec::new(),
@@ -157,13 +156,16 @@ impl MongoBackend {
         MongoError::ConflictingTtlIndex {
             name,
             namespace: self.namespace(),
-            collection: self.inner.collection.name().to_owned(),
+            collection: self.inner.collection_name.clone(),
             problem,
         }
     }
 
     pub(crate) fn start_reaper(&self, period: Duration) {
-        let collection = self.inner.collection.clone();
+        // Weak: the task must not keep the backend alive (dropping it stops the task),
+        // and each round uses the current client (it is replaced when rotated TLS files
+        // are picked up).
+        let backend = std::sync::Arc::downgrade(&self.inner);
         let timeout = self.timeout();
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(period);
@@ -171,6 +173,10 @@ impl MongoBackend {
             ticks.tick().await;
             loop {
                 ticks.tick().await;
+                let Some(inner) = backend.upgrade() else {
+                    return;
+                };
+                let collection = MongoBackend { inner }.collection();
                 let now = OffsetDateTime::now_utc();
                 let result = bounded("delete_expired", timeout, async {
                     collection

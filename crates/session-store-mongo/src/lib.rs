@@ -38,7 +38,21 @@
 //! | [`index_timeout`](MongoBackendBuilder::index_timeout) | — | 60 s | bound on creating the TTL index at start-up ([`MongoError::IndexTimeout`]) |
 //! | [`check_connection`](MongoBackendBuilder::check_connection) | — | `true` | `build` pings once and turns a failure into [`MongoError::Connect`] with a [`Diagnosis`] |
 //! | [`tls_ca_file`](MongoBackendBuilder::tls_ca_file), [`tls_certificate_key_file`](MongoBackendBuilder::tls_certificate_key_file), [`tls_certificate_key_password`](MongoBackendBuilder::tls_certificate_key_password) | `tlsCAFile`, `tlsCertificateKeyFile`, `tlsCertificateKeyFilePassword` | the connection string's | TLS files, checked before connecting |
+//! | [`tls_reload`](MongoBackendBuilder::tls_reload) | — | off | re-read the TLS files every period; when they change and a connection with them succeeds, new operations use a new client made with them (rotated client certificates) |
 //! | [`tls`](MongoBackendBuilder::tls), [`tls_allow_invalid_certificates`](MongoBackendBuilder::tls_allow_invalid_certificates), [`tls_allow_invalid_hostnames`](MongoBackendBuilder::tls_allow_invalid_hostnames), [`x509_auth`](MongoBackendBuilder::x509_auth) | `tls`, `tlsAllowInvalidCertificates`, `tlsAllowInvalidHostnames`, `authMechanism=MONGODB-X509` | the connection string's | see each method |
+//!
+//! # Rotated client certificates
+//!
+//! The driver reads `tlsCertificateKeyFile` and `tlsCAFile` once, when a client is made;
+//! every connection of its pool presents what it read, so a certificate renewed on disk
+//! is not used until a new client is made. With [`tls_reload`](MongoBackendBuilder::tls_reload)
+//! the backend checks the files every period; when they change, it checks them and a
+//! connection with them as at start-up, then new operations run on the new client and
+//! operations under way finish on the old one (nothing in flight is dropped). A change
+//! that fails those checks is logged at `WARN` and ignored until the files change
+//! again. Without it, restart the process to pick up a renewed certificate, or build a
+//! new backend yourself. A client the application passes in ([`client`](MongoBackendBuilder::client))
+//! is its own to replace.
 //!
 //! # Compatibility
 //!
@@ -70,6 +84,7 @@ mod index;
 #[cfg(test)]
 mod properties;
 mod redact;
+mod reload;
 mod setup;
 mod tls;
 

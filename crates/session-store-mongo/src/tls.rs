@@ -165,6 +165,21 @@ pub(crate) fn verification_off(options: &mongodb::options::ClientOptions) -> boo
     enabled(options).is_some_and(|t| t.allow_invalid_certificates == Some(true))
 }
 
+/// Checks the CA and client certificate files `options` name, as the driver will read
+/// them: each error names the file and what is wrong with it.
+pub(crate) fn check_files(options: &mongodb::options::ClientOptions) -> Result<(), MongoError> {
+    if let Some(tls) = enabled(options) {
+        let has_password = tls.tls_certificate_key_file_password.is_some();
+        if let Some(ca) = &tls.ca_file_path {
+            check_pem(ca, PemRole::CaFile, false)?;
+        }
+        if let Some(cert) = &tls.cert_key_file_path {
+            check_pem(cert, PemRole::CertificateKeyFile, has_password)?;
+        }
+    }
+    Ok(())
+}
+
 /// TLS settings from the builder, applied over the connection string's.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TlsSettings {
@@ -231,15 +246,7 @@ impl TlsSettings {
             credential.source = Some("$external".into());
             options.credential = Some(credential);
         }
-        if let Some(tls) = enabled(options) {
-            let has_password = tls.tls_certificate_key_file_password.is_some();
-            if let Some(ca) = &tls.ca_file_path {
-                check_pem(ca, PemRole::CaFile, false)?;
-            }
-            if let Some(cert) = &tls.cert_key_file_path {
-                check_pem(cert, PemRole::CertificateKeyFile, has_password)?;
-            }
-        }
+        check_files(options)?;
         let x509 = options
             .credential
             .as_ref()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use session_store_core::{SessionData, SessionStore};
+use session_store_core::{RequestScope, SessionData, SessionStore};
 use session_store_mongo::mongodb::bson::{doc, Document};
 use session_store_mongo::mongodb::Client;
 use session_store_mongo::MongoBackend;
@@ -154,6 +154,53 @@ async fn cancelled_requests_do_not_stall_the_pool() {
              the cancelled requests stalled the pool",
             started.elapsed()
         );
+    }
+    store.close().await.expect("close");
+    drop(mongod);
+}
+
+/// Serialized requests cancelled at every point of their load (the lease is taken in the
+/// same round trip as the read): 200 times, a request's load is cancelled after 0 to
+/// 1.5 ms, then a new request loads the same session. It must get its turn within the
+/// 300 ms `lease_wait`: a lease taken for a request that was already gone would block the
+/// session for the 10 s `lease_duration`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_while_taking_its_lease_does_not_keep_it() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mongod = PrivateMongod::start(&bin).await.expect("private mongod");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}leases", mongod.uri()))
+        .build()
+        .await
+        .expect("backend");
+    let store = SessionStore::builder(backend)
+        .serialize_requests(true)
+        .lease_duration(Duration::from_secs(10))
+        .lease_wait(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("store");
+    let id = store.create(&data(1), None).await.expect("create");
+    for attempt in 0..200_u64 {
+        let deadline = Duration::from_micros(attempt * 7919 % 1500);
+        let cancelled =
+            tokio::time::timeout(deadline, RequestScope::new().run(store.load(id.as_str()))).await;
+        if let Ok(loaded) = cancelled {
+            // It finished in time: its scope is gone, so the lease is released in the
+            // background; let that land.
+            assert!(loaded.is_ok(), "attempt {attempt}: {loaded:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let next = RequestScope::new();
+        let loaded = next.run(store.load(id.as_str())).await;
+        assert!(
+            matches!(loaded, Ok(Some(_))),
+            "attempt {attempt} (cancelled after {deadline:?}): the next request did not get \
+             its turn: {loaded:?}"
+        );
+        next.finish().await;
     }
     store.close().await.expect("close");
     drop(mongod);

@@ -406,3 +406,121 @@ async fn bad_files_and_options_fail_up_front() {
         .expect("false is the default and is accepted");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The user a connection of the backend's current client authenticated as (with X.509:
+/// the client certificate's subject).
+async fn authenticated_user(backend: &MongoBackend) -> String {
+    let status = backend
+        .client()
+        .database("admin")
+        .run_command(session_store_mongo::mongodb::bson::doc! { "connectionStatus": 1 })
+        .await
+        .expect("connectionStatus");
+    status
+        .get_document("authInfo")
+        .and_then(|a| a.get_array("authenticatedUsers"))
+        .ok()
+        .and_then(|users| users.first()?.as_document()?.get_str("user").ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Replaces `path` by a rename, as Kubernetes updates a mounted secret.
+fn replace(path: &std::path::Path, contents: &[u8]) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, contents).expect("write the new file");
+    std::fs::rename(&staged, path).expect("rename it into place");
+}
+
+/// X.509 with `tls_reload`: the client certificate file is replaced by another user's
+/// certificate while loads run; within seconds new operations authenticate as the new
+/// user, and no load fails across the switch. A garbage file, and a certificate from a CA
+/// the server does not trust, are refused: the current client keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_client_certificate_is_picked_up() {
+    let Some(s) = Setup::start(Security::X509).await else {
+        return;
+    };
+    const RENEWED_USER: &str = "CN=stranger,OU=clients,O=session-store-test";
+    let live = s.certs.dir.join("live-client.pem");
+    replace(&live, &std::fs::read(&s.certs.client).expect("client.pem"));
+    let backend = MongoBackend::builder()
+        .uri(s.uri(&format!("{}&authMechanism=MONGODB-X509", s.tls(None))))
+        .tls_certificate_key_file(&live)
+        .tls_reload(Duration::from_millis(500))
+        .build()
+        .await
+        .expect("X.509 backend");
+    assert_eq!(authenticated_user(&backend).await, s.certs.client_subject);
+    // The first user (role root) creates the one the renewed certificate names.
+    backend
+        .client()
+        .database("$external")
+        .run_command(session_store_mongo::mongodb::bson::doc! {
+            "createUser": RENEWED_USER,
+            "roles": [{ "role": "root", "db": "admin" }],
+        })
+        .await
+        .expect("createUser");
+    let store = SessionStore::builder(backend.clone())
+        .build()
+        .await
+        .expect("store");
+    let mut data = SessionData::new();
+    data.insert("user".into(), "ann".into());
+    let id = store.create(&data, None).await.expect("create");
+    let loads = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for _ in 0..300 {
+                if let Err(e) = store.load(id.as_str()).await {
+                    failures.push(session_store_core::error_chain(&e));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            failures
+        })
+    };
+
+    replace(
+        &live,
+        &std::fs::read(&s.certs.client_unmapped).expect("renewed"),
+    );
+    let started = Instant::now();
+    while authenticated_user(&backend).await != RENEWED_USER {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "new operations still authenticate as the old certificate's user 10 s after the \
+             file was replaced"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "the renewed client certificate was in use {:?} after the rename",
+        started.elapsed()
+    );
+
+    let garbage = b"-----BEGIN CERTIFICATE-----\nMIIB\n".to_vec();
+    let untrusted = std::fs::read(&s.certs.client_other_ca).expect("other CA");
+    for (what, contents) in [
+        ("a half-written file", garbage),
+        ("an untrusted CA's certificate", untrusted),
+    ] {
+        replace(&live, &contents);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            authenticated_user(&backend).await,
+            RENEWED_USER,
+            "after {what} replaced the file, the last good client must keep serving"
+        );
+        assert!(store.load(id.as_str()).await.expect("load").is_some());
+    }
+    let failures = loads.await.expect("loads");
+    assert!(
+        failures.is_empty(),
+        "{} loads failed across the rotations: {failures:?}",
+        failures.len()
+    );
+    store.close().await.expect("close");
+}

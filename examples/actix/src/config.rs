@@ -47,6 +47,9 @@ pub(crate) struct Config {
     pub mongo_tls_ca_file: Option<PathBuf>,
     /// `MONGO_TLS_CERT_KEY_FILE`: client certificate and key for MongoDB.
     pub mongo_tls_cert_key_file: Option<PathBuf>,
+    /// `TLS_RELOAD_SECS` for MongoDB's TLS files (from these variables or the connection
+    /// string): how often they are checked for a rotated certificate; `None`: never.
+    pub mongo_tls_reload: Option<Duration>,
     /// `BIND_SESSION_TO_CLIENT_CERT=1`: sessions load only for the client certificate that
     /// created them.
     pub bind_session_to_client_cert: bool,
@@ -106,12 +109,13 @@ impl Config {
             TLS_RELOAD.as_secs(),
             "a number of seconds",
         )?;
+        let reload_period = (reload > 0).then(|| Duration::from_secs(reload));
         let https = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(Https {
                 cert,
                 key,
                 client_ca: tls_client_ca,
-                reload: (reload > 0).then(|| Duration::from_secs(reload)),
+                reload: reload_period,
             }),
             (None, None) if tls_client_ca.is_some() => {
                 bail!("TLS_CLIENT_CA needs TLS_CERT and TLS_KEY: mutual TLS is served over HTTPS")
@@ -209,6 +213,7 @@ impl Config {
             https,
             mongo_tls_ca_file,
             mongo_tls_cert_key_file,
+            mongo_tls_reload: reload_period,
         })
     }
 }

@@ -26,6 +26,10 @@ pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionSt
     if let Some(cert) = &config.mongo_tls_cert_key_file {
         backend = backend.tls_certificate_key_file(cert);
     }
+    // A rotated client certificate or CA file is picked up without a restart.
+    if let Some(period) = config.mongo_tls_reload {
+        backend = backend.tls_reload(period);
+    }
     // `build` checks the files and the connection, and says what is wrong and how to fix
     // it (TLS required, certificate not trusted, authentication failed, nothing listening).
     // The connection string is shown without its password and secret options.
