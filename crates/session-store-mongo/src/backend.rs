@@ -53,8 +53,41 @@ pub(crate) struct Inner {
     pub(crate) collection_options: CollectionOptions,
     pub(crate) operation_timeout: Duration,
     pub(crate) index_timeout: Duration,
-    pub(crate) reaper: Mutex<Option<AbortHandle>>,
-    pub(crate) tls_reload: Mutex<Option<AbortHandle>>,
+    /// The interval reaper (`AutoRemove::Interval`).
+    pub(crate) reaper: TaskSlot,
+    /// The task following rotated TLS files (`tls_reload`).
+    pub(crate) tls_reload: TaskSlot,
+}
+
+/// A background task of the backend: stopped when replaced, on `close`, and when the
+/// last clone of the backend is dropped.
+#[derive(Default)]
+pub(crate) struct TaskSlot(Mutex<Option<AbortHandle>>);
+
+impl TaskSlot {
+    /// Makes `task` the slot's task, stopping the one it had.
+    pub(crate) fn set(&self, task: AbortHandle) {
+        if let Some(previous) = self.lock().replace(task) {
+            previous.abort();
+        }
+    }
+
+    /// Stops the slot's task, if any.
+    pub(crate) fn stop(&self) {
+        if let Some(task) = self.lock().take() {
+            task.abort();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<AbortHandle>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for TaskSlot {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// The client operations start on, and the sessions collection over it.
@@ -62,16 +95,6 @@ pub(crate) struct Inner {
 pub(crate) struct Current {
     pub(crate) client: Client,
     pub(crate) collection: Collection<Document>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        for task in [&mut self.reaper, &mut self.tls_reload] {
-            if let Some(task) = task.get_mut().ok().and_then(Option::take) {
-                task.abort();
-            }
-        }
-    }
 }
 
 impl MongoBackend {
@@ -602,12 +625,8 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn close(&self) -> Result<(), MongoError> {
-        for task in [&self.inner.reaper, &self.inner.tls_reload] {
-            let task = task.lock().unwrap_or_else(PoisonError::into_inner).take();
-            if let Some(task) = task {
-                task.abort();
-            }
-        }
+        self.inner.reaper.stop();
+        self.inner.tls_reload.stop();
         if self.inner.owns_client {
             let client = self.client();
             bounded("close", self.timeout(), async {

@@ -1,7 +1,7 @@
 //! [`MongoBackendBuilder`]: connecting (a connection string or an existing client), TLS
 //! options, and the connection check that diagnoses failures at start-up.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
@@ -10,7 +10,7 @@ use mongodb::options::{
 };
 use mongodb::Client;
 
-use crate::backend::{bounded, Current, Inner, MongoBackend};
+use crate::backend::{bounded, Current, Inner, MongoBackend, TaskSlot};
 use crate::codes::command_code;
 use crate::codes::UNAUTHORIZED;
 use crate::diagnosis::{self, Diagnosis};
@@ -300,8 +300,8 @@ impl MongoBackendBuilder {
                 collection_options: options,
                 operation_timeout: timeout,
                 index_timeout: self.index_timeout,
-                reaper: Mutex::new(None),
-                tls_reload: Mutex::new(None),
+                reaper: TaskSlot::default(),
+                tls_reload: TaskSlot::default(),
             }),
         };
         if let (Some(period), Some(options)) = (self.tls_reload, uri_options) {

@@ -197,15 +197,7 @@ impl MongoBackend {
                 }
             }
         });
-        let previous = self
-            .inner
-            .reaper
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .replace(task.abort_handle());
-        if let Some(previous) = previous {
-            previous.abort();
-        }
+        self.inner.reaper.set(task.abort_handle());
     }
 }
 

@@ -7,7 +7,7 @@
 //! finish on the old one, which closes after the last of them.
 
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::options::ClientOptions;
@@ -88,14 +88,6 @@ impl MongoBackend {
                 }
             }
         });
-        let previous = self
-            .inner
-            .tls_reload
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(task.abort_handle());
-        if let Some(previous) = previous {
-            previous.abort();
-        }
+        self.inner.tls_reload.set(task.abort_handle());
     }
 }

@@ -211,12 +211,30 @@ pub(crate) fn stop(mut child: Child) {
 
 /// Peak resident set of a process, in KiB.
 fn peak_rss_kib(pid: u32) -> Result<u64> {
+    memory_kib(pid, "VmHWM")
+}
+
+/// A memory figure of a process, in KiB: `field` of `/proc/PID/status` (`VmRSS` the
+/// resident set now, `VmHWM` its peak).
+pub(crate) fn memory_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmHWM in /proc/PID/status")
+        .with_context(|| format!("no {field} in /proc/PID/status"))
+}
+
+/// The server named `name` among `servers`, which `part` needs.
+pub(crate) fn server_named<'s>(
+    servers: &'s [Server],
+    name: &str,
+    part: &str,
+) -> Result<&'s Server> {
+    servers
+        .iter()
+        .find(|s| s.name == name)
+        .with_context(|| format!("the {part} part needs the `{name}` server"))
 }
 
 /// CPU time (user + system, all threads) a process has used so far, in µs, from

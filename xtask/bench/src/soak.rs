@@ -19,12 +19,7 @@ const DATABASE: &str = "bench_soak";
 
 /// The resident set of a process now, in KiB.
 fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS in /proc/PID/status")
+    http::memory_kib(pid, "VmRSS")
 }
 
 /// One window's figures.
@@ -46,10 +41,7 @@ pub(crate) async fn section(
     charts: Option<&Path>,
 ) -> Result<String> {
     let started = Instant::now();
-    let axum = servers
-        .iter()
-        .find(|s| s.name == "axum")
-        .context("the soak part needs the `axum` server")?;
+    let axum = http::server_named(servers, "axum", "soak")?;
     let (total, window) = if quick {
         (Duration::from_secs(30), Duration::from_secs(10))
     } else {

@@ -125,10 +125,7 @@ pub(crate) async fn section(
     quick: bool,
 ) -> Result<String> {
     let started = Instant::now();
-    let axum = servers
-        .iter()
-        .find(|s| s.name == "axum")
-        .context("the storm part needs the `axum` server")?;
+    let axum = http::server_named(servers, "axum", "storm")?;
     // Quick: a tenth of the sessions, the interval reaper only (the TTL monitor may still
     // be in the 60 s sleep it began before its period was lowered), 8 windows.
     let (expiring, modes, windows) = if quick {

@@ -88,12 +88,10 @@ fn blocks(pem: &[u8], label: &str) -> String {
     out
 }
 
-/// With `TLS_RELOAD_SECS=1`, the server's certificate and key file is replaced by a
-/// renewed one (an atomic rename): new connections get the new certificate within a
-/// few seconds, a connection opened before keeps its certificate and keeps working, the
-/// session stays valid. Then a garbage file, and a certificate with a key that is not
-/// its own, are each logged and ignored: the renewed certificate keeps serving.
-pub async fn rotated_server_certificate(t: &Target) {
+/// A case whose server reads its certificate and key from one file the case can replace
+/// (a copy of the set's `server.pem`), re-read every `reload_secs`: the certificates, that
+/// file, the HTTPS client, and the case.
+fn live_certificate_case(reload_secs: &'static str) -> (CaseCerts, PathBuf, HttpsClient, Case) {
     let certs = CaseCerts::new();
     let live = certs.0.dir.join("live-server.pem");
     replace(&live, &read(&certs.0.server));
@@ -101,6 +99,22 @@ pub async fn rotated_server_certificate(t: &Target) {
         ca: certs.0.ca.clone(),
         identity: None,
     };
+    let path = live.display().to_string();
+    let case = Case::new()
+        .env("TLS_CERT", path.clone())
+        .env("TLS_KEY", path)
+        .env("TLS_RELOAD_SECS", reload_secs)
+        .https(client.clone());
+    (certs, live, client, case)
+}
+
+/// With `TLS_RELOAD_SECS=1`, the server's certificate and key file is replaced by a
+/// renewed one (an atomic rename): new connections get the new certificate within a
+/// few seconds, a connection opened before keeps its certificate and keeps working, the
+/// session stays valid. Then a garbage file, and a certificate with a key that is not
+/// its own, are each logged and ignored: the renewed certificate keeps serving.
+pub async fn rotated_server_certificate(t: &Target) {
+    let (certs, live, client, case) = live_certificate_case("1");
     let old = pem_fingerprint(&certs.0.server);
     let renewed = pem_fingerprint(&certs.0.server_renewed);
     let renewed_pem = read(&certs.0.server_renewed);
@@ -109,12 +123,6 @@ pub async fn rotated_server_certificate(t: &Target) {
         blocks(&renewed_pem, "CERTIFICATE"),
         blocks(&read(&certs.0.server), "PRIVATE KEY")
     );
-    let path = live.display().to_string();
-    let case = Case::new()
-        .env("TLS_CERT", path.clone())
-        .env("TLS_KEY", path)
-        .env("TLS_RELOAD_SECS", "1")
-        .https(client.clone());
     case.run(t, |c| async move {
         let base = c.server().base_url().to_owned();
         let sid = c.counter(None, 1).await;
@@ -173,21 +181,9 @@ pub async fn rotated_server_certificate(t: &Target) {
 /// With `TLS_RELOAD_SECS=0` the files are re-read on `SIGHUP` only: a replaced
 /// certificate is not served until the signal, and is served right after it.
 pub async fn sighup_reloads_certificate(t: &Target) {
-    let certs = CaseCerts::new();
-    let live = certs.0.dir.join("live-server.pem");
-    replace(&live, &read(&certs.0.server));
-    let client = HttpsClient {
-        ca: certs.0.ca.clone(),
-        identity: None,
-    };
+    let (certs, live, client, case) = live_certificate_case("0");
     let old = pem_fingerprint(&certs.0.server);
     let renewed = pem_fingerprint(&certs.0.server_renewed);
-    let path = live.display().to_string();
-    let case = Case::new()
-        .env("TLS_CERT", path.clone())
-        .env("TLS_KEY", path)
-        .env("TLS_RELOAD_SECS", "0")
-        .https(client.clone());
     case.run(t, |c| async move {
         let base = c.server().base_url().to_owned();
         let sid = c.counter(None, 1).await;
