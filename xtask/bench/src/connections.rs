@@ -7,29 +7,26 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use anyhow::Result;
-use session_store_mongo::mongodb::Client;
 
 use crate::chart::{line_chart, Series};
 use crate::http::{self, Server, Setup};
+use crate::Part;
 
 const COUNTS: [usize; 3] = [64, 256, 1024];
 const SERVERS: [&str; 2] = ["floor", "axum"];
 
 /// Runs the connections part; returns its markdown section.
-pub(crate) async fn section(
-    client: &Client,
-    servers: &[Server],
-    setup: &Setup,
-    heading: &str,
-    quick: bool,
-    charts: Option<&std::path::Path>,
-) -> Result<String> {
+pub(crate) async fn section(part: &Part<'_>) -> Result<String> {
+    let (client, servers, setup, heading, quick, charts) = (
+        part.client,
+        part.servers,
+        &part.setup,
+        part.heading.as_str(),
+        part.quick,
+        part.charts,
+    );
     let started = Instant::now();
-    let work = std::env::temp_dir().join(format!(
-        "session-store-bench-connections-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&work)?;
+    let work = http::work_dir("connections")?;
     let counts = if quick { &COUNTS[..2] } else { &COUNTS[..] };
     let chosen: Vec<&Server> = SERVERS
         .iter()

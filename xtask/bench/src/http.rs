@@ -108,6 +108,15 @@ fn median_by<T: Copy>(v: &[T], key: impl Fn(&T) -> f64) -> Option<T> {
     sorted.get(sorted.len() / 2).copied()
 }
 
+/// A scratch directory for one part's logs, cookies and scripts
+/// (`$TMPDIR/session-store-bench-<part>-<pid>`), created.
+pub(crate) fn work_dir(part: &str) -> Result<PathBuf> {
+    let dir =
+        std::env::temp_dir().join(format!("session-store-bench-{part}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -411,9 +420,7 @@ async fn round(
 
 /// Runs every server for `setup.rounds` rounds; returns the markdown table.
 pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Result<String> {
-    let work =
-        std::env::temp_dir().join(format!("session-store-bench-http-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    let work = work_dir("http")?;
     let mut results: Vec<Results> = servers.iter().map(|_| Results::default()).collect();
     for r in 0..setup.rounds {
         for k in 0..servers.len() {

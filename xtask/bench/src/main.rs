@@ -771,18 +771,46 @@ fn append(report: &mut String, section: &str) {
     report.push_str(section);
 }
 
-/// The wrk settings of the parts after the HTTP one (scale, payload, storm): one round,
-/// `seconds` per run (else `--seconds`, else 3 with `--quick` and 10 without).
-fn part_setup(args: &Args, seconds: Option<u64>) -> Result<http::Setup> {
-    Ok(http::Setup {
-        uri: args.uri.clone(),
-        wrk: args.wrk.clone().context("no wrk")?,
-        connections: args.connections,
-        seconds: seconds
-            .or(args.seconds)
-            .unwrap_or(if args.quick { 3 } else { 10 }),
-        rounds: 1,
-    })
+/// What each part after the HTTP one runs with.
+pub(crate) struct Part<'a> {
+    pub client: &'a Client,
+    pub servers: &'a [http::Server],
+    /// One round, `seconds` per wrk run.
+    pub setup: http::Setup,
+    /// The first line of the part's method paragraph.
+    pub heading: String,
+    pub quick: bool,
+    /// Where charts go (beside the report), if anywhere.
+    pub charts: Option<&'a std::path::Path>,
+}
+
+impl<'a> Part<'a> {
+    /// `seconds` per wrk run: else `--seconds`, else 3 with `--quick` and 10 without.
+    fn new(
+        args: &'a Args,
+        client: &'a Client,
+        version: &str,
+        seconds: Option<u64>,
+        heading: fn(&str, &http::Setup) -> String,
+    ) -> Result<Self> {
+        let setup = http::Setup {
+            uri: args.uri.clone(),
+            wrk: args.wrk.clone().context("no wrk")?,
+            connections: args.connections,
+            seconds: seconds
+                .or(args.seconds)
+                .unwrap_or(if args.quick { 3 } else { 10 }),
+            rounds: 1,
+        };
+        Ok(Self {
+            client,
+            servers: &args.servers,
+            heading: heading(version, &setup),
+            setup,
+            quick: args.quick,
+            charts: args.out.as_deref().and_then(std::path::Path::parent),
+        })
+    }
 }
 
 /// The first line of a part's method paragraph.
@@ -867,9 +895,7 @@ async fn main() -> Result<()> {
         let section = http_section(&args, &db, &version).await?;
         append(&mut report, &section);
     }
-    let servers = &args.servers;
     if args.runs("scale") {
-        let setup = part_setup(&args, None)?;
         let sizes = args.sizes.clone().unwrap_or_else(|| {
             if args.quick {
                 vec![1_000, 10_000]
@@ -877,38 +903,25 @@ async fn main() -> Result<()> {
                 vec![10_000, 100_000, 1_000_000]
             }
         });
-        let charts = args.out.as_deref().and_then(std::path::Path::parent);
-        let heading = part_heading(&version, &setup);
-        let section = scale::section(&client, servers, &setup, &sizes, &heading, charts).await?;
-        append(&mut report, &section);
+        let part = Part::new(&args, &client, &version, None, part_heading)?;
+        append(&mut report, &scale::section(&part, &sizes).await?);
     }
     if args.runs("payload") {
-        let setup = part_setup(&args, None)?;
-        let heading = part_heading(&version, &setup);
-        let section = payload::section(&client, servers, &setup, &heading, args.quick).await?;
-        append(&mut report, &section);
+        let part = Part::new(&args, &client, &version, None, part_heading)?;
+        append(&mut report, &payload::section(&part).await?);
     }
     if args.runs("storm") {
         // The storm's wrk runs are its own 3 s windows.
-        let setup = part_setup(&args, Some(3))?;
-        let heading = part_heading(&version, &setup);
-        let section = storm::section(&client, servers, &setup, &heading, args.quick).await?;
-        append(&mut report, &section);
+        let part = Part::new(&args, &client, &version, Some(3), part_heading)?;
+        append(&mut report, &storm::section(&part).await?);
     }
     if args.runs("connections") {
-        let setup = part_setup(&args, None)?;
-        let heading = connections_heading(&version, &setup);
-        let charts = args.out.as_deref().and_then(std::path::Path::parent);
-        let section =
-            connections::section(&client, servers, &setup, &heading, args.quick, charts).await?;
-        append(&mut report, &section);
+        let part = Part::new(&args, &client, &version, None, connections_heading)?;
+        append(&mut report, &connections::section(&part).await?);
     }
     if args.runs("soak") {
-        let setup = part_setup(&args, None)?;
-        let heading = part_heading(&version, &setup);
-        let charts = args.out.as_deref().and_then(std::path::Path::parent);
-        let section = soak::section(&client, servers, &setup, &heading, args.quick, charts).await?;
-        append(&mut report, &section);
+        let part = Part::new(&args, &client, &version, None, part_heading)?;
+        append(&mut report, &soak::section(&part).await?);
     }
     println!("{report}");
     if let Some(out) = &args.out {

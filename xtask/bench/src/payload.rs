@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use anyhow::Result;
-use session_store_mongo::mongodb::Client;
 
-use crate::http::{self, Server, Setup};
+use crate::http::{self, Server};
+use crate::Part;
 
 /// Padding (`PAYLOAD_BYTES`) for ~1 KB, 16 KB and 256 KB sessions.
 const SIZES: [(&str, usize); 3] = [("1 KB", 900), ("16 KB", 16_000), ("256 KB", 256_000)];
@@ -18,13 +18,14 @@ const KEYS: &str = "bench:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const OWNER_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
 /// Runs the payload part; returns its markdown section.
-pub(crate) async fn section(
-    client: &Client,
-    servers: &[Server],
-    setup: &Setup,
-    heading: &str,
-    quick: bool,
-) -> Result<String> {
+pub(crate) async fn section(part: &Part<'_>) -> Result<String> {
+    let (client, servers, setup, heading, quick) = (
+        part.client,
+        part.servers,
+        &part.setup,
+        part.heading.as_str(),
+        part.quick,
+    );
     let started = Instant::now();
     let find = |name: &str| servers.iter().find(|s| s.name == name);
     let (Some(floor), Some(axum)) = (find("floor"), find("axum")) else {
@@ -37,11 +38,7 @@ pub(crate) async fn section(
         ("SESSION_OWNER_KEY".to_owned(), OWNER_KEY.to_owned()),
     ]);
     let runs: [&Server; 3] = [floor, axum, &encrypted];
-    let work = std::env::temp_dir().join(format!(
-        "session-store-bench-payload-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&work)?;
+    let work = http::work_dir("payload")?;
     let sizes = if quick { &SIZES[..2] } else { &SIZES[..] };
     let mut rows = String::new();
     for (label, bytes) in sizes {

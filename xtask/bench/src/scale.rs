@@ -15,7 +15,8 @@ use session_store_mongo::mongodb::bson::{doc, DateTime, Document};
 use session_store_mongo::mongodb::Client;
 
 use crate::chart::{line_chart, Series};
-use crate::http::{self, Server, Setup};
+use crate::http::{self, Server};
+use crate::Part;
 
 /// The database the scale runs share: every server reads and writes the same sessions.
 const DATABASE: &str = "bench_scale";
@@ -73,14 +74,14 @@ async fn top_up(client: &Client, from: usize, to: usize) -> Result<()> {
 }
 
 /// Runs the scale part; returns its markdown section.
-pub(crate) async fn section(
-    client: &Client,
-    servers: &[Server],
-    setup: &Setup,
-    sizes: &[usize],
-    heading: &str,
-    charts: Option<&std::path::Path>,
-) -> Result<String> {
+pub(crate) async fn section(part: &Part<'_>, sizes: &[usize]) -> Result<String> {
+    let (client, servers, setup, heading, charts) = (
+        part.client,
+        part.servers,
+        &part.setup,
+        part.heading.as_str(),
+        part.charts,
+    );
     let started = Instant::now();
     let db = client.database(DATABASE);
     db.drop().await?;
@@ -89,9 +90,7 @@ pub(crate) async fn section(
         .iter()
         .filter_map(|name| servers.iter().find(|s| s.name == *name))
         .collect();
-    let work =
-        std::env::temp_dir().join(format!("session-store-bench-scale-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    let work = http::work_dir("scale")?;
     let mut rows = String::new();
     let mut storage = String::new();
     let mut first: Vec<Option<(f64, f64)>> = vec![None; servers.len()];

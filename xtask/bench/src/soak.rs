@@ -6,14 +6,13 @@
 //! window warms the pools and allocator up; the RSS before any load is shown as well).
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use session_store_mongo::mongodb::Client;
 
 use crate::chart::{line_chart, Series};
-use crate::http::{self, Server, Setup};
+use crate::http::{self, Setup};
+use crate::Part;
 
 const DATABASE: &str = "bench_soak";
 
@@ -32,14 +31,15 @@ struct Window {
 }
 
 /// Runs the soak part; returns its markdown section.
-pub(crate) async fn section(
-    client: &Client,
-    servers: &[Server],
-    setup: &Setup,
-    heading: &str,
-    quick: bool,
-    charts: Option<&Path>,
-) -> Result<String> {
+pub(crate) async fn section(part: &Part<'_>) -> Result<String> {
+    let (client, servers, setup, heading, quick, charts) = (
+        part.client,
+        part.servers,
+        &part.setup,
+        part.heading.as_str(),
+        part.quick,
+        part.charts,
+    );
     let started = Instant::now();
     let axum = http::server_named(servers, "axum", "soak")?;
     let (total, window) = if quick {
@@ -47,9 +47,7 @@ pub(crate) async fn section(
     } else {
         (Duration::from_secs(600), Duration::from_secs(30))
     };
-    let work =
-        std::env::temp_dir().join(format!("session-store-bench-soak-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    let work = http::work_dir("soak")?;
     let db = client.database(DATABASE);
     db.drop().await?;
     let own_connections = crate::server_status(&db).await?.connections;

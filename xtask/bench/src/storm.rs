@@ -13,6 +13,7 @@ use session_store_mongo::mongodb::bson::{doc, DateTime};
 use session_store_mongo::mongodb::Client;
 
 use crate::http::{self, Server, Setup};
+use crate::Part;
 
 const DATABASE: &str = "bench_storm";
 /// The sessions that expire together, and how far ahead.
@@ -117,13 +118,14 @@ async fn run_mode(
 }
 
 /// Runs the storm part; returns its markdown section.
-pub(crate) async fn section(
-    client: &Client,
-    servers: &[Server],
-    setup: &Setup,
-    heading: &str,
-    quick: bool,
-) -> Result<String> {
+pub(crate) async fn section(part: &Part<'_>) -> Result<String> {
+    let (client, servers, setup, heading, quick) = (
+        part.client,
+        part.servers,
+        &part.setup,
+        part.heading.as_str(),
+        part.quick,
+    );
     let started = Instant::now();
     let axum = http::server_named(servers, "axum", "storm")?;
     // Quick: a tenth of the sessions, the interval reaper only (the TTL monitor may still
@@ -133,9 +135,7 @@ pub(crate) async fn section(
     } else {
         (EXPIRING, &["native", "interval"][..], WINDOWS)
     };
-    let work =
-        std::env::temp_dir().join(format!("session-store-bench-storm-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    let work = http::work_dir("storm")?;
     ttl_monitor_period(client, 5).await?;
     let mut rows = String::new();
     let mut summary = String::new();
