@@ -154,8 +154,11 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
     /// and, found, moved to the hashed key (same data, expiry and times) on that first
     /// load, so nobody is logged out by the switch. [`destroy`](crate::SessionStore::destroy)
     /// then deletes both keys, so a logout racing the move stays final. Costs one more
-    /// read for each unknown id: turn it off once the raw ids have expired. Default:
-    /// `false`.
+    /// read for each unknown id: turn it off once the raw ids have expired. A value
+    /// shaped like this store's own storage keys (64 lowercase hex digits, or `bound:`
+    /// followed by them) is never looked up raw: a stored `_id` read from a backup or a
+    /// log does not work as a cookie, and a bound session is never reached without its
+    /// binding. Default: `false`.
     pub fn raw_id_fallback(mut self, on: bool) -> Self {
         self.raw_id_fallback = on;
         self

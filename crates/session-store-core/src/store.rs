@@ -442,7 +442,10 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// The raw storage key to also look at for `id` when `raw_id_fallback` is on and it
-    /// differs from `key` (not for bound sessions: they were never stored raw).
+    /// differs from `key` (not for bound sessions: they were never stored raw). Never a
+    /// value shaped like this store's own storage keys (64 lowercase hex digits, or a
+    /// `bound:` key): a cookie holding another session's `_id`, read from a backup or a
+    /// log, must not name that session, nor strip a bound session of its binding.
     fn raw_key(&self, id: &str, key: &str) -> Option<String> {
         if !self.inner.raw_id_fallback
             || self.inner.id_at_rest == IdAtRest::Raw
@@ -451,7 +454,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             return None;
         }
         let raw = self.transformed(id).into_owned();
-        (raw != key).then_some(raw)
+        (raw != key && !is_storage_key_shaped(&raw)).then_some(raw)
     }
 
     /// `id` after `transform_id`, before `id_at_rest` applies.
@@ -846,7 +849,14 @@ fn bound_key(id: &str, binding: &str) -> String {
         ])
 }
 
-/// The lowercase hex SHA-256 of `parts`, concatenated.
+/// Whether `value` has the shape of a storage key this store writes: a `bound:` key, or
+/// a hashed id (64 lowercase hex digits). No framework's session id has that shape
+/// (connect-mongo's are 32 characters of base64url, tower-sessions' 22).
+fn is_storage_key_shaped(value: &str) -> bool {
+    value.starts_with(BOUND_KEY_PREFIX)
+        || (value.len() == 64 && value.bytes().all(|b| HEX.contains(&b)))
+}
+
 /// The binding of the request whose future is running, if any.
 fn current_binding() -> Option<String> {
     RequestScope::current().and_then(|s| s.binding().map(str::to_owned))
@@ -862,6 +872,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The lowercase hex SHA-256 of `parts`, concatenated.
 fn hex_sha256(parts: &[&[u8]]) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     for part in parts {

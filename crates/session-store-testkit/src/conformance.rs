@@ -78,7 +78,8 @@ macro_rules! backend_conformance {
             owner_is_unreadable_with_a_cipher,
             sessions_per_owner_are_capped,
             raw_ids_are_adopted_on_first_load,
-            logout_racing_raw_id_adoption_is_final
+            logout_racing_raw_id_adoption_is_final,
+            storage_keys_are_not_cookies_during_migration
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -116,7 +117,10 @@ pub use owners::{
 };
 
 pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_unbound_requests};
-pub use migration::{logout_racing_raw_id_adoption_is_final, raw_ids_are_adopted_on_first_load};
+pub use migration::{
+    logout_racing_raw_id_adoption_is_final, raw_ids_are_adopted_on_first_load,
+    storage_keys_are_not_cookies_during_migration,
+};
 
 use encryption::ring;
 pub use encryption::{

@@ -112,3 +112,54 @@ pub async fn logout_racing_raw_id_adoption_is_final<B: DocumentBackend + Clone>(
         assert!(hashed.store.load(&id).await.unwrap().is_none());
     }
 }
+
+/// During a migration (`raw_id_fallback`), a cookie whose value is another session's
+/// storage key (its hashed `_id`, or a `bound:` key, as a backup, a read-only credential
+/// or a log of `_id`s shows them) is no session: it loads nothing, moves nothing, and a
+/// logout with it deletes nothing. A bound session stays bound.
+pub async fn storage_keys_are_not_cookies_during_migration<B: DocumentBackend + Clone>(backend: B) {
+    const BINDING: &str = "c3ab8ff13720e8ad9047dd39466b3c8974e592c2fa383d4a3960714caef0c4f2";
+    let f = fixture(backend.clone(), |b| b.raw_id_fallback(true)).await;
+    let victim = f
+        .store
+        .create(&data(json!({"user": "victim"})), None)
+        .await
+        .unwrap();
+    let hashed = f.store.storage_key(victim.as_str());
+    let bound_scope = RequestScope::bound(Some(BINDING.into()));
+    let bound_id = bound_scope
+        .run(f.store.create(&data(json!({"user": "bound"})), None))
+        .await
+        .unwrap();
+    let bound = bound_scope
+        .run(async { f.store.storage_key(bound_id.as_str()) })
+        .await;
+    for (stolen, what) in [(&hashed, "a hashed _id"), (&bound, "a bound: key")] {
+        for scope in [
+            RequestScope::new(),
+            RequestScope::bound(Some("other".into())),
+        ] {
+            let loaded = scope.run(f.store.load(stolen)).await.unwrap();
+            assert!(
+                loaded.is_none(),
+                "{what} sent as a cookie loaded a session: {loaded:?}"
+            );
+            scope.run(f.store.destroy(stolen)).await.unwrap();
+        }
+        f.store.load(stolen).await.unwrap();
+        f.store.destroy(stolen).await.unwrap();
+    }
+    // Both sessions are where they were, and nothing else was stored.
+    assert_eq!(raw_at(&f.backend, &hashed).await.key, hashed);
+    assert_eq!(raw_at(&f.backend, &bound).await.key, bound);
+    assert_eq!(f.store.count().await.unwrap(), 2, "a session was copied");
+    assert!(f.store.load(victim.as_str()).await.unwrap().is_some());
+    assert!(
+        bound_scope
+            .run(f.store.load(bound_id.as_str()))
+            .await
+            .unwrap()
+            .is_some(),
+        "the bound session must still load for its binding"
+    );
+}
