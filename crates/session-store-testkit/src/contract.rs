@@ -41,6 +41,9 @@
 //! | [`owner_unreadable_with_encryption`] | with `SESSION_KEYS`, the stored `owner` is not the user name; listing works |
 //! | [`absolute_lifetime`] | `SESSION_MAX_LIFETIME_SECS=3`: a session in steady use ends 3 s after creation; its stored `expires` never passes that |
 //! | [`secrets_never_printed`] | failing start-ups (auth refused, nothing listening, missing TLS key file, malformed URI) with `RUST_LOG=debug` never print the password or `tlsCertificateKeyFilePassword` |
+//! | [`client_identity_cannot_be_forged_locally`] | mutual TLS: `/whoami` names the client certificate through the public port; the server listens on no other TCP port, and any it did is probed from 127.0.0.2 (plain HTTP, and with the source port of each of the server's own connections to it): nothing answers |
+//! | [`slow_clients_are_cut_off`] | HTTPS with `REQUEST_BODY_TIMEOUT_SECS=3`: connections that send nothing after the handshake, one byte or a trickle of request headers, nothing after a response, or a body a byte every 500 ms, are ended within their bound (10 s, or 3 s for the body) plus slack |
+//! | [`tls_resumption_cannot_bypass_client_ca`] | mutual TLS: once `TLS_CLIENT_CA` drops a client's CA, that client is refused even when it offers a TLS session it kept from before |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable, and a session used then (a read included) is re-sealed with it; a removed key means no session, not an error |
 
 use std::fmt;
@@ -107,6 +110,7 @@ const CONTRACT_VARS: &[&str] = &[
     "SESSION_SERIALIZE",
     "SESSION_MAX_LIFETIME_SECS",
     "PAYLOAD_BYTES",
+    "REQUEST_BODY_TIMEOUT_SECS",
     "RUST_LOG",
     "COOKIE_KEY",
 ];
@@ -164,6 +168,9 @@ macro_rules! contract_tests {
             a_users_sessions,
             owner_unreadable_with_encryption,
             metrics,
+            client_identity_cannot_be_forged_locally,
+            slow_clients_are_cut_off,
+            tls_resumption_cannot_bypass_client_ca,
         );
     };
     (@cases $bin:expr; $($case:ident),* $(,)?) => {
@@ -189,12 +196,15 @@ mod concurrency;
 mod cookie;
 mod encryption;
 mod harness;
+mod identity;
 mod lifetime;
 mod metrics;
 mod outage;
+mod raw;
 mod rotation;
 mod secrets;
 mod server;
+mod slow;
 mod tls;
 mod users;
 
@@ -206,6 +216,9 @@ pub use basics::{
 pub use cookie::SetCookie;
 pub use encryption::{encrypted_at_rest, key_rotation_across_restarts};
 pub use harness::Target;
+pub use identity::{
+    client_identity_cannot_be_forged_locally, tls_resumption_cannot_bypass_client_ca,
+};
 pub use lifetime::absolute_lifetime;
 pub use metrics::metrics;
 pub use outage::mongodb_outage;
@@ -214,6 +227,7 @@ pub use rotation::{
 };
 pub use secrets::secrets_never_printed;
 pub(crate) use server::{HttpsClient, Reply, ServerUnderTest};
+pub use slow::slow_clients_are_cut_off;
 pub use tls::{
     https_and_secure_cookie, idle_connections_do_not_stop_https, mutual_tls, secured_mongodb,
     session_bound_to_client_cert,
