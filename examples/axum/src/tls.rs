@@ -9,6 +9,10 @@
 //! with. A change that does not (a half-written file, a key for another certificate) is
 //! logged and ignored: the last good configuration keeps serving.
 //!
+//! With mutual TLS, TLS session resumption is off, so that every connection's client
+//! certificate is checked against the current CA bundle and validity (see
+//! [`no_resumption`]).
+//!
 //! Shared: this file is the same in every example, so that each example can be copied
 //! alone; `cargo xtask ci` checks the copies are identical. Change it in examples/axum and
 //! copy it to the others.
@@ -222,6 +226,9 @@ pub(crate) fn server_config(https: &Https) -> anyhow::Result<(rustls::ServerConf
     };
     let mut config = builder.with_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesServerCert>);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if client_cas.is_some() {
+        no_resumption(&mut config);
+    }
     let reloader = Reloader {
         https: https.clone(),
         provider,
@@ -231,6 +238,26 @@ pub(crate) fn server_config(https: &Https) -> anyhow::Result<(rustls::ServerConf
         problem: None,
     };
     Ok((config, reloader))
+}
+
+/// With mutual TLS, every connection makes a full handshake: no session cache (TLS 1.2
+/// session ids, TLS 1.3 stateful tickets), no tickets sent.
+///
+/// A resumed handshake does not present the client certificate again: rustls restores
+/// the one verified when the session began, without asking the verifier. So a client
+/// holding a session from before would keep being admitted after `TLS_CLIENT_CA` dropped
+/// its CA, or after its certificate expired. Holding resumed sessions to the current
+/// bundle and validity would need a hook rustls does not offer on resumption (a cache
+/// emptied on every reload would still admit an expired certificate), so resumption is
+/// off instead: the price is a full handshake per connection, for clients that keep
+/// their connections open anyway. Without a client CA there is no client identity to go
+/// stale, and resumption stays on.
+fn no_resumption(config: &mut rustls::ServerConfig) {
+    // The builder's ticketer already never produces (stateless) tickets; the session
+    // cache is what TLS 1.2 session ids and TLS 1.3 stateful tickets resume from.
+    debug_assert!(!config.ticketer.enabled());
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
 }
 
 impl Reloader {
