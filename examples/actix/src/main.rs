@@ -41,6 +41,10 @@ use crate::input::{COUNT, PAD, USER};
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a client may take to send a request's headers.
 const REQUEST_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a kept-alive connection may stay idle between requests.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
+/// The largest request body read; a larger one is answered `413`.
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Connections one worker serves at once.
 const MAX_CONNECTIONS_PER_WORKER: usize = 1024;
 /// Seconds a client is told to wait after a 503.
@@ -250,6 +254,57 @@ async fn store_failure_is_503(
     }
 }
 
+/// Over HTTPS (`REQUEST_BODY_TIMEOUT_SECS`, default 30 s): how long a request's whole
+/// body may take to arrive, from the end of its headers; `None` over plain HTTP.
+#[derive(Clone, Copy)]
+struct BodyTimeout(Option<std::time::Duration>);
+
+/// Over HTTPS: reads the whole request body within [`BodyTimeout`] before the handler
+/// runs, so that a body sent a byte at a time cannot hold a connection (actix-web has
+/// time-outs for headers and between requests, none for a body). A late body is answered
+/// `408`, a body over [`MAX_BODY_BYTES`] `413`, and the connection closed.
+async fn body_deadline(
+    mut req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(BodyTimeout(Some(limit))) = req.app_data::<BodyTimeout>().copied() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let payload = req.extract::<web::Payload>().await?;
+    let refuse = |req: ServiceRequest, mut builder: actix_web::HttpResponseBuilder, error: &str| {
+        Ok(req.into_response(builder.force_close().json(json!({ "error": error }))))
+    };
+    match tokio::time::timeout(limit, payload.to_bytes_limited(MAX_BODY_BYTES)).await {
+        Ok(Ok(Ok(body))) => {
+            req.set_payload(body.into());
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_boxed_body)
+        }
+        Ok(Ok(Err(_))) => refuse(
+            req,
+            HttpResponse::BadRequest(),
+            "request body could not be read",
+        ),
+        Ok(Err(_)) => refuse(
+            req,
+            HttpResponse::PayloadTooLarge(),
+            "request body too large",
+        ),
+        Err(_) => {
+            tracing::debug!("request body not received within {limit:?}");
+            refuse(
+                req,
+                HttpResponse::RequestTimeout(),
+                "request body not received in time",
+            )
+        }
+    }
+}
+
 /// A route with the session middleware. The middleware wraps each resource rather than
 /// a scope: [`store_failure_is_503`] keeps a handle on the request, which a scope's
 /// router would need to own exclusively.
@@ -329,6 +384,7 @@ async fn run() -> anyhow::Result<()> {
     });
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let secure = config.https.is_some();
+    let body_timeout = BodyTimeout(config.https.as_ref().map(|h| h.body_timeout));
     let app_store = store.clone();
     let server = HttpServer::new(move || {
         let sessions = || {
@@ -351,6 +407,8 @@ async fn run() -> anyhow::Result<()> {
         };
         App::new()
             .app_data(state.clone())
+            .app_data(body_timeout)
+            .wrap(actix_web::middleware::from_fn(body_deadline))
             .route("/health", web::get().to(health))
             .route("/whoami", web::get().to(whoami))
             .configure(|cfg| {
@@ -387,11 +445,13 @@ async fn run() -> anyhow::Result<()> {
             ))
     })
     .on_connect(client_cert_of)
-    // Idle or slow clients cannot hold the server: the TLS handshake and the request
-    // headers each have a deadline, and connections per worker are capped (actix-web
-    // keeps accepting after running out of file descriptors).
+    // Idle or slow clients cannot hold the server: the TLS handshake, the request
+    // headers, the time between requests and (body_deadline) the request body each have
+    // a deadline, and connections per worker are capped (actix-web keeps accepting after
+    // running out of file descriptors).
     .tls_handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
     .client_request_timeout(REQUEST_HEADER_TIMEOUT)
+    .keep_alive(KEEP_ALIVE)
     .max_connections(MAX_CONNECTIONS_PER_WORKER);
     let listen_error = || format!("cannot listen on {addr}: set HOST/PORT to a free address");
     let (server, scheme) = match &config.https {

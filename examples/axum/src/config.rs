@@ -18,7 +18,12 @@ const REMOVE_INTERVAL: Duration = Duration::from_secs(600);
 /// How often the TLS files are re-read by default (`TLS_RELOAD_SECS`).
 const TLS_RELOAD: Duration = Duration::from_secs(5);
 
-/// `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA` and `TLS_RELOAD_SECS`.
+/// How long a request's whole body may take to arrive over HTTPS by default
+/// (`REQUEST_BODY_TIMEOUT_SECS`).
+const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`, `TLS_RELOAD_SECS` and
+/// `REQUEST_BODY_TIMEOUT_SECS`.
 #[derive(Clone)]
 pub(crate) struct Https {
     pub cert: PathBuf,
@@ -28,6 +33,9 @@ pub(crate) struct Https {
     /// How often the files are re-read for a rotated certificate or CA bundle; `None`
     /// (`TLS_RELOAD_SECS=0`): on `SIGHUP` only.
     pub reload: Option<Duration>,
+    /// How long a request's whole body may take to arrive, from the end of its headers;
+    /// past it the connection ends.
+    pub body_timeout: Duration,
 }
 
 /// Settings of one server process.
@@ -110,12 +118,21 @@ impl Config {
             "a number of seconds",
         )?;
         let reload_period = (reload > 0).then(|| Duration::from_secs(reload));
+        let body_timeout = parsed(
+            "REQUEST_BODY_TIMEOUT_SECS",
+            REQUEST_BODY_TIMEOUT.as_secs(),
+            "a number of seconds",
+        )?;
+        if body_timeout == 0 {
+            bail!("REQUEST_BODY_TIMEOUT_SECS must be positive");
+        }
         let https = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(Https {
                 cert,
                 key,
                 client_ca: tls_client_ca,
                 reload: reload_period,
+                body_timeout: Duration::from_secs(body_timeout),
             }),
             (None, None) if tls_client_ca.is_some() => {
                 bail!("TLS_CLIENT_CA needs TLS_CERT and TLS_KEY: mutual TLS is served over HTTPS")

@@ -336,10 +336,7 @@ async fn run() -> anyhow::Result<()> {
                 "listening on https://{}",
                 listener.local_addr()?
             );
-            tokio::select! {
-                () = serve_https(listener, tls, app) => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+            serve_https(listener, tls, https.body_timeout, app).await;
         }
     }
     store
@@ -350,35 +347,38 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `app` over TLS (see `https.rs` for the limits); a verified client certificate
-/// reaches handlers as an `Extension<ClientCert>`. A client refused at the handshake never
-/// reaches the app; one that does not send its request headers in time is dropped.
-async fn serve_https(listener: tokio::net::TcpListener, tls: rustls::ServerConfig, app: Router) {
+/// Serves `app` over TLS (see `https.rs` for the bounds) until Ctrl-C; a verified client
+/// certificate reaches handlers as an `Extension<ClientCert>`. A client refused at the
+/// handshake never reaches the app; one too slow with its headers or body is dropped.
+async fn serve_https(
+    listener: tokio::net::TcpListener,
+    tls: rustls::ServerConfig,
+    body_timeout: std::time::Duration,
+    app: Router,
+) {
     use tower::ServiceExt as _;
-    https::serve_tls(listener, tls, move |stream, cert, peer| {
-        let app = app.clone();
-        async move {
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    if let Some(cert) = &cert {
-                        req.extensions_mut().insert(cert.clone());
-                    }
-                    app.clone().oneshot(req)
-                },
-            );
-            let mut http =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            http.http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(https::REQUEST_HEADER_TIMEOUT);
-            let served = http
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    https::serve(
+        listener,
+        tls,
+        body_timeout,
+        shutdown,
+        move |req: hyper::Request<axum::body::Bytes>, conn: https::Conn| {
+            let mut req = req.map(axum::body::Body::from);
+            if let Some(cert) = conn.cert {
+                req.extensions_mut().insert(cert);
             }
-        }
-    })
+            let app = app.clone();
+            async move {
+                match app.oneshot(req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        },
+    )
     .await;
 }
 

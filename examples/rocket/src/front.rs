@@ -1,78 +1,144 @@
-//! HTTPS for the Rocket example, terminated in front of Rocket. Rocket 0.5's own TLS
-//! listener has no handshake or request-header time-out, so idle connections would hold
-//! its files and tasks for ever; here each connection gets `https.rs`'s limits and is
-//! then relayed, byte for byte, to Rocket on a loopback port nothing else is told about.
+//! HTTPS for the Rocket example. Rocket 0.5's own TLS listener has no handshake,
+//! request-header or request-body time-out, and cannot reload its certificate, so
+//! `https.rs` serves TLS and HTTP/1.1 (hyper) with the bounds the other examples have,
+//! and hands each request to Rocket in-process, through Rocket's local client
+//! ([`rocket::local::asynchronous::Client`], untracked: it keeps no cookies between
+//! requests). Rocket itself opens no TCP port: the public HTTPS port is the only way in.
 //!
-//! Rocket cannot see the TLS session, so the front records each connection's client
-//! certificate under the local port of its relayed connection, and the app looks it up
-//! by the peer address Rocket reports ([`ClientCerts::of`]).
+//! The client certificate the TLS handshake verified travels with its request inside the
+//! process, in the request's local cache ([`Identity`]), never in a header: a client
+//! cannot send one, and no other local process can reach Rocket to claim one.
+//!
+//! Why not the earlier design, a byte relay to Rocket on a loopback port with the client
+//! certificate looked up by the relayed connection's source port: any local process
+//! could connect to that port from another loopback address with the same source port
+//! and be taken for the mutual-TLS client, or speak plain HTTP to it and skip TLS
+//! altogether. Keying by the full address would close the first hole, not the second.
+//!
+//! Rocket's fairings run as under `launch()`: liftoff when the client is made, request
+//! and response fairings (the session fairing among them) on every request, shutdown
+//! fairings when [`serve`] returns and the client is terminated.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderName, HeaderValue, COOKIE, HOST};
+use rocket::http::uri::Host;
+use rocket::http::{Cookie, Header, Method};
+use rocket::local::asynchronous::Client;
+use rocket::Request;
 
 use crate::client_cert::ClientCert;
-use crate::https;
+use crate::https::{self, Conn};
 
-/// The client certificates of the connections the front relays, by the local port of
-/// the relayed connection.
-#[derive(Clone, Default)]
-pub(crate) struct ClientCerts(Arc<Mutex<HashMap<u16, ClientCert>>>);
+/// The verified client certificate of the connection a request came on, set by the front
+/// before Rocket sees the request; `None` without mutual TLS (and over plain HTTP).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Identity(pub Option<ClientCert>);
 
-impl ClientCerts {
-    /// The certificate of the client whose connection reached Rocket from `peer`; `None`
-    /// for a connection the front did not open, or a client without a certificate.
-    pub(crate) fn of(&self, peer: Option<SocketAddr>) -> Option<ClientCert> {
-        let peer = peer.filter(|p| p.ip().is_loopback())?;
-        self.lock().get(&peer.port()).cloned()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, ClientCert>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+impl Identity {
+    /// The request's client certificate, if any.
+    pub(crate) fn of<'r>(req: &'r Request<'_>) -> Option<&'r ClientCert> {
+        req.local_cache(Identity::default).0.as_ref()
     }
 }
 
-/// Serves TLS on `listener` and relays each connection to Rocket at `rocket`.
+/// Serves HTTPS on `listener` (see `https.rs` for the bounds), dispatching every request
+/// into `rocket`, until `shutdown` completes; then terminates the client, which runs
+/// Rocket's shutdown fairings.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: tokio::net::TcpListener,
     tls: rustls::ServerConfig,
-    rocket: SocketAddr,
-    certs: ClientCerts,
+    body_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+    rocket: Client,
 ) {
-    https::serve_tls(listener, tls, move |mut client, cert, peer| {
-        let certs = certs.clone();
-        async move {
-            // The request's first bytes must come in time, as with the other examples'
-            // request-header time-out.
-            let mut first = vec![0; 16 * 1024];
-            let n =
-                match tokio::time::timeout(https::REQUEST_HEADER_TIMEOUT, client.read(&mut first))
-                    .await
-                {
-                    Ok(Ok(n)) if n > 0 => n,
-                    _ => return,
-                };
-            let mut upstream = match TcpStream::connect(rocket).await {
-                Ok(upstream) => upstream,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "cannot reach Rocket behind the HTTPS front");
-                    return;
-                }
-            };
-            let port = upstream.local_addr().map(|a| a.port()).ok();
-            if let (Some(port), Some(cert)) = (port, cert) {
-                certs.lock().insert(port, cert);
-            }
-            if upstream.write_all(&first[..n]).await.is_ok() {
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            }
-            if let Some(port) = port {
-                certs.lock().remove(&port);
-            }
-        }
+    let rocket = Arc::new(rocket);
+    let client = Arc::clone(&rocket);
+    https::serve(listener, tls, body_timeout, shutdown, move |req, conn| {
+        let client = Arc::clone(&client);
+        async move { dispatch(&client, req, conn).await }
     })
     .await;
+    match Arc::try_unwrap(rocket) {
+        Ok(rocket) => {
+            rocket.terminate().await;
+        }
+        Err(_) => tracing::warn!(
+            "requests were still being served at shutdown; Rocket's shutdown fairings did not run"
+        ),
+    }
+}
+
+/// Answers one request with Rocket: method, URI, headers, cookies, body, peer address and
+/// client certificate in; status, headers and body out.
+async fn dispatch(
+    client: &Client,
+    req: hyper::Request<Bytes>,
+    conn: Conn,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let Ok(method) = parts.method.as_str().parse::<Method>() else {
+        return error(hyper::StatusCode::NOT_IMPLEMENTED);
+    };
+    let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = client.req(method, uri).remote(conn.peer);
+    for (name, value) in &parts.headers {
+        // As Rocket's own server: a header that is not UTF-8 is dropped.
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        if name == COOKIE {
+            for piece in value.split(';').map(str::trim) {
+                if let Ok(cookie) = Cookie::parse_encoded(piece.to_owned()) {
+                    request = request.cookie(cookie);
+                }
+            }
+        }
+        if name == HOST {
+            if let Ok(host) = Host::parse_owned(value.to_owned()) {
+                request.inner_mut().set_host(host);
+            }
+        }
+        request.add_header(Header::new(name.as_str().to_owned(), value.to_owned()));
+    }
+    request.inner().local_cache(|| Identity(conn.cert));
+    let response = request.body(body).dispatch().await;
+    let status = hyper::StatusCode::from_u16(response.status().code)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut headers = hyper::HeaderMap::new();
+    for header in response.headers().iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(header.name().as_str().as_bytes()),
+            HeaderValue::from_str(header.value()),
+        ) else {
+            continue;
+        };
+        // hyper frames the body itself.
+        if !matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "connection"
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let body = response.into_bytes().await.unwrap_or_default();
+    let mut out = hyper::Response::new(Full::new(Bytes::from(body)));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+/// A JSON error answer for a request Rocket cannot be given.
+fn error(status: hyper::StatusCode) -> hyper::Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": status.canonical_reason().unwrap_or("error") });
+    let mut out = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    *out.status_mut() = status;
+    out.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    out
 }

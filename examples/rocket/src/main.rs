@@ -34,7 +34,7 @@ use rocket_session_mongo::{MongoSessionFairing, Session};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::front::ClientCerts;
+use crate::front::Identity;
 use crate::input::{COUNT, PAD, USER};
 
 struct AppState {
@@ -162,9 +162,21 @@ fn logout(session: Session<'_>) -> Reply {
     reply(Status::Ok, &json!({ "ok": true }))
 }
 
+/// The client certificate of the request's connection, as the HTTPS front verified it.
+struct Verified<'r>(Option<&'r client_cert::ClientCert>);
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for Verified<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        rocket::request::Outcome::Success(Verified(Identity::of(req)))
+    }
+}
+
 #[get("/whoami")]
-fn whoami(peer: Option<std::net::SocketAddr>, certs: &State<ClientCerts>) -> Reply {
-    match certs.of(peer) {
+fn whoami(cert: Verified<'_>) -> Reply {
+    match cert.0 {
         Some(cert) => reply(Status::Ok, &cert.to_json()),
         None => reply(
             Status::Unauthorized,
@@ -212,79 +224,33 @@ async fn run() -> anyhow::Result<()> {
     let store = store::build_store(&mut config).await?;
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listen_error = || format!("cannot listen on {addr}: set HOST/PORT to a free address");
-    // With HTTPS, the front (front.rs) listens on HOST:PORT, and Rocket on a loopback
-    // port of its own.
-    let front = match &config.https {
-        None => None,
-        Some(https) => {
-            let (tls, reloader) = tls::server_config(https)?;
-            tokio::spawn(reloader.watch());
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(listen_error)?;
-            Some((listener, tls))
-        }
-    };
-    let rocket_addr = match front {
-        None => addr,
-        Some(_) => {
-            let probe = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-                .context("cannot find a free loopback port for Rocket behind the HTTPS front")?;
-            probe.local_addr()?
-        }
-    };
-    let secure = front.is_some();
-    let mutual = config.https.as_ref().is_some_and(|h| h.client_ca.is_some());
+    let secure = config.https.is_some();
     let scheme = if secure { "https" } else { "http" };
     let bind = config.bind_session_to_client_cert;
-    let certs = ClientCerts::default();
     let rocket_config = rocket::Config {
-        address: rocket_addr.ip(),
-        port: rocket_addr.port(),
+        address: addr.ip(),
+        port: addr.port(),
         log_level: rocket::config::LogLevel::Off,
         cli_colors: false,
         ..rocket::Config::release_default()
     };
-    let front = std::sync::Mutex::new(front);
-    let front_certs = certs.clone();
     let rocket = match metrics {
         Some(handle) => rocket::custom(rocket_config)
             .manage(handle)
             .mount("/", routes![render_metrics]),
         None => rocket::custom(rocket_config),
     };
-    rocket
+    let rocket = rocket
         .manage(AppState {
             payload_bytes: config.payload_bytes,
         })
-        .manage(certs)
         .attach(MongoSessionFairing::new(store.clone()).secure(secure))
         .attach(AdHoc::on_request("session binding", move |req, _| {
             Box::pin(async move {
                 if bind {
-                    let fingerprint = req
-                        .rocket()
-                        .state::<ClientCerts>()
-                        .and_then(|certs| certs.of(req.remote()))
-                        .map(|cert| cert.fingerprint_sha256);
+                    let fingerprint = Identity::of(req).map(|c| c.fingerprint_sha256.clone());
                     req.local_cache(|| SessionBinding(fingerprint));
                 }
-            })
-        }))
-        .attach(AdHoc::on_liftoff("HTTPS front", move |_| {
-            Box::pin(async move {
-                let taken = front
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take();
-                if let Some((listener, tls)) = taken {
-                    tracing::info!(
-                        mutual_tls = mutual,
-                        "HTTPS in front of Rocket at {rocket_addr}"
-                    );
-                    tokio::spawn(front::serve(listener, tls, rocket_addr, front_certs));
-                }
-                tracing::info!("listening on {scheme}://{addr}");
             })
         }))
         .mount(
@@ -304,15 +270,64 @@ async fn run() -> anyhow::Result<()> {
                 logout_everywhere
             ],
         )
-        .register("/", catchers![unavailable, error])
-        .launch()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| {
-            format!("serving on {rocket_addr} failed (set HOST/PORT to a free address)")
-        })?;
+        .register("/", catchers![unavailable, error]);
+    match &config.https {
+        None => {
+            // Plain HTTP: Rocket's own server on HOST:PORT.
+            rocket
+                .attach(AdHoc::on_liftoff("listening", move |_| {
+                    Box::pin(async move { tracing::info!("listening on {scheme}://{addr}") })
+                }))
+                .launch()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| {
+                    format!("serving on {addr} failed (set HOST/PORT to a free address)")
+                })?;
+        }
+        Some(https) => {
+            // HTTPS: the front (front.rs) serves HOST:PORT and dispatches each request
+            // into Rocket in-process; Rocket opens no port of its own.
+            let (tls, reloader) = tls::server_config(https)?;
+            tokio::spawn(reloader.watch());
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(listen_error)?;
+            let client = rocket::local::asynchronous::Client::untracked(rocket)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("starting Rocket failed")?;
+            tracing::info!(
+                mutual_tls = https.client_ca.is_some(),
+                tls_reload_secs = https.reload.map_or(0, |p| p.as_secs()),
+                "listening on {scheme}://{}",
+                listener.local_addr()?
+            );
+            front::serve(listener, tls, https.body_timeout, shutdown_signal(), client).await;
+        }
+    }
     store.close().await.context("closing the session store")?;
     Ok(())
+}
+
+/// Ctrl-C or `SIGTERM`, as Rocket's own server stops on.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGTERM cannot be caught: stop the server with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: no new connections; open ones finish their request");
 }
 
 fn main() -> ExitCode {
