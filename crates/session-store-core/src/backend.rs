@@ -9,6 +9,9 @@
 //! agrees on what "expired" means.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
@@ -248,10 +251,10 @@ pub trait DocumentBackend: Send + Sync + 'static {
     }
 
     /// Waits `pause` before the store tries again to take a lease another request holds.
-    /// Backends on a runtime sleep; the default yields once (enough for in-process tests).
+    /// Backends on a runtime sleep on its timer; the default sleeps on a thread of its
+    /// own (runtime-free, a few threads per wait: fine for tests, costly in production).
     fn pause(&self, pause: Duration) -> impl Future<Output = ()> + Send {
-        let _ = pause;
-        YieldOnce(false)
+        Sleep::new(pause)
     }
 
     /// Deletes the document with this key, expired or not; `Ok(false)` when none existed.
@@ -296,21 +299,49 @@ pub trait DocumentBackend: Send + Sync + 'static {
     fn close(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// A future that is pending once, then ready: a runtime-free "let others run".
-struct YieldOnce(bool);
+/// A runtime-free sleep (the default [`DocumentBackend::pause`]): a thread waits out the
+/// duration and wakes the task.
+struct Sleep {
+    duration: Duration,
+    state: Option<Arc<Mutex<(bool, Waker)>>>,
+}
 
-impl Future for YieldOnce {
+impl Sleep {
+    fn new(duration: Duration) -> Self {
+        Self {
+            duration,
+            state: None,
+        }
+    }
+}
+
+impl Future for Sleep {
     type Output = ();
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let duration = self.duration;
+        match &self.state {
+            None => {
+                let state = Arc::new(Mutex::new((false, cx.waker().clone())));
+                let shared = Arc::clone(&state);
+                std::thread::spawn(move || {
+                    std::thread::sleep(duration);
+                    let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    state.0 = true;
+                    state.1.wake_by_ref();
+                });
+                self.state = Some(state);
+                Poll::Pending
+            }
+            Some(state) => {
+                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                if state.0 {
+                    Poll::Ready(())
+                } else {
+                    state.1.clone_from(cx.waker());
+                    Poll::Pending
+                }
+            }
         }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
     }
 }

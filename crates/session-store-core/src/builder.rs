@@ -244,8 +244,10 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         self
     }
 
-    /// How long a request waits for its turn when requests are serialized. Default: 5 s
-    /// ([`DEFAULT_LEASE_WAIT`]).
+    /// How long a request waits for its turn when requests are serialized, in wall-clock
+    /// time (backend calls included). While it waits it asks again after pauses that
+    /// double from 2 ms up to an eighth of this (at least 25 ms), so one wait costs at
+    /// most about 20 tries whatever its length. Default: 5 s ([`DEFAULT_LEASE_WAIT`]).
     pub fn lease_wait(mut self, wait: std::time::Duration) -> Self {
         self.lease_wait = wait;
         self

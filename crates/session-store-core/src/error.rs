@@ -48,6 +48,15 @@ pub enum Error {
         /// How many writes were tried.
         attempts: usize,
     },
+    /// Requests are serialized, and this request held its session longer than its lease
+    /// (`lease_duration`) while another request took the session: its changes were not
+    /// saved, since the other request may have read and written the same data. Answer
+    /// 503 and let the client retry.
+    #[error("this request held its session longer than its lease ({lease:?}) and another request took it; its changes were not saved: try again (raise `lease_duration`, or find the slow request)")]
+    LeaseLost {
+        /// The configured lease duration.
+        lease: std::time::Duration,
+    },
     /// A builder option is invalid.
     #[error("invalid session store option `{option}`: {reason}")]
     InvalidOption {
@@ -65,7 +74,10 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Backend { .. } | Self::Busy { .. } | Self::Contention { .. }
+            Self::Backend { .. }
+                | Self::Busy { .. }
+                | Self::Contention { .. }
+                | Self::LeaseLost { .. }
         )
     }
 }

@@ -1,7 +1,7 @@
 //! Serialized requests: a lease in the session document, taken with the load and
 //! released with the save (or by [`RequestScope::finish`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Acquire, DocumentBackend, StoredDocument};
 use crate::clock::later;
@@ -10,10 +10,20 @@ use crate::id::SessionId;
 use crate::scope::{Detach, Held, Release, RequestScope};
 use crate::store::{backend_error, Serialize, SessionStore};
 
-/// First pause before asking again for a lease another request holds; pauses double up
-/// to [`MAX_PAUSE`].
+/// First pause before asking again for a lease another request holds; pauses double
+/// from here up to [`max_pause`].
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
-const MAX_PAUSE: Duration = Duration::from_millis(25);
+/// The smallest longest pause, for short `lease_wait`s.
+const MIN_MAX_PAUSE: Duration = Duration::from_millis(25);
+/// `lease_wait` divided by this is the longest pause: with doubling pauses, one wait asks
+/// the backend at most about `WAIT_SLICES + log2(lease_wait / 16 ms) + 2` times whatever
+/// `lease_wait` is (about 18 for the default 5 s), instead of once every few milliseconds.
+const WAIT_SLICES: u32 = 8;
+
+/// The longest pause between two tries of one wait for a lease.
+fn max_pause(wait: Duration) -> Duration {
+    (wait / WAIT_SLICES).max(MIN_MAX_PAUSE)
+}
 
 impl<B: DocumentBackend> SessionStore<B> {
     /// Takes the lease on `key` for this request, waiting for its turn; returns the
@@ -26,7 +36,10 @@ impl<B: DocumentBackend> SessionStore<B> {
     ) -> Result<(Option<StoredDocument>, Option<String>), Error> {
         // As unguessable as a session id: another request cannot forge a release.
         let token = SessionId::generate().into_string();
-        let mut waited = Duration::ZERO;
+        // Wall-clock time, whatever the store's clock says: `lease_wait` bounds how long
+        // a request waits, commands included.
+        let started = Instant::now();
+        let longest = max_pause(serialize.wait);
         let mut pause = FIRST_PAUSE;
         loop {
             let now = self.now();
@@ -42,13 +55,15 @@ impl<B: DocumentBackend> SessionStore<B> {
                     return Ok((Some(*doc), Some(token)));
                 }
                 Acquire::Missing => return Ok((None, None)),
-                Acquire::Held if waited >= serialize.wait => {
-                    return Err(Error::Busy { waited });
-                }
                 Acquire::Held => {
-                    self.inner.backend.pause(pause).await;
-                    waited += pause;
-                    pause = (pause * 2).min(MAX_PAUSE);
+                    let waited = started.elapsed();
+                    let Some(left) = serialize.wait.checked_sub(waited).filter(|l| !l.is_zero())
+                    else {
+                        return Err(Error::Busy { waited });
+                    };
+                    // The last pause ends at the deadline, for one last try.
+                    self.inner.backend.pause(pause.min(left)).await;
+                    pause = (pause * 2).min(longest);
                 }
             }
         }

@@ -214,3 +214,4 @@ impl DocumentBackend for MemoryBackend {
         Ok(())
     }
 }
+

@@ -2,6 +2,8 @@
 //! loaded (its [`RequestScope`](crate::RequestScope)), written so that a change made meanwhile by another
 //! request is not lost and a session ended meanwhile does not come back.
 
+use std::time::Duration;
+
 use time::OffsetDateTime;
 
 use crate::backend::{DocumentBackend, DocumentUpdate};
@@ -135,9 +137,24 @@ impl<B: DocumentBackend> SessionStore<B> {
                 if attempts >= MAX_MERGE_ATTEMPTS {
                     return Err(Error::Contention { attempts });
                 }
-                update.if_lease = lease
-                    .clone()
-                    .filter(|t| current.lease.as_deref() == Some(t));
+                let lost = lease.is_some() && current.lease != lease;
+                if lost && written.is_some() {
+                    // The lease ran out and another request took the session: it may
+                    // have read what this request read and written the same keys, so
+                    // a merge would lose its change. Nothing is written.
+                    if let Some(scope) = &scope {
+                        scope.released(&key);
+                    }
+                    let lease = self
+                        .inner
+                        .serialize
+                        .as_ref()
+                        .map_or(Duration::ZERO, |s| s.lease.unsigned_abs());
+                    return Err(Error::LeaseLost { lease });
+                }
+                // A touch whose lease was taken extends the expiry without releasing
+                // the other request's lease.
+                update.if_lease = lease.clone().filter(|_| !lost);
                 if let (Some(d), Some(b), Some(_)) = (data, &base, &written) {
                     let merged = apply(current.data, &changes(b.view(), d));
                     update.session = Some(self.encode(&merged, &key)?);

@@ -83,6 +83,7 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Backend { .. } => "unavailable",
         Error::Busy { .. } => "busy",
         Error::Contention { .. } => "contention",
+        Error::LeaseLost { .. } => "lease_lost",
         Error::Encode(_) => "encode",
         Error::Encrypt(_) => "encrypt",
         Error::InvalidOption { .. } => "invalid_option",

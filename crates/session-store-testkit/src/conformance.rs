@@ -79,7 +79,9 @@ macro_rules! backend_conformance {
             sessions_per_owner_are_capped,
             raw_ids_are_adopted_on_first_load,
             logout_racing_raw_id_adoption_is_final,
-            storage_keys_are_not_cookies_during_migration
+            storage_keys_are_not_cookies_during_migration,
+            waiting_for_a_lease_is_bounded,
+            a_save_whose_lease_was_taken_does_not_write
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -103,11 +105,13 @@ macro_rules! backend_conformance {
 
 mod binding;
 mod encryption;
+mod lease;
 mod lifetime;
 mod migration;
 mod overlap;
 mod owners;
 
+pub use lease::{a_save_whose_lease_was_taken_does_not_write, waiting_for_a_lease_is_bounded};
 pub use lifetime::{
     max_lifetime_bounds_a_session_in_steady_use, touch_window_never_lets_an_active_session_expire,
 };

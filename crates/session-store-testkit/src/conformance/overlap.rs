@@ -15,16 +15,16 @@ use session_store_core::{
 use super::{data, fixture, millis, raw};
 
 /// One request: its scope and what it loaded.
-struct Request<'s, B> {
+pub(super) struct Request<'s, B> {
     store: &'s SessionStore<B>,
-    scope: RequestScope,
+    pub(super) scope: RequestScope,
     id: String,
-    data: SessionData,
+    pub(super) data: SessionData,
 }
 
 impl<'s, B: DocumentBackend> Request<'s, B> {
     /// A request that loads session `id` (which must be live).
-    async fn load(store: &'s SessionStore<B>, id: &str) -> Self {
+    pub(super) async fn load(store: &'s SessionStore<B>, id: &str) -> Self {
         let scope = RequestScope::new();
         let loaded = scope
             .run(store.load(id))
@@ -39,11 +39,11 @@ impl<'s, B: DocumentBackend> Request<'s, B> {
         }
     }
 
-    fn set(&mut self, key: &str, value: serde_json::Value) {
+    pub(super) fn set(&mut self, key: &str, value: serde_json::Value) {
         self.data.insert(key.to_owned(), value);
     }
 
-    async fn save(&self) -> SaveOutcome {
+    pub(super) async fn save(&self) -> SaveOutcome {
         self.scope
             .run(self.store.save(&self.id, &self.data, None))
             .await
