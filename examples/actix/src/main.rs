@@ -225,14 +225,180 @@ async fn whoami(req: actix_web::HttpRequest) -> HttpResponse {
     }
 }
 
-/// Puts a verified client certificate in the connection's data, for `/whoami`.
-fn client_cert_of(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
-    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
-    let cert = conn
-        .downcast_ref::<Tls>()
-        .and_then(|tls| tls.get_ref().1.peer_certificates()?.first().cloned());
-    if let Some(der) = cert {
-        data.insert(ClientCert::from_der(&der));
+/// The plaintext of one HTTPS connection.
+type TlsConn =
+    HeaderDeadline<actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>>;
+
+/// Serves `app` over HTTPS on `addr`. This is what `HttpServer::bind_rustls_0_23` does
+/// (TLS handshake time-out, request-header time-out, keep-alive, a cap on connections
+/// per worker, accept errors retried, Ctrl-C and `SIGTERM` handled), with one addition it
+/// has no room for: the connection's plaintext goes through [`HeaderDeadline`], because
+/// actix-web times the headers of a connection's first request only, so a client could
+/// hold a kept-alive connection by sending part of a second request.
+fn serve_https<F, I>(
+    addr: std::net::SocketAddr,
+    tls: rustls::ServerConfig,
+    app: F,
+) -> std::io::Result<actix_web::dev::Server>
+where
+    F: Fn() -> App<I> + Send + Clone + 'static,
+    I: actix_web::dev::ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+{
+    use actix_service::ServiceFactoryExt as _;
+    Ok(actix_server::Server::build()
+        .max_concurrent_connections(MAX_CONNECTIONS_PER_WORKER)
+        .backlog(1024)
+        .bind("https", addr, move || {
+            let app = actix_service::map_config(
+                actix_service::IntoServiceFactory::into_factory(app())
+                    .map_err(|e: actix_web::Error| e.error_response()),
+                move |()| actix_web::dev::AppConfig::__priv_test_new(true, addr.to_string(), addr),
+            );
+            let http = actix_http::HttpService::build()
+                .keep_alive(KEEP_ALIVE)
+                .client_request_timeout(REQUEST_HEADER_TIMEOUT)
+                .on_connect_ext(|io: &TlsConn, data: &mut actix_web::dev::Extensions| {
+                    let cert = io.inner().get_ref().1.peer_certificates();
+                    if let Some(der) = cert.and_then(|chain| chain.first()) {
+                        data.insert(ClientCert::from_der(der));
+                    }
+                })
+                .finish(app);
+            let mut acceptor = actix_tls::accept::rustls_0_23::Acceptor::new(tls.clone());
+            acceptor.set_handshake_timeout(TLS_HANDSHAKE_TIMEOUT);
+            acceptor
+                .map_init_err(|()| ())
+                .map_err(|e| tracing::debug!(error = ?e, "TLS handshake failed"))
+                .and_then(
+                    |io: actix_tls::accept::rustls_0_23::TlsStream<
+                        actix_web::rt::net::TcpStream,
+                    >| async move {
+                        let peer = io.get_ref().0.peer_addr().ok();
+                        Ok((HeaderDeadline::new(io), actix_http::Protocol::Http1, peer))
+                    },
+                )
+                .and_then(
+                    http.map_err(|e| tracing::debug!(error = ?e, "connection ended with an error")),
+                )
+        })?
+        .run())
+}
+
+/// A connection's plaintext, closed when request headers do not arrive in time: from the
+/// start, and from the last byte of each response, the next request's headers (up to the
+/// blank line that ends them) must be in within [`REQUEST_HEADER_TIMEOUT`]; else reading
+/// fails, which ends the connection. Bytes read after the headers (the body, bounded by
+/// `body_deadline`) are not timed here.
+struct HeaderDeadline<T> {
+    io: T,
+    /// Since when the connection waits for request headers; `None` inside a request.
+    waiting: Option<std::time::Instant>,
+    /// How much of `\r\n\r\n` the headers read so far end with.
+    matched: usize,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> HeaderDeadline<T> {
+    fn new(io: T) -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            io,
+            waiting: Some(now),
+            matched: 0,
+            timer: Box::pin(tokio::time::sleep_until(
+                (now + REQUEST_HEADER_TIMEOUT).into(),
+            )),
+        }
+    }
+
+    fn inner(&self) -> &T {
+        &self.io
+    }
+
+    /// Follows the headers in `read`; true once their end is seen.
+    fn headers_end(&mut self, read: &[u8]) -> bool {
+        const END: &[u8; 4] = b"\r\n\r\n";
+        for &b in read {
+            self.matched = match b {
+                _ if b == END[self.matched] => self.matched + 1,
+                b'\r' => 1,
+                _ => 0,
+            };
+            if self.matched == END.len() {
+                self.matched = 0;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for HeaderDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.io).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = polled {
+            if this.waiting.is_some() && this.headers_end(&buf.filled()[before..]) {
+                this.waiting = None;
+            }
+            return polled;
+        }
+        if this.waiting.is_some() && std::future::Future::poll(this.timer.as_mut(), cx).is_ready() {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request headers not received in time",
+            )));
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for HeaderDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        // A response (not an interim `100 Continue`): the next request's headers are due
+        // within the bound from now.
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0)
+            && !buf.starts_with(b"HTTP/1.1 100 ")
+        {
+            let now = std::time::Instant::now();
+            this.waiting = Some(now);
+            this.matched = 0;
+            this.timer
+                .as_mut()
+                .reset((now + REQUEST_HEADER_TIMEOUT).into());
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -386,7 +552,7 @@ async fn run() -> anyhow::Result<()> {
     let secure = config.https.is_some();
     let body_timeout = BodyTimeout(config.https.as_ref().map(|h| h.body_timeout));
     let app_store = store.clone();
-    let server = HttpServer::new(move || {
+    let app = move || {
         let sessions = || {
             SessionMiddleware::builder(app_store.clone(), key.clone())
                 .cookie_name("sid".into())
@@ -443,34 +609,33 @@ async fn run() -> anyhow::Result<()> {
                 web::put().to(put_data),
                 sessions(),
             ))
-    })
-    .on_connect(client_cert_of)
-    // Idle or slow clients cannot hold the server: the TLS handshake, the request
-    // headers, the time between requests and (body_deadline) the request body each have
-    // a deadline, and connections per worker are capped (actix-web keeps accepting after
-    // running out of file descriptors).
-    .tls_handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
-    .client_request_timeout(REQUEST_HEADER_TIMEOUT)
-    .keep_alive(KEEP_ALIVE)
-    .max_connections(MAX_CONNECTIONS_PER_WORKER);
+    };
     let listen_error = || format!("cannot listen on {addr}: set HOST/PORT to a free address");
-    let (server, scheme) = match &config.https {
-        None => (server.bind(addr).with_context(listen_error)?, "http"),
+    let server = match &config.https {
+        None => {
+            let server = HttpServer::new(app)
+                .client_request_timeout(REQUEST_HEADER_TIMEOUT)
+                .keep_alive(KEEP_ALIVE)
+                .max_connections(MAX_CONNECTIONS_PER_WORKER)
+                .bind(addr)
+                .with_context(listen_error)?;
+            for bound in server.addrs() {
+                tracing::info!("listening on http://{bound}");
+            }
+            server.run()
+        }
         Some(https) => {
             let (tls, reloader) = tls::server_config(https)?;
             actix_web::rt::spawn(reloader.watch());
-            (
-                server
-                    .bind_rustls_0_23(addr, tls)
-                    .with_context(listen_error)?,
-                "https",
-            )
+            let server = serve_https(addr, tls, app).with_context(listen_error)?;
+            tracing::info!(
+                mutual_tls = https.client_ca.is_some(),
+                "listening on https://{addr}"
+            );
+            server
         }
     };
-    for bound in server.addrs() {
-        tracing::info!("listening on {scheme}://{bound}");
-    }
-    server.run().await.context("server failed")?;
+    server.await.context("server failed")?;
     store
         .store()
         .close()
