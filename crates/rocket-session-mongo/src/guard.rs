@@ -178,12 +178,17 @@ impl Session<'_> {
     }
 
     /// Ends every session of `owner` (all but this one when `keep_current`); returns
-    /// how many ended.
+    /// how many ended, and how many sessions without an owner could not be checked (see
+    /// [`Revocation`](session_store_core::Revocation)).
     ///
     /// # Errors
     ///
     /// [`Error::Unavailable`] when the store fails.
-    pub async fn revoke_all(&self, owner: &str, keep_current: bool) -> Result<u64, Error> {
+    pub async fn revoke_all(
+        &self,
+        owner: &str,
+        keep_current: bool,
+    ) -> Result<session_store_core::Revocation, Error> {
         self.scope
             .run(self.managed.store.revoke_all(owner, keep_current))
             .await

@@ -12,8 +12,8 @@ use rocket::http::{ContentType, Cookie, SameSite, Status};
 use rocket::request::Request;
 use rocket::Response;
 use session_store_core::{
-    DocumentBackend, Error, LoadedSession, RequestScope, SaveOutcome, SessionData, SessionInfo,
-    SessionStore,
+    DocumentBackend, Error, LoadedSession, RequestScope, Revocation, SaveOutcome, SessionData,
+    SessionInfo, SessionStore,
 };
 
 use crate::request::{lock, scope, Action, Slot, State};
@@ -46,7 +46,7 @@ pub(crate) trait Store: Send + Sync + 'static {
         &'a self,
         owner: &'a str,
         keep_current: bool,
-    ) -> BoxFuture<'a, Result<u64, Error>>;
+    ) -> BoxFuture<'a, Result<Revocation, Error>>;
     fn close(&self) -> BoxFuture<'_, Result<(), Error>>;
     fn ttl(&self) -> std::time::Duration;
 }
@@ -78,7 +78,7 @@ impl<B: DocumentBackend> Store for SessionStore<B> {
         &'a self,
         owner: &'a str,
         keep_current: bool,
-    ) -> BoxFuture<'a, Result<u64, Error>> {
+    ) -> BoxFuture<'a, Result<Revocation, Error>> {
         Box::pin(SessionStore::revoke_all(self, owner, keep_current))
     }
     fn close(&self) -> BoxFuture<'_, Result<(), Error>> {

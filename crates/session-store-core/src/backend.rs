@@ -260,22 +260,31 @@ pub trait DocumentBackend: Send + Sync + 'static {
     /// Deletes the document with this key, expired or not; `Ok(false)` when none existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
-    /// The unexpired documents whose `owner` is `owner`, their payload left out (`None`):
-    /// an owner's sessions, for listing and revoking.
+    /// The unexpired documents whose `owner` is one of `owners`, their payload left out
+    /// (`None`): an owner's sessions (under its current and earlier tags), for listing
+    /// and revoking.
     fn find_owned(
         &self,
-        owner: &str,
+        owners: &[String],
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Vec<StoredDocument>, Self::Error>> + Send;
 
-    /// Deletes documents whose `owner` is `owner`: with `only`, just the one with that
-    /// key; with `except`, all but the one with that key. Returns how many.
+    /// Deletes documents whose `owner` is one of `owners`: with `only`, just the one with
+    /// that key; with `except`, all but the one with that key. Returns how many.
     fn delete_owned(
         &self,
-        owner: &str,
+        owners: &[String],
         only: Option<&str>,
         except: Option<&str>,
     ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// Streams the unexpired documents that have no `owner`, with their payload: the
+    /// sessions "log out everywhere" must read to find the ones an owner has not been
+    /// recorded for.
+    fn unowned(
+        &self,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<DocumentStream<Self::Error>, Self::Error>> + Send;
 
     /// Deletes every document whose `expires` is at or before `now`; returns how many.
     fn delete_expired(

@@ -12,7 +12,9 @@ use crate::codec::PayloadFormat;
 use crate::crypto::Cipher;
 use crate::error::Error;
 use crate::events::{EventSubscriber, Subscribers};
-use crate::store::{backend_error, IdAtRest, Inner, Serialize, SessionStore, TransformId};
+use crate::store::{
+    backend_error, IdAtRest, Inner, OwnerFrom, Serialize, SessionStore, TransformId,
+};
 
 /// Default session lifetime when the framework gives no expiry: 14 days (connect-mongo's).
 pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 60 * 60);
@@ -43,6 +45,8 @@ pub struct SessionStoreBuilder<B> {
     raw_id_fallback: bool,
     max_lifetime: Option<std::time::Duration>,
     owner_key: Option<Vec<u8>>,
+    previous_owner_keys: Vec<Vec<u8>>,
+    owner_from: Option<OwnerFrom>,
     max_sessions_per_owner: Option<usize>,
     lease_duration: std::time::Duration,
     lease_wait: std::time::Duration,
@@ -67,6 +71,8 @@ impl<B> std::fmt::Debug for SessionStoreBuilder<B> {
             .field("raw_id_fallback", &self.raw_id_fallback)
             .field("max_lifetime", &self.max_lifetime)
             .field("owner_key", &self.owner_key.is_some())
+            .field("previous_owner_keys", &self.previous_owner_keys.len())
+            .field("owner_from", &self.owner_from.is_some())
             .field("max_sessions_per_owner", &self.max_sessions_per_owner)
             .field("lease_duration", &self.lease_duration)
             .field("lease_wait", &self.lease_wait)
@@ -93,6 +99,8 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
             raw_id_fallback: false,
             max_lifetime: None,
             owner_key: None,
+            previous_owner_keys: Vec::new(),
+            owner_from: None,
             max_sessions_per_owner: None,
             lease_duration: DEFAULT_LEASE_DURATION,
             lease_wait: DEFAULT_LEASE_WAIT,
@@ -219,6 +227,31 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         self
     }
 
+    /// An owner key used before [`owner_key`](Self::owner_key) (call once per earlier
+    /// key, newest first): sessions whose owner digest was made with it are still listed,
+    /// counted and revoked as their owner's, so "log out everywhere" after a key change
+    /// reaches them. Keep an earlier key here until every session stored with it has
+    /// expired (the TTL, or `max_lifetime`). Same length rule as `owner_key`. Default: none.
+    pub fn previous_owner_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.previous_owner_keys.push(secret.as_ref().to_vec());
+        self
+    }
+
+    /// Names the owner of a session from its data (for example the logged-in user id
+    /// your handlers store), for sessions that carry no owner: stored before owners were
+    /// used, or moved from another store. Such a session is tagged with that owner on its
+    /// next write, and [`revoke_all`](crate::SessionStore::revoke_all) reads every
+    /// session without an owner and ends the ones this names as the owner being revoked.
+    /// Without it, `revoke_all` cannot tell whose those sessions are and reports them as
+    /// [`unchecked`](crate::Revocation::unchecked). Default: none.
+    pub fn owner_from(
+        mut self,
+        f: impl Fn(&crate::SessionData) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.owner_from = Some(Arc::new(f));
+        self
+    }
+
     /// At most this many live sessions per owner: a session created beyond it (a new
     /// login) ends the owner's oldest ones. Default: no limit.
     pub fn max_sessions_per_owner(mut self, n: usize) -> Self {
@@ -289,19 +322,28 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         } else {
             None
         };
+        let short = |option| Error::InvalidOption {
+            option,
+            reason: "use at least 32 random bytes (e.g. `openssl rand -base64 32`, decoded)".into(),
+        };
+        if self.owner_key.as_ref().is_some_and(|k| k.len() < 32) {
+            return Err(short("owner_key"));
+        }
+        if self.previous_owner_keys.iter().any(|k| k.len() < 32) {
+            return Err(short("previous_owner_key"));
+        }
+        if !self.previous_owner_keys.is_empty() && self.owner_key.is_none() {
+            return Err(Error::InvalidOption {
+                option: "previous_owner_key",
+                reason: "an earlier owner key needs a current one: set owner_key too".into(),
+            });
+        }
         let span = tracing::debug_span!("session_store.prepare", auto_remove = ?self.auto_remove);
         self.backend
             .prepare(self.auto_remove)
             .instrument(span)
             .await
             .map_err(|e| backend_error("prepare", e))?;
-        if self.owner_key.as_ref().is_some_and(|k| k.len() < 32) {
-            return Err(Error::InvalidOption {
-                option: "owner_key",
-                reason: "use at least 32 random bytes (e.g. `openssl rand -base64 32`, decoded)"
-                    .into(),
-            });
-        }
         let max_lifetime = self
             .max_lifetime
             .map(|d| positive_duration("max_lifetime", d))
@@ -325,6 +367,12 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 max_lifetime,
                 max_sessions_per_owner: self.max_sessions_per_owner,
                 owner_key: self.owner_key.as_deref().map(crate::owner::digest_key),
+                previous_owner_keys: self
+                    .previous_owner_keys
+                    .iter()
+                    .map(|k| crate::owner::digest_key(k))
+                    .collect(),
+                owner_from: self.owner_from,
                 warned_unscoped: AtomicBool::new(false),
             }),
         })

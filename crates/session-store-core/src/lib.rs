@@ -61,9 +61,11 @@
 //! | [`clock`](SessionStoreBuilder::clock) | — | [`SystemClock`] | time source (inject [`ManualClock`] in tests) |
 //! | [`serialize_requests`](SessionStoreBuilder::serialize_requests) | — | off | requests on one session run one at a time across all processes (a lease in the document) |
 //! | [`lease_duration`](SessionStoreBuilder::lease_duration) | — | 10 s | how long a request's lease lasts (bounds a crashed holder) |
-//! | [`lease_wait`](SessionStoreBuilder::lease_wait) | — | 5 s | how long a request waits for its turn before [`Error::Busy`] |
+//! | [`lease_wait`](SessionStoreBuilder::lease_wait) | — | 5 s | how long (wall-clock) a request waits for its turn before [`Error::Busy`]; at most ~20 tries |
 //! | [`max_lifetime`](SessionStoreBuilder::max_lifetime) | — | none | absolute lifetime from creation, whatever the activity; an id rotation keeps the creation time |
 //! | [`owner_key`](SessionStoreBuilder::owner_key) | — | none | secret (≥ 32 bytes) keying the stored `owner` digest; required for owners with a `cipher` |
+//! | [`previous_owner_key`](SessionStoreBuilder::previous_owner_key) | — | none | an earlier `owner_key`: its owners' sessions are still listed and revoked |
+//! | [`owner_from`](SessionStoreBuilder::owner_from) | — | none | names the owner of a session stored without one from its data: tagged on its next write, ended by `revoke_all` |
 //! | [`max_sessions_per_owner`](SessionStoreBuilder::max_sessions_per_owner) | — | none | a login beyond it ends the owner's oldest sessions |
 //! | [`require_binding`](SessionStoreBuilder::require_binding) | — | off | a request without a [`SessionBinding`] gets no session at all |
 //! | [`raw_id_fallback`](SessionStoreBuilder::raw_id_fallback) | — | off | a session stored under its raw id (connect-mongo, `IdAtRest::Raw`) loads and moves to its hashed key on first use |
@@ -179,7 +181,7 @@ pub use error::{error_chain, Error};
 pub use events::{EventSubscriber, LoadFailure, SessionEvent};
 pub use id::{SessionId, SESSION_ID_BYTES};
 pub use memory::MemoryBackend;
-pub use owner::SessionInfo;
+pub use owner::{Revocation, SessionInfo};
 pub use save::MAX_MERGE_ATTEMPTS;
 pub use scope::{RequestScope, Scoped, SessionBinding};
 pub use store::{IdAtRest, LoadedSession, SaveOutcome, SessionStore, MAX_CREATE_ATTEMPTS};

@@ -140,13 +140,13 @@ impl DocumentBackend for MemoryBackend {
 
     async fn find_owned(
         &self,
-        owner: &str,
+        owners: &[String],
         now: OffsetDateTime,
     ) -> Result<Vec<StoredDocument>, Infallible> {
         Ok(self
             .lock()
             .values()
-            .filter(|d| d.is_live(now) && d.owner.as_deref() == Some(owner))
+            .filter(|d| d.is_live(now) && d.owner.as_ref().is_some_and(|o| owners.contains(o)))
             .map(|d| StoredDocument {
                 session: None,
                 ..d.clone()
@@ -156,19 +156,30 @@ impl DocumentBackend for MemoryBackend {
 
     async fn delete_owned(
         &self,
-        owner: &str,
+        owners: &[String],
         only: Option<&str>,
         except: Option<&str>,
     ) -> Result<u64, Infallible> {
         let mut docs = self.lock();
         let before = docs.len();
         docs.retain(|key, d| {
-            let chosen = d.owner.as_deref() == Some(owner)
+            let chosen = d.owner.as_ref().is_some_and(|o| owners.contains(o))
                 && only.is_none_or(|k| k == key)
                 && except.is_none_or(|k| k != key);
             !chosen
         });
         Ok((before - docs.len()) as u64)
+    }
+
+    async fn unowned(&self, now: OffsetDateTime) -> Result<DocumentStream<Infallible>, Infallible> {
+        let docs: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|d| d.is_live(now) && d.owner.is_none())
+            .cloned()
+            .map(Ok)
+            .collect();
+        Ok(Box::pin(stream::iter(docs)))
     }
 
     async fn release(&self, key: &str, token: &str) -> Result<bool, Infallible> {
@@ -214,4 +225,3 @@ impl DocumentBackend for MemoryBackend {
         Ok(())
     }
 }
-

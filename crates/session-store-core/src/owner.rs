@@ -1,10 +1,11 @@
 //! A user's sessions: the owner a handler sets ([`RequestScope::set_owner`]), and listing,
 //! counting and revoking an owner's sessions.
 
-use futures_util::FutureExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use time::OffsetDateTime;
 
 use crate::backend::{DocumentBackend, StoredDocument};
+use crate::codec::SessionData;
 use crate::error::Error;
 use crate::scope::RequestScope;
 use crate::store::{backend_error, hex, SessionStore};
@@ -30,6 +31,34 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
+/// What [`SessionStore::revoke_all`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revocation {
+    /// How many sessions ended.
+    pub ended: u64,
+    /// Sessions without an owner that could not be checked, because no
+    /// [`owner_from`](crate::SessionStoreBuilder::owner_from) is set: some may be the
+    /// owner's and still work. Zero when the revocation is known to be complete.
+    pub unchecked: u64,
+}
+
+impl Revocation {
+    /// Whether every session of the owner is known to have ended.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        self.unchecked == 0
+    }
+}
+
+/// The owner tag of `owner` under the digest key `key`: `h:` and the hex HMAC.
+fn keyed_tag(key: &ring::hmac::Key, owner: &str) -> String {
+    format!(
+        "h:{}",
+        hex(ring::hmac::sign(key, owner.as_bytes()).as_ref())
+    )
+}
+
 /// The HMAC key of owner digests, derived from the configured secret under a label of its
 /// own (the secret is never used directly).
 pub(crate) fn digest_key(secret: &[u8]) -> ring::hmac::Key {
@@ -51,10 +80,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// digest with an [`owner_key`](crate::SessionStoreBuilder::owner_key).
     pub(crate) fn owner_tag(&self, owner: &str) -> Result<String, Error> {
         match (&self.inner.owner_key, &self.inner.cipher) {
-            (Some(key), _) => Ok(format!(
-                "h:{}",
-                hex(ring::hmac::sign(key, owner.as_bytes()).as_ref())
-            )),
+            (Some(key), _) => Ok(keyed_tag(key, owner)),
             (None, None) => Ok(owner.to_owned()),
             (None, Some(_)) => Err(Error::InvalidOption {
                 option: "owner_key",
@@ -65,6 +91,28 @@ impl<B: DocumentBackend> SessionStore<B> {
         }
     }
 
+    /// The owner tag of the owner [`owner_from`](crate::SessionStoreBuilder::owner_from)
+    /// names in `data`, if it is set and names one.
+    pub(crate) fn derived_owner_tag(&self, data: &SessionData) -> Result<Option<String>, Error> {
+        match self.inner.owner_from.as_ref().and_then(|f| f(data)) {
+            Some(owner) => self.owner_tag(&owner).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every tag `owner`'s sessions may be stored under: the current one, then those made
+    /// with each [`previous_owner_key`](crate::SessionStoreBuilder::previous_owner_key).
+    fn owner_tags(&self, owner: &str) -> Result<Vec<String>, Error> {
+        let mut tags = vec![self.owner_tag(owner)?];
+        tags.extend(
+            self.inner
+                .previous_owner_keys
+                .iter()
+                .map(|key| keyed_tag(key, owner)),
+        );
+        Ok(tags)
+    }
+
     /// The live sessions of `owner`, most recently seen first.
     ///
     /// # Errors
@@ -72,7 +120,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// When the backend fails, or owners need an `owner_key` that is not set.
     pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
         traced(op!("sessions_of"), async {
-            let docs = self.owned(&self.owner_tag(owner)?).await?;
+            let docs = self.owned(&self.owner_tags(owner)?).await?;
             let scope = RequestScope::current();
             let mut infos: Vec<SessionInfo> = docs
                 .into_iter()
@@ -96,7 +144,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     ///
     /// As for [`sessions_of`](Self::sessions_of).
     pub async fn count_of(&self, owner: &str) -> Result<u64, Error> {
-        Ok(self.owned(&self.owner_tag(owner)?).await?.len() as u64)
+        Ok(self.owned(&self.owner_tags(owner)?).await?.len() as u64)
     }
 
     /// Ends the session of `owner` named by `handle` (from [`sessions_of`](Self::sessions_of));
@@ -107,15 +155,15 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// As for [`sessions_of`](Self::sessions_of).
     pub async fn revoke(&self, owner: &str, handle: &str) -> Result<bool, Error> {
         traced(op!("revoke"), async {
-            let tag = self.owner_tag(owner)?;
-            let docs = self.owned(&tag).await?;
+            let tags = self.owner_tags(owner)?;
+            let docs = self.owned(&tags).await?;
             let Some(doc) = docs.iter().find(|d| handle_of(&d.key) == handle) else {
                 return Ok((false, "unknown"));
             };
             let n = self
                 .inner
                 .backend
-                .delete_owned(&tag, Some(&doc.key), None)
+                .delete_owned(&tags, Some(&doc.key), None)
                 .await
                 .map_err(|e| backend_error("revoke", e))?;
             if let Some(scope) = RequestScope::current() {
@@ -127,32 +175,95 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// Ends every session of `owner` (after a password change, "log out everywhere"),
-    /// except the requesting one when `keep_current`. Returns how many ended.
+    /// except the requesting one when `keep_current`: those stored under its owner tag
+    /// (also under a [`previous_owner_key`](crate::SessionStoreBuilder::previous_owner_key)),
+    /// and, with [`owner_from`](crate::SessionStoreBuilder::owner_from), those without an
+    /// owner whose data names `owner` (each session without an owner is read for that).
+    /// Sessions without an owner that could not be checked (no `owner_from`) are counted
+    /// in [`Revocation::unchecked`]: the revocation is then not known to be complete.
     ///
     /// # Errors
     ///
     /// As for [`sessions_of`](Self::sessions_of).
-    pub async fn revoke_all(&self, owner: &str, keep_current: bool) -> Result<u64, Error> {
+    pub async fn revoke_all(&self, owner: &str, keep_current: bool) -> Result<Revocation, Error> {
         traced(op!("revoke_all"), async {
-            let tag = self.owner_tag(owner)?;
+            let tags = self.owner_tags(owner)?;
             let scope = RequestScope::current();
+            let is_current =
+                |key: &str| keep_current && scope.as_ref().is_some_and(|s| s.base(key).is_some());
             let current = if keep_current {
-                let docs = self.owned(&tag).await?;
-                docs.into_iter()
-                    .map(|d| d.key)
-                    .find(|k| scope.as_ref().is_some_and(|s| s.base(k).is_some()))
+                let docs = self.owned(&tags).await?;
+                docs.into_iter().map(|d| d.key).find(|k| is_current(k))
             } else {
                 None
             };
-            let n = self
+            let mut ended = self
                 .inner
                 .backend
-                .delete_owned(&tag, None, current.as_deref())
+                .delete_owned(&tags, None, current.as_deref())
                 .await
                 .map_err(|e| backend_error("revoke_all", e))?;
-            Ok((n, "revoked"))
+            let (more, unchecked) = self.revoke_unowned(owner, &is_current).await?;
+            ended += more;
+            let outcome = if unchecked == 0 {
+                "revoked"
+            } else {
+                "incomplete"
+            };
+            if unchecked > 0 {
+                tracing::warn!(
+                    unchecked,
+                    "log out everywhere: sessions without an owner exist and were not checked \
+                     (set SessionStoreBuilder::owner_from so they can be)"
+                );
+            }
+            Ok((Revocation { ended, unchecked }, outcome))
         })
         .await
+    }
+
+    /// The part of [`revoke_all`](Self::revoke_all) for sessions without an owner: ends
+    /// those whose data names `owner` (with `owner_from`); returns how many ended and how
+    /// many could not be checked.
+    async fn revoke_unowned(
+        &self,
+        owner: &str,
+        is_current: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<(u64, u64), Error> {
+        let now = self.now();
+        let mut docs = self
+            .inner
+            .backend
+            .unowned(now)
+            .await
+            .map_err(|e| backend_error("revoke_all", e))?;
+        let (mut ended, mut unchecked) = (0, 0);
+        while let Some(doc) = docs.next().await {
+            let doc = doc.map_err(|e| backend_error("revoke_all", e))?;
+            let Some(owner_from) = &self.inner.owner_from else {
+                unchecked += 1;
+                continue;
+            };
+            let key = doc.key.clone();
+            let named = match self.decode(doc, now) {
+                Ok(Some((session, _))) => owner_from(&session.data).as_deref() == Some(owner),
+                // Expired meanwhile, or unreadable: no session either way.
+                Ok(None) | Err(_) => false,
+            };
+            if named && !is_current(&key) {
+                let deleted = self
+                    .inner
+                    .backend
+                    .delete(&key)
+                    .await
+                    .map_err(|e| backend_error("revoke_all", e))?;
+                if deleted {
+                    ended += 1;
+                    self.emit(crate::SessionEvent::Destroyed { key });
+                }
+            }
+        }
+        Ok((ended, unchecked))
     }
 
     /// With [`max_sessions_per_owner`](crate::SessionStoreBuilder::max_sessions_per_owner),
@@ -162,7 +273,8 @@ impl<B: DocumentBackend> SessionStore<B> {
         let Some(cap) = self.inner.max_sessions_per_owner else {
             return Ok(());
         };
-        let mut docs = self.owned(tag).await?;
+        let tags = [tag.to_owned()];
+        let mut docs = self.owned(&tags).await?;
         if docs.len() <= cap {
             return Ok(());
         }
@@ -171,7 +283,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         for doc in &docs[..docs.len() - cap] {
             self.inner
                 .backend
-                .delete_owned(tag, Some(&doc.key), None)
+                .delete_owned(&tags, Some(&doc.key), None)
                 .await
                 .map_err(|e| backend_error("create", e))?;
             self.emit(crate::SessionEvent::Destroyed {
@@ -181,11 +293,11 @@ impl<B: DocumentBackend> SessionStore<B> {
         Ok(())
     }
 
-    /// The live documents stored under the owner tag `tag` (see `owner_tag`).
-    async fn owned(&self, tag: &str) -> Result<Vec<StoredDocument>, Error> {
+    /// The live documents stored under any of the owner tags `tags` (see `owner_tags`).
+    async fn owned(&self, tags: &[String]) -> Result<Vec<StoredDocument>, Error> {
         self.inner
             .backend
-            .find_owned(tag, self.now())
+            .find_owned(tags, self.now())
             .map(|r| r.map_err(|e| backend_error("sessions_of", e)))
             .await
     }

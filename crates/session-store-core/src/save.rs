@@ -82,10 +82,16 @@ impl<B: DocumentBackend> SessionStore<B> {
             let stored_expires = base.as_ref().and_then(|b| b.expires);
             let lease = base.as_ref().and_then(|b| b.lease.clone());
             // An owner set by the handler that the document does not have yet.
+            // Else, for a session stored without an owner, the one `owner_from` names.
             let new_owner = match scope.as_ref().and_then(RequestScope::owner) {
                 Some(owner) => Some(self.owner_tag(&owner)?)
                     .filter(|tag| base.as_ref().and_then(|b| b.owner.as_ref()) != Some(tag)),
-                None => None,
+                None => match &base {
+                    Some(b) if b.owner.is_none() => {
+                        self.derived_owner_tag(data.unwrap_or_else(|| b.view()))?
+                    }
+                    _ => None,
+                },
             };
             let owned = new_owner.is_some() || base.as_ref().is_some_and(|b| b.owner.is_some());
             let write_plan = match plan(

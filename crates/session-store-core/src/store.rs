@@ -22,6 +22,8 @@ use crate::telemetry::{op, traced};
 pub const MAX_CREATE_ATTEMPTS: usize = 5;
 
 pub(crate) type TransformId = Arc<dyn Fn(&str) -> String + Send + Sync>;
+/// Names a session's owner from its data (`SessionStoreBuilder::owner_from`).
+pub(crate) type OwnerFrom = Arc<dyn Fn(&SessionData) -> Option<String> + Send + Sync>;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 /// First byte of an encrypted plaintext: what the payload format produced.
@@ -100,6 +102,9 @@ pub(crate) struct Inner<B> {
     pub(crate) raw_id_fallback: bool,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) owner_key: Option<ring::hmac::Key>,
+    /// Earlier owner keys, whose digests still name their owners.
+    pub(crate) previous_owner_keys: Vec<ring::hmac::Key>,
+    pub(crate) owner_from: Option<OwnerFrom>,
     pub(crate) max_sessions_per_owner: Option<usize>,
     /// Whether the "used outside a request scope" warning was logged.
     pub(crate) warned_unscoped: AtomicBool,
@@ -139,6 +144,8 @@ impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
             .field("raw_id_fallback", &i.raw_id_fallback)
             .field("max_lifetime", &i.max_lifetime)
             .field("owner_key", &i.owner_key.is_some())
+            .field("previous_owner_keys", &i.previous_owner_keys.len())
+            .field("owner_from", &i.owner_from.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -631,7 +638,10 @@ impl<B: DocumentBackend> SessionStore<B> {
             // The owner a handler set, else the one of the session this request replaces.
             doc.owner = match scope.as_ref().and_then(RequestScope::owner) {
                 Some(owner) => Some(self.owner_tag(&owner)?),
-                None => scope.as_ref().and_then(RequestScope::loaded_owner),
+                None => match scope.as_ref().and_then(RequestScope::loaded_owner) {
+                    Some(tag) => Some(tag),
+                    None => self.derived_owner_tag(data)?,
+                },
             };
             let owned = doc.owner.is_some();
             doc.created_at = (self.inner.timestamps || self.inner.max_lifetime.is_some() || owned)

@@ -277,7 +277,95 @@ impl MongoBackend {
             .cloned()
             .unwrap_or_default();
         concern.w = Some(Acknowledgment::Majority);
+        // Without a bound the server waits for a majority for ever (a PSA set with its
+        // secondary down): answer within the operation's time limit instead.
+        concern.w_timeout.get_or_insert(self.limit());
         concern
+    }
+
+    /// `delete` of every document matching `filter`, bounded on the server by
+    /// `maxTimeMS` (which the driver's `delete_many` cannot send: a raw command; a
+    /// multi-document delete is never a retryable write either way). With `ending`, the
+    /// write concern of [`ending_write_concern`](Self::ending_write_concern).
+    async fn delete_many_bounded(
+        &self,
+        operation: &'static str,
+        filter: Document,
+        ending: bool,
+    ) -> Result<u64, MongoError> {
+        let mut command = doc! {
+            "delete": &self.inner.collection_name,
+            "deletes": [{ "q": filter, "limit": 0 }],
+            "maxTimeMS": i64::try_from(self.limit().as_millis()).unwrap_or(i64::MAX),
+        };
+        if ending {
+            let concern = self.ending_write_concern();
+            let mut wc = doc! { "w": "majority" };
+            if let Some(t) = concern.w_timeout {
+                wc.insert("wtimeout", i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+            }
+            if let Some(j) = concern.journal {
+                wc.insert("j", j);
+            }
+            command.insert("writeConcern", wc);
+        }
+        let reply = self
+            .client()
+            .database(&self.inner.database)
+            .run_command(command)
+            .await
+            .map_err(self.failed(operation))?;
+        let first_error = reply
+            .get_array("writeErrors")
+            .ok()
+            .and_then(|errors| errors.first())
+            .and_then(|e| e.as_document())
+            .or_else(|| reply.get_document("writeConcernError").ok());
+        if let Some(error) = first_error {
+            return Err(MongoError::WriteNotAcknowledged {
+                operation,
+                detail: format!(
+                    "{} (code {})",
+                    error.get_str("errmsg").unwrap_or("no message"),
+                    error.get_i32("code").unwrap_or_default()
+                ),
+            });
+        }
+        Ok(reply
+            .get_i32("n")
+            .map(i64::from)
+            .or_else(|_| reply.get_i64("n"))
+            .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+
+    /// The documents matching `filter`, as a stream whose every batch fetch is bounded
+    /// (a server that hangs mid-listing ends it with a timeout error).
+    async fn stream(
+        &self,
+        operation: &'static str,
+        filter: Document,
+    ) -> Result<DocumentStream<MongoError>, MongoError> {
+        let this = self.clone();
+        let cursor = self
+            .command(operation, "find", async move {
+                this.collection()
+                    .find(filter)
+                    .max_time(this.limit())
+                    .await
+                    .map_err(this.failed(operation))
+            })
+            .await?;
+        let timeout = self.timeout();
+        let stream = futures_util::stream::unfold(Some(cursor), move |cursor| async move {
+            let mut cursor = cursor?;
+            match tokio::time::timeout(timeout, cursor.next()).await {
+                Ok(Some(Ok(doc))) => Some((Ok(convert::from_document(doc)), Some(cursor))),
+                Ok(Some(Err(e))) => Some((Err(driver(operation)(e)), None)),
+                Ok(None) => None,
+                Err(_) => Some((Err(MongoError::Timeout { operation, timeout }), None)),
+            }
+        });
+        Ok(Box::pin(stream))
     }
 
     /// `maxTimeMS` for every operation, see [`server_time_limit`].
@@ -501,14 +589,14 @@ impl DocumentBackend for MongoBackend {
 
     async fn find_owned(
         &self,
-        owner: &str,
+        owners: &[String],
         now: OffsetDateTime,
     ) -> Result<Vec<StoredDocument>, MongoError> {
         use futures_util::TryStreamExt as _;
-        let (this, owner) = (self.clone(), owner.to_owned());
+        let (this, owners) = (self.clone(), owners.to_vec());
         self.command("find_owned", "find", async move {
             let mut filter = convert::live(now);
-            filter.insert(convert::OWNER, owner);
+            filter.insert(convert::OWNER, doc! { "$in": owners });
             let docs: Vec<Document> = this
                 .collection()
                 .find(filter)
@@ -526,44 +614,41 @@ impl DocumentBackend for MongoBackend {
 
     async fn delete_owned(
         &self,
-        owner: &str,
+        owners: &[String],
         only: Option<&str>,
         except: Option<&str>,
     ) -> Result<u64, MongoError> {
-        let (this, owner) = (self.clone(), owner.to_owned());
-        let (only, except) = (only.map(str::to_owned), except.map(str::to_owned));
-        self.command("delete_owned", "delete", async move {
-            let mut filter = doc! { convert::OWNER: owner };
-            match (only, except) {
-                (Some(key), _) => {
-                    filter.insert(convert::ID, key);
-                }
-                (None, Some(key)) => {
-                    filter.insert(convert::ID, doc! { "$ne": key });
-                }
-                (None, None) => {}
+        let mut filter = doc! { convert::OWNER: { "$in": owners.to_vec() } };
+        match (only, except) {
+            (Some(key), _) => {
+                filter.insert(convert::ID, key);
             }
+            (None, Some(key)) => {
+                filter.insert(convert::ID, doc! { "$ne": key });
+            }
+            (None, None) => {}
+        }
+        let this = self.clone();
+        self.command("delete_owned", "delete", async move {
             // Ending sessions: acknowledged by a majority, like a logout.
-            let r = this
-                .collection()
-                .delete_many(filter)
-                .write_concern(this.ending_write_concern())
-                .await
-                .map_err(this.failed("delete_owned"))?;
-            Ok(r.deleted_count)
+            this.delete_many_bounded("delete_owned", filter, true).await
         })
         .await
+    }
+
+    async fn unowned(&self, now: OffsetDateTime) -> Result<DocumentStream<MongoError>, MongoError> {
+        let mut filter = convert::live(now);
+        // Missing (the `owner_1` index holds it as null).
+        filter.insert(convert::OWNER, mongodb::bson::Bson::Null);
+        self.stream("unowned", filter).await
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
         let this = self.clone();
         self.command("delete_expired", "delete", async move {
-            let r = this
-                .collection()
-                .delete_many(doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } })
+            let filter = doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } };
+            this.delete_many_bounded("delete_expired", filter, false)
                 .await
-                .map_err(driver("delete_expired"))?;
-            Ok(r.deleted_count)
         })
         .await
     }
@@ -581,44 +666,13 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn all(&self, now: OffsetDateTime) -> Result<DocumentStream<MongoError>, MongoError> {
-        let this = self.clone();
-        let cursor = self
-            .command("all", "find", async move {
-                this.collection()
-                    .find(convert::live(now))
-                    .max_time(this.limit())
-                    .await
-                    .map_err(this.failed("all"))
-            })
-            .await?;
-        let timeout = self.timeout();
-        // Bound each batch fetch too: a server that hangs mid-listing ends the stream
-        // with a timeout error instead of hanging the caller.
-        let stream = futures_util::stream::unfold(Some(cursor), move |cursor| async move {
-            let mut cursor = cursor?;
-            match tokio::time::timeout(timeout, cursor.next()).await {
-                Ok(Some(Ok(doc))) => Some((Ok(convert::from_document(doc)), Some(cursor))),
-                Ok(Some(Err(e))) => Some((Err(driver("all")(e)), None)),
-                Ok(None) => None,
-                Err(_) => Some((
-                    Err(MongoError::Timeout {
-                        operation: "all",
-                        timeout,
-                    }),
-                    None,
-                )),
-            }
-        });
-        Ok(Box::pin(stream))
+        self.stream("all", convert::live(now)).await
     }
 
     async fn clear(&self) -> Result<(), MongoError> {
         let this = self.clone();
         self.command("clear", "delete", async move {
-            this.collection()
-                .delete_many(doc! {})
-                .await
-                .map_err(driver("clear"))?;
+            this.delete_many_bounded("clear", doc! {}, false).await?;
             Ok(())
         })
         .await

@@ -79,6 +79,16 @@ pub enum MongoError {
         #[source]
         source: mongodb::error::Error,
     },
+    /// The server answered a write command with a write error or a write-concern error
+    /// (for example a majority that was not reached within the time limit: is a
+    /// replica-set member down?).
+    #[error("MongoDB `{operation}` was not acknowledged as asked: {detail}")]
+    WriteNotAcknowledged {
+        /// The backend operation.
+        operation: &'static str,
+        /// The server's error message and code.
+        detail: String,
+    },
     /// An index on `expires` exists with options other than the TTL index this store
     /// needs (connect-mongo instead fails every later request).
     #[error("index `{name}` on `{namespace}` covers `expires` but {problem}; drop it with `db.getCollection(\"{collection}\").dropIndex(\"{name}\")` and restart, or set `auto_remove` to `Interval` or `Disabled` to manage expiry yourself")]

@@ -19,12 +19,12 @@ use crate::error::MongoError;
 
 /// Name of the TTL index the store creates (`{expires: 1}`, `expireAfterSeconds: 0`).
 pub const TTL_INDEX_NAME: &str = "expires_1";
-/// Name of the index on `owner` (partial: only sessions that have an owner), which
-/// listing and revoking an owner's sessions use.
+/// Name of the index on `owner`, which listing and revoking an owner's sessions use, and
+/// "log out everywhere" to find the sessions without an owner (held as null).
 pub const OWNER_INDEX_NAME: &str = "owner_1";
 
 impl MongoBackend {
-    /// Creates the partial index on `owner`, within `index_timeout`. A user without the
+    /// Creates the index on `owner`, within `index_timeout`. A user without the
     /// privilege to create indexes gets a warning, not an error: listing an owner's
     /// sessions then scans the collection.
     pub(crate) async fn prepare_owner_index(&self) -> Result<(), MongoError> {
@@ -66,14 +66,14 @@ impl MongoBackend {
         }
     }
 
-    /// Creates the partial index on `owner`; being refused the privilege is a warning.
+    /// Creates the index on `owner`; being refused the privilege, or finding the partial
+    /// index of earlier versions, is a warning.
     async fn ensure_owner_index(&self) -> Result<(), MongoError> {
         let model = IndexModel::builder()
             .keys(doc! { convert::OWNER: 1 })
             .options(
                 IndexOptions::builder()
                     .name(OWNER_INDEX_NAME.to_owned())
-                    .partial_filter_expression(doc! { convert::OWNER: { "$exists": true } })
                     .build(),
             )
             .build();
@@ -90,8 +90,23 @@ impl MongoBackend {
                 tracing::warn!(
                     namespace = %self.namespace(),
                     "not allowed to create the index on `owner`: listing a user's sessions \
-                     will scan the collection; create it with \
-                     createIndex({{owner: 1}}, {{partialFilterExpression: {{owner: {{$exists: true}}}}}})"
+                     will scan the collection; create it with createIndex({{owner: 1}})"
+                );
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    command_code(&e),
+                    Some(INDEX_OPTIONS_CONFLICT | INDEX_KEY_SPECS_CONFLICT)
+                ) =>
+            {
+                tracing::warn!(
+                    namespace = %self.namespace(),
+                    "the index `{OWNER_INDEX_NAME}` has other options (the partial index of \
+                     earlier versions): log out everywhere will scan the collection for \
+                     sessions without an owner; drop it with \
+                     db.getCollection(\"{}\").dropIndex(\"{OWNER_INDEX_NAME}\") and restart",
+                    self.inner.collection_name
                 );
                 Ok(())
             }

@@ -81,7 +81,8 @@ macro_rules! backend_conformance {
             logout_racing_raw_id_adoption_is_final,
             storage_keys_are_not_cookies_during_migration,
             waiting_for_a_lease_is_bounded,
-            a_save_whose_lease_was_taken_does_not_write
+            a_save_whose_lease_was_taken_does_not_write,
+            log_out_everywhere_reaches_every_session
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -116,8 +117,9 @@ pub use lifetime::{
     max_lifetime_bounds_a_session_in_steady_use, touch_window_never_lets_an_active_session_expire,
 };
 pub use owners::{
-    handles_are_not_cookies, owner_is_unreadable_with_a_cipher,
-    owner_sessions_are_listed_and_revoked, rotation_keeps_the_owner, sessions_per_owner_are_capped,
+    handles_are_not_cookies, log_out_everywhere_reaches_every_session,
+    owner_is_unreadable_with_a_cipher, owner_sessions_are_listed_and_revoked,
+    rotation_keeps_the_owner, sessions_per_owner_are_capped,
 };
 
 pub use binding::{binding_cannot_be_forged_in_the_id, required_binding_refuses_unbound_requests};

@@ -39,6 +39,7 @@
 //! | [`idle_connections_do_not_stop_https`] | HTTPS under a 256-file limit with 300 idle TCP connections held: the server stays up, `/health` answers within 20 s, sessions work afterwards |
 //! | [`a_users_sessions`] | two instances: `GET /sessions` lists a user's sessions (the asking one current), `DELETE /sessions/{handle}` revokes one, junk or foreign handles are `404`, no login `401`, a handle is no cookie, `POST /logout-everywhere` ends all of them and not another user's |
 //! | [`owner_unreadable_with_encryption`] | with `SESSION_KEYS`, the stored `owner` is not the user name; listing works |
+//! | [`log_out_everywhere_after_an_owner_key_change`] | with the earlier key in `SESSION_OWNER_KEY_PREVIOUS`, log out everywhere ends sessions tagged under it and sessions stored before owners |
 //! | [`absolute_lifetime`] | `SESSION_MAX_LIFETIME_SECS=3`: a session in steady use ends 3 s after creation; its stored `expires` never passes that |
 //! | [`secrets_never_printed`] | failing start-ups (auth refused, nothing listening, missing TLS key file, malformed URI) with `RUST_LOG=debug` never print the password or `tlsCertificateKeyFilePassword` |
 //! | [`client_identity_cannot_be_forged_locally`] | mutual TLS: `/whoami` names the client certificate through the public port; the server listens on no other TCP port, and any it did is probed from 127.0.0.2 (plain HTTP, and with the source port of each of the server's own connections to it): nothing answers |
@@ -103,6 +104,7 @@ const CONTRACT_VARS: &[&str] = &[
     "AUTO_REMOVE",
     "SESSION_KEYS",
     "SESSION_OWNER_KEY",
+    "SESSION_OWNER_KEY_PREVIOUS",
     "TLS_CERT",
     "TLS_KEY",
     "TLS_CLIENT_CA",
@@ -167,6 +169,7 @@ macro_rules! contract_tests {
             absolute_lifetime,
             a_users_sessions,
             owner_unreadable_with_encryption,
+            log_out_everywhere_after_an_owner_key_change,
             metrics,
             client_identity_cannot_be_forged_locally,
             slow_clients_are_cut_off,
@@ -232,7 +235,10 @@ pub use tls::{
     https_and_secure_cookie, idle_connections_do_not_stop_https, mutual_tls, secured_mongodb,
     session_bound_to_client_cert,
 };
-pub use users::{a_users_sessions, owner_unreadable_with_encryption};
+pub use users::{
+    a_users_sessions, log_out_everywhere_after_an_owner_key_change,
+    owner_unreadable_with_encryption,
+};
 
 #[cfg(test)]
 use cookie::*;

@@ -199,7 +199,13 @@ async fn logout_everywhere(session: Session, state: web::Data<AppState>) -> AppR
     Ok(match state.store.store().revoke_all(&user, false).await {
         Ok(revoked) => {
             session.purge();
-            HttpResponse::Ok().json(json!({ "revoked": revoked }))
+            // Not complete: some sessions could not be checked (the store logged why).
+            let mut reply = if revoked.is_complete() {
+                HttpResponse::Ok()
+            } else {
+                HttpResponse::InternalServerError()
+            };
+            reply.json(json!({ "revoked": revoked.ended, "complete": revoked.is_complete() }))
         }
         Err(_) => unavailable(),
     })

@@ -52,6 +52,12 @@ pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionSt
     if let Some(secret) = config.owner_key.take() {
         builder = builder.owner_key(secret);
     }
+    for secret in std::mem::take(&mut config.previous_owner_keys) {
+        builder = builder.previous_owner_key(secret);
+    }
+    // Sessions stored without an owner (before owners were recorded, or moved from
+    // another store) belong to the user their data names: "log out everywhere" ends them.
+    builder = builder.owner_from(|data| data.get(crate::input::USER)?.as_str().map(str::to_owned));
     if let Some(keys) = config.session_keys.take() {
         tracing::info!(
             encrypting_with = keys.primary_id(),

@@ -200,7 +200,14 @@ async fn logout_everywhere(State(state): State<Arc<AppState>>, session: Session)
         .await
         .map_err(|_| AppError::Unavailable)?;
     session.flush().await?;
-    Ok(Json(json!({ "revoked": revoked })).into_response())
+    // Not complete: some sessions could not be checked (the store logged why).
+    let status = if revoked.is_complete() {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let body = json!({ "revoked": revoked.ended, "complete": revoked.is_complete() });
+    Ok((status, Json(body)).into_response())
 }
 
 async fn me(session: Session) -> AppResult {
@@ -241,10 +248,15 @@ async fn bind_to_client_cert(
     next.run(req).await
 }
 
-/// tower-sessions answers a bare 500 when saving at the end of a request fails; our
-/// handlers never answer 500 themselves, so a 500 here is the store failing.
+/// tower-sessions answers a bare 500 (no body) when saving at the end of a request
+/// fails; our handlers' only 500 (an incomplete log out everywhere) has a JSON body, so
+/// a bare 500 here is the store failing.
 async fn store_failure_is_503(response: Response) -> Response {
-    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR
+        && !response
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
         return unavailable();
     }
     response

@@ -71,8 +71,21 @@ pub(crate) struct Config {
     /// `SESSION_OWNER_KEY` (base64, 32 bytes): keys the digest stored as a session's owner
     /// when sessions are encrypted. Required with `SESSION_KEYS`.
     pub owner_key: Option<Vec<u8>>,
+    /// `SESSION_OWNER_KEY_PREVIOUS` (comma-separated, newest first): earlier values of
+    /// `SESSION_OWNER_KEY`, so sessions tagged with them are still listed and revoked.
+    /// The key is its text: any change of it, a re-encoding included, is a key change.
+    pub previous_owner_keys: Vec<Vec<u8>>,
     /// `METRICS=1`: serve the store's metrics on `GET /metrics`.
     pub metrics: bool,
+}
+
+/// An owner-digest secret from `name`: checked like an encryption key (base64 of 32
+/// bytes); its text is the secret.
+fn owner_secret(name: &str, text: &str) -> Result<Vec<u8>> {
+    KeyRing::parse(&format!("owner:{text}")).with_context(|| {
+        format!("{name} must be base64 of 32 bytes (make one with `openssl rand -base64 32`)")
+    })?;
+    Ok(text.as_bytes().to_vec())
 }
 
 fn var(name: &str) -> Result<Option<String>> {
@@ -194,13 +207,18 @@ impl Config {
                  `openssl rand -base64 32`; keep it when you rotate SESSION_KEYS)"
             ),
             None => None,
-            Some(text) => {
-                // Checked like an encryption key; its text is the digest's secret.
-                KeyRing::parse(&format!("owner:{text}")).context(
-                    "SESSION_OWNER_KEY must be base64 of 32 bytes (make one with `openssl rand -base64 32`)",
-                )?;
-                Some(text.into_bytes())
-            }
+            Some(text) => Some(owner_secret("SESSION_OWNER_KEY", &text)?),
+        };
+        let previous_owner_keys = match var("SESSION_OWNER_KEY_PREVIOUS")? {
+            None => Vec::new(),
+            Some(_) if owner_key.is_none() => bail!(
+                "SESSION_OWNER_KEY_PREVIOUS is set without SESSION_OWNER_KEY: set the current \
+                 key too, or unset the earlier ones"
+            ),
+            Some(list) => list
+                .split(',')
+                .map(|text| owner_secret("SESSION_OWNER_KEY_PREVIOUS", text.trim()))
+                .collect::<Result<_>>()?,
         };
         let ttl = parsed("SESSION_TTL_SECS", 1_209_600u64, "a number of seconds")?;
         if ttl == 0 {
@@ -226,6 +244,7 @@ impl Config {
             metrics,
             max_lifetime,
             owner_key,
+            previous_owner_keys,
             bind_session_to_client_cert,
             https,
             mongo_tls_ca_file,

@@ -145,7 +145,14 @@ async fn logout_everywhere(session: Session<'_>) -> AppResult {
     };
     let revoked = session.revoke_all(&user, false).await?;
     session.destroy();
-    Ok(reply(Status::Ok, &json!({ "revoked": revoked })))
+    // Not complete: some sessions could not be checked (the store logged why).
+    let status = if revoked.is_complete() {
+        Status::Ok
+    } else {
+        Status::InternalServerError
+    };
+    let body = json!({ "revoked": revoked.ended, "complete": revoked.is_complete() });
+    Ok(reply(status, &body))
 }
 
 #[get("/me")]

@@ -70,7 +70,10 @@ pub(crate) async fn users_section(
         let t = Instant::now();
         let revoked = store.revoke_all("bench-user", false).await?;
         revoking.push(t.elapsed());
-        anyhow::ensure!(revoked == USER_SESSIONS as u64, "revoked {revoked}");
+        anyhow::ensure!(
+            revoked.ended == USER_SESSIONS as u64 && revoked.is_complete(),
+            "revoked {revoked:?}"
+        );
     }
     listing.sort();
     revoking.sort();

@@ -58,7 +58,12 @@ pub async fn waiting_for_a_lease_is_bounded<B: DocumentBackend + Clone>(backend:
     let store = f.store.clone();
     let waiter = tokio::spawn({
         let id = id.as_str().to_owned();
-        async move { RequestScope::new().run(store.load(&id)).await.map(|s| s.is_some()) }
+        async move {
+            RequestScope::new()
+                .run(store.load(&id))
+                .await
+                .map(|s| s.is_some())
+        }
     });
     tokio::time::sleep(StdDuration::from_millis(200)).await;
     holder.scope.finish().await;
@@ -188,19 +193,26 @@ impl<B: DocumentBackend> DocumentBackend for Counting<B> {
 
     async fn find_owned(
         &self,
-        owner: &str,
+        owners: &[String],
         now: OffsetDateTime,
     ) -> Result<Vec<StoredDocument>, Self::Error> {
-        self.inner.find_owned(owner, now).await
+        self.inner.find_owned(owners, now).await
     }
 
     async fn delete_owned(
         &self,
-        owner: &str,
+        owners: &[String],
         only: Option<&str>,
         except: Option<&str>,
     ) -> Result<u64, Self::Error> {
-        self.inner.delete_owned(owner, only, except).await
+        self.inner.delete_owned(owners, only, except).await
+    }
+
+    async fn unowned(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<DocumentStream<Self::Error>, Self::Error> {
+        self.inner.unowned(now).await
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, Self::Error> {

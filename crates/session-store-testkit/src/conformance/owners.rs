@@ -68,10 +68,11 @@ pub async fn owner_sessions_are_listed_and_revoked<B: DocumentBackend + Clone>(b
         .run(f.store.revoke_all("ann", true))
         .await
         .unwrap();
-    assert_eq!(n, 1, "all but the asking session");
+    assert_eq!(n.ended, 1, "all but the asking session");
+    assert!(n.is_complete(), "every session has an owner: {n:?}");
     assert!(f.store.load(&again).await.unwrap().is_none());
     assert!(f.store.load(&laptop).await.unwrap().is_some());
-    assert_eq!(f.store.revoke_all("ann", false).await.unwrap(), 1);
+    assert_eq!(f.store.revoke_all("ann", false).await.unwrap().ended, 1);
     assert_eq!(f.store.count_of("ann").await.unwrap(), 0);
     assert!(
         f.store.load(&bob).await.unwrap().is_some(),
@@ -173,4 +174,77 @@ pub async fn sessions_per_owner_are_capped<B: DocumentBackend + Clone>(backend: 
     for id in [&second, &third, &bob] {
         assert!(f.store.load(id).await.unwrap().is_some());
     }
+}
+
+/// "Log out everywhere" reaches every session of the user: one tagged under an earlier
+/// owner key (`previous_owner_key`), and ones stored before owners existed (with
+/// `owner_from`, which names the owner from the data); another user's and anonymous
+/// sessions stay. Without `owner_from` it does not claim success for sessions it could
+/// not check: they are counted as `unchecked`. A session without an owner is tagged on
+/// its next write, so listing finds it.
+pub async fn log_out_everywhere_reaches_every_session<B: DocumentBackend + Clone>(backend: B) {
+    let old = fixture(backend.clone(), |b| b.owner_key([1u8; 32])).await;
+    let tagged_before = login(&old, "ann").await;
+    let legacy = |user: &str| data(json!({ "user": user }));
+    let mut before_owners = Vec::new();
+    for _ in 0..2 {
+        before_owners.push(old.store.create(&legacy("ann"), None).await.unwrap());
+    }
+    let bobs = old.store.create(&legacy("bob"), None).await.unwrap();
+    let anonymous = old
+        .store
+        .create(&data(json!({"n": 1})), None)
+        .await
+        .unwrap();
+
+    // Without owner_from the sessions without an owner cannot be checked: said so.
+    let blind = fixture(backend.clone(), |b| {
+        b.owner_key([2u8; 32]).previous_owner_key([1u8; 32])
+    })
+    .await;
+    let outcome = blind.store.revoke_all("nobody", false).await.unwrap();
+    assert_eq!(outcome.ended, 0);
+    assert_eq!(
+        outcome.unchecked, 4,
+        "four sessions without an owner were not checked: {outcome:?}"
+    );
+    assert!(!outcome.is_complete());
+
+    let f = fixture(backend, |b| {
+        b.owner_key([2u8; 32])
+            .previous_owner_key([1u8; 32])
+            .owner_from(|d| d.get("user")?.as_str().map(str::to_owned))
+    })
+    .await;
+    // A read of an unowned session tags it with its owner (a touch), so it is listed.
+    let read = RequestScope::new();
+    let loaded = read
+        .run(f.store.load(before_owners[0].as_str()))
+        .await
+        .unwrap()
+        .expect("live");
+    read.run(f.store.save(before_owners[0].as_str(), &loaded.data, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.count_of("ann").await.unwrap(),
+        2,
+        "the earlier key's session and the one tagged on its write"
+    );
+
+    let outcome = f.store.revoke_all("ann", false).await.unwrap();
+    assert_eq!(outcome.ended, 3, "{outcome:?}");
+    assert!(outcome.is_complete(), "{outcome:?}");
+    for id in [
+        &tagged_before,
+        before_owners[0].as_str(),
+        before_owners[1].as_str(),
+    ] {
+        assert!(
+            f.store.load(id).await.unwrap().is_none(),
+            "a session of ann survived log out everywhere"
+        );
+    }
+    assert!(f.store.load(bobs.as_str()).await.unwrap().is_some());
+    assert!(f.store.load(anonymous.as_str()).await.unwrap().is_some());
 }

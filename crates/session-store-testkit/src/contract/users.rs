@@ -163,7 +163,12 @@ pub async fn a_users_sessions(t: &Target) {
                 None,
             )
             .await;
-            expect_reply(&r, 200, &json!({ "revoked": 2 }), "POST /logout-everywhere");
+            expect_reply(
+                &r,
+                200,
+                &json!({ "revoked": 2, "complete": true }),
+                "POST /logout-everywhere",
+            );
             assert!(
                 r.sid()
                     .is_some_and(|cookie| cookie.removes_at(OffsetDateTime::now_utc())),
@@ -214,4 +219,57 @@ pub async fn owner_unreadable_with_encryption(t: &Target) {
         );
     })
     .await;
+}
+
+/// "Log out everywhere" after `SESSION_OWNER_KEY` changed reaches every session of the
+/// user: one stored before owners were recorded (no `owner` field), one tagged under the
+/// earlier key (kept in `SESSION_OWNER_KEY_PREVIOUS`) and one tagged under the new key;
+/// the reply says the revocation is complete, and none of them works afterwards.
+pub async fn log_out_everywhere_after_an_owner_key_change(t: &Target) {
+    Case::new()
+        .env("SESSION_OWNER_KEY", OWNER_KEY)
+        .run(t, |c| async move {
+            let before_owners = c.login(None, "ann").await;
+            c.sessions
+                .update_many(doc! {}, doc! { "$unset": { "owner": "" } })
+                .await
+                .expect("unset owner");
+            let earlier_key = c.login(None, "ann").await;
+            c.server().kill();
+
+            let server = c
+                .start_server(&[
+                    ("SESSION_OWNER_KEY", KEY_2.to_owned()),
+                    ("SESSION_OWNER_KEY_PREVIOUS", OWNER_KEY.to_owned()),
+                ])
+                .await;
+            let reply = |r: anyhow::Result<Reply>| r.unwrap_or_else(|e| panic!("{e:#}"));
+            let r = reply(server.post("/login", None, r#"{"user":"ann"}"#).await);
+            let current = session_cookie(
+                r.sid().expect("login sets the cookie"),
+                "POST /login",
+                server.https,
+            );
+            let r = reply(server.post("/logout-everywhere", Some(&current), "").await);
+            expect_reply(
+                &r,
+                200,
+                &json!({ "revoked": 3, "complete": true }),
+                "POST /logout-everywhere after an owner key change",
+            );
+            for (sid, which) in [
+                (&before_owners, "stored before owners"),
+                (&earlier_key, "tagged under the earlier owner key"),
+                (&current, "tagged under the current owner key"),
+            ] {
+                let r = reply(server.get("/me", Some(sid)).await);
+                expect_reply(
+                    &r,
+                    401,
+                    &json!({ "user": null }),
+                    &format!("GET /me on ann's session {which} after logging out everywhere"),
+                );
+            }
+        })
+        .await;
 }
