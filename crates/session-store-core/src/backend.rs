@@ -120,6 +120,9 @@ pub struct DocumentUpdate {
     pub if_lease: Option<String>,
     /// New `owner`. Default: `None` (left as it is).
     pub owner: Option<String>,
+    /// `createdAt` for a document that has none (a stored one is never changed).
+    /// Default: `None`.
+    pub created_at: Option<OffsetDateTime>,
 }
 
 impl DocumentUpdate {
@@ -134,6 +137,7 @@ impl DocumentUpdate {
             if_version: None,
             if_lease: None,
             owner: None,
+            created_at: None,
         }
     }
 }

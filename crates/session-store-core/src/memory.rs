@@ -116,6 +116,9 @@ impl DocumentBackend for MemoryBackend {
         if update.owner.is_some() {
             doc.owner.clone_from(&update.owner);
         }
+        if doc.created_at.is_none() {
+            doc.created_at = update.created_at;
+        }
         Ok(true)
     }
 

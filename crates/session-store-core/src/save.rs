@@ -94,6 +94,10 @@ impl<B: DocumentBackend> SessionStore<B> {
                 },
             };
             let owned = new_owner.is_some() || base.as_ref().is_some_and(|b| b.owner.is_some());
+            // A session stored without a creation time (before `max_lifetime`, or moved
+            // from another store) is bounded from its first write under it.
+            let record_created = self.inner.max_lifetime.is_some()
+                && base.as_ref().is_some_and(|b| b.created_at.is_none());
             let write_plan = match plan(
                 changed,
                 last_modified,
@@ -101,7 +105,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                 self.inner.touch_after,
                 now,
             ) {
-                WritePlan::Skip if new_owner.is_some() => WritePlan::Touch,
+                WritePlan::Skip if new_owner.is_some() || record_created => WritePlan::Touch,
                 other => other,
             };
             if write_plan == WritePlan::Skip {
@@ -120,7 +124,9 @@ impl<B: DocumentBackend> SessionStore<B> {
                 _ => None,
             };
             let created = base.as_ref().and_then(|b| b.created_at);
+            let created = if record_created { Some(now) } else { created };
             let mut update = DocumentUpdate::new(self.expiry(now, expires, created));
+            update.created_at = created.filter(|_| record_created);
             update.last_modified = self.last_modified(now);
             update.updated_at = self.updated_at(now).or(owned.then_some(now));
             update.owner.clone_from(&new_owner);
@@ -169,6 +175,9 @@ impl<B: DocumentBackend> SessionStore<B> {
                     self.emit(SessionEvent::Merged { key: key.clone() });
                 }
             }
+            if let Some(tag) = &new_owner {
+                self.enforce_owner_cap(tag, &key).await?;
+            }
             let wrote = written.is_some();
             if let (Some(scope), Some(b)) = (&scope, base) {
                 if lease.is_some() {
@@ -190,7 +199,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                         view,
                         last_modified: update.last_modified.or(b.last_modified),
                         expires: Some(update.expires),
-                        created_at: b.created_at,
+                        created_at: b.created_at.or(update.created_at),
                         owner: update.owner.clone().or(b.owner),
                         lease: None,
                     },

@@ -177,7 +177,13 @@ impl<T: Send + 'static> Pending<T> {
 impl<T: Send + 'static> Drop for Pending<T> {
     fn drop(&mut self) {
         if let (Some(task), Some(orphan)) = (self.task.take(), self.orphan.take()) {
-            tokio::spawn(async move {
+            // Dropped where no runtime runs (it shut down first): nothing can take the
+            // result; what the command took (a lease) runs out on its own.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                tracing::debug!("a command was dropped outside a runtime; its result is lost");
+                return;
+            };
+            runtime.spawn(async move {
                 if let Ok(result) = task.await {
                     orphan(result).await;
                 }

@@ -253,7 +253,7 @@ impl MongoBackendBuilder {
                 let mut options = bounded("connect", timeout, async {
                     ClientOptions::parse(&uri)
                         .await
-                        .map_err(MongoError::InvalidUri)
+                        .map_err(|e| MongoError::invalid_uri(&e, &crate::redact::uri_secrets(&uri)))
                 })
                 .await?;
                 self.tls.apply(&mut options)?;

@@ -223,6 +223,17 @@ pub(crate) fn conditional_update(u: &DocumentUpdate, now: OffsetDateTime) -> Vec
             pick(OWNER, Bson::Document(doc! { "$literal": owner })),
         );
     }
+    if let Some(t) = u.created_at {
+        set.insert(
+            CREATED_AT,
+            pick(
+                CREATED_AT,
+                Bson::Document(
+                    doc! { "$ifNull": [format!("${CREATED_AT}"), Bson::DateTime(to_bson_date(t))] },
+                ),
+            ),
+        );
+    }
     if u.if_lease.is_some() {
         for field in [LEASE_TOKEN, LEASE_UNTIL] {
             set.insert(field, pick(field, Bson::String("$$REMOVE".into())));

@@ -183,7 +183,7 @@ pub(crate) fn hostname_detail(text: &str) -> String {
 /// Maps the driver's refusal to build a client: TLS problems name the file and the fix.
 pub(crate) fn client_error(e: Error, options: &mongodb::options::ClientOptions) -> MongoError {
     let ErrorKind::InvalidTlsConfig { message, .. } = e.kind.as_ref() else {
-        return MongoError::InvalidUri(e);
+        return MongoError::invalid_uri(&e, &option_secrets(options));
     };
     let cert = enabled(options).and_then(|t| t.cert_key_file_path.clone());
     let problem = if message.to_lowercase().contains("decrypt") {
@@ -197,6 +197,24 @@ pub(crate) fn client_error(e: Error, options: &mongodb::options::ClientOptions) 
             problem,
             source: None,
         },
-        None => MongoError::InvalidUri(e),
+        None => MongoError::invalid_uri(&e, &option_secrets(options)),
     }
+}
+
+/// The secrets held in `options` (credentials, the key password), for hiding them in a
+/// message.
+fn option_secrets(options: &mongodb::options::ClientOptions) -> Vec<String> {
+    let credential = options.credential.as_ref();
+    let key_password = enabled(options)
+        .and_then(|t| t.tls_certificate_key_file_password.as_ref())
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    [
+        credential.and_then(|c| c.username.clone()),
+        credential.and_then(|c| c.password.clone()),
+        key_password,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|s| s.len() >= 3)
+    .collect()
 }

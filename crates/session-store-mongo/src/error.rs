@@ -12,9 +12,15 @@ pub enum MongoError {
     /// Neither a connection string nor a client was given to the builder.
     #[error("no MongoDB connection: call `MongoBackend::builder().uri(..)` or `.client(..)`")]
     NoConnection,
-    /// The connection string could not be parsed or resolved.
-    #[error("invalid MongoDB connection string: check its syntax and options")]
-    InvalidUri(#[source] mongodb::error::Error),
+    /// The connection string could not be parsed or resolved. `reason` is the driver's
+    /// message with every secret of the string (user info, secret option values, option
+    /// fragments that are not `key=value`) replaced by `***`; the driver's error itself is
+    /// not kept, since its message can quote them.
+    #[error("invalid MongoDB connection string: {reason} (check its syntax and options)")]
+    InvalidUri {
+        /// What the driver found wrong, secrets hidden.
+        reason: String,
+    },
     /// An option given to the builder is invalid.
     #[error("invalid MongoDB backend option `{option}`: {reason}")]
     InvalidOption {
@@ -113,6 +119,20 @@ impl MongoError {
             Self::Driver { source, .. } => crate::codes::command_code(source)
                 .map_or_else(|| "driver".to_owned(), |code| code.to_string()),
             _ => "_OTHER".to_owned(),
+        }
+    }
+}
+
+impl MongoError {
+    /// [`MongoError::InvalidUri`] for the driver's error `e`, with each of `secrets`
+    /// hidden in its message.
+    pub(crate) fn invalid_uri(e: &mongodb::error::Error, secrets: &[String]) -> Self {
+        let message = match e.kind.as_ref() {
+            mongodb::error::ErrorKind::InvalidArgument { message, .. } => message.clone(),
+            _ => e.to_string(),
+        };
+        Self::InvalidUri {
+            reason: crate::redact::hide(&message, secrets),
         }
     }
 }

@@ -13,7 +13,7 @@ const HIDDEN: &str = "***";
 
 /// `uri` with its secrets replaced by `***`: the user info (user name and password) and
 /// the values of secret options (`tlsCertificateKeyFilePassword`, `sslPEMKeyPassword`,
-/// `authMechanismProperties`). Hosts, database and other options stay, so the result
+/// `authMechanismProperties`), whether options are separated by `&` or `;`. Hosts, database and other options stay, so the result
 /// still says where the application tried to connect. Anything that is not a
 /// `mongodb://` or `mongodb+srv://` string is hidden whole.
 ///
@@ -52,8 +52,13 @@ pub fn redact_uri(uri: &str) -> String {
     out.push_str(location);
     if let Some(query) = query {
         out.push('?');
-        let pairs: Vec<String> = query.split('&').map(redact_option).collect();
-        out.push_str(&pairs.join("&"));
+        // Each option hidden or kept, with the separators (`&` or `;`) as they were.
+        let mut start = 0;
+        for (at, separator) in query.match_indices(['&', ';']).chain([(query.len(), "")]) {
+            out.push_str(&redact_option(&query[start..at]));
+            out.push_str(separator);
+            start = at + separator.len();
+        }
     }
     out
 }
@@ -78,11 +83,90 @@ fn user_info_end(rest: &str) -> Option<usize> {
 
 fn redact_option(pair: &str) -> String {
     match pair.split_once('=') {
-        Some((key, _)) if SECRET_OPTIONS.contains(&key.to_ascii_lowercase().as_str()) => {
-            format!("{key}={HIDDEN}")
-        }
-        _ => pair.to_owned(),
+        Some((key, _)) if is_secret_option(key) => format!("{key}={HIDDEN}"),
+        Some(_) => pair.to_owned(),
+        // Not an option: perhaps a secret pasted without its key.
+        None => HIDDEN.to_owned(),
     }
+}
+
+fn is_secret_option(key: &str) -> bool {
+    SECRET_OPTIONS.contains(&key.trim().to_ascii_lowercase().as_str())
+}
+
+/// The options of a connection string's query: separated by `&` or `;` (the connection
+/// string specification allows both).
+fn options(query: &str) -> impl Iterator<Item = &str> {
+    query.split(['&', ';']).filter(|p| !p.is_empty())
+}
+
+/// The parts of `uri` an error message must not quote: the user info (whole, and user
+/// name and password apart, raw and percent-decoded), the value of each secret option
+/// (whole and each of its entries), and each option that is not `key=value` (a secret
+/// pasted without its key). Longest first.
+pub(crate) fn uri_secrets(uri: &str) -> Vec<String> {
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let mut secrets = Vec::new();
+    let rest = match user_info_end(rest) {
+        Some(at) => {
+            let info = &rest[..at];
+            secrets.push(info.to_owned());
+            for part in info.split(':') {
+                secrets.push(part.to_owned());
+                secrets.push(percent_decoded(part));
+            }
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    if let Some((_, query)) = rest.split_once('?') {
+        for pair in options(query) {
+            match pair.split_once('=') {
+                Some((key, value)) if is_secret_option(key) => {
+                    secrets.push(value.to_owned());
+                    secrets.extend(value.split([',', ':']).map(str::to_owned));
+                }
+                Some(_) => {}
+                None => secrets.push(pair.to_owned()),
+            }
+        }
+    }
+    // Very short pieces ("a", a user name "x") would blank out ordinary words.
+    secrets.retain(|s| s.len() >= 3);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// `message` with each of `secrets` replaced by `***`.
+pub(crate) fn hide(message: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(message.to_owned(), |m, secret| {
+        m.replace(secret.as_str(), HIDDEN)
+    })
+}
+
+/// `text` with its `%XX` escapes decoded (bytes that do not decode are kept as they are).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -513,7 +513,7 @@ async fn builder_errors_say_what_to_fix() {
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, MongoError::InvalidUri(_)), "{err:?}");
+    assert!(matches!(err, MongoError::InvalidUri { .. }), "{err:?}");
     let err = MongoBackend::builder()
         .uri("mongodb://127.0.0.1:1/")
         .operation_timeout(Duration::ZERO)

@@ -63,7 +63,7 @@ async fn connect_reports_a_bad_uri_as_a_backend_error() {
         .await
         .expect_err("not a MongoDB URI");
     assert!(
-        matches!(err, SetupError::Backend(MongoError::InvalidUri(_))),
+        matches!(err, SetupError::Backend(MongoError::InvalidUri { .. })),
         "{err:?}"
     );
     let chain = session_store_core::error_chain(&err);

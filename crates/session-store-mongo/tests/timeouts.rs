@@ -34,8 +34,8 @@ async fn connections_created(admin: &Client) -> i64 {
 }
 
 /// A write-locked server (`fsync` with `lock`): every write fails as a timeout, and the
-/// server's answer comes before the client's deadline, so 40 timed-out writes open no new
-/// connections (dropping an operation mid-flight would close its connection: one new
+/// server's answer comes before the client's deadline, so 55 timed-out writes (saves,
+/// deletes, `delete_expired`, `clear`, `revoke_all`) open no new connections (dropping an operation mid-flight would close its connection: one new
 /// connection per timeout), and none of them is applied after the unlock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_under_a_write_lock_keep_their_connections() {
@@ -69,6 +69,15 @@ async fn timeouts_under_a_write_lock_keep_their_connections() {
         let destroyed = store.destroy("no-such-session").await;
         outcomes.push((saved.is_err(), destroyed.is_err()));
     }
+    // Deletes of many documents are bounded on the server too (a raw `delete` with
+    // `maxTimeMS`): the clear must not run after the unlock.
+    for _ in 0..5 {
+        let expired = store.delete_expired().await;
+        let cleared = store.clear().await;
+        outcomes.push((expired.is_err(), cleared.is_err()));
+        let revoked = store.revoke_all("nobody", false).await;
+        outcomes.push((revoked.is_err(), true));
+    }
     let after = connections_created(&admin).await;
     admin
         .database("admin")
@@ -82,7 +91,7 @@ async fn timeouts_under_a_write_lock_keep_their_connections() {
     );
     assert!(
         after - before <= 2,
-        "40 timed-out writes created {} connections (expected at most 2): timed-out \
+        "55 timed-out writes created {} connections (expected at most 2): timed-out \
          operations must not cost their connection",
         after - before
     );
@@ -204,4 +213,40 @@ async fn a_request_cancelled_while_taking_its_lease_does_not_keep_it() {
     }
     store.close().await.expect("close");
     drop(mongod);
+}
+
+/// A command's future dropped where no runtime runs (its runtime shut down first, as at
+/// process exit) does not panic: the result of a command that took a lease has nobody to
+/// release it, and the lease runs out on its own.
+#[test]
+fn a_command_dropped_outside_a_runtime_does_not_panic() {
+    use session_store_core::time::{Duration as TimeDuration, OffsetDateTime};
+    use session_store_core::DocumentBackend as _;
+    let Some(uri) = live::mongo_uri() else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let backend = runtime
+        .block_on(
+            MongoBackend::builder()
+                .uri(&uri)
+                .database("dropped_outside_a_runtime")
+                .build(),
+        )
+        .expect("backend");
+    let now = OffsetDateTime::now_utc();
+    let mut acquire = Box::pin(backend.acquire("k", now, "token", now + TimeDuration::seconds(5)));
+    // Started on the runtime: its command runs on a task of its own.
+    runtime.block_on(std::future::poll_fn(|cx| {
+        let _ = std::future::Future::poll(acquire.as_mut(), cx);
+        std::task::Poll::Ready(())
+    }));
+    drop(runtime);
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(acquire)));
+    assert!(
+        dropped.is_ok(),
+        "dropping a command outside a runtime panicked"
+    );
 }

@@ -82,7 +82,8 @@ macro_rules! backend_conformance {
             storage_keys_are_not_cookies_during_migration,
             waiting_for_a_lease_is_bounded,
             a_save_whose_lease_was_taken_does_not_write,
-            log_out_everywhere_reaches_every_session
+            log_out_everywhere_reaches_every_session,
+            max_lifetime_bounds_a_session_stored_without_creation_time
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -114,7 +115,9 @@ mod owners;
 
 pub use lease::{a_save_whose_lease_was_taken_does_not_write, waiting_for_a_lease_is_bounded};
 pub use lifetime::{
-    max_lifetime_bounds_a_session_in_steady_use, touch_window_never_lets_an_active_session_expire,
+    max_lifetime_bounds_a_session_in_steady_use,
+    max_lifetime_bounds_a_session_stored_without_creation_time,
+    touch_window_never_lets_an_active_session_expire,
 };
 pub use owners::{
     handles_are_not_cookies, log_out_everywhere_reaches_every_session,

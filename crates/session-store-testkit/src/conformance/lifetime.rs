@@ -89,3 +89,38 @@ pub async fn max_lifetime_bounds_a_session_in_steady_use<B: DocumentBackend + Cl
         "past its absolute lifetime a session must not load, however active"
     );
 }
+
+/// A session stored without a creation time (before `max_lifetime` was set, or moved from
+/// another store) is bounded too: its first write under `max_lifetime` records it, so a
+/// session in steady use ends `max_lifetime` after that.
+pub async fn max_lifetime_bounds_a_session_stored_without_creation_time<
+    B: DocumentBackend + Clone,
+>(
+    backend: B,
+) {
+    let before = fixture(backend.clone(), |b| b).await;
+    let id = before
+        .store
+        .create(&data(json!({"user": "ann"})), None)
+        .await
+        .unwrap();
+    assert_eq!(raw(&before, id.as_str()).await.created_at, None);
+
+    let f = fixture(backend, |b| b.max_lifetime(StdDuration::from_secs(3600))).await;
+    // Used every 20 minutes with a change each time, for two hours.
+    for step in 1..=6 {
+        let request = RequestScope::new();
+        let loaded = request.run(f.store.load(id.as_str())).await.unwrap();
+        let Some(mut session) = loaded else {
+            assert!(step > 3, "the session ended early, at step {step}");
+            return;
+        };
+        session.data.insert("step".into(), json!(step));
+        request
+            .run(f.store.save(id.as_str(), &session.data, None))
+            .await
+            .unwrap();
+        f.clock.advance(Duration::minutes(20));
+    }
+    panic!("a session stored without createdAt outlived max_lifetime (1 h) in steady use for 2 h");
+}

@@ -156,8 +156,9 @@ pub async fn owner_is_unreadable_with_a_cipher<B: DocumentBackend + Clone>(backe
     );
 }
 
-/// `max_sessions_per_owner(2)`: a third login ends the oldest of the user's sessions;
-/// another user's are not counted.
+/// `max_sessions_per_owner(2)`: a third login ends the oldest of the user's sessions,
+/// whether the owner comes with a new session or is set on a save; another user's are
+/// not counted.
 pub async fn sessions_per_owner_are_capped<B: DocumentBackend + Clone>(backend: B) {
     let f = fixture(backend, |b| b.max_sessions_per_owner(2)).await;
     let first = login(&f, "ann").await;
@@ -174,6 +175,34 @@ pub async fn sessions_per_owner_are_capped<B: DocumentBackend + Clone>(backend: 
     for id in [&second, &third, &bob] {
         assert!(f.store.load(id).await.unwrap().is_some());
     }
+
+    // An owner set on a save (a login that keeps its session id) is capped too.
+    f.clock.advance(Duration::seconds(1));
+    let anonymous = f.store.create(&data(json!({})), None).await.unwrap();
+    let login_on_save = RequestScope::new();
+    login_on_save
+        .run(async {
+            let loaded = f
+                .store
+                .load(anonymous.as_str())
+                .await
+                .unwrap()
+                .expect("live");
+            login_on_save.set_owner("ann");
+            f.store.save(anonymous.as_str(), &loaded.data, None).await
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.count_of("ann").await.unwrap(),
+        2,
+        "an owner set on a save went past max_sessions_per_owner"
+    );
+    assert!(
+        f.store.load(&second).await.unwrap().is_none(),
+        "the oldest must go"
+    );
+    assert!(f.store.load(anonymous.as_str()).await.unwrap().is_some());
 }
 
 /// "Log out everywhere" reaches every session of the user: one tagged under an earlier
