@@ -21,8 +21,10 @@ pub const WARN_ENCRYPTIONS: u64 = 1 << 30;
 /// Encryptions per key at which the ring refuses to encrypt (NIST SP 800-38D's bound
 /// for random nonces).
 pub const MAX_ENCRYPTIONS: u64 = 1 << 32;
-/// The longest key id.
-pub const MAX_KEY_ID_LEN: usize = 64;
+/// The longest key id: shorter than a 32-byte key in base64 (43 characters at least), so
+/// a key list written the wrong way round (`base64:keyid`) is refused as an invalid id,
+/// and no message that names an id can print a key.
+pub const MAX_KEY_ID_LEN: usize = 32;
 
 const KEY_LEN: usize = 32;
 const TAG_LEN: usize = 16;
@@ -265,7 +267,7 @@ struct RingKey {
 /// | bytes | content |
 /// | --- | --- |
 /// | 1 | version, `0x01` |
-/// | 1 | key id length `n` (1 to 64) |
+/// | 1 | key id length `n` (1 to 32) |
 /// | `n` | key id, ASCII letters, digits, `-`, `_`, `.` |
 /// | 12 | nonce, random from the operating system's CSPRNG |
 /// | rest | AES-256-GCM ciphertext followed by its 16-byte tag |
@@ -603,9 +605,32 @@ mod tests {
         }
         assert!(matches!(KeyRing::new([]), Err(KeyError::Empty)));
         assert!(matches!(
-            EncryptionKey::new(&"x".repeat(65), &[0; 32]),
+            EncryptionKey::new(&"x".repeat(MAX_KEY_ID_LEN + 1), &[0; 32]),
             Err(KeyError::InvalidId { .. })
         ));
+    }
+
+    /// An entry written the wrong way round (`base64:keyid`) never prints the key, in
+    /// any base64 alphabet, padded or not.
+    #[test]
+    fn a_reversed_entry_never_prints_the_key() {
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        for bytes in [[7u8; 32], [0xfb; 32], [0x3e; 32]] {
+            for key in [
+                STANDARD.encode(bytes),
+                STANDARD_NO_PAD.encode(bytes),
+                URL_SAFE_NO_PAD.encode(bytes),
+            ] {
+                for list in [format!("{key}:k1"), format!("k0:{key},{key}:k1")] {
+                    let err = KeyRing::parse(&list).expect_err("a reversed entry");
+                    let shown = format!("{err} {err:?}");
+                    assert!(
+                        !shown.contains(&key),
+                        "the error for a reversed entry prints the key: {shown}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

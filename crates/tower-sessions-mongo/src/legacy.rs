@@ -7,15 +7,20 @@
 //! and unexpired, it is imported under the same id with its data and expiry, and the
 //! old document is deleted. Moves happen on first use; nothing is copied in bulk.
 
+use std::future::IntoFuture;
+use std::time::Duration;
+
 use session_store_core::{DocumentBackend, SessionStore};
 use session_store_mongo::mongodb::bson::{doc, Bson, DateTime, Document};
 use session_store_mongo::mongodb::Collection;
 use tower_sessions_core::session::{Id, Record};
 
-/// Where the old store's documents are: its `sessions` collection.
+/// Where the old store's documents are: its `sessions` collection, and the bound of each
+/// call to it (the store's [`DEFAULT_OPERATION_TIMEOUT`](session_store_mongo::DEFAULT_OPERATION_TIMEOUT)).
 #[derive(Debug, Clone)]
 pub(crate) struct Legacy {
     pub(crate) collection: Collection<Document>,
+    pub(crate) timeout: Duration,
 }
 
 /// Why an old document could not be imported (it is then left alone and is no session).
@@ -47,10 +52,13 @@ impl Legacy {
         let key = id.to_string();
         let now = DateTime::from_millis(store.now().unix_timestamp() * 1000);
         let found = self
-            .collection
-            .find_one(doc! { "_id": &key, "expireAt": { "$gt": now } })
-            .await
-            .map_err(|e| backend("find", e))?;
+            .bounded(
+                "find",
+                self.collection
+                    .find_one(doc! { "_id": &key, "expireAt": { "$gt": now } })
+                    .max_time(self.server_limit()),
+            )
+            .await?;
         let Some(found) = found else {
             return Ok(false);
         };
@@ -65,12 +73,7 @@ impl Legacy {
         if !store.import(&key, &data, record.expiry_date).await? {
             return Ok(true);
         }
-        let deleted = self
-            .collection
-            .delete_one(doc! { "_id": &key })
-            .await
-            .map_err(|e| backend("delete", e))?;
-        if deleted.deleted_count == 0 {
+        if !self.delete(&key).await? {
             store.destroy(&key).await?;
             return Ok(false);
         }
@@ -80,11 +83,69 @@ impl Legacy {
 
     /// Deletes the old store's document of `id` (at logout, before this store's).
     pub(crate) async fn forget(&self, id: &Id) -> Result<(), session_store_core::Error> {
-        self.collection
-            .delete_one(doc! { "_id": id.to_string() })
-            .await
-            .map(|_| ())
-            .map_err(|e| backend("delete", e))
+        self.delete(&id.to_string()).await.map(|_| ())
+    }
+
+    /// Deletes the old document `key` as a logout must: acknowledged by a majority
+    /// (within the time limit), bounded on the server and the client. Whether one was
+    /// deleted.
+    async fn delete(&self, key: &str) -> Result<bool, session_store_core::Error> {
+        let namespace = self.collection.namespace();
+        let limit = i64::try_from(self.server_limit().as_millis()).unwrap_or(i64::MAX);
+        // A raw `delete`: the driver's `delete_one` cannot send `maxTimeMS`.
+        let command = doc! {
+            "delete": &namespace.coll,
+            "deletes": [{ "q": { "_id": key }, "limit": 1 }],
+            "maxTimeMS": limit,
+            "writeConcern": { "w": "majority", "wtimeout": limit },
+        };
+        let reply = self
+            .bounded(
+                "delete",
+                self.collection
+                    .client()
+                    .database(&namespace.db)
+                    .run_command(command),
+            )
+            .await?;
+        let failure = reply
+            .get_array("writeErrors")
+            .ok()
+            .and_then(|errors| errors.first())
+            .and_then(Bson::as_document)
+            .or_else(|| reply.get_document("writeConcernError").ok());
+        if let Some(failure) = failure {
+            let message = failure.get_str("errmsg").unwrap_or("no message");
+            tracing::warn!(operation = "delete", error = %message, "deleting a tower-sessions-mongodb-store session failed");
+            return Err(session_store_core::Error::Backend {
+                operation: "delete",
+                source: message.into(),
+            });
+        }
+        Ok(reply.get_i32("n").map_or(0, i64::from) > 0)
+    }
+
+    /// How long the server may work on one call: 90 % of the bound, so it answers first.
+    fn server_limit(&self) -> Duration {
+        self.timeout.mul_f64(0.9)
+    }
+
+    /// `call` within the bound; a timeout is a backend failure like the store's own.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        call: impl IntoFuture<Output = Result<T, session_store_mongo::mongodb::error::Error>>,
+    ) -> Result<T, session_store_core::Error> {
+        match tokio::time::timeout(self.timeout, call.into_future()).await {
+            Ok(result) => result.map_err(|e| backend(operation, e)),
+            Err(_) => {
+                tracing::warn!(operation, timeout = ?self.timeout, "a tower-sessions-mongodb-store call timed out");
+                Err(session_store_core::Error::Backend {
+                    operation,
+                    source: format!("no answer within {:?}", self.timeout).into(),
+                })
+            }
+        }
     }
 }
 

@@ -198,7 +198,9 @@ impl<B: DocumentBackend> TowerStore<B> {
     /// store does not have is looked up there and, unexpired, moved here under the same
     /// id on its first use (the old document is deleted); a logout deletes it in both.
     /// Remove the call once the old sessions have expired (each unknown id costs one more
-    /// read until then). Feature `migrate-mongodb-store`.
+    /// read until then). Each call to the old collection is bounded like the store's own
+    /// (5 s, `maxTimeMS` on the server), and its deletes are acknowledged by a majority.
+    /// Feature `migrate-mongodb-store`.
     #[cfg(feature = "migrate-mongodb-store")]
     #[must_use]
     pub fn migrate_from_mongodb_store(
@@ -207,7 +209,10 @@ impl<B: DocumentBackend> TowerStore<B> {
             session_store_mongo::mongodb::bson::Document,
         >,
     ) -> Self {
-        self.legacy = Some(legacy::Legacy { collection });
+        self.legacy = Some(legacy::Legacy {
+            collection,
+            timeout: session_store_mongo::DEFAULT_OPERATION_TIMEOUT,
+        });
         self
     }
 

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use session_store_testkit::live::{self, TestDb};
+use session_store_testkit::mongod::PrivateMongod;
 use time::{Duration, OffsetDateTime};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::SessionStore as _;
@@ -179,4 +180,52 @@ async fn a_logout_racing_the_move_is_final() {
         );
     }
     teardown(s).await;
+}
+
+/// The old store's calls are bounded like the store's own: against a write-locked mongod
+/// a logout (which deletes the old document first) fails within the operation timeout
+/// instead of hanging, and an old session's move fails likewise; both work after the
+/// unlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_store_calls_are_bounded() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mongod = PrivateMongod::start(&bin).await.expect("private mongod");
+    let client = tower_sessions_mongo::mongo::mongodb::Client::with_uri_str(mongod.uri())
+        .await
+        .expect("client");
+    let legacy = client.database("old").collection::<Document>("sessions");
+    let store = MongoSessionStore::from_client(client.clone(), "new")
+        .await
+        .expect("store")
+        .migrate_from_mongodb_store(legacy.clone());
+    let expiry = OffsetDateTime::now_utc() + Duration::hours(1);
+    let old = record("ada", expiry);
+    write_legacy(&legacy, &old).await;
+
+    client
+        .database("admin")
+        .run_command(doc! { "fsync": 1, "lock": true })
+        .await
+        .expect("fsyncLock");
+    let bound = std::time::Duration::from_secs(15);
+    let logout = tokio::time::timeout(bound, store.delete(&old.id)).await;
+    let moved = tokio::time::timeout(bound, store.load(&old.id)).await;
+    client
+        .database("admin")
+        .run_command(doc! { "fsyncUnlock": 1 })
+        .await
+        .expect("fsyncUnlock");
+    assert!(
+        matches!(logout, Ok(Err(_))),
+        "a logout against a write-locked server must fail in bounded time: {logout:?}"
+    );
+    assert!(
+        matches!(moved, Ok(Err(_))),
+        "moving an old session against a write-locked server must fail in bounded time: \
+         {moved:?}"
+    );
+    assert!(store.load(&old.id).await.unwrap().is_some());
+    drop(mongod);
 }
