@@ -164,6 +164,7 @@ macro_rules! contract_tests {
             secrets_never_printed,
             idle_connections_do_not_stop_https,
             rotated_server_certificate,
+            tls_files_anyone_can_write_are_refused,
             sighup_reloads_certificate,
             client_ca_bundle_follows_its_file,
             absolute_lifetime,
@@ -227,6 +228,7 @@ pub use metrics::metrics;
 pub use outage::mongodb_outage;
 pub use rotation::{
     client_ca_bundle_follows_its_file, rotated_server_certificate, sighup_reloads_certificate,
+    tls_files_anyone_can_write_are_refused,
 };
 pub use secrets::secrets_never_printed;
 pub(crate) use server::{HttpsClient, Reply, ServerUnderTest};

@@ -43,7 +43,13 @@ struct Contents {
 impl Contents {
     fn read(https: &Https) -> anyhow::Result<Self> {
         let read = |var: &str, path: &std::path::Path| {
-            std::fs::read(path).with_context(|| format!("{var}={} cannot be read", path.display()))
+            let mut file = std::fs::File::open(path)
+                .with_context(|| format!("{var}={} cannot be read", path.display()))?;
+            trusted(var, path, &file)?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes)
+                .with_context(|| format!("{var}={} cannot be read", path.display()))?;
+            Ok::<_, anyhow::Error>(bytes)
         };
         Ok(Self {
             cert: read("TLS_CERT", &https.cert)?,
@@ -55,6 +61,38 @@ impl Contents {
                 .transpose()?,
         })
     }
+}
+
+/// Refuses a TLS file (opened as `file`) that every user of the machine may write, or
+/// that sits in a directory every user may write without the sticky bit (anyone could
+/// then put their own certificate, key or client CA in its place).
+fn trusted(var: &str, path: &std::path::Path, file: &std::fs::File) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    const OTHERS_WRITE: u32 = 0o002;
+    const STICKY: u32 = 0o1000;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & OTHERS_WRITE != 0 {
+        bail!(
+            "{var}={} is writable by every user (mode {:o}): anyone could replace it; \
+             `chmod o-w` it",
+            path.display(),
+            mode & 0o7777
+        );
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir_mode = match dir {
+        Some(dir) => std::fs::metadata(dir)?.permissions().mode(),
+        None => std::fs::metadata(".")?.permissions().mode(),
+    };
+    if dir_mode & OTHERS_WRITE != 0 && dir_mode & STICKY == 0 {
+        bail!(
+            "{var}={} is in a directory writable by every user (mode {:o}): anyone could \
+             replace the file; move it or `chmod o-w` the directory",
+            path.display(),
+            dir_mode & 0o7777
+        );
+    }
+    Ok(())
 }
 
 fn certificates(var: &str, pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {

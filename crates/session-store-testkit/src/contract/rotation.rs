@@ -286,3 +286,39 @@ pub async fn client_ca_bundle_follows_its_file(t: &Target) {
     })
     .await;
 }
+
+/// A TLS file that every user of the machine may write is never used: a replacement
+/// written with mode `0666` is refused (the last good certificate keeps serving, the log
+/// says why), and the same file is taken once only its owner may write it.
+pub async fn tls_files_anyone_can_write_are_refused(t: &Target) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (certs, live, client, case) = live_certificate_case("1");
+    let old = pem_fingerprint(&certs.0.server);
+    let renewed = pem_fingerprint(&certs.0.server_renewed);
+    let renewed_pem = read(&certs.0.server_renewed);
+    case.run(t, |c| async move {
+        let base = c.server().base_url().to_owned();
+        assert_eq!(fresh_fingerprint(&client, &base).await, old);
+        let staged = live.with_extension("staged");
+        std::fs::write(&staged, &renewed_pem).expect("write the replacement");
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o666))
+            .expect("chmod 0666");
+        std::fs::rename(&staged, &live).expect("rename over the live file");
+        tokio::time::sleep(REFUSAL_WAIT).await;
+        assert_eq!(
+            fresh_fingerprint(&client, &base).await,
+            old,
+            "a certificate file every user may write was used"
+        );
+        let log = c.server().log();
+        assert!(
+            log.contains("writable by every user"),
+            "the refusal must say why; the log:\n{}",
+            c.server().log_tail(30)
+        );
+        std::fs::set_permissions(&live, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod 0600");
+        until_presented(&client, &base, &renewed, "once only its owner may write it").await;
+    })
+    .await;
+}
