@@ -371,3 +371,30 @@ async fn a_failure_is_logged_once() {
     let lines: Vec<&str> = logged.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "logged {} times:\n{logged}", lines.len());
 }
+
+/// A store with `serialize_requests` used without `session_scope` (what
+/// `SessionMiddleware` does when the scope middleware is forgotten) fails the load with an
+/// error that names the missing middleware, instead of running requests unserialized.
+#[actix_web::test]
+async fn serialized_without_session_scope_fails_visibly() {
+    let store = ActixStore::new(
+        SessionStore::builder(MemoryBackend::new())
+            .serialize_requests(true)
+            .build()
+            .await
+            .unwrap(),
+    );
+    let mut state = HashMap::new();
+    state.insert("user".to_owned(), "\"ann\"".to_owned());
+    let key = store
+        .save(state, &Duration::hours(1))
+        .await
+        .expect("creating a session needs no lease");
+    let loaded = store.load(&key).await;
+    let err = loaded.expect_err("a serialized load outside the scope must fail");
+    let shown = format!("{err:?}");
+    assert!(
+        shown.contains("session_scope"),
+        "the error must name the missing middleware: {shown}"
+    );
+}

@@ -288,6 +288,11 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
 
     /// Checks the options, prepares the backend (indexes, background removal) and
     /// returns the store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for an option out of range (checked before the backend is
+    /// touched); [`Error::Backend`] when preparing the backend fails (indexes, the reaper).
     pub async fn build(self) -> Result<SessionStore<B>, Error> {
         let ttl = positive_duration("ttl", self.ttl)?;
         let touch_after =
@@ -338,16 +343,16 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
                 reason: "an earlier owner key needs a current one: set owner_key too".into(),
             });
         }
+        let max_lifetime = self
+            .max_lifetime
+            .map(|d| positive_duration("max_lifetime", d))
+            .transpose()?;
         let span = tracing::debug_span!("session_store.prepare", auto_remove = ?self.auto_remove);
         self.backend
             .prepare(self.auto_remove)
             .instrument(span)
             .await
             .map_err(|e| backend_error("prepare", e))?;
-        let max_lifetime = self
-            .max_lifetime
-            .map(|d| positive_duration("max_lifetime", d))
-            .transpose()?;
         Ok(SessionStore {
             inner: Arc::new(Inner {
                 backend: self.backend,

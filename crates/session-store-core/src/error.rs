@@ -57,6 +57,13 @@ pub enum Error {
         /// The configured lease duration.
         lease: std::time::Duration,
     },
+    /// An option that needs a request scope is set, and the store was called outside
+    /// one: the adapter's scope is not installed. Answer 500: it is a set-up error.
+    #[error("`{option}` needs a request scope, and the session store was called outside one: install the adapter's scope (Axum: `SessionScopeLayer` outside `SessionManagerLayer`; Actix Web: `session_scope` outside `SessionMiddleware`; Rocket: the fairing does it)")]
+    NoRequestScope {
+        /// The option that needs it.
+        option: &'static str,
+    },
     /// A builder option is invalid.
     #[error("invalid session store option `{option}`: {reason}")]
     InvalidOption {

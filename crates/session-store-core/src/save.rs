@@ -40,6 +40,12 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// also releases the request's lease. Outside a scope the data is written as given.
     ///
     /// `expires` is the framework's expiry; `None` means now + `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the backend fails; [`Error::Encode`] / [`Error::Encrypt`] when
+    /// the data cannot be stored; [`Error::Contention`] when other requests kept writing the
+    /// session; [`Error::LeaseLost`] when this request's lease ran out and was taken.
     pub async fn save(
         &self,
         id: &str,
@@ -51,6 +57,10 @@ impl<B: DocumentBackend> SessionStore<B> {
 
     /// Extends a session's expiry without rewriting its data (actix-session's
     /// `update_ttl`, express-session's `touch`), honouring `touch_after`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`save`](Self::save).
     pub async fn touch(
         &self,
         id: &str,
@@ -71,7 +81,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                 return Ok((SaveOutcome::NotFound, "unbound"));
             };
             let now = self.now();
-            let scope = self.scope();
+            let scope = self.scope()?;
             let base = scope.as_ref().and_then(|s| s.base(&key));
             let changed = match (data, &base) {
                 (None, _) => false,

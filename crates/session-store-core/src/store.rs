@@ -316,12 +316,18 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// Inside a [`RequestScope`] the scope remembers what was loaded, which later saves
     /// are measured against; with [`serialize_requests`](SessionStoreBuilder::serialize_requests)
     /// the load also takes the session's lease, waiting for its turn.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the backend fails; [`Error::Busy`] when requests are
+    /// serialized and the session stayed held for `lease_wait`. A stored session that
+    /// cannot be read is not an error (see above).
     pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>, Error> {
         traced(op!("load"), async {
             let Some(key) = self.key_for(id) else {
                 return Ok((None, "unbound"));
             };
-            let scope = self.scope();
+            let scope = self.scope()?;
             let (known, held) = scope.as_ref().map_or((false, None), |s| s.known(&key));
             let (doc, lease) = match (&scope, self.inner.serialize) {
                 (Some(scope), Some(serialize)) if held.is_none() => {
@@ -386,9 +392,16 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// The current request scope; logs once per store when there is none, since the
-    /// concurrency guarantees need one.
-    pub(crate) fn scope(&self) -> Option<RequestScope> {
+    /// concurrency guarantees need one. With `serialize_requests` a missing scope is an
+    /// error: without it no request could hold the session, and the store would silently
+    /// run requests unserialized.
+    pub(crate) fn scope(&self) -> Result<Option<RequestScope>, Error> {
         let scope = RequestScope::current();
+        if scope.is_none() && self.inner.serialize.is_some() {
+            return Err(Error::NoRequestScope {
+                option: "serialize_requests",
+            });
+        }
         if scope.is_none() && !self.inner.warned_unscoped.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "the session store is used outside a request scope: saves cannot tell what a \
@@ -396,7 +409,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                  cannot skip writes; install the adapter's scope (see session_store_core::RequestScope)"
             );
         }
-        scope
+        Ok(scope)
     }
 
     /// Whether `doc`'s payload is sealed with a key other than the cipher's current one.
@@ -524,6 +537,11 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// its data and expiry, unless a session has that id already. Returns whether it was
     /// stored. For migrations: a framework adapter that reads another store's documents
     /// imports each on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the backend fails; [`Error::Encode`] / [`Error::Encrypt`] when
+    /// the data cannot be stored.
     pub async fn import(
         &self,
         id: &str,
@@ -593,6 +611,12 @@ impl<B: DocumentBackend> SessionStore<B> {
 
     /// Creates a session with a new random id and returns the id. Never overwrites: if
     /// the id is taken, it retries with another (up to [`MAX_CREATE_ATTEMPTS`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the backend fails; [`Error::Encode`] / [`Error::Encrypt`] when
+    /// the data cannot be stored; [`Error::IdCollision`] when every id tried was taken;
+    /// [`Error::InvalidOption`] for an owner that needs an `owner_key`.
     pub async fn create(
         &self,
         data: &SessionData,
@@ -604,6 +628,10 @@ impl<B: DocumentBackend> SessionStore<B> {
 
     /// Like [`create`](Self::create), with ids from `next_id` (for frameworks that mint
     /// their own ids). Returns the id that was stored.
+    ///
+    /// # Errors
+    ///
+    /// As for [`create`](Self::create).
     pub async fn create_with_ids<T: fmt::Display + Send>(
         &self,
         data: &SessionData,
@@ -706,6 +734,10 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// error; inside a [`RequestScope`] that had loaded it, it means someone else ended
     /// the session during the request, and a session this request creates afterwards is
     /// not stored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the backend fails (the session may then still exist).
     pub async fn destroy(&self, id: &str) -> Result<(), Error> {
         traced(op!("destroy"), async {
             let Some(key) = self.key_for(id) else {
@@ -744,6 +776,10 @@ impl<B: DocumentBackend> SessionStore<B> {
 
     /// Deletes every expired session now; returns how many. Useful with
     /// [`AutoRemove::Disabled`] on your own schedule.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the backend fails.
     pub async fn delete_expired(&self) -> Result<u64, Error> {
         traced(op!("delete_expired"), async {
             let n = self
@@ -759,6 +795,10 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// How many unexpired sessions are stored (connect-mongo's `length`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the backend fails.
     pub async fn count(&self) -> Result<u64, Error> {
         traced(op!("count"), async {
             let n = self
@@ -775,6 +815,11 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// Streams every unexpired session (connect-mongo's `all`). A document that cannot
     /// be decoded is skipped with a warning and a [`SessionEvent::LoadFailed`]; it does
     /// not fail the listing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the listing cannot start; a failure later is an item of the
+    /// stream.
     pub async fn all(
         &self,
     ) -> Result<impl Stream<Item = Result<LoadedSession, Error>> + Send + use<B>, Error> {
@@ -810,6 +855,10 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// Deletes every session (connect-mongo's `clear`). Indexes are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the backend fails.
     pub async fn clear(&self) -> Result<(), Error> {
         traced(op!("clear"), async {
             self.inner
@@ -824,6 +873,10 @@ impl<B: DocumentBackend> SessionStore<B> {
 
     /// Stops background work and releases what the backend created (connect-mongo's
     /// `close`). A client the application passed in is never closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when releasing the backend's resources fails.
     pub async fn close(&self) -> Result<(), Error> {
         traced(op!("close"), async {
             self.inner

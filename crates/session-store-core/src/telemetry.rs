@@ -84,6 +84,7 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Busy { .. } => "busy",
         Error::Contention { .. } => "contention",
         Error::LeaseLost { .. } => "lease_lost",
+        Error::NoRequestScope { .. } => "no_request_scope",
         Error::Encode(_) => "encode",
         Error::Encrypt(_) => "encrypt",
         Error::InvalidOption { .. } => "invalid_option",

@@ -203,6 +203,13 @@ impl MongoBackendBuilder {
 
     /// Checks the options and TLS files, connects, checks the connection (see
     /// [`check_connection`](Self::check_connection)) and returns the backend.
+    ///
+    /// # Errors
+    ///
+    /// [`MongoError::NoConnection`] without a URI or client; [`MongoError::InvalidUri`],
+    /// [`MongoError::InvalidOption`] and [`MongoError::TlsFile`] for settings that cannot
+    /// work (each says what to change); [`MongoError::Connect`] when the connection check
+    /// fails, with a [`Diagnosis`](crate::Diagnosis) of why and what to do.
     pub async fn build(self) -> Result<MongoBackend, MongoError> {
         if self.index_timeout.is_zero() {
             return Err(MongoError::InvalidOption {

@@ -83,7 +83,8 @@ macro_rules! backend_conformance {
             waiting_for_a_lease_is_bounded,
             a_save_whose_lease_was_taken_does_not_write,
             log_out_everywhere_reaches_every_session,
-            max_lifetime_bounds_a_session_stored_without_creation_time
+            max_lifetime_bounds_a_session_stored_without_creation_time,
+            serialized_store_outside_a_scope_fails_visibly
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -113,7 +114,10 @@ mod migration;
 mod overlap;
 mod owners;
 
-pub use lease::{a_save_whose_lease_was_taken_does_not_write, waiting_for_a_lease_is_bounded};
+pub use lease::{
+    a_save_whose_lease_was_taken_does_not_write, serialized_store_outside_a_scope_fails_visibly,
+    waiting_for_a_lease_is_bounded,
+};
 pub use lifetime::{
     max_lifetime_bounds_a_session_in_steady_use,
     max_lifetime_bounds_a_session_stored_without_creation_time,

@@ -136,3 +136,25 @@ async fn a_failure_is_logged_once() {
         "{logged}"
     );
 }
+
+/// A store with `serialize_requests` used without `SessionScopeLayer` (what
+/// `SessionManagerLayer` does when the scope layer is forgotten) fails the load with an
+/// error that names the missing layer, instead of running requests unserialized.
+#[tokio::test]
+async fn serialized_without_the_scope_layer_fails_visibly() {
+    let store = TowerStore::new(
+        SessionStore::builder(MemoryBackend::new())
+            .serialize_requests(true)
+            .build()
+            .await
+            .unwrap(),
+    );
+    let mut created = record("ann", OffsetDateTime::now_utc() + Duration::hours(1));
+    store.create(&mut created).await.unwrap();
+    let loaded = store.load(&created.id).await;
+    let err = loaded.expect_err("a serialized load outside the scope must fail");
+    assert!(
+        err.to_string().contains("SessionScopeLayer"),
+        "the error must name the missing layer: {err}"
+    );
+}

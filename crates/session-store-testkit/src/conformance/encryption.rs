@@ -344,9 +344,8 @@ pub async fn a_serialized_load_that_reseals_keeps_its_turn<B: DocumentBackend + 
     let doc = raw(&rotated, id.as_str()).await;
     assert_eq!(doc.lease_token, None, "the save kept the lease");
     assert_eq!(
-        rotated
-            .store
-            .load(id.as_str())
+        RequestScope::new()
+            .run(rotated.store.load(id.as_str()))
             .await
             .unwrap()
             .map(|s| s.data),

@@ -235,3 +235,35 @@ impl<B: DocumentBackend> DocumentBackend for Counting<B> {
         self.inner.close().await
     }
 }
+
+/// `serialize_requests` without a request scope fails visibly: a load, a save and a touch
+/// outside a scope are [`Error::NoRequestScope`] (a set-up error, not "unavailable"),
+/// instead of running unserialized; nothing is written.
+pub async fn serialized_store_outside_a_scope_fails_visibly<B: DocumentBackend + Clone>(
+    backend: B,
+) {
+    let f = fixture(backend, serialized).await;
+    let id = f.store.create(&data(json!({"n": 1})), None).await.unwrap();
+    let load = f.store.load(id.as_str()).await;
+    let save = f
+        .store
+        .save(id.as_str(), &data(json!({"n": 2})), None)
+        .await;
+    let touch = f.store.touch(id.as_str(), None).await;
+    for (what, outcome) in [
+        ("load", load.map(|_| ())),
+        ("save", save.map(|_| ())),
+        ("touch", touch.map(|_| ())),
+    ] {
+        match outcome {
+            Err(e @ Error::NoRequestScope { .. }) => assert!(!e.is_unavailable(), "{what}"),
+            other => panic!(
+                "a {what} outside a request scope with serialize_requests must fail \
+                 visibly, got {other:?}"
+            ),
+        }
+    }
+    let stored = Request::load(&f.store, id.as_str()).await;
+    assert_eq!(stored.data["n"], 1, "nothing was written");
+    stored.scope.finish().await;
+}
