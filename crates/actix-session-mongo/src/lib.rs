@@ -126,6 +126,7 @@
 
 #![forbid(unsafe_code)]
 
+mod owner;
 mod scope;
 
 use std::collections::HashMap;
@@ -144,6 +145,7 @@ pub use session_store_core as core;
 /// The MongoDB backend, re-exported: the one path to its items from this crate.
 pub use session_store_mongo as mongo;
 
+pub use crate::owner::SessionOwnerExt;
 pub use crate::scope::session_scope;
 
 /// An actix-session store over any [`DocumentBackend`].

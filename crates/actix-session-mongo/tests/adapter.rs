@@ -398,3 +398,55 @@ async fn serialized_without_session_scope_fails_visibly() {
         "the error must name the missing middleware: {shown}"
     );
 }
+
+/// `SessionOwnerExt::set_owner` on the handler's `Session`: without `session_scope` it is
+/// an error naming the missing middleware (the owner is never dropped without a word);
+/// with it the owner is stored with the session.
+#[actix_web::test]
+async fn set_owner_needs_the_scope_and_says_so() {
+    use actix_session_mongo::SessionOwnerExt as _;
+    async fn own(session: Session) -> HttpResponse {
+        session.insert("user", "ann").unwrap();
+        match session.set_owner("ann") {
+            Ok(()) => HttpResponse::Ok().finish(),
+            Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+        }
+    }
+    let store = ActixStore::new(
+        SessionStore::builder(MemoryBackend::new())
+            .build()
+            .await
+            .unwrap(),
+    );
+    let middleware = || {
+        SessionMiddleware::builder(store.clone(), Key::from(&[7; 64]))
+            .cookie_secure(false)
+            .build()
+    };
+    let bare = test::init_service(
+        App::new()
+            .wrap(middleware())
+            .route("/own", web::post().to(own)),
+    )
+    .await;
+    let resp = test::call_service(&bare, test::TestRequest::post().uri("/own").to_request()).await;
+    assert_eq!(resp.status().as_u16(), 500);
+    let body = test::read_body(resp).await;
+    assert!(
+        String::from_utf8_lossy(&body).contains("session_scope"),
+        "the error must name the missing middleware: {body:?}"
+    );
+    let scoped = test::init_service(
+        App::new()
+            .wrap(middleware())
+            .wrap(actix_web::middleware::from_fn(
+                actix_session_mongo::session_scope,
+            ))
+            .route("/own", web::post().to(own)),
+    )
+    .await;
+    let resp =
+        test::call_service(&scoped, test::TestRequest::post().uri("/own").to_request()).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(store.store().sessions_of("ann").await.unwrap().len(), 1);
+}

@@ -108,6 +108,7 @@
 
 #[cfg(feature = "migrate-mongodb-store")]
 mod legacy;
+mod owner;
 mod scope;
 
 use std::collections::HashMap;
@@ -126,6 +127,7 @@ pub use session_store_core as core;
 /// The MongoDB backend, re-exported: the one path to its items from this crate.
 pub use session_store_mongo as mongo;
 
+pub use crate::owner::SessionOwnerExt;
 pub use crate::scope::{SessionScope, SessionScopeLayer};
 
 /// A tower-sessions store over any [`DocumentBackend`].

@@ -158,3 +158,38 @@ async fn serialized_without_the_scope_layer_fails_visibly() {
         "the error must name the missing layer: {err}"
     );
 }
+
+/// `SessionOwnerExt::set_owner` on the handler's `Session`: recorded in the request's
+/// scope inside `SessionScopeLayer`, an error naming the missing scope outside it (the
+/// owner is never dropped without a word).
+#[tokio::test]
+async fn set_owner_needs_the_scope_and_says_so() {
+    use tower_sessions_mongo::SessionOwnerExt as _;
+    let store = std::sync::Arc::new(TowerStore::new(
+        SessionStore::builder(MemoryBackend::new())
+            .build()
+            .await
+            .unwrap(),
+    ));
+    let session = tower_sessions::Session::new(None, store.clone(), None);
+    let outside = session.set_owner("ann");
+    assert!(
+        matches!(
+            outside,
+            Err(session_store_core::Error::NoRequestScope {
+                option: "set_owner"
+            })
+        ),
+        "{outside:?}"
+    );
+    let scope = session_store_core::RequestScope::new();
+    scope
+        .run(async {
+            session.set_owner("ann").expect("inside the scope");
+            let mut created = record("ann", OffsetDateTime::now_utc() + Duration::hours(1));
+            store.create(&mut created).await
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.store().sessions_of("ann").await.unwrap().len(), 1);
+}

@@ -24,8 +24,8 @@ use actix_session::{Session, SessionMiddleware};
 /// The adapter crate, named once for the files every example shares (config.rs,
 /// store.rs).
 use actix_session_mongo as adapter;
-use actix_session_mongo::core::{RequestScope, SessionBinding};
-use actix_session_mongo::{session_scope, MongoSessionStore};
+use actix_session_mongo::core::SessionBinding;
+use actix_session_mongo::{session_scope, MongoSessionStore, SessionOwnerExt as _};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -136,9 +136,9 @@ async fn login(session: Session, body: web::Bytes) -> AppResult {
     session.renew();
     session.insert(USER, &user)?;
     // Whose session it is: `GET /sessions` and `POST /logout-everywhere` find it by this.
-    if let Some(scope) = RequestScope::current() {
-        scope.set_owner(&user);
-    }
+    session
+        .set_owner(&user)
+        .map_err(|e| AppError::Internal(format!("{e}")))?;
     Ok(HttpResponse::Ok().json(json!({ "user": user })))
 }
 

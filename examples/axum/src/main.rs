@@ -32,8 +32,8 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 /// The adapter crate, named once for the files every example shares (config.rs,
 /// store.rs).
 use tower_sessions_mongo as adapter;
-use tower_sessions_mongo::core::{RequestScope, SessionBinding};
-use tower_sessions_mongo::{MongoSessionStore, SessionScopeLayer};
+use tower_sessions_mongo::core::SessionBinding;
+use tower_sessions_mongo::{MongoSessionStore, SessionOwnerExt as _, SessionScopeLayer};
 
 use crate::client_cert::ClientCert;
 use crate::config::Config;
@@ -53,6 +53,8 @@ enum AppError {
     Unavailable,
     /// The request is malformed.
     BadRequest(&'static str),
+    /// The server is set up wrongly (for example the session scope layer is missing).
+    Misconfigured(tower_sessions_mongo::core::Error),
 }
 
 impl From<tower_sessions::session::Error> for AppError {
@@ -69,6 +71,14 @@ impl IntoResponse for AppError {
             Self::Unavailable => unavailable(),
             Self::BadRequest(why) => {
                 (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response()
+            }
+            Self::Misconfigured(e) => {
+                tracing::error!(error = %e, "the server is set up wrongly");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({ "error": "server misconfigured" })),
+                )
+                    .into_response()
             }
         }
     }
@@ -110,9 +120,7 @@ async fn login(session: Session, body: Bytes) -> AppResult {
     session.cycle_id().await?;
     session.insert(USER, &user).await?;
     // Whose session it is: `GET /sessions` and `POST /logout-everywhere` find it by this.
-    if let Some(scope) = RequestScope::current() {
-        scope.set_owner(&user);
-    }
+    session.set_owner(&user).map_err(AppError::Misconfigured)?;
     Ok(Json(json!({ "user": user })).into_response())
 }
 
