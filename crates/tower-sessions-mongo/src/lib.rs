@@ -10,28 +10,27 @@
 //! # Quickstart
 //!
 //! ```no_run
-//! use axum::{routing::get, Router};
-//! use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
-//! use tower_sessions_mongo::{MongoSessionStore, SessionScopeLayer};
+//! use axum::{http::StatusCode, routing::get, Router};
+//! use tower_sessions::{cookie::SameSite, Expiry, Session};
+//! use tower_sessions_mongo::{MongoSessionStore, SessionLayer};
 //!
-//! async fn counter(session: Session) -> String {
-//!     let n: u64 = session.get("count").await.ok().flatten().unwrap_or(0) + 1;
-//!     let _ = session.insert("count", n).await;
-//!     n.to_string()
+//! async fn counter(session: Session) -> Result<String, StatusCode> {
+//!     // A store that cannot be reached is a 503 (the store has logged why).
+//!     let unavailable = |_| StatusCode::SERVICE_UNAVAILABLE;
+//!     let n: u64 = session.get("count").await.map_err(unavailable)?.unwrap_or(0) + 1;
+//!     session.insert("count", n).await.map_err(unavailable)?;
+//!     Ok(n.to_string())
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // Connects, checks the connection and creates the TTL index.
 //! let store = MongoSessionStore::connect("mongodb://127.0.0.1:27017/app").await?;
-//! let layer = SessionManagerLayer::new(store)
+//! // One layer: the session manager inside the store's request scope.
+//! let layer = SessionLayer::new(store)
 //!     .with_name("sid")
 //!     .with_same_site(SameSite::Lax)
 //!     .with_expiry(Expiry::OnInactivity(time::Duration::days(14)));
-//! let app: Router = Router::new()
-//!     .route("/", get(counter))
-//!     .layer(layer)
-//!     // Outside the session layer: what each request loaded, for overlapping requests.
-//!     .layer(SessionScopeLayer::new());
+//! let app: Router = Router::new().route("/", get(counter)).layer(layer);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
@@ -43,10 +42,9 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use tower_sessions::SessionManagerLayer;
 //! use tower_sessions_mongo::core::SessionStore;
 //! use tower_sessions_mongo::mongo::MongoBackend;
-//! use tower_sessions_mongo::MongoSessionStore;
+//! use tower_sessions_mongo::{MongoSessionStore, SessionLayer};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let backend = MongoBackend::builder()
@@ -60,7 +58,7 @@
 //!     .await?;
 //! // Every request with a session reaches the store; `touch_after` keeps that to one
 //! // read and, inside the window, no write.
-//! let layer = SessionManagerLayer::new(MongoSessionStore::new(store)).with_always_save(true);
+//! let layer = SessionLayer::new(MongoSessionStore::new(store)).with_always_save(true);
 //! # let _ = layer; Ok(()) }
 //! ```
 //!
@@ -90,14 +88,16 @@
 //!
 //! # Overlapping requests
 //!
-//! Add [`SessionScopeLayer`] outside the session layer. With it, each request's save is
-//! measured against what that request loaded: a request that only read writes no data
+//! [`SessionLayer`] runs every request in its own request scope (for a custom stack,
+//! e.g. signed cookies, add [`SessionScopeLayer`] outside your own `SessionManagerLayer`).
+//! With it, each request's save is measured against what that request loaded: a request that only read writes no data
 //! (even with `with_always_save(true)`), requests that change different keys keep each
 //! other's changes, and a session logged out while a request ran is not brought back.
 //! For read-modify-write of one key (counters, attempt limits) turn on
 //! `SessionStoreBuilder::serialize_requests`: requests on one session then run one at a
-//! time on every instance. Without the layer the store writes whatever each request
-//! holds (last writer wins) and `touch_after` cannot skip writes; it logs a warning once.
+//! time on every instance. Without a scope the store writes whatever each request holds
+//! (last writer wins) and `touch_after` cannot skip writes, and it logs a warning once;
+//! with `serialize_requests` every load and save fails instead (`Error::NoRequestScope`).
 //! To bind sessions to a client identity, put a [`SessionBinding`](core::SessionBinding) in the request's
 //! extensions before the layer runs.
 //!
@@ -106,6 +106,7 @@
 
 #![forbid(unsafe_code)]
 
+mod layer;
 #[cfg(feature = "migrate-mongodb-store")]
 mod legacy;
 mod owner;
@@ -127,6 +128,7 @@ pub use session_store_core as core;
 /// The MongoDB backend, re-exported: the one path to its items from this crate.
 pub use session_store_mongo as mongo;
 
+pub use crate::layer::SessionLayer;
 pub use crate::owner::SessionOwnerExt;
 pub use crate::scope::{SessionScope, SessionScopeLayer};
 

@@ -193,3 +193,47 @@ async fn set_owner_needs_the_scope_and_says_so() {
         .unwrap();
     assert_eq!(store.store().sessions_of("ann").await.unwrap().len(), 1);
 }
+
+/// `SessionLayer` is the one layer an Axum router needs: with `serialize_requests` (which
+/// fails without a request scope) a counter through it counts, request after request.
+#[tokio::test]
+async fn session_layer_installs_the_scope() {
+    use axum::http::{header, Request, StatusCode};
+    use tower::ServiceExt as _;
+    async fn bump(session: tower_sessions::Session) -> Result<String, StatusCode> {
+        let unavailable = |_| StatusCode::SERVICE_UNAVAILABLE;
+        let n: u64 = session.get("n").await.map_err(unavailable)?.unwrap_or(0) + 1;
+        session.insert("n", n).await.map_err(unavailable)?;
+        Ok(n.to_string())
+    }
+    let store = TowerStore::new(
+        SessionStore::builder(MemoryBackend::new())
+            .serialize_requests(true)
+            .build()
+            .await
+            .unwrap(),
+    );
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(bump))
+        .layer(tower_sessions_mongo::SessionLayer::new(store).with_name("sid"));
+    let mut cookie = None;
+    for expected in ["1", "2", "3"] {
+        let mut request = Request::get("/");
+        if let Some(c) = &cookie {
+            request = request.header(header::COOKIE, c);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        if let Some(set) = response.headers().get(header::SET_COOKIE) {
+            cookie = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+        }
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], expected.as_bytes());
+    }
+}

@@ -1,7 +1,7 @@
 //! Axum example: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
 //! tower-sessions on MongoDB through `tower-sessions-mongo`.
 //!
-//! Overlapping requests: `SessionScopeLayer` (outside the session layer) lets the store
+//! Overlapping requests: `SessionLayer` (the session manager inside its request scope) lets the store
 //! judge each request against what it loaded; `SESSION_SERIALIZE=1` runs a session's
 //! requests one at a time on every instance.
 //!
@@ -28,12 +28,12 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions::{Expiry, Session};
 /// The adapter crate, named once for the files every example shares (config.rs,
 /// store.rs).
 use tower_sessions_mongo as adapter;
 use tower_sessions_mongo::core::SessionBinding;
-use tower_sessions_mongo::{MongoSessionStore, SessionOwnerExt as _, SessionScopeLayer};
+use tower_sessions_mongo::{MongoSessionStore, SessionLayer, SessionOwnerExt as _};
 
 use crate::client_cert::ClientCert;
 use crate::config::Config;
@@ -243,7 +243,7 @@ async fn whoami(cert: Option<axum::Extension<ClientCert>>) -> Response {
 
 /// `BIND_SESSION_TO_CLIENT_CERT=1`: the request's session operations are bound to the
 /// client certificate's fingerprint, so a cookie replayed with another certificate finds
-/// no session (and leaves the original alone). Runs before `SessionScopeLayer`.
+/// no session (and leaves the original alone). Runs before `SessionLayer`.
 async fn bind_to_client_cert(
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -277,7 +277,8 @@ fn app(
 ) -> anyhow::Result<Router> {
     let inactivity =
         time::Duration::try_from(config.ttl).context("SESSION_TTL_SECS is too large")?;
-    let sessions = SessionManagerLayer::new(store.clone())
+    // The session manager inside its request scope, in one layer.
+    let sessions = SessionLayer::new(store.clone())
         .with_name("sid")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
@@ -302,8 +303,6 @@ fn app(
         .route("/logout-everywhere", post(logout_everywhere))
         .layer(sessions)
         .layer(axum::middleware::map_response(store_failure_is_503))
-        // Outside the session layer: each request's save is judged against its load.
-        .layer(SessionScopeLayer::new())
         .with_state(state);
     let with_sessions = if config.bind_session_to_client_cert {
         with_sessions.layer(axum::middleware::from_fn(bind_to_client_cert))
