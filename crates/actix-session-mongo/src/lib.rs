@@ -13,9 +13,8 @@
 //! ```no_run
 //! use actix_session::config::PersistentSession;
 //! use actix_session::{Session, SessionMiddleware};
-//! use actix_session_mongo::{session_scope, MongoSessionStore};
+//! use actix_session_mongo::{MongoSessionStore, ScopedSessionMiddleware};
 //! use actix_web::cookie::{time, Key};
-//! use actix_web::middleware::from_fn;
 //! use actix_web::{web, App, HttpServer};
 //!
 //! async fn counter(session: Session) -> actix_web::Result<String> {
@@ -32,17 +31,15 @@
 //! let key = Key::generate();
 //! HttpServer::new(move || {
 //!     App::new()
-//!         .wrap(
+//!         // The session middleware inside the store's request scope, in one middleware.
+//!         .wrap(ScopedSessionMiddleware::new(
 //!             SessionMiddleware::builder(store.clone(), key.clone())
 //!                 .cookie_name("sid".into())
 //!                 .session_lifecycle(
 //!                     PersistentSession::default().session_ttl(time::Duration::days(14)),
 //!                 )
 //!                 .build(),
-//!         )
-//!         // Outside the session middleware: what each request loaded, for
-//!         // overlapping requests.
-//!         .wrap(from_fn(session_scope))
+//!         ))
 //!         .route("/", web::get().to(counter))
 //! })
 //! .bind(("127.0.0.1", 8080))?
@@ -94,14 +91,16 @@
 //!
 //! # Overlapping requests
 //!
-//! Wrap [`session_scope`] outside the session middleware. With it, each request's save
-//! is measured against what that request loaded: a request that did not change the
+//! [`ScopedSessionMiddleware`] runs every request in its own request scope (for a custom
+//! stack, wrap [`session_scope`] outside your session middleware instead). With it, each
+//! request's save is measured against what that request loaded: a request that did not change the
 //! data writes none, requests that change different keys keep each other's changes, and
 //! a session logged out while a request ran is not brought back. For read-modify-write
 //! of one key (counters, attempt limits) turn on `SessionStoreBuilder::serialize_requests`:
-//! requests on one session then run one at a time on every instance. Without the
-//! middleware the store writes whatever each request holds (last writer wins) and
-//! `touch_after` cannot skip writes; it logs a warning once. To bind sessions to a client
+//! requests on one session then run one at a time on every instance. Without a scope
+//! the store writes whatever each request holds (last writer wins) and `touch_after`
+//! cannot skip writes, and it logs a warning once; with `serialize_requests` every load
+//! and save fails instead (`Error::NoRequestScope`). To bind sessions to a client
 //! identity, put a [`SessionBinding`](core::SessionBinding) in the request's extensions before it runs.
 //!
 //! Expiry is now + the TTL actix-session passes (its `session_ttl` / `state_ttl`, one
@@ -126,6 +125,7 @@
 
 #![forbid(unsafe_code)]
 
+mod middleware;
 mod owner;
 mod scope;
 
@@ -145,6 +145,7 @@ pub use session_store_core as core;
 /// The MongoDB backend, re-exported: the one path to its items from this crate.
 pub use session_store_mongo as mongo;
 
+pub use crate::middleware::{ScopedSessionMiddleware, ScopedSessionService};
 pub use crate::owner::SessionOwnerExt;
 pub use crate::scope::session_scope;
 

@@ -450,3 +450,42 @@ async fn set_owner_needs_the_scope_and_says_so() {
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(store.store().sessions_of("ann").await.unwrap().len(), 1);
 }
+
+/// `ScopedSessionMiddleware` is the one middleware an app wraps: with
+/// `serialize_requests` (which fails without a request scope) a counter through it
+/// counts, request after request.
+#[actix_web::test]
+async fn scoped_session_middleware_installs_the_scope() {
+    let store = ActixStore::new(
+        SessionStore::builder(MemoryBackend::new())
+            .serialize_requests(true)
+            .build()
+            .await
+            .unwrap(),
+    );
+    let app = test::init_service(
+        App::new()
+            .wrap(actix_session_mongo::ScopedSessionMiddleware::new(
+                SessionMiddleware::builder(store.clone(), Key::from(&[7; 64]))
+                    .cookie_name("sid".into())
+                    .cookie_secure(false)
+                    .build(),
+            ))
+            .route("/bump", web::post().to(bump)),
+    )
+    .await;
+    let mut cookie: Option<Cookie<'static>> = None;
+    for expected in ["1", "2", "3"] {
+        let mut request = test::TestRequest::post().uri("/bump");
+        if let Some(c) = &cookie {
+            request = request.cookie(c.clone());
+        }
+        let resp = test::call_service(&app, request.to_request()).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        if let Some(c) = sid(&resp) {
+            cookie = Some(c);
+        }
+        let body = test::read_body(resp).await;
+        assert_eq!(&body[..], expected.as_bytes());
+    }
+}

@@ -5,7 +5,7 @@
 //! first. Besides the contract's variables it reads `COOKIE_KEY`, the secret that
 //! actix-session's cookie protection needs (generated at start-up when unset).
 //!
-//! Overlapping requests: `session_scope` (outside the session middleware) lets the store
+//! Overlapping requests: `ScopedSessionMiddleware` (the session middleware inside its request scope) lets the store
 //! judge each request against what it loaded; `SESSION_SERIALIZE=1` runs a session's
 //! requests one at a time on every instance.
 
@@ -25,7 +25,7 @@ use actix_session::{Session, SessionMiddleware};
 /// store.rs).
 use actix_session_mongo as adapter;
 use actix_session_mongo::core::SessionBinding;
-use actix_session_mongo::{session_scope, MongoSessionStore, SessionOwnerExt as _};
+use actix_session_mongo::{MongoSessionStore, ScopedSessionMiddleware, SessionOwnerExt as _};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -487,16 +487,15 @@ fn with_session(
 ) -> impl actix_web::dev::HttpServiceFactory {
     web::resource(path)
         .route(route)
-        .wrap(sessions)
+        // The session middleware inside its request scope, in one middleware.
+        .wrap(ScopedSessionMiddleware::new(sessions))
         .wrap(actix_web::middleware::from_fn(store_failure_is_503))
-        // Outside the session middleware: each request's save is judged against its load.
-        .wrap(actix_web::middleware::from_fn(session_scope))
         .wrap(actix_web::middleware::from_fn(bind_to_client_cert))
 }
 
 /// `BIND_SESSION_TO_CLIENT_CERT=1`: the session middleware's store calls are bound to the
 /// client certificate's fingerprint, so a cookie replayed with another certificate finds
-/// no session (and leaves the original alone). Runs before `session_scope`.
+/// no session (and leaves the original alone). Runs before the session middleware.
 async fn bind_to_client_cert(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
