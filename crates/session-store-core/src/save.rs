@@ -77,11 +77,11 @@ impl<B: DocumentBackend> SessionStore<B> {
         expires: Option<OffsetDateTime>,
     ) -> Result<SaveOutcome, Error> {
         traced(op, async {
+            let scope = self.scope()?;
             let Some(key) = self.key_for(id) else {
                 return Ok((SaveOutcome::NotFound, "unbound"));
             };
             let now = self.now();
-            let scope = self.scope()?;
             let base = scope.as_ref().and_then(|s| s.base(&key));
             let changed = match (data, &base) {
                 (None, _) => false,

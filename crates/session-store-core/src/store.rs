@@ -324,10 +324,10 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// cannot be read is not an error (see above).
     pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>, Error> {
         traced(op!("load"), async {
+            let scope = self.scope()?;
             let Some(key) = self.key_for(id) else {
                 return Ok((None, "unbound"));
             };
-            let scope = self.scope()?;
             let (known, held) = scope.as_ref().map_or((false, None), |s| s.known(&key));
             let (doc, lease) = match (&scope, self.inner.serialize) {
                 (Some(scope), Some(serialize)) if held.is_none() => {
@@ -397,10 +397,8 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// run requests unserialized.
     pub(crate) fn scope(&self) -> Result<Option<RequestScope>, Error> {
         let scope = RequestScope::current();
-        if scope.is_none() && self.inner.serialize.is_some() {
-            return Err(Error::NoRequestScope {
-                option: "serialize_requests",
-            });
+        if scope.is_none() {
+            self.needs_no_scope()?;
         }
         if scope.is_none() && !self.inner.warned_unscoped.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -410,6 +408,20 @@ impl<B: DocumentBackend> SessionStore<B> {
             );
         }
         Ok(scope)
+    }
+
+    /// An error when an option that needs a request scope is set: `serialize_requests`
+    /// (no request could hold the session) or `require_binding` (no request could carry
+    /// a binding, so no session would ever load or be stored, without a word).
+    fn needs_no_scope(&self) -> Result<(), Error> {
+        let option = if self.inner.serialize.is_some() {
+            "serialize_requests"
+        } else if self.inner.require_binding {
+            "require_binding"
+        } else {
+            return Ok(());
+        };
+        Err(Error::NoRequestScope { option })
     }
 
     /// Whether `doc`'s payload is sealed with a key other than the cipher's current one.
@@ -640,6 +652,9 @@ impl<B: DocumentBackend> SessionStore<B> {
     ) -> Result<T, Error> {
         traced(op!("create"), async {
             let scope = RequestScope::current();
+            if scope.is_none() && self.inner.require_binding {
+                self.needs_no_scope()?;
+            }
             if scope.as_ref().is_some_and(RequestScope::session_ended) {
                 // The data came from a session someone else ended during this request
                 // (logout elsewhere, revocation): storing it under a new id would bring
