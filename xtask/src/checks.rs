@@ -72,6 +72,7 @@ pub(crate) fn run() -> Result<bool> {
         }
         if args[0] == "package" {
             forget_packaged_sources()?;
+            forget_packaged_builds()?;
         }
         eprintln!("xtask: cargo {}", args.join(" "));
         let mut cmd = cargo();
@@ -118,6 +119,56 @@ fn forget_packaged_sources() -> Result<()> {
                 std::fs::remove_dir_all(&path)
                     .with_context(|| format!("cannot remove {}", path.display()))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes what earlier packagings compiled of our crates from the local registry.
+/// cargo takes a registry crate of one version to be unchanging, so with a shared target
+/// directory a later `cargo package` would link the others against the earlier build of
+/// a crate (its new items then "not found"). Those builds are the ones whose dep-info
+/// (`deps/<crate>-<hash>.d`) names sources under `registry/src/-<hash>` (a local
+/// registry); the workspace's own builds are left alone.
+fn forget_packaged_builds() -> Result<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("target"));
+    let deps = target.join("debug/deps");
+    let Ok(entries) = std::fs::read_dir(&deps) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".d") else {
+            continue;
+        };
+        let Some((krate, hash)) = stem.rsplit_once('-') else {
+            continue;
+        };
+        if !PUBLISHED.iter().any(|c| c.replace('-', "_") == krate) {
+            continue;
+        }
+        let dep_info = std::fs::read_to_string(&path).unwrap_or_default();
+        if !dep_info.contains("/registry/src/-") {
+            continue;
+        }
+        for file in [
+            format!("{stem}.d"),
+            format!("lib{stem}.rlib"),
+            format!("lib{stem}.rmeta"),
+        ] {
+            let _ = std::fs::remove_file(deps.join(file));
+        }
+        let fingerprint = target
+            .join("debug/.fingerprint")
+            .join(format!("{}-{hash}", krate.replace('_', "-")));
+        if fingerprint.exists() {
+            std::fs::remove_dir_all(&fingerprint)
+                .with_context(|| format!("cannot remove {}", fingerprint.display()))?;
         }
     }
     Ok(())

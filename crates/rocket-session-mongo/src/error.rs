@@ -18,7 +18,7 @@ pub enum Error {
     )]
     NotAttached,
     /// The store failed or timed out; the request is answered with `503`.
-    #[error("the session store is unavailable: {source}")]
+    #[error("the session store is unavailable")]
     Unavailable {
         /// The store's error (shared: one failure per request, seen by every guard).
         #[source]
@@ -46,5 +46,23 @@ impl<'r> rocket::response::Responder<'r, 'static> for Error {
             Self::Unavailable { .. } => Status::ServiceUnavailable,
             _ => Status::InternalServerError,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cause chain names the store's failure once (the message itself does not
+    /// repeat its source).
+    #[test]
+    fn unavailable_names_its_cause_once() {
+        let e = Error::Unavailable {
+            source: Arc::new(session_store_core::Error::Busy {
+                waited: std::time::Duration::from_secs(1),
+            }),
+        };
+        let chain = error_chain(&e);
+        assert_eq!(chain.matches("another request held").count(), 1, "{chain}");
     }
 }

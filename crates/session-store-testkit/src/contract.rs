@@ -46,6 +46,11 @@
 //! | [`slow_clients_are_cut_off`] | HTTPS with `REQUEST_BODY_TIMEOUT_SECS=3`: connections that send nothing after the handshake, one byte or a trickle of request headers, nothing after a response, or a body a byte every 500 ms, are ended within their bound (10 s, or 3 s for the body) plus slack |
 //! | [`tls_resumption_cannot_bypass_client_ca`] | mutual TLS: once `TLS_CLIENT_CA` drops a client's CA, that client is refused even when it offers a TLS session it kept from before |
 //! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable, and a session used then (a read included) is re-sealed with it; a removed key means no session, not an error |
+//! | [`rotated_server_certificate`] | `TLS_CERT` renamed over with a renewed certificate reaches new connections without a restart, open ones keep theirs; a half-written file or a mismatched key is refused and logged, the last good one keeps serving |
+//! | [`tls_files_anyone_can_write_are_refused`] | a TLS file replaced with mode `0666` is refused (the log says why) and taken once only its owner may write it |
+//! | [`sighup_reloads_certificate`] | with `TLS_RELOAD_SECS=0` a replaced certificate is served only after `SIGHUP`, and right after it |
+//! | [`client_ca_bundle_follows_its_file`] | a client of a second CA is admitted once the `TLS_CLIENT_CA` file holds that CA, and the first CA's clients are refused once it drops theirs |
+//! | [`metrics`] | `METRICS=1`: `GET /metrics` is `200` in Prometheus' text format and counts the requests before it, sets no cookie; without it `404` |
 
 use std::fmt;
 use std::fs::File;
