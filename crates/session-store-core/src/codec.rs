@@ -28,8 +28,17 @@ pub enum Payload {
 /// (connect-mongo's `serialize` / `unserialize` hooks).
 pub trait SessionSerializer: Send + Sync + fmt::Debug + 'static {
     /// Encodes session data for storage.
+    ///
+    /// # Errors
+    ///
+    /// When `data` cannot be written in this format (the save then fails with
+    /// [`Error::Encode`](crate::Error::Encode)).
     fn serialize(&self, data: &SessionData) -> Result<Payload, BoxError>;
-    /// Decodes a stored payload. An error means "no session" for that request.
+    /// Decodes a stored payload.
+    ///
+    /// # Errors
+    ///
+    /// When the payload is not one this format wrote: that request then has no session.
     fn deserialize(&self, payload: &Payload) -> Result<SessionData, BoxError>;
 }
 
@@ -80,6 +89,11 @@ pub enum CodecError {
 
 impl PayloadFormat {
     /// Encodes `data` in this format.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError`] when `data` cannot be written in this format (JSON cannot hold it, or
+    /// a custom serializer refused).
     pub fn encode(&self, data: &SessionData) -> Result<Payload, CodecError> {
         match self {
             Self::JsonString => serde_json::to_string(data)
@@ -91,6 +105,11 @@ impl PayloadFormat {
     }
 
     /// Decodes a stored payload. The built-in formats read each other's payloads.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError`] when the payload is not session data (not a JSON object, an
+    /// unsupported type, or a custom serializer refused).
     pub fn decode(&self, payload: &Payload) -> Result<SessionData, CodecError> {
         match (self, payload) {
             (Self::Custom(s), p) => s.deserialize(p).map_err(CodecError::Custom),

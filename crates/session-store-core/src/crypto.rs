@@ -39,9 +39,18 @@ const WARN_EVERY: u64 = 1 << 26;
 /// moved to another document does not decrypt.
 pub trait Cipher: Send + Sync + fmt::Debug + 'static {
     /// Encrypts `plaintext` for the document stored under `storage_key`.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot encrypt (a key past its limit, a KMS that failed): the save then
+    /// fails with [`Error::Encrypt`](crate::Error::Encrypt).
     fn seal(&self, plaintext: &[u8], storage_key: &str) -> Result<Vec<u8>, BoxError>;
-    /// Decrypts what [`seal`](Self::seal) produced for `storage_key`. Any error means
-    /// "no session" for that request.
+    /// Decrypts what [`seal`](Self::seal) produced for `storage_key`.
+    ///
+    /// # Errors
+    ///
+    /// When `sealed` does not open (another key, another document, tampered): that
+    /// request then has no session.
     fn open(&self, sealed: &[u8], storage_key: &str) -> Result<Vec<u8>, BoxError>;
 
     /// Whether `sealed` was sealed with the key [`seal`](Self::seal) uses now. A session
