@@ -237,11 +237,12 @@ impl RequestScope {
         }
     }
 
-    /// The scope the current future runs in, if any.
     /// Sets whose session this request's session is (e.g. at login, the user's id): the
     /// session the request creates or saves is stored with this owner, and
     /// [`SessionStore::sessions_of`](crate::SessionStore::sessions_of) lists it. A session
-    /// created by an id rotation keeps its predecessor's owner without this.
+    /// created by an id rotation keeps its predecessor's owner without this. From a
+    /// handler, use the adapter's way (`SessionOwnerExt::set_owner` on the session in Axum
+    /// and Actix Web, `Session::set_owner` in Rocket): it fails visibly without a scope.
     ///
     /// ```
     /// use session_store_core::{MemoryBackend, RequestScope, SessionData, SessionStore};

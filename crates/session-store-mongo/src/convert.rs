@@ -242,13 +242,13 @@ pub(crate) fn conditional_update(u: &DocumentUpdate, now: OffsetDateTime) -> Vec
     vec![doc! { "$set": set }]
 }
 
-/// Matches the unexpired document with this key that no request holds a lease on.
 /// The fields an update's conditions read (`StoredDocument::matches`): what a
 /// findAndModify returns of the document before it.
 pub(crate) fn condition_fields() -> Document {
     doc! { ID: 1, EXPIRES: 1, VERSION: 1, LEASE_TOKEN: 1 }
 }
 
+/// Matches the unexpired document with this key that no request holds a lease on.
 pub(crate) fn free_key(key: &str, now: OffsetDateTime) -> Document {
     let mut filter = live_key(key, now);
     filter.insert(
