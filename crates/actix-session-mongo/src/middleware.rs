@@ -5,16 +5,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use crate::scope::in_request_scope;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, Transform};
-use actix_web::HttpMessage as _;
-use session_store_core::{RequestScope, SessionBinding};
 
 /// A boxed future of an Actix service (services run on one thread: not `Send`).
 type Local<T> = Pin<Box<dyn Future<Output = T>>>;
 
 /// actix-session's `SessionMiddleware` (or any middleware that loads and saves sessions
 /// through this store) inside the store's request scope, in one `.wrap(..)`: every
-/// request runs in its own [`RequestScope`], so a read never writes its stale copy back,
+/// request runs in its own request scope, so a read never writes its stale copy back,
 /// changes to different keys are all kept, a logout is final and `serialize_requests`
 /// holds. It does what [`session_scope`](crate::session_scope) wrapped outside the
 /// session middleware does, without the order to get right.
@@ -82,16 +81,7 @@ where
     forward_ready!(inner);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let binding = req
-            .extensions()
-            .get::<SessionBinding>()
-            .and_then(|b| b.0.clone());
-        let scope = RequestScope::bound(binding);
-        let response = scope.run(self.inner.call(req));
-        Box::pin(async move {
-            let response = response.await;
-            scope.finish().await;
-            response
-        })
+        let inner = Rc::clone(&self.inner);
+        Box::pin(in_request_scope(req, move |req| inner.call(req)))
     }
 }

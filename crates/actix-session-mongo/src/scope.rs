@@ -1,6 +1,8 @@
 //! [`session_scope`]: one [`RequestScope`] per request, around actix-session's
 //! `SessionMiddleware`.
 
+use std::future::Future;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -33,12 +35,22 @@ pub async fn session_scope(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    in_request_scope(req, |req| next.call(req)).await
+}
+
+/// Runs `call(req)` in a new [`RequestScope`] bound to the request's [`SessionBinding`]
+/// (if any), and releases what the scope holds once the response is ready: the one body
+/// of [`session_scope`] and [`ScopedSessionMiddleware`](crate::ScopedSessionMiddleware).
+pub(crate) async fn in_request_scope<F: Future>(
+    req: ServiceRequest,
+    call: impl FnOnce(ServiceRequest) -> F,
+) -> F::Output {
     let binding = req
         .extensions()
         .get::<SessionBinding>()
         .and_then(|b| b.0.clone());
     let scope = RequestScope::bound(binding);
-    let response = scope.run(next.call(req)).await;
+    let response = scope.run(call(req)).await;
     scope.finish().await;
     response
 }

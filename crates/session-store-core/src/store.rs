@@ -398,7 +398,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     pub(crate) fn scope(&self) -> Result<Option<RequestScope>, Error> {
         let scope = RequestScope::current();
         if scope.is_none() {
-            self.needs_no_scope()?;
+            self.refuse_unscoped()?;
         }
         if scope.is_none() && !self.inner.warned_unscoped.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -413,7 +413,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// An error when an option that needs a request scope is set: `serialize_requests`
     /// (no request could hold the session) or `require_binding` (no request could carry
     /// a binding, so no session would ever load or be stored, without a word).
-    fn needs_no_scope(&self) -> Result<(), Error> {
+    fn refuse_unscoped(&self) -> Result<(), Error> {
         let option = if self.inner.serialize.is_some() {
             "serialize_requests"
         } else if self.inner.require_binding {
@@ -653,7 +653,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         traced(op!("create"), async {
             let scope = RequestScope::current();
             if scope.is_none() && self.inner.require_binding {
-                self.needs_no_scope()?;
+                self.refuse_unscoped()?;
             }
             if scope.as_ref().is_some_and(RequestScope::session_ended) {
                 // The data came from a session someone else ended during this request
