@@ -134,8 +134,8 @@ use std::fmt;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
 use anyhow::Context as _;
-use session_store_core::SessionStore;
-use session_store_core::{DocumentBackend, SaveOutcome, SessionData};
+use session_store_core::{backend::DocumentBackend, SaveOutcome, SessionData};
+use session_store_core::{RequestScope, SessionStore};
 use session_store_mongo::MongoBackend;
 use time::{Duration, OffsetDateTime};
 
@@ -206,6 +206,15 @@ impl<B: DocumentBackend> ActixStore<B> {
         Self { store }
     }
 
+    /// The store for the request whose future is running: its scope, installed by the
+    /// session layer, read here once per call (the one place this crate reads it).
+    fn request_store(&self) -> SessionStore<B> {
+        match RequestScope::current() {
+            Some(scope) => self.store.in_scope(&scope),
+            None => self.store.clone(),
+        }
+    }
+
     /// The core store, for `count`, `all`, `clear` and `close`.
     #[must_use]
     pub fn store(&self) -> &SessionStore<B> {
@@ -218,7 +227,7 @@ impl<B: DocumentBackend> ActixStore<B> {
 
     async fn create(&self, data: &SessionData, ttl: &Duration) -> anyhow::Result<SessionKey> {
         let id = self
-            .store
+            .request_store()
             .create(data, Some(self.expires(ttl)))
             .await
             .map_err(handed_on)?;
@@ -252,7 +261,7 @@ fn handed_on(e: session_store_core::Error) -> anyhow::Error {
 impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> {
     async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let loaded = self
-            .store
+            .request_store()
             .load(key.as_ref())
             .await
             .map_err(|e| LoadError::Other(handed_on(e)))?;
@@ -276,7 +285,7 @@ impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> 
     ) -> Result<SessionKey, UpdateError> {
         let data = to_core(state).map_err(UpdateError::Serialization)?;
         let outcome = self
-            .store
+            .request_store()
             .save(key.as_ref(), &data, Some(self.expires(ttl)))
             .await
             .map_err(|e| UpdateError::Other(handed_on(e)))?;
@@ -290,7 +299,7 @@ impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> 
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
-        self.store
+        self.request_store()
             .touch(key.as_ref(), Some(self.expires(ttl)))
             .await
             .map_err(handed_on)?;
@@ -298,6 +307,9 @@ impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> 
     }
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
-        self.store.destroy(key.as_ref()).await.map_err(handed_on)
+        self.request_store()
+            .destroy(key.as_ref())
+            .await
+            .map_err(handed_on)
     }
 }

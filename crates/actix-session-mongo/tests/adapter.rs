@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use actix_session::config::{PersistentSession, TtlExtensionPolicy};
 use actix_session::storage::{SaveError, SessionKey, SessionStore as _};
 use actix_session::{Session, SessionMiddleware};
-use actix_session_mongo::core::{Clock as _, DocumentBackend, ManualClock, MemoryBackend};
+use actix_session_mongo::core::{backend::DocumentBackend, Clock as _, ManualClock, MemoryBackend};
 use actix_session_mongo::core::{SessionEvent, SessionStore};
 use actix_session_mongo::mongo::MongoBackend;
 use actix_session_mongo::ActixStore;

@@ -6,7 +6,7 @@ use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::SameSite;
 use rocket::request::Request;
 use rocket::{Build, Response, Rocket};
-use session_store_core::{DocumentBackend, SessionStore};
+use session_store_core::{backend::DocumentBackend, SessionStore};
 use session_store_mongo::MongoBackend;
 
 use crate::managed::{CookieSettings, Managed};

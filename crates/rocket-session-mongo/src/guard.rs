@@ -43,8 +43,7 @@ impl<'r> FromRequest<'r> for Session<'r> {
             tracing::error!("{}", Error::NotAttached);
             return Outcome::Error((Status::InternalServerError, Error::NotAttached));
         };
-        let scoped = scope(req).run(managed.load(req));
-        match req.local_cache_async(scoped).await {
+        match req.local_cache_async(managed.load(req)).await {
             Slot::Ready(state) => Outcome::Success(Session {
                 state,
                 scope: scope(req),
@@ -159,8 +158,9 @@ impl Session<'_> {
     ///
     /// [`Error::Unavailable`] when the store fails.
     pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
-        self.scope
-            .run(self.managed.store.sessions_of(owner))
+        self.managed
+            .store
+            .sessions_of(self.scope, owner)
             .await
             .map_err(unavailable)
     }
@@ -171,8 +171,9 @@ impl Session<'_> {
     ///
     /// [`Error::Unavailable`] when the store fails.
     pub async fn revoke(&self, owner: &str, handle: &str) -> Result<bool, Error> {
-        self.scope
-            .run(self.managed.store.revoke(owner, handle))
+        self.managed
+            .store
+            .revoke(self.scope, owner, handle)
             .await
             .map_err(unavailable)
     }
@@ -189,8 +190,9 @@ impl Session<'_> {
         owner: &str,
         keep_current: bool,
     ) -> Result<session_store_core::Revocation, Error> {
-        self.scope
-            .run(self.managed.store.revoke_all(owner, keep_current))
+        self.managed
+            .store
+            .revoke_all(self.scope, owner, keep_current)
             .await
             .map_err(unavailable)
     }

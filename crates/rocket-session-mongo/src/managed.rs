@@ -12,8 +12,8 @@ use rocket::http::{ContentType, Cookie, SameSite, Status};
 use rocket::request::Request;
 use rocket::Response;
 use session_store_core::{
-    DocumentBackend, Error, LoadedSession, RequestScope, Revocation, SaveOutcome, SessionData,
-    SessionInfo, SessionStore,
+    backend::DocumentBackend, Error, LoadedSession, RequestScope, Revocation, SaveOutcome,
+    SessionData, SessionInfo, SessionStore,
 };
 
 use crate::request::{lock, scope, Action, Slot, State};
@@ -30,20 +30,44 @@ const MAX_ID_LEN: usize = 256;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The store operations the guard and the fairing use, whatever the backend.
+/// The store operations the guard and the fairing use, whatever the backend; each for
+/// the request of `scope`.
 pub(crate) trait Store: Send + Sync + 'static {
-    fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<LoadedSession>, Error>>;
+    fn load<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LoadedSession>, Error>>;
     fn save<'a>(
         &'a self,
+        scope: &'a RequestScope,
         id: &'a str,
         data: &'a SessionData,
     ) -> BoxFuture<'a, Result<SaveOutcome, Error>>;
-    fn create<'a>(&'a self, data: &'a SessionData) -> BoxFuture<'a, Result<String, Error>>;
-    fn destroy<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Error>>;
-    fn sessions_of<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<Vec<SessionInfo>, Error>>;
-    fn revoke<'a>(&'a self, owner: &'a str, handle: &'a str) -> BoxFuture<'a, Result<bool, Error>>;
+    fn create<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        data: &'a SessionData,
+    ) -> BoxFuture<'a, Result<String, Error>>;
+    fn destroy<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+    fn sessions_of<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, Error>>;
+    fn revoke<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        owner: &'a str,
+        handle: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Error>>;
     fn revoke_all<'a>(
         &'a self,
+        scope: &'a RequestScope,
         owner: &'a str,
         keep_current: bool,
     ) -> BoxFuture<'a, Result<Revocation, Error>>;
@@ -52,34 +76,57 @@ pub(crate) trait Store: Send + Sync + 'static {
 }
 
 impl<B: DocumentBackend> Store for SessionStore<B> {
-    fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<LoadedSession>, Error>> {
-        Box::pin(SessionStore::load(self, id))
+    fn load<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LoadedSession>, Error>> {
+        Box::pin(async move { self.in_scope(scope).load(id).await })
     }
     fn save<'a>(
         &'a self,
+        scope: &'a RequestScope,
         id: &'a str,
         data: &'a SessionData,
     ) -> BoxFuture<'a, Result<SaveOutcome, Error>> {
-        Box::pin(SessionStore::save(self, id, data, None))
+        Box::pin(async move { self.in_scope(scope).save(id, data, None).await })
     }
-    fn create<'a>(&'a self, data: &'a SessionData) -> BoxFuture<'a, Result<String, Error>> {
-        Box::pin(async move { Ok(SessionStore::create(self, data, None).await?.into_string()) })
+    fn create<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        data: &'a SessionData,
+    ) -> BoxFuture<'a, Result<String, Error>> {
+        Box::pin(async move { Ok(self.in_scope(scope).create(data, None).await?.into_string()) })
     }
-    fn destroy<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(SessionStore::destroy(self, id))
+    fn destroy<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { self.in_scope(scope).destroy(id).await })
     }
-    fn sessions_of<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<Vec<SessionInfo>, Error>> {
-        Box::pin(SessionStore::sessions_of(self, owner))
+    fn sessions_of<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, Error>> {
+        Box::pin(async move { self.in_scope(scope).sessions_of(owner).await })
     }
-    fn revoke<'a>(&'a self, owner: &'a str, handle: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(SessionStore::revoke(self, owner, handle))
+    fn revoke<'a>(
+        &'a self,
+        scope: &'a RequestScope,
+        owner: &'a str,
+        handle: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move { self.in_scope(scope).revoke(owner, handle).await })
     }
     fn revoke_all<'a>(
         &'a self,
+        scope: &'a RequestScope,
         owner: &'a str,
         keep_current: bool,
     ) -> BoxFuture<'a, Result<Revocation, Error>> {
-        Box::pin(SessionStore::revoke_all(self, owner, keep_current))
+        Box::pin(async move { self.in_scope(scope).revoke_all(owner, keep_current).await })
     }
     fn close(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(SessionStore::close(self))
@@ -140,7 +187,7 @@ impl Managed {
         let Some(id) = id else {
             return Slot::Ready(Mutex::default());
         };
-        match self.store.load(&id).await {
+        match self.store.load(scope(req), &id).await {
             Ok(Some(session)) => Slot::Ready(Mutex::new(State {
                 id: Some(id),
                 data: session.data,
@@ -164,7 +211,7 @@ impl Managed {
             return;
         }
         let state = std::mem::take(&mut *lock(cell));
-        let persisted = scope.run(self.persist(state, scope)).await;
+        let persisted = self.persist(state, scope).await;
         scope.finish().await;
         match persisted {
             Ok(Some(cookie)) => res.adjoin_header(cookie),
@@ -189,7 +236,7 @@ impl Managed {
         let State { id, data, action } = state;
         if action != Action::Keep {
             if let Some(old) = &id {
-                self.store.destroy(old).await?;
+                self.store.destroy(scope, old).await?;
             }
         }
         let had_session = id.is_some();
@@ -201,7 +248,7 @@ impl Managed {
         }
         match (action, id) {
             (Action::Destroy, _) => Ok(Some(self.removal_cookie())),
-            (Action::Keep, Some(id)) => match self.store.save(&id, &data).await? {
+            (Action::Keep, Some(id)) => match self.store.save(scope, &id, &data).await? {
                 SaveOutcome::NotFound => {
                     tracing::debug!(
                         "session expired or was deleted during the request; not recreated"
@@ -212,7 +259,7 @@ impl Managed {
             },
             _ if data.is_empty() => Ok(had_session.then(|| self.removal_cookie())),
             _ => {
-                let id = self.store.create(&data).await?;
+                let id = self.store.create(scope, &data).await?;
                 Ok(Some(self.cookie(id)))
             }
         }

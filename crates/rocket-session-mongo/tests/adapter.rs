@@ -13,7 +13,7 @@ use rocket::{get, post, routes, State};
 use rocket_session_mongo::core::time::{Duration, OffsetDateTime};
 use rocket_session_mongo::core::SessionStore;
 use rocket_session_mongo::core::{
-    DocumentBackend, LoadedSession, ManualClock, MemoryBackend, SessionEvent,
+    backend::DocumentBackend, LoadedSession, ManualClock, MemoryBackend, SessionEvent,
 };
 use rocket_session_mongo::mongo::MongoBackend;
 use rocket_session_mongo::{Error, Session, SessionFairing};

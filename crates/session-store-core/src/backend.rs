@@ -18,6 +18,8 @@ use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
 
 use crate::codec::Payload;
+use crate::options::AutoRemove;
+pub use crate::telemetry::record_expired_deleted;
 
 /// One stored session document, as read or written by a backend.
 ///
@@ -162,23 +164,6 @@ pub enum Acquire {
     Held,
     /// No unexpired document has this key.
     Missing,
-}
-
-/// How expired documents are removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum AutoRemove {
-    /// The database removes them itself (MongoDB: a TTL index on `expires` with
-    /// `expireAfterSeconds: 0`, created at start-up). The default.
-    #[default]
-    Native,
-    /// A background task deletes expired documents every period, for servers without
-    /// TTL indexes (Azure Cosmos DB, some emulators). It stops when the store is closed
-    /// or dropped.
-    Interval(Duration),
-    /// Nothing removes them (expired sessions are still never loaded). Use when you
-    /// manage the index yourself, or call `delete_expired` on your own schedule.
-    Disabled,
 }
 
 /// A stream of documents from [`DocumentBackend::all`].

@@ -102,3 +102,14 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+/// `e`, from the backend during `operation`, as the store's error.
+pub(crate) fn backend_error<E: std::error::Error + Send + Sync + 'static>(
+    operation: &'static str,
+    e: E,
+) -> Error {
+    Error::Backend {
+        operation,
+        source: Box::new(e),
+    }
+}

@@ -5,18 +5,18 @@ use std::fmt;
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// Bytes of randomness in a generated session id (256 bits).
-pub const SESSION_ID_BYTES: usize = 32;
-
 /// An opaque session id as issued to a client (the cookie value).
 ///
-/// Generated ids hold [`SESSION_ID_BYTES`] bytes from the operating system's CSPRNG,
+/// Generated ids hold [`SessionId::BYTES`] bytes from the operating system's CSPRNG,
 /// encoded as unpadded base64url (43 characters). The `Debug` form is redacted, so ids
 /// do not end up in logs by accident.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionId(String);
 
 impl SessionId {
+    /// Bytes of randomness in a generated session id (256 bits).
+    pub const BYTES: usize = 32;
+
     /// A new random id.
     ///
     /// # Panics
@@ -24,7 +24,7 @@ impl SessionId {
     /// unrecoverable: continuing with predictable ids would be worse.
     #[must_use]
     pub fn generate() -> Self {
-        let mut bytes = [0u8; SESSION_ID_BYTES];
+        let mut bytes = [0u8; Self::BYTES];
         SystemRandom::new()
             .fill(&mut bytes)
             .expect("the operating system's random number generator failed");

@@ -1,14 +1,18 @@
 //! Serialized requests: a lease in the session document, taken with the load and
 //! released with the save (or by [`RequestScope::finish`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
 
 use crate::backend::{Acquire, DocumentBackend, StoredDocument};
 use crate::clock::later;
-use crate::error::{error_chain, Error};
+use crate::error::{backend_error, error_chain, Error};
 use crate::id::SessionId;
-use crate::scope::{Detach, Held, Release, RequestScope};
-use crate::store::{backend_error, Serialize, SessionStore};
+use crate::options::span;
+use crate::scope::{Held, Releaser, RequestScope};
+use crate::store::SessionStore;
 
 /// First pause before asking again for a lease another request holds; pauses double
 /// from here up to [`max_pause`].
@@ -26,39 +30,40 @@ fn max_pause(wait: Duration) -> Duration {
 }
 
 impl<B: DocumentBackend> SessionStore<B> {
-    /// Takes the lease on `key` for this request, waiting for its turn; returns the
-    /// document and the lease token (`None, None` when there is no session).
+    /// Takes the lease on `key` for the request of `scope`, waiting for its turn, and
+    /// registers it with the scope; returns the document (`None` when there is no
+    /// session).
     pub(crate) async fn acquire(
         &self,
         key: &str,
         scope: &RequestScope,
-        serialize: Serialize,
-    ) -> Result<(Option<StoredDocument>, Option<String>), Error> {
+    ) -> Result<Option<StoredDocument>, Error> {
+        let options = &self.inner.options;
+        let (lease, wait) = (span(options.lease_duration), options.lease_wait);
         // As unguessable as a session id: another request cannot forge a release.
         let token = SessionId::generate().into_string();
         // Wall-clock time, whatever the store's clock says: `lease_wait` bounds how long
         // a request waits, commands included.
         let started = Instant::now();
-        let longest = max_pause(serialize.wait);
+        let longest = max_pause(wait);
         let mut pause = FIRST_PAUSE;
         loop {
             let now = self.now();
             let found = self
                 .inner
                 .backend
-                .acquire(key, now, &token, later(now, serialize.lease))
+                .acquire(key, now, &token, later(now, lease))
                 .await
                 .map_err(|e| backend_error("load", e))?;
             match found {
                 Acquire::Acquired(doc) => {
-                    self.hold(scope, key, &token);
-                    return Ok((Some(*doc), Some(token)));
+                    self.hold(scope, key, token);
+                    return Ok(Some(*doc));
                 }
-                Acquire::Missing => return Ok((None, None)),
+                Acquire::Missing => return Ok(None),
                 Acquire::Held => {
                     let waited = started.elapsed();
-                    let Some(left) = serialize.wait.checked_sub(waited).filter(|l| !l.is_zero())
-                    else {
+                    let Some(left) = wait.checked_sub(waited).filter(|l| !l.is_zero()) else {
                         return Err(Error::Busy { waited });
                     };
                     // The last pause ends at the deadline, for one last try.
@@ -70,36 +75,37 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 
     /// Registers the lease with the scope, so that [`RequestScope::finish`] releases it
-    /// if no save does.
-    fn hold(&self, scope: &RequestScope, key: &str, token: &str) {
-        let (store, key_owned, token_owned) = (self.clone(), key.to_owned(), token.to_owned());
-        let release: Release = Box::new(move || {
-            Box::pin(async move {
-                if let Err(e) = store.release(&key_owned, &token_owned).await {
-                    tracing::warn!(
-                        error = %error_chain(&e),
-                        "releasing a session lease failed; it runs out on its own"
-                    );
-                }
-            })
-        });
-        let (store, key_owned, token_owned) = (self.clone(), key.to_owned(), token.to_owned());
-        let detach: Detach = Box::new(move || {
-            store
-                .inner
-                .backend
-                .release_detached(&key_owned, &token_owned);
-        });
-        scope.hold(key, Held { release, detach });
+    /// if no save does. The scope keeps the store without its scope (no cycle).
+    fn hold(&self, scope: &RequestScope, key: &str, token: String) {
+        let releaser = Arc::new(self.unscoped());
+        scope.hold(key, Held { token, releaser });
     }
 
     /// Releases the lease `token` holds on `key`, if it still does.
-    pub(crate) async fn release(&self, key: &str, token: &str) -> Result<(), Error> {
+    pub(crate) async fn release_lease(&self, key: &str, token: &str) -> Result<(), Error> {
         self.inner
             .backend
             .release(key, token)
             .await
             .map_err(|e| backend_error("release", e))?;
         Ok(())
+    }
+}
+
+impl<B: DocumentBackend> Releaser for SessionStore<B> {
+    fn release(&self, key: String, token: String) -> BoxFuture<'static, ()> {
+        let store = self.clone();
+        Box::pin(async move {
+            if let Err(e) = store.release_lease(&key, &token).await {
+                tracing::warn!(
+                    error = %error_chain(&e),
+                    "releasing a session lease failed; it runs out on its own"
+                );
+            }
+        })
+    }
+
+    fn detach(&self, key: &str, token: &str) {
+        self.inner.backend.release_detached(key, token);
     }
 }

@@ -1,5 +1,5 @@
 //! Framework-agnostic server-side sessions: the policy shared by every adapter of this
-//! workspace, over an abstract [`DocumentBackend`].
+//! workspace, over an abstract [`DocumentBackend`](backend::DocumentBackend).
 //!
 //! This crate is the Rust counterpart of Node's connect-mongo core: session ids,
 //! expiry, the lazy touch window, the payload codec and events live here, and a backend
@@ -25,18 +25,14 @@
 //! data.insert("user".into(), "ann".into());
 //! let id = store.create(&data, None).await?; // a new 256-bit id, never an overwrite
 //!
-//! // Adapters run each request in a scope: its saves are measured against its loads.
+//! // Adapters give each request a scope: its saves are measured against its loads.
 //! let request = RequestScope::new();
-//! request
-//!     .run(async {
-//!         let loaded = store.load(id.as_str()).await?.expect("just created");
-//!         assert_eq!(loaded.data["user"], "ann");
-//!         // Unchanged data inside the touch window: nothing is written.
-//!         let outcome = store.save(id.as_str(), &loaded.data, None).await?;
-//!         assert_eq!(outcome, SaveOutcome::Skipped);
-//!         Ok::<(), session_store_core::Error>(())
-//!     })
-//!     .await?;
+//! let in_request = store.in_scope(&request);
+//! let loaded = in_request.load(id.as_str()).await?.expect("just created");
+//! assert_eq!(loaded.data["user"], "ann");
+//! // Unchanged data inside the touch window: nothing is written.
+//! let outcome = in_request.save(id.as_str(), &loaded.data, None).await?;
+//! assert_eq!(outcome, SaveOutcome::Skipped);
 //! request.finish().await; // releases leases (only taken with `serialize_requests`)
 //!
 //! store.destroy(id.as_str()).await?;
@@ -56,7 +52,7 @@
 //! | [`payload_format`](SessionStoreBuilder::payload_format) | `stringify`, `serialize`/`unserialize` | [`PayloadFormat::JsonString`] | JSON string, queryable document, or a custom [`SessionSerializer`] |
 //! | [`transform_id`](SessionStoreBuilder::transform_id) | `transformId` | identity | maps a session id to its storage key |
 //! | [`id_at_rest`](SessionStoreBuilder::id_at_rest) | — | [`IdAtRest::Sha256`] | `_id` is the SHA-256 digest of the id (after `transform_id`), or `Raw` |
-//! | [`cipher`](SessionStoreBuilder::cipher) | `crypto` / `cryptoAdapter` | none | encrypts every payload, e.g. with a [`KeyRing`] (AES-256-GCM) |
+//! | [`cipher`](SessionStoreBuilder::cipher) | `crypto` / `cryptoAdapter` | none | encrypts every payload, e.g. with a [`KeyRing`](crypto::KeyRing) (AES-256-GCM) |
 //! | [`on_event`](SessionStoreBuilder::on_event) | store events | none | receives every [`SessionEvent`] |
 //! | [`clock`](SessionStoreBuilder::clock) | — | [`SystemClock`] | time source (inject [`ManualClock`] in tests) |
 //! | [`serialize_requests`](SessionStoreBuilder::serialize_requests) | — | off | requests on one session run one at a time across all processes (a lease in the document) |
@@ -136,7 +132,7 @@
 //! | field | type | when |
 //! | --- | --- | --- |
 //! | `_id` | string | always: the storage key ([`SessionStore::storage_key`]), by default the lowercase hex SHA-256 of the session id (and of the request [scope](RequestScope)'s binding, if any) |
-//! | `session` | string (JSON), document, or binary (encrypted) | always; see [`PayloadFormat`] for the payload versions and [`KeyRing`] for the envelope |
+//! | `session` | string (JSON), document, or binary (encrypted) | always; see [`PayloadFormat`] for the payload versions and [`KeyRing`](crypto::KeyRing) for the envelope |
 //! | `expires` | date | always; MongoDB's TTL index is on this field with `expireAfterSeconds: 0` |
 //! | `lastModified` | date | when `touch_after` is non-zero: the last write or touch |
 //! | `createdAt` | date | when `timestamps` is on: the insert |
@@ -149,43 +145,43 @@
 
 #![forbid(unsafe_code)]
 
-mod backend;
+pub mod backend;
 mod builder;
 mod clock;
 mod codec;
-mod crypto;
+mod collection;
+mod create;
+pub mod crypto;
+mod digest;
 mod error;
 mod events;
 mod id;
+mod keys;
 mod lease;
 mod memory;
+mod migration;
+mod options;
 mod owner;
 mod save;
 mod scope;
+mod seal;
 mod store;
 mod telemetry;
 mod touch;
 
-pub use backend::{
-    Acquire, AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome,
-    StoredDocument,
-};
-pub use builder::{SessionStoreBuilder, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_WAIT, DEFAULT_TTL};
+pub use builder::SessionStoreBuilder;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CodecError, Payload, PayloadFormat, SessionData, SessionSerializer};
-pub use crypto::{
-    Cipher, CipherError, EncryptionKey, KeyError, KeyRing, ENVELOPE_VERSION, MAX_ENCRYPTIONS,
-    MAX_KEY_ID_LEN, MIN_SALT_LEN, PBKDF2_ITERATIONS, WARN_ENCRYPTIONS,
-};
+pub use create::MAX_CREATE_ATTEMPTS;
 pub use error::{error_chain, Error};
 pub use events::{EventSubscriber, LoadFailure, SessionEvent};
-pub use id::{SessionId, SESSION_ID_BYTES};
+pub use id::SessionId;
 pub use memory::MemoryBackend;
+pub use options::{AutoRemove, IdAtRest, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_WAIT, DEFAULT_TTL};
 pub use owner::{Revocation, SessionInfo};
-pub use save::MAX_MERGE_ATTEMPTS;
+pub use save::{SaveOutcome, MAX_MERGE_ATTEMPTS};
 pub use scope::{RequestScope, Scoped, SessionBinding};
-pub use store::{IdAtRest, LoadedSession, SaveOutcome, SessionStore, MAX_CREATE_ATTEMPTS};
-pub use telemetry::record_expired_deleted;
+pub use store::{LoadedSession, SessionStore};
 pub use time;
 
 /// A boxed error that keeps its cause chain.

@@ -9,9 +9,9 @@ use futures_util::stream;
 use time::OffsetDateTime;
 
 use crate::backend::{
-    Acquire, AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome,
-    StoredDocument,
+    Acquire, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
 };
+use crate::options::AutoRemove;
 
 /// Session documents in a map behind a mutex. Clones share the same map.
 #[derive(Debug, Clone, Default)]

@@ -1,4 +1,4 @@
-//! A user's sessions: the owner a handler sets ([`RequestScope::set_owner`]), and listing,
+//! A user's sessions: the owner a handler sets ([`RequestScope::set_owner`](crate::RequestScope::set_owner)), and listing,
 //! counting and revoking an owner's sessions.
 
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -6,15 +6,19 @@ use time::OffsetDateTime;
 
 use crate::backend::{DocumentBackend, StoredDocument};
 use crate::codec::SessionData;
-use crate::error::Error;
-use crate::scope::RequestScope;
-use crate::store::{backend_error, hex, SessionStore};
-use crate::telemetry::{op, traced};
+use crate::digest::handle_of;
+use crate::error::{backend_error, Error};
+use crate::events::SessionEvent;
+use crate::store::SessionStore;
+use crate::telemetry::{op, outcomes, traced};
 
-/// The label the owner-digest key is derived under.
-const OWNER_KEY_LABEL: &[u8] = b"session-store owner digest v1";
-/// The domain of session handles.
-const HANDLE_DOMAIN: &[u8] = b"session-store handle v1";
+outcomes! {
+    List { None => "none", Some => "some" }
+}
+
+outcomes! {
+    Revoke { Revoked => "revoked", Unknown => "unknown", Incomplete => "incomplete" }
+}
 
 /// One session of an owner, as [`SessionStore::sessions_of`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,36 +55,13 @@ impl Revocation {
     }
 }
 
-/// The owner tag of `owner` under the digest key `key`: `h:` and the hex HMAC.
-fn keyed_tag(key: &ring::hmac::Key, owner: &str) -> String {
-    format!(
-        "h:{}",
-        hex(ring::hmac::sign(key, owner.as_bytes()).as_ref())
-    )
-}
-
-/// The HMAC key of owner digests, derived from the configured secret under a label of its
-/// own (the secret is never used directly).
-pub(crate) fn digest_key(secret: &[u8]) -> ring::hmac::Key {
-    let base = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    let derived = ring::hmac::sign(&base, OWNER_KEY_LABEL);
-    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
-}
-
-/// The handle of the session stored under `key`.
-pub(crate) fn handle_of(key: &str) -> String {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    context.update(HANDLE_DOMAIN);
-    context.update(key.as_bytes());
-    hex(&context.finish().as_ref()[..16])
-}
-
 impl<B: DocumentBackend> SessionStore<B> {
     /// What the store writes in `owner` for `owner`: the name as given, or its keyed
     /// digest with an [`owner_key`](crate::SessionStoreBuilder::owner_key).
     pub(crate) fn owner_tag(&self, owner: &str) -> Result<String, Error> {
-        match (&self.inner.owner_key, &self.inner.cipher) {
-            (Some(key), _) => Ok(keyed_tag(key, owner)),
+        let options = &self.inner.options;
+        match (&options.owner_key, &options.cipher) {
+            (Some(key), _) => Ok(key.tag(owner)),
             (None, None) => Ok(owner.to_owned()),
             (None, Some(_)) => Err(Error::InvalidOption {
                 option: "owner_key",
@@ -94,7 +75,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// The owner tag of the owner [`owner_from`](crate::SessionStoreBuilder::owner_from)
     /// names in `data`, if it is set and names one.
     pub(crate) fn derived_owner_tag(&self, data: &SessionData) -> Result<Option<String>, Error> {
-        match self.inner.owner_from.as_ref().and_then(|f| f(data)) {
+        match self.inner.options.owner_from.as_ref().and_then(|f| f(data)) {
             Some(owner) => self.owner_tag(&owner).map(Some),
             None => Ok(None),
         }
@@ -106,9 +87,10 @@ impl<B: DocumentBackend> SessionStore<B> {
         let mut tags = vec![self.owner_tag(owner)?];
         tags.extend(
             self.inner
+                .options
                 .previous_owner_keys
                 .iter()
-                .map(|key| keyed_tag(key, owner)),
+                .map(|key| key.tag(owner)),
         );
         Ok(tags)
     }
@@ -121,19 +103,19 @@ impl<B: DocumentBackend> SessionStore<B> {
     pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
         traced(op!("sessions_of"), async {
             let docs = self.owned(&self.owner_tags(owner)?).await?;
-            let scope = RequestScope::current();
+            let scope = self.scope.as_ref();
             let mut infos: Vec<SessionInfo> = docs
                 .into_iter()
                 .map(|d| SessionInfo {
                     handle: handle_of(&d.key),
                     created: d.created_at,
                     last_seen: d.updated_at.or(d.last_modified),
-                    current: scope.as_ref().is_some_and(|s| s.base(&d.key).is_some()),
+                    current: scope.is_some_and(|s| s.knows(&d.key)),
                 })
                 .collect();
             infos.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
             let n = infos.len();
-            Ok((infos, if n == 0 { "none" } else { "some" }))
+            Ok((infos, if n == 0 { List::None } else { List::Some }))
         })
         .await
     }
@@ -158,7 +140,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             let tags = self.owner_tags(owner)?;
             let docs = self.owned(&tags).await?;
             let Some(doc) = docs.iter().find(|d| handle_of(&d.key) == handle) else {
-                return Ok((false, "unknown"));
+                return Ok((false, Revoke::Unknown));
             };
             let n = self
                 .inner
@@ -166,10 +148,10 @@ impl<B: DocumentBackend> SessionStore<B> {
                 .delete_owned(&tags, Some(&doc.key), None)
                 .await
                 .map_err(|e| backend_error("revoke", e))?;
-            if let Some(scope) = RequestScope::current() {
+            if let Some(scope) = &self.scope {
                 scope.gone(&doc.key, true);
             }
-            Ok((n > 0, "revoked"))
+            Ok((n > 0, Revoke::Revoked))
         })
         .await
     }
@@ -188,9 +170,8 @@ impl<B: DocumentBackend> SessionStore<B> {
     pub async fn revoke_all(&self, owner: &str, keep_current: bool) -> Result<Revocation, Error> {
         traced(op!("revoke_all"), async {
             let tags = self.owner_tags(owner)?;
-            let scope = RequestScope::current();
-            let is_current =
-                |key: &str| keep_current && scope.as_ref().is_some_and(|s| s.base(key).is_some());
+            let scope = self.scope.as_ref();
+            let is_current = |key: &str| keep_current && scope.is_some_and(|s| s.knows(key));
             let current = if keep_current {
                 let docs = self.owned(&tags).await?;
                 docs.into_iter().map(|d| d.key).find(|k| is_current(k))
@@ -206,9 +187,9 @@ impl<B: DocumentBackend> SessionStore<B> {
             let (more, unchecked) = self.revoke_unowned(owner, &is_current).await?;
             ended += more;
             let outcome = if unchecked == 0 {
-                "revoked"
+                Revoke::Revoked
             } else {
-                "incomplete"
+                Revoke::Incomplete
             };
             if unchecked > 0 {
                 tracing::warn!(
@@ -240,7 +221,7 @@ impl<B: DocumentBackend> SessionStore<B> {
         let (mut ended, mut unchecked) = (0, 0);
         while let Some(doc) = docs.next().await {
             let doc = doc.map_err(|e| backend_error("revoke_all", e))?;
-            let Some(owner_from) = &self.inner.owner_from else {
+            let Some(owner_from) = &self.inner.options.owner_from else {
                 unchecked += 1;
                 continue;
             };
@@ -250,17 +231,9 @@ impl<B: DocumentBackend> SessionStore<B> {
                 // Expired meanwhile, or unreadable: no session either way.
                 Ok(None) | Err(_) => false,
             };
-            if named && !is_current(&key) {
-                let deleted = self
-                    .inner
-                    .backend
-                    .delete(&key)
-                    .await
-                    .map_err(|e| backend_error("revoke_all", e))?;
-                if deleted {
-                    ended += 1;
-                    self.emit(crate::SessionEvent::Destroyed { key });
-                }
+            if named && !is_current(&key) && self.delete(&key, "revoke_all").await? {
+                ended += 1;
+                self.emit(SessionEvent::Destroyed { key });
             }
         }
         Ok((ended, unchecked))
@@ -270,7 +243,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// ends the oldest sessions stored under the owner tag `tag` beyond the cap, never
     /// `newest` (the one just created).
     pub(crate) async fn enforce_owner_cap(&self, tag: &str, newest: &str) -> Result<(), Error> {
-        let Some(cap) = self.inner.max_sessions_per_owner else {
+        let Some(cap) = self.inner.options.max_sessions_per_owner else {
             return Ok(());
         };
         let tags = [tag.to_owned()];
@@ -286,7 +259,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                 .delete_owned(&tags, Some(&doc.key), None)
                 .await
                 .map_err(|e| backend_error("create", e))?;
-            self.emit(crate::SessionEvent::Destroyed {
+            self.emit(SessionEvent::Destroyed {
                 key: doc.key.clone(),
             });
         }

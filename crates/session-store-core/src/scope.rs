@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use futures_util::future::BoxFuture;
 use time::OffsetDateTime;
 
+use crate::backend::StoredDocument;
 use crate::codec::SessionData;
 
 thread_local! {
@@ -28,8 +29,8 @@ pub struct SessionBinding(pub Option<String>);
 ///
 /// Browsers send requests on one session in parallel, and several instances share one
 /// collection, so a request must be judged against what **it** loaded, not against the
-/// latest copy some other request left in the process. While a request's future runs
-/// inside [`RequestScope::run`], every store operation it makes:
+/// latest copy some other request left in the process. Every operation of the store
+/// handle [`SessionStore::in_scope`](crate::SessionStore::in_scope)`(&scope)`:
 ///
 /// - remembers what [`SessionStore::load`](crate::SessionStore::load) returned (data,
 ///   version, last write), so a later save compares with that: a request that changed
@@ -47,12 +48,15 @@ pub struct SessionBinding(pub Option<String>);
 ///   identity; a cookie replayed with another binding names a document that does not
 ///   exist, and the session it was stolen from is neither read nor changed.
 ///
-/// The adapters install a scope per request (tower-sessions-mongo's
-/// `SessionScopeLayer`, actix-session-mongo's `SessionScope`, the Rocket fairing). The
-/// frameworks call the store from the request's own future, so wrapping that future is
-/// enough; the scope does not follow work spawned onto other tasks. Outside a scope the
-/// store knows nothing about the request: every save writes the data it is given and a
-/// touch window cannot skip writes.
+/// The adapters make a scope per request and pass it to the store: Rocket's fairing
+/// keeps it in the request; tower-sessions-mongo's `SessionLayer` and
+/// actix-session-mongo's `ScopedSessionMiddleware` [run](RequestScope::run) the request's
+/// future in it, since the framework calls their store from that future, and their store
+/// reads it ([`RequestScope::current`]) once per call, at its boundary. The scope does
+/// not follow work spawned onto other tasks. A store used without a scope knows nothing
+/// about the request: every save writes the data it is given and a touch window cannot
+/// skip writes; options that need a scope (`serialize_requests`, `require_binding`)
+/// refuse to work ([`Error::NoRequestScope`](crate::Error::NoRequestScope)).
 ///
 /// ```
 /// use session_store_core::{MemoryBackend, RequestScope, SaveOutcome, SessionData, SessionStore};
@@ -69,21 +73,21 @@ pub struct SessionBinding(pub Option<String>);
 ///
 /// // Two requests load the same session; one changes it, the other only reads.
 /// let (a, b) = (RequestScope::new(), RequestScope::new());
-/// let loaded_a = a.run(store.load(id.as_str())).await?.expect("live");
-/// let loaded_b = b.run(store.load(id.as_str())).await?.expect("live");
+/// let loaded_a = store.in_scope(&a).load(id.as_str()).await?.expect("live");
+/// let loaded_b = store.in_scope(&b).load(id.as_str()).await?.expect("live");
 /// let mut changed = loaded_a.data.clone();
 /// changed.insert("count".into(), 2.into());
-/// assert_eq!(a.run(store.save(id.as_str(), &changed, None)).await?, SaveOutcome::Written);
+/// assert_eq!(store.in_scope(&a).save(id.as_str(), &changed, None).await?, SaveOutcome::Written);
 /// // The reader's stale copy is not written back.
-/// assert_eq!(b.run(store.save(id.as_str(), &loaded_b.data, None)).await?, SaveOutcome::Skipped);
+/// assert_eq!(store.in_scope(&b).save(id.as_str(), &loaded_b.data, None).await?, SaveOutcome::Skipped);
 /// assert_eq!(store.load(id.as_str()).await?.expect("live").data["count"], 2);
 ///
 /// // Bound scopes: a session created for one identity does not load for another.
 /// let cert_a = RequestScope::bound(Some("cert-a".into()));
-/// let id = cert_a.run(store.create(&data, None)).await?;
-/// assert!(cert_a.run(store.load(id.as_str())).await?.is_some());
+/// let id = store.in_scope(&cert_a).create(&data, None).await?;
+/// assert!(store.in_scope(&cert_a).load(id.as_str()).await?.is_some());
 /// let cert_b = RequestScope::bound(Some("cert-b".into()));
-/// assert!(cert_b.run(store.load(id.as_str())).await?.is_none());
+/// assert!(store.in_scope(&cert_b).load(id.as_str()).await?.is_none());
 /// assert!(store.load(id.as_str()).await?.is_none()); // unbound
 /// # Ok::<(), session_store_core::Error>(())
 /// # }).unwrap();
@@ -117,16 +121,25 @@ struct ScopeState {
     ended: bool,
 }
 
+/// The stored times and owner a load hands to the request's scope.
+#[derive(Debug, Clone)]
+pub(crate) struct Stamps {
+    pub(crate) last_modified: Option<OffsetDateTime>,
+    pub(crate) created_at: Option<OffsetDateTime>,
+    pub(crate) owner: Option<String>,
+}
+
 /// What a request knows of one session: the state its changes are measured against.
+/// Cheap to clone: the data is shared.
 #[derive(Debug, Clone)]
 pub(crate) struct Base {
     /// The stored version it loaded or wrote (0 for documents without one).
     pub(crate) version: i64,
     /// The data stored at that version.
-    pub(crate) data: SessionData,
+    pub(crate) data: Arc<SessionData>,
     /// The data as the request's framework last had it, when it differs from `data`
     /// (after a save merged other requests' changes in). `None`: the same as `data`.
-    pub(crate) view: Option<SessionData>,
+    pub(crate) view: Option<Arc<SessionData>>,
     pub(crate) last_modified: Option<OffsetDateTime>,
     /// The stored expiry as of that version.
     pub(crate) expires: Option<OffsetDateTime>,
@@ -134,45 +147,70 @@ pub(crate) struct Base {
     pub(crate) created_at: Option<OffsetDateTime>,
     /// The stored `owner`, if any.
     pub(crate) owner: Option<String>,
-    /// The lease token this request holds on the session, if any.
-    pub(crate) lease: Option<String>,
 }
 
 impl Base {
-    /// What the request's framework last had.
-    pub(crate) fn view(&self) -> &SessionData {
-        self.view.as_ref().unwrap_or(&self.data)
+    /// What a load found: `data` at `version`, with its stored times.
+    pub(crate) fn loaded(
+        version: i64,
+        data: SessionData,
+        stamps: Stamps,
+        expires: OffsetDateTime,
+    ) -> Self {
+        Self {
+            version,
+            data: Arc::new(data),
+            view: None,
+            last_modified: stamps.last_modified,
+            expires: Some(expires),
+            created_at: stamps.created_at,
+            owner: stamps.owner,
+        }
     }
 
-    /// The data to store for `new`: the stored data with the request's changes since
-    /// its view applied (just `new` when nothing was merged in).
-    pub(crate) fn payload_for(&self, new: &SessionData) -> SessionData {
-        match &self.view {
-            None => new.clone(),
-            Some(view) => apply(self.data.clone(), &changes(view, new)),
+    /// What a create inserted: `doc`, holding `data`.
+    pub(crate) fn created(doc: &StoredDocument, data: SessionData) -> Self {
+        Self {
+            version: 0,
+            data: Arc::new(data),
+            view: None,
+            last_modified: doc.last_modified,
+            expires: doc.expires,
+            created_at: doc.created_at,
+            owner: doc.owner.clone(),
         }
+    }
+
+    /// What the request's framework last had.
+    pub(crate) fn view(&self) -> &SessionData {
+        self.view.as_deref().unwrap_or(&self.data)
     }
 }
 
-/// Releases a lease; run by [`RequestScope::finish`] when no save did.
-pub(crate) type Release = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+/// Releases the leases a request holds (the store that took them).
+pub(crate) trait Releaser: Send + Sync {
+    /// Releases the lease `token` holds on `key`; run by [`RequestScope::finish`] when no
+    /// save did. Failures are logged: an unreleased lease runs out on its own.
+    fn release(&self, key: String, token: String) -> BoxFuture<'static, ()>;
 
-/// Starts releasing a lease without waiting (on the backend's runtime); run when a scope
-/// that still holds one is dropped: a request cancelled mid-way (the client went away)
-/// does not block its session until the lease runs out.
-pub(crate) type Detach = Box<dyn FnOnce() + Send>;
+    /// Starts releasing without waiting (on the backend's runtime); run when a scope
+    /// that still holds a lease is dropped: a request cancelled mid-way (the client went
+    /// away) does not block its session until the lease runs out.
+    fn detach(&self, key: &str, token: &str);
+}
 
-/// A lease the request holds: how to release it, now or in the background.
+/// A lease the request holds: its token (the only copy the request keeps) and who
+/// releases it.
 pub(crate) struct Held {
-    pub(crate) release: Release,
-    pub(crate) detach: Detach,
+    pub(crate) token: String,
+    pub(crate) releaser: Arc<dyn Releaser>,
 }
 
 impl Drop for ScopeInner {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        for (_, held) in state.leases.drain() {
-            (held.detach)();
+        for (key, held) in state.leases.drain() {
+            held.releaser.detach(&key, &held.token);
         }
     }
 }
@@ -208,9 +246,10 @@ impl RequestScope {
         }
     }
 
-    /// Runs `fut` with this scope as the current one. Nested scopes: the innermost
-    /// applies. The same scope may run several futures of one request in turn (Rocket
-    /// loads in a guard and saves in a fairing).
+    /// Runs `fut` with this scope as the [current](RequestScope::current) one, for an
+    /// adapter whose store the framework calls from inside the request's future. Nested
+    /// scopes: the innermost applies. The store itself never reads it: pass the scope
+    /// with [`SessionStore::in_scope`](crate::SessionStore::in_scope).
     pub fn run<F: Future>(&self, fut: F) -> Scoped<F> {
         Scoped {
             scope: self.clone(),
@@ -231,9 +270,9 @@ impl RequestScope {
     /// returned: an unreleased lease expires on its own. A scope dropped with leases
     /// still held (a request cancelled mid-way) starts releasing them in the background.
     pub async fn finish(&self) {
-        let pending: Vec<Held> = self.lock().leases.drain().map(|(_, h)| h).collect();
-        for held in pending {
-            (held.release)().await;
+        let pending: Vec<(String, Held)> = self.lock().leases.drain().collect();
+        for (key, held) in pending {
+            held.releaser.release(key, held.token).await;
         }
     }
 
@@ -250,13 +289,8 @@ impl RequestScope {
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let store = SessionStore::builder(MemoryBackend::new()).build().await?;
     /// let login = RequestScope::new();
-    /// login
-    ///     .run(async {
-    ///         // In a handler: the scope the adapter installed for this request.
-    ///         RequestScope::current().expect("inside a request").set_owner("user-42");
-    ///         store.create(&SessionData::new(), None).await
-    ///     })
-    ///     .await?;
+    /// login.set_owner("user-42");
+    /// store.in_scope(&login).create(&SessionData::new(), None).await?;
     /// assert_eq!(store.sessions_of("user-42").await?.len(), 1);
     /// # Ok::<(), session_store_core::Error>(())
     /// # }).unwrap();
@@ -265,8 +299,9 @@ impl RequestScope {
         self.lock().owner = Some(owner.into());
     }
 
-    /// The scope of the request whose future is running (installed by the adapters'
-    /// layer, middleware or fairing), if any.
+    /// The scope of the request whose future is running in [`run`](RequestScope::run),
+    /// if any: what an adapter's store reads once per call, at its boundary, to pass on
+    /// with [`SessionStore::in_scope`](crate::SessionStore::in_scope).
     #[must_use]
     pub fn current() -> Option<Self> {
         CURRENT.with(|c| c.borrow().clone())
@@ -287,12 +322,14 @@ impl RequestScope {
         self.lock().bases.get(key).cloned()
     }
 
-    /// Whether the request loaded or wrote `key`, and the lease it holds on it.
-    pub(crate) fn known(&self, key: &str) -> (bool, Option<String>) {
-        match self.lock().bases.get(key) {
-            Some(base) => (true, base.lease.clone()),
-            None => (false, None),
-        }
+    /// Whether the request loaded or wrote `key`.
+    pub(crate) fn knows(&self, key: &str) -> bool {
+        self.lock().bases.contains_key(key)
+    }
+
+    /// The token of the lease the request holds on `key`, if any.
+    pub(crate) fn lease(&self, key: &str) -> Option<String> {
+        self.lock().leases.get(key).map(|held| held.token.clone())
     }
 
     pub(crate) fn remember(&self, key: &str, base: Base) {
@@ -305,11 +342,7 @@ impl RequestScope {
 
     /// The lease on `key` was released (by a save) or is gone with its document.
     pub(crate) fn released(&self, key: &str) {
-        let mut state = self.lock();
-        state.leases.remove(key);
-        if let Some(base) = state.bases.get_mut(key) {
-            base.lease = None;
-        }
+        self.lock().leases.remove(key);
     }
 
     /// The session under `key` is gone; if this request had loaded it, someone else
@@ -400,74 +433,9 @@ impl<F: Future> Future for Scoped<F> {
     }
 }
 
-/// The keys whose values differ between `base` and `data`: `Some(value)` for a key set
-/// or changed, `None` for a key removed.
-pub(crate) fn changes<'a>(
-    base: &'a SessionData,
-    data: &'a SessionData,
-) -> Vec<(&'a str, Option<&'a serde_json::Value>)> {
-    let mut out: Vec<_> = data
-        .iter()
-        .filter(|(k, v)| base.get(*k) != Some(*v))
-        .map(|(k, v)| (k.as_str(), Some(v)))
-        .collect();
-    out.extend(
-        base.keys()
-            .filter(|k| !data.contains_key(*k))
-            .map(|k| (k.as_str(), None)),
-    );
-    out
-}
-
-/// `current` with `changes` applied.
-pub(crate) fn apply(
-    mut current: SessionData,
-    changes: &[(&str, Option<&serde_json::Value>)],
-) -> SessionData {
-    for (key, value) in changes {
-        match value {
-            Some(v) => {
-                current.insert((*key).to_owned(), (*v).clone());
-            }
-            None => {
-                current.remove(*key);
-            }
-        }
-    }
-    current
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    fn data(v: serde_json::Value) -> SessionData {
-        v.as_object().cloned().unwrap_or_default()
-    }
-
-    #[test]
-    fn changes_are_the_keys_set_changed_or_removed() {
-        let base = data(json!({"a": 1, "b": 2, "c": 3}));
-        let new = data(json!({"a": 1, "b": 5, "d": 4}));
-        let mut c = changes(&base, &new);
-        c.sort_by_key(|(k, _)| *k);
-        assert_eq!(
-            c,
-            vec![("b", Some(&json!(5))), ("c", None), ("d", Some(&json!(4)))]
-        );
-        assert!(changes(&base, &base).is_empty());
-    }
-
-    #[test]
-    fn applying_changes_keeps_other_keys_of_the_current_data() {
-        let base = data(json!({"a": 1, "b": 2}));
-        let mine = data(json!({"a": 1, "b": 3}));
-        let current = data(json!({"a": 7, "b": 2, "x": true}));
-        let merged = apply(current, &changes(&base, &mine));
-        assert_eq!(merged, data(json!({"a": 7, "b": 3, "x": true})));
-    }
 
     #[test]
     fn a_scope_is_current_only_while_its_future_is_polled() {

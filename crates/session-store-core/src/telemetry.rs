@@ -31,17 +31,47 @@ macro_rules! op {
 }
 pub(crate) use op;
 
+/// What one operation did, as its span's `outcome` field and its metric label say it.
+pub(crate) trait Outcome: Copy {
+    fn label(self) -> &'static str;
+}
+
+/// Declares an operation's outcome enum and its labels.
+macro_rules! outcomes {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $label:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $crate::telemetry::Outcome for $name {
+            fn label(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $label),+
+                }
+            }
+        }
+    };
+}
+pub(crate) use outcomes;
+
+outcomes! {
+    /// An operation that either works or fails (counting, listing, clearing, ...).
+    Done { Ok => "ok" }
+}
+
 /// Runs one store operation inside its span, records its outcome (span field and
 /// metrics) and logs a failure once, at `WARN`.
-pub(crate) async fn traced<T>(
+pub(crate) async fn traced<T, O: Outcome>(
     op: Op,
-    fut: impl Future<Output = Result<(T, &'static str), Error>>,
+    fut: impl Future<Output = Result<(T, O), Error>>,
 ) -> Result<T, Error> {
     #[cfg(feature = "metrics")]
     let started = std::time::Instant::now();
     let result = fut.instrument(op.span.clone()).await;
     let outcome: &'static str = match &result {
-        Ok((_, outcome)) => outcome,
+        Ok((_, outcome)) => outcome.label(),
         Err(e) => {
             tracing::warn!(
                 parent: &op.span,
@@ -95,7 +125,7 @@ fn error_kind(e: &Error) -> &'static str {
 /// Counts `n` expired sessions deleted, in `session_store_expired_deleted_total` (with
 /// the `metrics` feature; otherwise nothing). The store counts what
 /// [`SessionStore::delete_expired`](crate::SessionStore::delete_expired) deletes; a
-/// [`DocumentBackend`](crate::DocumentBackend) that deletes expired documents on its own
+/// [`DocumentBackend`](crate::backend::DocumentBackend) that deletes expired documents on its own
 /// schedule (an interval reaper) calls this.
 pub fn record_expired_deleted(n: u64) {
     #[cfg(feature = "metrics")]

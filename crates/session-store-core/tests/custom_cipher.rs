@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use session_store_core::{
-    BoxError, Cipher, LoadFailure, MemoryBackend, Payload, SessionData, SessionEvent, SessionStore,
+    crypto::Cipher, BoxError, LoadFailure, MemoryBackend, Payload, SessionData, SessionEvent,
+    SessionStore,
 };
 
 /// Prefixes the storage key and reverses the bytes; refuses anything else.

@@ -4,7 +4,9 @@
 
 use base64::Engine as _;
 use session_store_core::{
-    EncryptionKey, KeyRing, MemoryBackend, Payload, SessionData, SessionStore, StoredDocument,
+    backend::StoredDocument,
+    crypto::{EncryptionKey, KeyRing},
+    MemoryBackend, Payload, SessionData, SessionStore,
 };
 
 fn fixtures() -> Vec<(String, serde_json::Value)> {
@@ -39,7 +41,7 @@ fn field<'a>(f: &'a serde_json::Value, name: &str) -> &'a str {
 async fn every_envelope_version_loads() {
     let all = fixtures();
     assert!(!all.is_empty(), "no envelope fixtures found");
-    for version in 1..=session_store_core::ENVELOPE_VERSION {
+    for version in 1..=session_store_core::crypto::ENVELOPE_VERSION {
         assert!(
             all.iter().any(|(_, f)| f["version"] == version),
             "no fixture for envelope version {version}: add one when the format changes"

@@ -11,7 +11,8 @@ use metrics::{
     SharedString, Unit,
 };
 use session_store_core::{
-    EncryptionKey, Error, KeyRing, MemoryBackend, RequestScope, SessionData, SessionStore,
+    crypto::{EncryptionKey, KeyRing},
+    Error, MemoryBackend, RequestScope, SessionData, SessionStore,
 };
 
 /// Every counter's value and every histogram's sample count, by `name{k=v,...}`.
@@ -160,8 +161,8 @@ async fn failures_and_deletions_are_counted() {
         .unwrap();
     let id = store.create(&data(1), None).await.unwrap();
     let first = RequestScope::new();
-    first.run(store.load(id.as_str())).await.unwrap();
-    let second = RequestScope::new().run(store.load(id.as_str())).await;
+    store.in_scope(&first).load(id.as_str()).await.unwrap();
+    let second = store.in_scope(&RequestScope::new()).load(id.as_str()).await;
     assert!(matches!(second, Err(Error::Busy { .. })), "{second:?}");
     assert_eq!(
         captured.counter("session_store_errors_total{operation=load,kind=busy}"),
@@ -174,6 +175,6 @@ async fn failures_and_deletions_are_counted() {
 
     assert_eq!(store.delete_expired().await.unwrap(), 0);
     assert_eq!(captured.counter("session_store_expired_deleted_total{}"), 0);
-    session_store_core::record_expired_deleted(3);
+    session_store_core::backend::record_expired_deleted(3);
     assert_eq!(captured.counter("session_store_expired_deleted_total{}"), 3);
 }

@@ -8,8 +8,10 @@ use proptest::prelude::*;
 use serde_json::Value;
 use session_store_core::time::{Duration, OffsetDateTime};
 use session_store_core::{
-    Cipher, DocumentBackend, EncryptionKey, IdAtRest, KeyRing, ManualClock, MemoryBackend, Payload,
-    PayloadFormat, RequestScope, SessionData, SessionStore, StoredDocument,
+    backend::{DocumentBackend, StoredDocument},
+    crypto::{Cipher, EncryptionKey, KeyRing},
+    IdAtRest, ManualClock, MemoryBackend, Payload, PayloadFormat, RequestScope, SessionData,
+    SessionStore,
 };
 
 fn config() -> ProptestConfig {
@@ -130,12 +132,12 @@ async fn exercise(
 ) {
     backend.insert(&doc).await.unwrap();
     let scope = RequestScope::new();
-    let loaded = scope.run(store.load(id)).await;
+    let loaded = store.in_scope(&scope).load(id).await;
     if let Ok(Some(session)) = &loaded {
-        let _ = scope.run(store.save(id, &session.data, None)).await;
+        let _ = store.in_scope(&scope).save(id, &session.data, None).await;
     }
-    let _ = scope.run(store.save(id, data, None)).await;
-    let _ = scope.run(store.touch(id, None)).await;
+    let _ = store.in_scope(&scope).save(id, data, None).await;
+    let _ = store.in_scope(&scope).touch(id, None).await;
     let _ = store.load(id).await;
     let _ = store
         .save(
@@ -197,10 +199,10 @@ proptest! {
                 .await
                 .unwrap();
             let scope = RequestScope::bound(binding);
-            let loaded = scope.run(store.load(&id)).await.unwrap();
+            let loaded = store.in_scope(&scope).load(&id).await.unwrap();
             prop_assert!(loaded.is_none());
-            let _ = scope.run(store.save(&id, &SessionData::new(), None)).await;
-            let _ = scope.run(store.destroy(&id)).await;
+            let _ = store.in_scope(&scope).save(&id, &SessionData::new(), None).await;
+            let _ = store.in_scope(&scope).destroy(&id).await;
             Ok(())
         })?;
     }

@@ -13,8 +13,10 @@ use mongodb::options::{Acknowledgment, CollectionOptions, Hint, ReturnDocument, 
 use mongodb::{Client, Collection};
 use session_store_core::time::OffsetDateTime;
 use session_store_core::{
-    Acquire, AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome,
-    StoredDocument,
+    backend::{
+        Acquire, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
+    },
+    AutoRemove,
 };
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::Instrument as _;

@@ -2,7 +2,10 @@
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use session_store_core::time::OffsetDateTime;
-use session_store_core::{DocumentUpdate, Payload, StoredDocument};
+use session_store_core::{
+    backend::{DocumentUpdate, StoredDocument},
+    Payload,
+};
 
 pub(crate) const ID: &str = "_id";
 pub(crate) const SESSION: &str = "session";
@@ -161,7 +164,7 @@ pub(crate) fn to_document(s: &StoredDocument) -> Document {
 }
 
 /// An update as a pipeline that applies only where the document meets the update's
-/// conditions ([`StoredDocument::matches`](session_store_core::StoredDocument::matches)):
+/// conditions ([`StoredDocument::matches`](session_store_core::backend::StoredDocument::matches)):
 /// unexpired at `now`, at the expected version, holding the expected lease. The server
 /// evaluates them on the document it found by `_id` alone, so the query takes MongoDB's
 /// `_id` fast path (IDHACK) instead of being planned; a document that does not meet them

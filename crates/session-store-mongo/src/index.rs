@@ -202,7 +202,7 @@ impl MongoBackend {
                 .await;
                 match result {
                     Ok(r) => {
-                        session_store_core::record_expired_deleted(r.deleted_count);
+                        session_store_core::backend::record_expired_deleted(r.deleted_count);
                         tracing::debug!(deleted = r.deleted_count, "removed expired sessions");
                     }
                     Err(e) => tracing::error!(

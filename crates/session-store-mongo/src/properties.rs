@@ -92,7 +92,7 @@ proptest! {
     #[test]
     fn document_payloads_round_trip(map in prop::collection::btree_map(any::<String>(), json(), 0..6)) {
         let data: session_store_core::SessionData = map.into_iter().collect();
-        let mut stored = session_store_core::StoredDocument::new("k");
+        let mut stored = session_store_core::backend::StoredDocument::new("k");
         stored.session = Some(session_store_core::Payload::Document(data.clone()));
         let back = convert::from_document(convert::to_document(&stored));
         prop_assert_eq!(back.session, Some(session_store_core::Payload::Document(data)));

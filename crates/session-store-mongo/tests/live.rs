@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use session_store_core::time::OffsetDateTime;
 use session_store_core::{
-    AutoRemove, DocumentBackend, Error, PayloadFormat, RequestScope, SessionData, SessionStore,
-    StoredDocument,
+    backend::{DocumentBackend, StoredDocument},
+    AutoRemove, Error, PayloadFormat, RequestScope, SessionData, SessionStore,
 };
 use session_store_mongo::mongodb::bson::{doc, Bson, Document};
 use session_store_mongo::mongodb::options::{
@@ -379,17 +379,17 @@ async fn loads_and_updates_take_the_id_fast_path() {
     let id = store.create(&data(1), None).await.unwrap();
     db.db().run_command(doc! { "profile": 2 }).await.unwrap();
     let request = RequestScope::new();
-    request
-        .run(async {
-            store.load(id.as_str()).await.unwrap().expect("loads");
-            store.save(id.as_str(), &data(2), None).await.unwrap();
-            // Another expiry than the save's, so the touch changes the document even
-            // within the same millisecond (an update that changes nothing is followed by
-            // a read that tells "already so" from "conditions failed").
-            let later = store.now() + session_store_core::time::Duration::hours(2);
-            store.touch(id.as_str(), Some(later)).await.unwrap();
-        })
-        .await;
+    async {
+        let store = store.in_scope(&request);
+        store.load(id.as_str()).await.unwrap().expect("loads");
+        store.save(id.as_str(), &data(2), None).await.unwrap();
+        // Another expiry than the save's, so the touch changes the document even
+        // within the same millisecond (an update that changes nothing is followed by
+        // a read that tells "already so" from "conditions failed").
+        let later = store.now() + session_store_core::time::Duration::hours(2);
+        store.touch(id.as_str(), Some(later)).await.unwrap();
+    }
+    .await;
     // Another process, which has not loaded the session.
     let other = default_store(&db).await;
     other.save(id.as_str(), &data(3), None).await.unwrap();

@@ -36,8 +36,9 @@ async fn revoking_a_users_sessions_uses_the_owner_index() {
     for _ in 0..3 {
         let login = RequestScope::new();
         login.set_owner("ann");
-        login
-            .run(store.create(&SessionData::new(), None))
+        store
+            .in_scope(&login)
+            .create(&SessionData::new(), None)
             .await
             .unwrap();
     }

@@ -194,8 +194,11 @@ async fn a_request_cancelled_while_taking_its_lease_does_not_keep_it() {
     let id = store.create(&data(1), None).await.expect("create");
     for attempt in 0..200_u64 {
         let deadline = Duration::from_micros(attempt * 7919 % 1500);
-        let cancelled =
-            tokio::time::timeout(deadline, RequestScope::new().run(store.load(id.as_str()))).await;
+        let cancelled = tokio::time::timeout(
+            deadline,
+            store.in_scope(&RequestScope::new()).load(id.as_str()),
+        )
+        .await;
         if let Ok(loaded) = cancelled {
             // It finished in time: its scope is gone, so the lease is released in the
             // background; let that land.
@@ -203,7 +206,7 @@ async fn a_request_cancelled_while_taking_its_lease_does_not_keep_it() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let next = RequestScope::new();
-        let loaded = next.run(store.load(id.as_str())).await;
+        let loaded = store.in_scope(&next).load(id.as_str()).await;
         assert!(
             matches!(loaded, Ok(Some(_))),
             "attempt {attempt} (cancelled after {deadline:?}): the next request did not get \
@@ -220,8 +223,8 @@ async fn a_request_cancelled_while_taking_its_lease_does_not_keep_it() {
 /// release it, and the lease runs out on its own.
 #[test]
 fn a_command_dropped_outside_a_runtime_does_not_panic() {
+    use session_store_core::backend::DocumentBackend as _;
     use session_store_core::time::{Duration as TimeDuration, OffsetDateTime};
-    use session_store_core::DocumentBackend as _;
     let Some(uri) = live::mongo_uri() else { return };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -13,9 +13,11 @@ use futures_util::StreamExt as _;
 use serde_json::json;
 use session_store_core::time::{Duration, OffsetDateTime};
 use session_store_core::{
-    BoxError, Clock as _, DocumentBackend, DocumentUpdate, EncryptionKey, Error, IdAtRest, KeyRing,
-    LoadFailure, ManualClock, Payload, PayloadFormat, RequestScope, SaveOutcome, SessionData,
-    SessionEvent, SessionSerializer, SessionStore, SessionStoreBuilder, StoredDocument,
+    backend::{DocumentBackend, DocumentUpdate, StoredDocument},
+    crypto::{EncryptionKey, KeyRing},
+    BoxError, Clock as _, Error, IdAtRest, LoadFailure, ManualClock, Payload, PayloadFormat,
+    RequestScope, SaveOutcome, SessionData, SessionEvent, SessionSerializer, SessionStore,
+    SessionStoreBuilder,
 };
 
 /// A fresh, empty backend for one test case, and its clean-up.
@@ -355,106 +357,97 @@ pub async fn changed_data_is_written<B: DocumentBackend + Clone>(backend: B) {
 /// `lastModified` are written, never the payload.
 pub async fn touch_after_skips_then_touches_expiry_only<B: DocumentBackend + Clone>(backend: B) {
     // One request: its saves are measured against what it created or loaded.
-    RequestScope::new()
-        .run(async move {
-            let f = fixture(backend, |b| b.touch_after(StdDuration::from_secs(60))).await;
-            let d = data(json!({"n": 1}));
-            let id = f.store.create(&d, None).await.unwrap();
-            let created = raw(&f, id.as_str()).await;
-            assert_eq!(created.last_modified, Some(millis(f.clock.now())));
+    let mut f = fixture(backend, |b| b.touch_after(StdDuration::from_secs(60))).await;
+    f.store = f.store.in_scope(&RequestScope::new());
+    let d = data(json!({"n": 1}));
+    let id = f.store.create(&d, None).await.unwrap();
+    let created = raw(&f, id.as_str()).await;
+    assert_eq!(created.last_modified, Some(millis(f.clock.now())));
 
-            let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
-            f.clock.advance(Duration::seconds(30));
-            assert_eq!(
-                f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
-                SaveOutcome::Skipped
-            );
-            assert_eq!(raw(&f, id.as_str()).await, created, "a skipped save wrote");
+    let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
+    f.clock.advance(Duration::seconds(30));
+    assert_eq!(
+        f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
+        SaveOutcome::Skipped
+    );
+    assert_eq!(raw(&f, id.as_str()).await, created, "a skipped save wrote");
 
-            // Change the stored payload behind the store's back: a touch must not overwrite it.
-            let mut sneaky = DocumentUpdate::new(created.expires.unwrap());
-            sneaky.session = Some(Payload::Text(r#"{"n":99}"#.into()));
-            assert!(f
-                .backend
-                .update(&f.store.storage_key(id.as_str()), f.clock.now(), &sneaky)
-                .await
-                .unwrap());
+    // Change the stored payload behind the store's back: a touch must not overwrite it.
+    let mut sneaky = DocumentUpdate::new(created.expires.unwrap());
+    sneaky.session = Some(Payload::Text(r#"{"n":99}"#.into()));
+    assert!(f
+        .backend
+        .update(&f.store.storage_key(id.as_str()), f.clock.now(), &sneaky)
+        .await
+        .unwrap());
 
-            f.clock.advance(Duration::seconds(31));
-            assert_eq!(
-                f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
-                SaveOutcome::Touched
-            );
-            let after = raw(&f, id.as_str()).await;
-            let now = millis(f.clock.now());
-            assert_eq!(after.expires, Some(now + Duration::hours(1)));
-            assert_eq!(after.last_modified, Some(now));
-            assert_eq!(
-                after.session,
-                Some(Payload::Text(r#"{"n":99}"#.into())),
-                "a touch rewrote the payload"
-            );
+    f.clock.advance(Duration::seconds(31));
+    assert_eq!(
+        f.store.save(id.as_str(), &loaded.data, None).await.unwrap(),
+        SaveOutcome::Touched
+    );
+    let after = raw(&f, id.as_str()).await;
+    let now = millis(f.clock.now());
+    assert_eq!(after.expires, Some(now + Duration::hours(1)));
+    assert_eq!(after.last_modified, Some(now));
+    assert_eq!(
+        after.session,
+        Some(Payload::Text(r#"{"n":99}"#.into())),
+        "a touch rewrote the payload"
+    );
 
-            let events = f.events();
-            assert!(events
-                .iter()
-                .any(|e| matches!(e, SessionEvent::TouchSkipped { .. })));
-            assert!(events
-                .iter()
-                .any(|e| matches!(e, SessionEvent::Touched { .. })));
-        })
-        .await;
+    let events = f.events();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::TouchSkipped { .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Touched { .. })));
 }
 
 /// With no touch window, each save of unchanged data touches, and no `lastModified` is
 /// written.
 pub async fn without_touch_window_every_save_touches<B: DocumentBackend + Clone>(backend: B) {
     // One request: its saves are measured against what it created or loaded.
-    RequestScope::new()
-        .run(async move {
-            let f = fixture(backend, |b| b).await;
-            let d = data(json!({"n": 1}));
-            let id = f.store.create(&d, None).await.unwrap();
-            for _ in 0..2 {
-                f.clock.advance(Duration::seconds(1));
-                assert_eq!(
-                    f.store.save(id.as_str(), &d, None).await.unwrap(),
-                    SaveOutcome::Touched
-                );
-                let doc = raw(&f, id.as_str()).await;
-                assert_eq!(
-                    doc.expires,
-                    Some(millis(f.clock.now()) + Duration::hours(1))
-                );
-                assert_eq!(doc.last_modified, None);
-            }
-        })
-        .await;
+    let mut f = fixture(backend, |b| b).await;
+    f.store = f.store.in_scope(&RequestScope::new());
+    let d = data(json!({"n": 1}));
+    let id = f.store.create(&d, None).await.unwrap();
+    for _ in 0..2 {
+        f.clock.advance(Duration::seconds(1));
+        assert_eq!(
+            f.store.save(id.as_str(), &d, None).await.unwrap(),
+            SaveOutcome::Touched
+        );
+        let doc = raw(&f, id.as_str()).await;
+        assert_eq!(
+            doc.expires,
+            Some(millis(f.clock.now()) + Duration::hours(1))
+        );
+        assert_eq!(doc.last_modified, None);
+    }
 }
 
 /// `touch` extends expiry only, honouring the window.
 pub async fn touch_extends_expiry_without_rewriting_data<B: DocumentBackend + Clone>(backend: B) {
     // One request: its saves are measured against what it created or loaded.
-    RequestScope::new()
-        .run(async move {
-            let f = fixture(backend, |b| b.touch_after(StdDuration::from_secs(60))).await;
-            let d = data(json!({"n": 1}));
-            let id = f.store.create(&d, None).await.unwrap();
-            f.clock.advance(Duration::seconds(10));
-            assert_eq!(
-                f.store.touch(id.as_str(), None).await.unwrap(),
-                SaveOutcome::Skipped
-            );
-            f.clock.advance(Duration::seconds(60));
-            assert_eq!(
-                f.store.touch(id.as_str(), None).await.unwrap(),
-                SaveOutcome::Touched
-            );
-            let s = f.store.load(id.as_str()).await.unwrap().unwrap();
-            assert_eq!(s.data, d);
-            assert_eq!(s.expires, millis(f.clock.now()) + Duration::hours(1));
-        })
-        .await;
+    let mut f = fixture(backend, |b| b.touch_after(StdDuration::from_secs(60))).await;
+    f.store = f.store.in_scope(&RequestScope::new());
+    let d = data(json!({"n": 1}));
+    let id = f.store.create(&d, None).await.unwrap();
+    f.clock.advance(Duration::seconds(10));
+    assert_eq!(
+        f.store.touch(id.as_str(), None).await.unwrap(),
+        SaveOutcome::Skipped
+    );
+    f.clock.advance(Duration::seconds(60));
+    assert_eq!(
+        f.store.touch(id.as_str(), None).await.unwrap(),
+        SaveOutcome::Touched
+    );
+    let s = f.store.load(id.as_str()).await.unwrap().unwrap();
+    assert_eq!(s.data, d);
+    assert_eq!(s.expires, millis(f.clock.now()) + Duration::hours(1));
 }
 
 /// A save racing a logout does not bring the session back.

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use session_store_core::DocumentBackend;
+use session_store_core::backend::DocumentBackend;
 use tower_layer::Layer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};

@@ -10,7 +10,7 @@
 use std::future::IntoFuture;
 use std::time::Duration;
 
-use session_store_core::{DocumentBackend, SessionStore};
+use session_store_core::{backend::DocumentBackend, SessionStore};
 use session_store_mongo::mongodb::bson::{doc, Bson, DateTime, Document};
 use session_store_mongo::mongodb::Collection;
 use tower_sessions_core::session::{Id, Record};

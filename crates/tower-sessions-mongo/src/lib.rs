@@ -116,8 +116,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use session_store_core::DocumentBackend;
-use session_store_core::SessionStore;
+use session_store_core::backend::DocumentBackend;
+use session_store_core::{RequestScope, SessionStore};
 use session_store_mongo::MongoBackend;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion};
@@ -220,6 +220,15 @@ impl<B: DocumentBackend> TowerStore<B> {
         self
     }
 
+    /// The store for the request whose future is running: its scope, installed by the
+    /// session layer, read here once per call (the one place this crate reads it).
+    fn request_store(&self) -> SessionStore<B> {
+        match RequestScope::current() {
+            Some(scope) => self.store.in_scope(&scope),
+            None => self.store.clone(),
+        }
+    }
+
     /// The core store, for `count`, `all`, `clear` and `close`.
     #[must_use]
     pub fn store(&self) -> &SessionStore<B> {
@@ -247,7 +256,7 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
         let data = to_core(&record.data);
         let mut proposed = Some(record.id);
         let id = self
-            .store
+            .request_store()
             .create_with_ids(&data, Some(record.expiry_date), move || {
                 proposed.take().unwrap_or_default()
             })
@@ -259,7 +268,7 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let outcome = self
-            .store
+            .request_store()
             .save(
                 &record.id.to_string(),
                 &to_core(&record.data),
@@ -274,23 +283,13 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let loaded = self
-            .store
-            .load(&id.to_string())
-            .await
-            .map_err(to_tower_error)?;
+        let store = self.request_store();
+        let loaded = store.load(&id.to_string()).await.map_err(to_tower_error)?;
         #[cfg(feature = "migrate-mongodb-store")]
         let loaded = match (loaded, &self.legacy) {
             (None, Some(legacy)) => {
-                if legacy
-                    .adopt(&self.store, id)
-                    .await
-                    .map_err(to_tower_error)?
-                {
-                    self.store
-                        .load(&id.to_string())
-                        .await
-                        .map_err(to_tower_error)?
+                if legacy.adopt(&store, id).await.map_err(to_tower_error)? {
+                    store.load(&id.to_string()).await.map_err(to_tower_error)?
                 } else {
                     None
                 }
@@ -310,7 +309,7 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
         if let Some(legacy) = &self.legacy {
             legacy.forget(id).await.map_err(to_tower_error)?;
         }
-        self.store
+        self.request_store()
             .destroy(&id.to_string())
             .await
             .map_err(to_tower_error)

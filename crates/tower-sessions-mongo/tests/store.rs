@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use session_store_core::{DocumentBackend, MemoryBackend};
+use session_store_core::{backend::DocumentBackend, MemoryBackend};
 use session_store_testkit::live::{self, TestDb};
 use time::{Duration, OffsetDateTime};
 use tower_sessions_core::session::{Id, Record};

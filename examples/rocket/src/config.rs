@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::adapter::core::{AutoRemove, KeyRing};
+use crate::adapter::core::{crypto::KeyRing, AutoRemove};
 use anyhow::{bail, Context as _, Result};
 
 /// How often `AUTO_REMOVE=interval` deletes expired sessions (connect-mongo's default).

@@ -41,7 +41,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 use session_store_core::time::{self, OffsetDateTime};
 use session_store_core::{
-    KeyRing, ManualClock, RequestScope, SaveOutcome, SessionData, SessionId, SessionStore,
+    crypto::KeyRing, ManualClock, RequestScope, SaveOutcome, SessionData, SessionId, SessionStore,
 };
 use session_store_mongo::mongodb::bson::{doc, DateTime, Document};
 use session_store_mongo::mongodb::options::IndexOptions;
@@ -481,7 +481,7 @@ async fn round(
                     let n = w * 100_000 + i;
                     let slot = &ids[w][i];
                     match store {
-                        Some(store) => slot.scope.run(store_op(&store, op, n, slot)).await,
+                        Some(store) => store_op(&store.in_scope(&slot.scope), op, n, slot).await,
                         None => raw_op(&raw, &clock, op, n, slot).await,
                     }
                 }
@@ -625,7 +625,7 @@ async fn raw_op(
 
 /// Microseconds per seal + open of one session payload, in memory.
 fn cipher_cost() -> Result<(f64, f64)> {
-    use session_store_core::Cipher as _;
+    use session_store_core::crypto::Cipher as _;
     let ring = KeyRing::parse("bench:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")?;
     let text = serde_json::to_vec(&session(1, 0))?;
     let key = "0".repeat(64);

@@ -61,7 +61,10 @@ pub(crate) async fn users_section(
         for _ in 0..USER_SESSIONS {
             let login = RequestScope::new();
             login.set_owner("bench-user");
-            login.run(store.create(&SessionData::new(), None)).await?;
+            store
+                .in_scope(&login)
+                .create(&SessionData::new(), None)
+                .await?;
         }
         let t = Instant::now();
         let listed = store.sessions_of("bench-user").await?;

@@ -14,19 +14,27 @@ pub async fn binding_cannot_be_forged_in_the_id<B: DocumentBackend + Clone>(back
     for id_at_rest in [IdAtRest::Sha256, IdAtRest::Raw] {
         let f = fixture(backend.clone(), |b| b.id_at_rest(id_at_rest)).await;
         let mine = RequestScope::bound(Some(BINDING.into()));
-        let id = mine
-            .run(f.store.create(&data(json!({"user": "ann"})), None))
+        let id = f
+            .store
+            .in_scope(&mine)
+            .create(&data(json!({"user": "ann"})), None)
             .await
             .unwrap();
-        let key = mine.run(async { f.store.storage_key(id.as_str()) }).await;
+        let key = f.store.in_scope(&mine).storage_key(id.as_str());
         assert!(
-            mine.run(f.store.load(id.as_str())).await.unwrap().is_some(),
+            f.store
+                .in_scope(&mine)
+                .load(id.as_str())
+                .await
+                .unwrap()
+                .is_some(),
             "{id_at_rest:?}: the bound session must load for its binding"
         );
         let other = RequestScope::bound(Some(format!("{BINDING}0")));
         assert!(
-            other
-                .run(f.store.load(id.as_str()))
+            f.store
+                .in_scope(&other)
+                .load(id.as_str())
                 .await
                 .unwrap()
                 .is_none(),
@@ -39,7 +47,12 @@ pub async fn binding_cannot_be_forged_in_the_id<B: DocumentBackend + Clone>(back
         ] {
             let unbound = RequestScope::new();
             assert!(
-                unbound.run(f.store.load(&forged)).await.unwrap().is_none(),
+                f.store
+                    .in_scope(&unbound)
+                    .load(&forged)
+                    .await
+                    .unwrap()
+                    .is_none(),
                 "{id_at_rest:?}: an unbound request with the id {forged:?} reached the bound \
                  session"
             );
@@ -48,9 +61,7 @@ pub async fn binding_cannot_be_forged_in_the_id<B: DocumentBackend + Clone>(back
         let shifted = RequestScope::bound(Some(BINDING[1..].into()));
         let shifted_id = format!("{}{}", id.as_str(), &BINDING[..1]);
         assert_ne!(
-            shifted
-                .run(async { f.store.storage_key(&shifted_id) })
-                .await,
+            f.store.in_scope(&shifted).storage_key(&shifted_id),
             key,
             "{id_at_rest:?}: (id + c, binding - c) has the same key"
         );
@@ -71,11 +82,13 @@ pub async fn required_binding_refuses_unbound_requests<B: DocumentBackend + Clon
         })
         .await;
         let mine = RequestScope::bound(Some(BINDING.into()));
-        let id = mine
-            .run(f.store.create(&data(json!({"user": "ann"})), None))
+        let id = f
+            .store
+            .in_scope(&mine)
+            .create(&data(json!({"user": "ann"})), None)
             .await
             .unwrap();
-        let key = mine.run(async { f.store.storage_key(id.as_str()) }).await;
+        let key = f.store.in_scope(&mine).storage_key(id.as_str());
         for (scope, what) in [
             (Some(RequestScope::new()), "an unbound scope"),
             (None, "no scope"),
@@ -92,28 +105,30 @@ pub async fn required_binding_refuses_unbound_requests<B: DocumentBackend + Clon
                         }
                     )
             };
+            // The store as this request (or no request) uses it.
+            let store = match scope {
+                Some(scope) => f.store.in_scope(scope),
+                None => f.store.clone(),
+            };
             for forged in [id.as_str().to_owned(), key.clone()] {
-                match within(scope, f.store.load(&forged)).await {
+                match store.load(&forged).await {
                     Ok(None) if scope.is_some() => {}
                     Err(e) if refused(&e) => {}
                     other => {
                         panic!("{id_at_rest:?}, {what}: loading with {forged:?} gave {other:?}")
                     }
                 }
-                match within(
-                    scope,
-                    f.store
-                        .save(&forged, &data(json!({"user": "mallory"})), None),
-                )
-                .await
+                match store
+                    .save(&forged, &data(json!({"user": "mallory"})), None)
+                    .await
                 {
                     Ok(SaveOutcome::NotFound) if scope.is_some() => {}
                     Err(e) if refused(&e) => {}
                     other => panic!("{id_at_rest:?}, {what}: save gave {other:?}"),
                 }
-                within(scope, f.store.destroy(&forged)).await.unwrap();
+                store.destroy(&forged).await.unwrap();
             }
-            match within(scope, f.store.create(&data(json!({"user": "eve"})), None)).await {
+            match store.create(&data(json!({"user": "eve"})), None).await {
                 Ok(_) => assert!(
                     scope.is_some(),
                     "{what}: a create outside a scope succeeded"
@@ -127,20 +142,12 @@ pub async fn required_binding_refuses_unbound_requests<B: DocumentBackend + Clon
             1,
             "{id_at_rest:?}: an unbound request created or deleted a session"
         );
-        let loaded = mine.run(f.store.load(id.as_str())).await.unwrap();
+        let loaded = f.store.in_scope(&mine).load(id.as_str()).await.unwrap();
         assert_eq!(
             loaded.map(|s| s.data),
             Some(data(json!({"user": "ann"}))),
             "{id_at_rest:?}: the bound session must be unchanged and still load"
         );
         f.store.clear().await.unwrap();
-    }
-}
-
-/// Runs `fut` inside `scope`, or outside any scope.
-async fn within<T>(scope: Option<&RequestScope>, fut: impl Future<Output = T>) -> T {
-    match scope {
-        Some(s) => s.run(fut).await,
-        None => fut.await,
     }
 }

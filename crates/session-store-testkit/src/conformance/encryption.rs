@@ -65,67 +65,64 @@ const MARKER: &str = "marker-7f3a9c-plaintext";
 /// and is re-encrypted on change; touches leave it alone.
 pub async fn encrypted_payload_round_trips<B: DocumentBackend + Clone>(backend: B) {
     // One request: its saves are measured against what it created or loaded.
-    RequestScope::new()
-        .run(async move {
-            let f = fixture(backend, |b| {
-                b.cipher(ring(&[("k1", 1)]))
-                    .touch_after(StdDuration::from_secs(60))
-            })
-            .await;
-            let d = data(json!({"user": MARKER, "n": 1}));
-            let id = f.store.create(&d, None).await.unwrap();
-            let first = sealed_bytes(&raw(&f, id.as_str()).await);
-            assert_eq!(first[..4], [1, 2, b'k', b'1'], "envelope v1 with key id k1");
-            assert!(
-                !first.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
-                "the plaintext is visible in the stored payload"
-            );
-            let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
-            assert_eq!(loaded.data, d);
+    let mut f = fixture(backend, |b| {
+        b.cipher(ring(&[("k1", 1)]))
+            .touch_after(StdDuration::from_secs(60))
+    })
+    .await;
+    f.store = f.store.in_scope(&RequestScope::new());
+    let d = data(json!({"user": MARKER, "n": 1}));
+    let id = f.store.create(&d, None).await.unwrap();
+    let first = sealed_bytes(&raw(&f, id.as_str()).await);
+    assert_eq!(first[..4], [1, 2, b'k', b'1'], "envelope v1 with key id k1");
+    assert!(
+        !first.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+        "the plaintext is visible in the stored payload"
+    );
+    let loaded = f.store.load(id.as_str()).await.unwrap().unwrap();
+    assert_eq!(loaded.data, d);
 
-            f.clock.advance(Duration::minutes(2));
-            assert_eq!(
-                f.store.save(id.as_str(), &d, None).await.unwrap(),
-                SaveOutcome::Touched
-            );
-            assert_eq!(
-                sealed_bytes(&raw(&f, id.as_str()).await),
-                first,
-                "a touch re-wrote the payload"
-            );
+    f.clock.advance(Duration::minutes(2));
+    assert_eq!(
+        f.store.save(id.as_str(), &d, None).await.unwrap(),
+        SaveOutcome::Touched
+    );
+    assert_eq!(
+        sealed_bytes(&raw(&f, id.as_str()).await),
+        first,
+        "a touch re-wrote the payload"
+    );
 
-            let changed = data(json!({"user": MARKER, "n": 2}));
-            assert_eq!(
-                f.store.save(id.as_str(), &changed, None).await.unwrap(),
-                SaveOutcome::Written
-            );
-            assert_ne!(sealed_bytes(&raw(&f, id.as_str()).await), first);
-            assert_eq!(
-                f.store.load(id.as_str()).await.unwrap().unwrap().data,
-                changed
-            );
+    let changed = data(json!({"user": MARKER, "n": 2}));
+    assert_eq!(
+        f.store.save(id.as_str(), &changed, None).await.unwrap(),
+        SaveOutcome::Written
+    );
+    assert_ne!(sealed_bytes(&raw(&f, id.as_str()).await), first);
+    assert_eq!(
+        f.store.load(id.as_str()).await.unwrap().unwrap().data,
+        changed
+    );
 
-            // Encryption and a queryable document format do not mix: a clear build error.
-            let Err(err) = SessionStore::builder(f.backend.clone())
-                .cipher(ring(&[("k1", 1)]))
-                .payload_format(PayloadFormat::Document)
-                .build()
-                .await
-            else {
-                panic!("a cipher with the document format must not build");
-            };
-            assert!(
-                matches!(
-                    err,
-                    Error::InvalidOption {
-                        option: "cipher",
-                        ..
-                    }
-                ),
-                "{err:?}"
-            );
-        })
-        .await;
+    // Encryption and a queryable document format do not mix: a clear build error.
+    let Err(err) = SessionStore::builder(f.backend.clone())
+        .cipher(ring(&[("k1", 1)]))
+        .payload_format(PayloadFormat::Document)
+        .build()
+        .await
+    else {
+        panic!("a cipher with the document format must not build");
+    };
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "cipher",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 /// A session that cannot be decrypted is "no session" with a `LoadFailed` event:
@@ -275,14 +272,18 @@ pub async fn rotation_completes_through_a_read_only_request<B: DocumentBackend +
     })
     .await;
     let request = RequestScope::new();
-    let loaded = request
-        .run(rotated.store.load(id.as_str()))
+    let loaded = rotated
+        .store
+        .in_scope(&request)
+        .load(id.as_str())
         .await
         .unwrap()
         .expect("the session loads with the old key still in the ring");
     // The framework saves what it loaded, unchanged: a read-only request.
-    request
-        .run(rotated.store.save(id.as_str(), &loaded.data, None))
+    rotated
+        .store
+        .in_scope(&request)
+        .save(id.as_str(), &loaded.data, None)
         .await
         .unwrap();
     let bytes = sealed_bytes(&raw(&rotated, id.as_str()).await);
@@ -317,8 +318,10 @@ pub async fn a_serialized_load_that_reseals_keeps_its_turn<B: DocumentBackend + 
     })
     .await;
     let request = RequestScope::new();
-    let loaded = request
-        .run(rotated.store.load(id.as_str()))
+    let loaded = rotated
+        .store
+        .in_scope(&request)
+        .load(id.as_str())
         .await
         .unwrap()
         .expect("the session loads with the old key still in the ring");
@@ -328,8 +331,10 @@ pub async fn a_serialized_load_that_reseals_keeps_its_turn<B: DocumentBackend + 
         doc.lease_token.is_some(),
         "re-sealing gave up the request's lease: {doc:?}"
     );
-    let waiting = RequestScope::new()
-        .run(rotated.store.load(id.as_str()))
+    let waiting = rotated
+        .store
+        .in_scope(&RequestScope::new())
+        .load(id.as_str())
         .await;
     assert!(
         matches!(waiting, Err(Error::Busy { .. })),
@@ -337,15 +342,19 @@ pub async fn a_serialized_load_that_reseals_keeps_its_turn<B: DocumentBackend + 
     );
     let mut changed = loaded.data.clone();
     changed.insert("n".into(), json!(2));
-    request
-        .run(rotated.store.save(id.as_str(), &changed, None))
+    rotated
+        .store
+        .in_scope(&request)
+        .save(id.as_str(), &changed, None)
         .await
         .unwrap();
     let doc = raw(&rotated, id.as_str()).await;
     assert_eq!(doc.lease_token, None, "the save kept the lease");
     assert_eq!(
-        RequestScope::new()
-            .run(rotated.store.load(id.as_str()))
+        rotated
+            .store
+            .in_scope(&RequestScope::new())
+            .load(id.as_str())
             .await
             .unwrap()
             .map(|s| s.data),

@@ -9,8 +9,10 @@ use std::time::{Duration as StdDuration, Instant};
 use serde_json::json;
 use session_store_core::time::{Duration, OffsetDateTime};
 use session_store_core::{
-    Acquire, AutoRemove, DocumentBackend, DocumentStream, DocumentUpdate, Error, InsertOutcome,
-    RequestScope, SaveOutcome, StoredDocument,
+    backend::{
+        Acquire, DocumentBackend, DocumentStream, DocumentUpdate, InsertOutcome, StoredDocument,
+    },
+    AutoRemove, Error, RequestScope, SaveOutcome,
 };
 
 use super::overlap::{serialized, Request};
@@ -37,7 +39,11 @@ pub async fn waiting_for_a_lease_is_bounded<B: DocumentBackend + Clone>(backend:
 
     let before = counting.acquires();
     let started = Instant::now();
-    let waiting = RequestScope::new().run(f.store.load(id.as_str())).await;
+    let waiting = f
+        .store
+        .in_scope(&RequestScope::new())
+        .load(id.as_str())
+        .await;
     let elapsed = started.elapsed();
     let polls = counting.acquires() - before;
     assert!(
@@ -59,8 +65,9 @@ pub async fn waiting_for_a_lease_is_bounded<B: DocumentBackend + Clone>(backend:
     let waiter = tokio::spawn({
         let id = id.as_str().to_owned();
         async move {
-            RequestScope::new()
-                .run(store.load(&id))
+            store
+                .in_scope(&RequestScope::new())
+                .load(&id)
                 .await
                 .map(|s| s.is_some())
         }
@@ -92,9 +99,10 @@ pub async fn a_save_whose_lease_was_taken_does_not_write<B: DocumentBackend + Cl
     assert_eq!(next.save().await, SaveOutcome::Written);
 
     slow.set("count", json!(1));
-    let out = slow
-        .scope
-        .run(f.store.save(id.as_str(), &slow.data, None))
+    let out = f
+        .store
+        .in_scope(&slow.scope)
+        .save(id.as_str(), &slow.data, None)
         .await;
     assert!(
         matches!(out, Err(Error::LeaseLost { .. })),

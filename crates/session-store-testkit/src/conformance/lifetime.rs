@@ -19,7 +19,7 @@ pub async fn touch_window_never_lets_an_active_session_expire<B: DocumentBackend
     for step in 1..=6 {
         f.clock.advance(Duration::minutes(20));
         let request = RequestScope::new();
-        let loaded = request.run(f.store.load(id.as_str())).await.unwrap();
+        let loaded = f.store.in_scope(&request).load(id.as_str()).await.unwrap();
         let Some(session) = loaded else {
             panic!(
                 "an active session expired after {} minutes of use every 20 minutes \
@@ -28,8 +28,9 @@ pub async fn touch_window_never_lets_an_active_session_expire<B: DocumentBackend
             );
         };
         let expires = f.clock.now() + inactivity;
-        request
-            .run(f.store.save(id.as_str(), &session.data, Some(expires)))
+        f.store
+            .in_scope(&request)
+            .save(id.as_str(), &session.data, Some(expires))
             .await
             .unwrap();
     }
@@ -51,22 +52,20 @@ pub async fn max_lifetime_bounds_a_session_in_steady_use<B: DocumentBackend + Cl
         f.clock.advance(Duration::minutes(20));
         n += 1;
         let request = RequestScope::new();
-        let loaded = request.run(f.store.load(id.as_str())).await.unwrap();
+        let loaded = f.store.in_scope(&request).load(id.as_str()).await.unwrap();
         assert!(
             loaded.is_some(),
             "the session must live until its absolute lifetime ends (step {n})"
         );
         if n == 3 {
             // Login: the id rotates (delete the old, create the new in one request).
-            id = request
-                .run(async {
-                    f.store.destroy(id.as_str()).await.unwrap();
-                    f.store.create(&data(json!({"n": n})), None).await.unwrap()
-                })
-                .await;
+            let store = f.store.in_scope(&request);
+            store.destroy(id.as_str()).await.unwrap();
+            id = store.create(&data(json!({"n": n})), None).await.unwrap();
         } else {
-            request
-                .run(f.store.save(id.as_str(), &data(json!({"n": n})), None))
+            f.store
+                .in_scope(&request)
+                .save(id.as_str(), &data(json!({"n": n})), None)
                 .await
                 .unwrap();
         }
@@ -110,14 +109,15 @@ pub async fn max_lifetime_bounds_a_session_stored_without_creation_time<
     // Used every 20 minutes with a change each time, for two hours.
     for step in 1..=6 {
         let request = RequestScope::new();
-        let loaded = request.run(f.store.load(id.as_str())).await.unwrap();
+        let loaded = f.store.in_scope(&request).load(id.as_str()).await.unwrap();
         let Some(mut session) = loaded else {
             assert!(step > 3, "the session ended early, at step {step}");
             return;
         };
         session.data.insert("step".into(), json!(step));
-        request
-            .run(f.store.save(id.as_str(), &session.data, None))
+        f.store
+            .in_scope(&request)
+            .save(id.as_str(), &session.data, None)
             .await
             .unwrap();
         f.clock.advance(Duration::minutes(20));

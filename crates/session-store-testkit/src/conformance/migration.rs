@@ -25,8 +25,10 @@ pub async fn raw_ids_are_adopted_on_first_load<B: DocumentBackend + Clone>(backe
     .await;
     let scope = RequestScope::new();
     scope.set_owner("ada");
-    let id = scope
-        .run(raw.store.create(&data(json!({"user": "ada"})), None))
+    let id = raw
+        .store
+        .in_scope(&scope)
+        .create(&data(json!({"user": "ada"})), None)
         .await
         .unwrap();
     let stored = raw_at(&raw.backend, id.as_str()).await;
@@ -127,24 +129,27 @@ pub async fn storage_keys_are_not_cookies_during_migration<B: DocumentBackend + 
         .unwrap();
     let hashed = f.store.storage_key(victim.as_str());
     let bound_scope = RequestScope::bound(Some(BINDING.into()));
-    let bound_id = bound_scope
-        .run(f.store.create(&data(json!({"user": "bound"})), None))
+    let bound_id = f
+        .store
+        .in_scope(&bound_scope)
+        .create(&data(json!({"user": "bound"})), None)
         .await
         .unwrap();
-    let bound = bound_scope
-        .run(async { f.store.storage_key(bound_id.as_str()) })
-        .await;
+    let bound = f
+        .store
+        .in_scope(&bound_scope)
+        .storage_key(bound_id.as_str());
     for (stolen, what) in [(&hashed, "a hashed _id"), (&bound, "a bound: key")] {
         for scope in [
             RequestScope::new(),
             RequestScope::bound(Some("other".into())),
         ] {
-            let loaded = scope.run(f.store.load(stolen)).await.unwrap();
+            let loaded = f.store.in_scope(&scope).load(stolen).await.unwrap();
             assert!(
                 loaded.is_none(),
                 "{what} sent as a cookie loaded a session: {loaded:?}"
             );
-            scope.run(f.store.destroy(stolen)).await.unwrap();
+            f.store.in_scope(&scope).destroy(stolen).await.unwrap();
         }
         f.store.load(stolen).await.unwrap();
         f.store.destroy(stolen).await.unwrap();
@@ -155,8 +160,9 @@ pub async fn storage_keys_are_not_cookies_during_migration<B: DocumentBackend + 
     assert_eq!(f.store.count().await.unwrap(), 2, "a session was copied");
     assert!(f.store.load(victim.as_str()).await.unwrap().is_some());
     assert!(
-        bound_scope
-            .run(f.store.load(bound_id.as_str()))
+        f.store
+            .in_scope(&bound_scope)
+            .load(bound_id.as_str())
             .await
             .unwrap()
             .is_some(),

@@ -8,8 +8,8 @@ use std::time::Duration as StdDuration;
 use serde_json::json;
 use session_store_core::time::Duration;
 use session_store_core::{
-    Clock as _, DocumentBackend, Error, PayloadFormat, RequestScope, SaveOutcome, SessionData,
-    SessionEvent, SessionStore, SessionStoreBuilder,
+    backend::DocumentBackend, Clock as _, Error, PayloadFormat, RequestScope, SaveOutcome,
+    SessionData, SessionEvent, SessionStore, SessionStoreBuilder,
 };
 
 use super::{data, fixture, millis, raw};
@@ -26,8 +26,9 @@ impl<'s, B: DocumentBackend> Request<'s, B> {
     /// A request that loads session `id` (which must be live).
     pub(super) async fn load(store: &'s SessionStore<B>, id: &str) -> Self {
         let scope = RequestScope::new();
-        let loaded = scope
-            .run(store.load(id))
+        let loaded = store
+            .in_scope(&scope)
+            .load(id)
             .await
             .expect("load")
             .expect("the session is live");
@@ -44,15 +45,17 @@ impl<'s, B: DocumentBackend> Request<'s, B> {
     }
 
     pub(super) async fn save(&self) -> SaveOutcome {
-        self.scope
-            .run(self.store.save(&self.id, &self.data, None))
+        self.store
+            .in_scope(&self.scope)
+            .save(&self.id, &self.data, None)
             .await
             .expect("save")
     }
 
     async fn destroy(&self) {
-        self.scope
-            .run(self.store.destroy(&self.id))
+        self.store
+            .in_scope(&self.scope)
+            .destroy(&self.id)
             .await
             .expect("destroy");
     }
@@ -62,8 +65,9 @@ impl<'s, B: DocumentBackend> Request<'s, B> {
     async fn rotate(&mut self) -> String {
         self.destroy().await;
         let id = self
-            .scope
-            .run(self.store.create(&self.data, None))
+            .store
+            .in_scope(&self.scope)
+            .create(&self.data, None)
             .await
             .expect("create");
         self.id = id.into_string();
@@ -73,8 +77,9 @@ impl<'s, B: DocumentBackend> Request<'s, B> {
 
 /// The data stored now under `id`, `None` when no live session has it.
 async fn stored<B: DocumentBackend>(store: &SessionStore<B>, id: &str) -> Option<SessionData> {
-    RequestScope::new()
-        .run(store.load(id))
+    store
+        .in_scope(&RequestScope::new())
+        .load(id)
         .await
         .expect("load")
         .map(|s| s.data)
@@ -245,8 +250,10 @@ pub async fn expiry_shortened_elsewhere_is_final<B: DocumentBackend + Clone>(bac
     // The other instance's framework expiry is one minute.
     let short = millis(second.clock.now()) + Duration::minutes(1);
     assert_eq!(
-        b.scope
-            .run(second.store.save(id.as_str(), &b.data, Some(short)))
+        second
+            .store
+            .in_scope(&b.scope)
+            .save(id.as_str(), &b.data, Some(short))
             .await
             .unwrap(),
         SaveOutcome::Touched
@@ -256,8 +263,10 @@ pub async fn expiry_shortened_elsewhere_is_final<B: DocumentBackend + Clone>(bac
     a.set("n", json!(2));
     assert_eq!(a.save().await, SaveOutcome::NotFound);
     assert_eq!(
-        a.scope
-            .run(first.store.touch(id.as_str(), None))
+        first
+            .store
+            .in_scope(&a.scope)
+            .touch(id.as_str(), None)
             .await
             .unwrap(),
         SaveOutcome::NotFound
@@ -272,7 +281,12 @@ pub async fn expiry_shortened_elsewhere_is_final<B: DocumentBackend + Clone>(bac
 pub async fn second_load_keeps_the_first_as_base<B: DocumentBackend + Clone>(backend: B) {
     let f = fixture(backend, |b| b).await;
     let (id, reader) = written_under_a_reader(&f.store).await;
-    let again = reader.scope.run(f.store.load(id.as_str())).await.unwrap();
+    let again = f
+        .store
+        .in_scope(&reader.scope)
+        .load(id.as_str())
+        .await
+        .unwrap();
     assert_eq!(again.map(|s| s.data["count"].clone()), Some(json!(2)));
     assert_eq!(reader.save().await, SaveOutcome::Touched);
     assert_eq!(
@@ -300,7 +314,11 @@ pub async fn serialized_requests_take_turns<B: DocumentBackend + Clone>(backend:
     let mut first = Request::load(&f.store, id.as_str()).await;
     let doc = raw(&f, id.as_str()).await;
     assert!(doc.lease_token.is_some(), "the load took no lease: {doc:?}");
-    let waiting = RequestScope::new().run(f.store.load(id.as_str())).await;
+    let waiting = f
+        .store
+        .in_scope(&RequestScope::new())
+        .load(id.as_str())
+        .await;
     assert!(
         matches!(waiting, Err(Error::Busy { .. })),
         "a second request did not wait for the first: {waiting:?}"
@@ -352,16 +370,12 @@ pub async fn serialized_increments_are_all_kept<B: DocumentBackend + Clone>(back
         let id = id.as_str().to_owned();
         tasks.push(tokio::spawn(async move {
             let scope = RequestScope::new();
-            scope
-                .run(async {
-                    let loaded = store.load(&id).await?.expect("live");
-                    let mut d = loaded.data;
-                    let n = d["count"].as_u64().expect("count");
-                    d.insert("count".into(), json!(n + 1));
-                    store.save(&id, &d, None).await
-                })
-                .await
-                .map(|_| scope)
+            let request = store.in_scope(&scope);
+            let loaded = request.load(&id).await?.expect("live");
+            let mut d = loaded.data;
+            let n = d["count"].as_u64().expect("count");
+            d.insert("count".into(), json!(n + 1));
+            request.save(&id, &d, None).await.map(|_| scope)
         }));
     }
     for t in tasks {
@@ -382,7 +396,10 @@ pub async fn crashed_holder_lease_runs_out<B: DocumentBackend + Clone>(backend: 
     let id = f.store.create(&data(json!({"n": 1})), None).await.unwrap();
     let crashed = Request::load(&f.store, id.as_str()).await;
     assert!(matches!(
-        RequestScope::new().run(f.store.load(id.as_str())).await,
+        f.store
+            .in_scope(&RequestScope::new())
+            .load(id.as_str())
+            .await,
         Err(Error::Busy { .. })
     ));
     f.clock.advance(Duration::seconds(11));
@@ -399,7 +416,11 @@ pub async fn cancelled_request_releases_its_lease<B: DocumentBackend + Clone>(ba
     let id = f.store.create(&data(json!({"n": 1})), None).await.unwrap();
     let cancelled = Request::load(&f.store, id.as_str()).await;
     drop(cancelled);
-    let next = RequestScope::new().run(f.store.load(id.as_str())).await;
+    let next = f
+        .store
+        .in_scope(&RequestScope::new())
+        .load(id.as_str())
+        .await;
     assert!(
         matches!(next, Ok(Some(_))),
         "a cancelled request kept its session's lease: {next:?}"
@@ -550,8 +571,10 @@ impl<'s, B: DocumentBackend> Interleaving<'s, B> {
             self.log.push(format!("new session for r{r}"));
         }
         let scope = RequestScope::new();
-        let loaded = scope
-            .run(self.store.load(&self.cookie))
+        let loaded = self
+            .store
+            .in_scope(&scope)
+            .load(&self.cookie)
             .await
             .map_err(|e| e.to_string())?;
         let expected = self.live.get(&self.cookie).map(|(d, _)| d.clone());
@@ -575,9 +598,10 @@ impl<'s, B: DocumentBackend> Interleaving<'s, B> {
 
     async fn save(&mut self, r: usize) -> Result<(), String> {
         let req = self.requests[r].as_mut().expect("begun");
-        let out = req
-            .scope
-            .run(self.store.save(&req.id, &req.view, None))
+        let out = self
+            .store
+            .in_scope(&req.scope)
+            .save(&req.id, &req.view, None)
             .await
             .map_err(|e| e.to_string())?;
         self.log.push(format!("r{r} saves {:?}: {out:?}", req.view));
@@ -615,9 +639,10 @@ impl<'s, B: DocumentBackend> Interleaving<'s, B> {
 
     async fn touch(&mut self, r: usize) -> Result<(), String> {
         let req = self.requests[r].as_ref().expect("begun");
-        let out = req
-            .scope
-            .run(self.store.touch(&req.id, None))
+        let out = self
+            .store
+            .in_scope(&req.scope)
+            .touch(&req.id, None)
             .await
             .map_err(|e| e.to_string())?;
         self.log.push(format!("r{r} touches: {out:?}"));
@@ -639,8 +664,9 @@ impl<'s, B: DocumentBackend> Interleaving<'s, B> {
 
     async fn destroy(&mut self, r: usize) -> Result<(), String> {
         let req = self.requests[r].take().expect("begun");
-        req.scope
-            .run(self.store.destroy(&req.id))
+        self.store
+            .in_scope(&req.scope)
+            .destroy(&req.id)
             .await
             .map_err(|e| e.to_string())?;
         req.scope.finish().await;
@@ -654,13 +680,15 @@ impl<'s, B: DocumentBackend> Interleaving<'s, B> {
     async fn rotate(&mut self, r: usize) -> Result<(), String> {
         let req = self.requests[r].as_mut().expect("begun");
         let old = req.id.clone();
-        req.scope
-            .run(self.store.destroy(&old))
+        self.store
+            .in_scope(&req.scope)
+            .destroy(&old)
             .await
             .map_err(|e| e.to_string())?;
-        let new = req
-            .scope
-            .run(self.store.create(&req.view, None))
+        let new = self
+            .store
+            .in_scope(&req.scope)
+            .create(&req.view, None)
             .await
             .map_err(|e| e.to_string())?
             .into_string();

@@ -7,8 +7,9 @@ use super::*;
 async fn login<B: DocumentBackend + Clone>(f: &Fixture<B>, user: &str) -> String {
     let request = RequestScope::new();
     request.set_owner(user);
-    request
-        .run(f.store.create(&data(json!({"user": user})), None))
+    f.store
+        .in_scope(&request)
+        .create(&data(json!({"user": user})), None)
         .await
         .unwrap()
         .as_str()
@@ -39,13 +40,13 @@ pub async fn owner_sessions_are_listed_and_revoked<B: DocumentBackend + Clone>(b
 
     // Asked from the laptop's request, the laptop is the current one.
     let on_laptop = RequestScope::new();
-    let mine = on_laptop
-        .run(async {
-            f.store.load(&laptop).await.unwrap().expect("live");
-            f.store.sessions_of("ann").await
-        })
-        .await
-        .unwrap();
+    let mine = async {
+        let store = f.store.in_scope(&on_laptop);
+        store.load(&laptop).await.unwrap().expect("live");
+        store.sessions_of("ann").await
+    }
+    .await
+    .unwrap();
     let current: Vec<_> = mine.iter().filter(|s| s.current).collect();
     assert_eq!(current.len(), 1, "{mine:?}");
     let phone_handle = mine.iter().find(|s| !s.current).unwrap().handle.clone();
@@ -64,8 +65,10 @@ pub async fn owner_sessions_are_listed_and_revoked<B: DocumentBackend + Clone>(b
     assert!(f.store.load(&laptop).await.unwrap().is_some());
 
     let again = login(&f, "ann").await;
-    let n = on_laptop
-        .run(f.store.revoke_all("ann", true))
+    let n = f
+        .store
+        .in_scope(&on_laptop)
+        .revoke_all("ann", true)
         .await
         .unwrap();
     assert_eq!(n.ended, 1, "all but the asking session");
@@ -98,13 +101,13 @@ pub async fn rotation_keeps_the_owner<B: DocumentBackend + Clone>(backend: B) {
     let f = fixture(backend, |b| b).await;
     let id = login(&f, "ann").await;
     let request = RequestScope::new();
-    let rotated = request
-        .run(async {
-            let loaded = f.store.load(&id).await.unwrap().expect("live");
-            f.store.destroy(&id).await.unwrap();
-            f.store.create(&loaded.data, None).await.unwrap()
-        })
-        .await;
+    let rotated = async {
+        let store = f.store.in_scope(&request);
+        let loaded = store.load(&id).await.unwrap().expect("live");
+        store.destroy(&id).await.unwrap();
+        store.create(&loaded.data, None).await.unwrap()
+    }
+    .await;
     let listed = f.store.sessions_of("ann").await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert!(f.store.load(rotated.as_str()).await.unwrap().is_some());
@@ -141,8 +144,10 @@ pub async fn owner_is_unreadable_with_a_cipher<B: DocumentBackend + Clone>(backe
     let no_key = fixture(backend, |b| b.cipher(ring(&[("k1", 1)]))).await;
     let request = RequestScope::new();
     request.set_owner("ann");
-    let refused = request
-        .run(no_key.store.create(&data(json!({})), None))
+    let refused = no_key
+        .store
+        .in_scope(&request)
+        .create(&data(json!({})), None)
         .await;
     assert!(
         matches!(
@@ -180,19 +185,14 @@ pub async fn sessions_per_owner_are_capped<B: DocumentBackend + Clone>(backend: 
     f.clock.advance(Duration::seconds(1));
     let anonymous = f.store.create(&data(json!({})), None).await.unwrap();
     let login_on_save = RequestScope::new();
-    login_on_save
-        .run(async {
-            let loaded = f
-                .store
-                .load(anonymous.as_str())
-                .await
-                .unwrap()
-                .expect("live");
-            login_on_save.set_owner("ann");
-            f.store.save(anonymous.as_str(), &loaded.data, None).await
-        })
-        .await
-        .unwrap();
+    async {
+        let store = f.store.in_scope(&login_on_save);
+        let loaded = store.load(anonymous.as_str()).await.unwrap().expect("live");
+        login_on_save.set_owner("ann");
+        store.save(anonymous.as_str(), &loaded.data, None).await
+    }
+    .await
+    .unwrap();
     assert_eq!(
         f.store.count_of("ann").await.unwrap(),
         2,
@@ -247,12 +247,16 @@ pub async fn log_out_everywhere_reaches_every_session<B: DocumentBackend + Clone
     .await;
     // A read of an unowned session tags it with its owner (a touch), so it is listed.
     let read = RequestScope::new();
-    let loaded = read
-        .run(f.store.load(before_owners[0].as_str()))
+    let loaded = f
+        .store
+        .in_scope(&read)
+        .load(before_owners[0].as_str())
         .await
         .unwrap()
         .expect("live");
-    read.run(f.store.save(before_owners[0].as_str(), &loaded.data, None))
+    f.store
+        .in_scope(&read)
+        .save(before_owners[0].as_str(), &loaded.data, None)
         .await
         .unwrap();
     assert_eq!(

@@ -1,0 +1,110 @@
+//! Sessions from elsewhere: ones stored under their raw id (connect-mongo,
+//! `IdAtRest::Raw`) moved to their hashed key on first use, and sessions imported from
+//! another store.
+
+use time::OffsetDateTime;
+
+use crate::backend::{DocumentBackend, InsertOutcome, StoredDocument};
+use crate::codec::SessionData;
+use crate::error::{backend_error, Error};
+use crate::events::SessionEvent;
+use crate::store::SessionStore;
+use crate::telemetry::{op, outcomes, traced};
+
+outcomes! {
+    Import { Created => "created", Exists => "exists", Unbound => "unbound" }
+}
+
+impl<B: DocumentBackend> SessionStore<B> {
+    /// Moves a live session stored under `id`'s raw key to `key` (see
+    /// [`raw_id_fallback`](crate::SessionStoreBuilder::raw_id_fallback)): insert under
+    /// `key`, then delete the raw document; if that was gone meanwhile (a logout deleted
+    /// it), the copy is deleted again. `true` when a session is now under `key` (moved
+    /// here or by a concurrent request).
+    pub(crate) async fn adopt_raw_id(&self, id: &str, key: &str) -> Result<bool, Error> {
+        let Some(raw) = self.raw_key(id, key) else {
+            return Ok(false);
+        };
+        let backend = &self.inner.backend;
+        let now = self.now();
+        let Some(found) = backend
+            .find(&raw, now)
+            .await
+            .map_err(|e| backend_error("load", e))?
+        else {
+            return Ok(false);
+        };
+        let mut moved = found.clone();
+        let Ok(Some((session, _))) = self.decode(found, now) else {
+            return Ok(false);
+        };
+        moved.key = key.to_owned();
+        moved.session = Some(self.encode(&session.data, key)?);
+        moved.lease_token = None;
+        moved.lease_until = None;
+        let inserted = backend
+            .insert(&moved)
+            .await
+            .map_err(|e| backend_error("load", e))?;
+        if inserted == InsertOutcome::DuplicateKey {
+            return Ok(true);
+        }
+        if !backend
+            .delete(&raw)
+            .await
+            .map_err(|e| backend_error("load", e))?
+        {
+            backend
+                .delete(key)
+                .await
+                .map_err(|e| backend_error("load", e))?;
+            return Ok(false);
+        }
+        tracing::debug!("moved a session from its raw id to its hashed key");
+        Ok(true)
+    }
+
+    /// Stores a session brought over from another store under its existing `id`, with
+    /// its data and expiry, unless a session has that id already. Returns whether it was
+    /// stored. For migrations: a framework adapter that reads another store's documents
+    /// imports each on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the backend fails; [`Error::Encode`] / [`Error::Encrypt`] when
+    /// the data cannot be stored.
+    pub async fn import(
+        &self,
+        id: &str,
+        data: &SessionData,
+        expires: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        traced(op!("import"), async {
+            let Some(key) = self.key_for(self.scope.as_ref(), id) else {
+                return Ok((false, Import::Unbound));
+            };
+            let now = self.now();
+            let options = &self.inner.options;
+            let mut doc = StoredDocument::new(key);
+            doc.expires = Some(expires);
+            doc.last_modified = self.last_modified(now);
+            doc.created_at = (options.timestamps || options.max_lifetime.is_some()).then_some(now);
+            doc.updated_at = self.updated_at(now);
+            doc.session = Some(self.encode(data, &doc.key)?);
+            let outcome = self
+                .inner
+                .backend
+                .insert(&doc)
+                .await
+                .map_err(|e| backend_error("import", e))?;
+            Ok(match outcome {
+                InsertOutcome::Inserted => {
+                    self.emit(SessionEvent::Created { key: doc.key });
+                    (true, Import::Created)
+                }
+                InsertOutcome::DuplicateKey => (false, Import::Exists),
+            })
+        })
+        .await
+    }
+}
