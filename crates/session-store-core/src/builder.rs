@@ -186,7 +186,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
     /// [`unchecked`](crate::Revocation::unchecked). Default: none.
     pub fn owner_from(
         mut self,
-        f: impl Fn(&crate::SessionData) -> Option<String> + Send + Sync + 'static,
+        f: impl Fn(&crate::codec::SessionData) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.options.owner_from = Some(Arc::new(f));
         self

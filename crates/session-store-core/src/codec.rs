@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::BoxError;
+use crate::error::{BoxError, CodecError};
 
 /// Session data: a JSON object of named values, as every framework adapter sees it.
 pub type SessionData = serde_json::Map<String, Value>;
@@ -67,24 +67,6 @@ pub enum PayloadFormat {
     Document,
     /// A user-supplied serializer.
     Custom(Arc<dyn SessionSerializer>),
-}
-
-/// Why a payload could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CodecError {
-    /// The session data could not be serialized to JSON.
-    #[error("session data could not be serialized to JSON")]
-    Json(#[source] serde_json::Error),
-    /// The stored JSON text is not a JSON object.
-    #[error("stored session text is not a JSON object")]
-    NotAnObject(#[source] Option<serde_json::Error>),
-    /// The stored payload has a type this format cannot read.
-    #[error("stored session payload has type `{0}`, which the configured format cannot read")]
-    UnexpectedType(String),
-    /// A custom serializer failed.
-    #[error("the custom session serializer failed")]
-    Custom(#[source] BoxError),
 }
 
 impl PayloadFormat {

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// The envelope version [`KeyRing`] writes.
 pub const ENVELOPE_VERSION: u8 = 1;

@@ -1,7 +1,26 @@
-//! The core's error type.
+//! The core's errors: [`Error`] of the store's operations, [`CodecError`] of the
+//! payload codec, and the helpers that keep and print cause chains.
 
-use crate::codec::CodecError;
-use crate::BoxError;
+/// A boxed error that keeps its cause chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a payload could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The session data could not be serialized to JSON.
+    #[error("session data could not be serialized to JSON")]
+    Json(#[source] serde_json::Error),
+    /// The stored JSON text is not a JSON object.
+    #[error("stored session text is not a JSON object")]
+    NotAnObject(#[source] Option<serde_json::Error>),
+    /// The stored payload has a type this format cannot read.
+    #[error("stored session payload has type `{0}`, which the configured format cannot read")]
+    UnexpectedType(String),
+    /// A custom serializer failed.
+    #[error("the custom session serializer failed")]
+    Custom(#[source] BoxError),
+}
 
 /// An error from a [`SessionStore`](crate::SessionStore) operation.
 ///

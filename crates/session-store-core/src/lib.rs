@@ -171,9 +171,9 @@ mod touch;
 
 pub use builder::SessionStoreBuilder;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use codec::{CodecError, Payload, PayloadFormat, SessionData, SessionSerializer};
+pub use codec::{Payload, PayloadFormat, SessionData, SessionSerializer};
 pub use create::MAX_CREATE_ATTEMPTS;
-pub use error::{error_chain, Error};
+pub use error::{error_chain, BoxError, CodecError, Error};
 pub use events::{EventSubscriber, LoadFailure, SessionEvent};
 pub use id::SessionId;
 pub use memory::MemoryBackend;
@@ -183,6 +183,3 @@ pub use save::{SaveOutcome, MAX_MERGE_ATTEMPTS};
 pub use scope::{RequestScope, Scoped, SessionBinding};
 pub use store::{LoadedSession, SessionStore};
 pub use time;
-
-/// A boxed error that keeps its cause chain.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -2,9 +2,9 @@
 //! its storage key; re-sealing with the current key after a rotation.
 
 use crate::backend::{DocumentBackend, DocumentUpdate, StoredDocument};
-use crate::codec::{CodecError, Payload, SessionData};
+use crate::codec::{Payload, SessionData};
 use crate::crypto::CipherError;
-use crate::error::{error_chain, Error};
+use crate::error::{error_chain, CodecError, Error};
 use crate::events::{LoadFailure, SessionEvent};
 use crate::store::{LoadedSession, SessionStore};
 

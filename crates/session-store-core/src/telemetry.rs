@@ -76,7 +76,7 @@ pub(crate) async fn traced<T, O: Outcome>(
             tracing::warn!(
                 parent: &op.span,
                 operation = op.name,
-                error = %crate::error_chain(e),
+                error = %crate::error::error_chain(e),
                 "session store operation failed"
             );
             #[cfg(feature = "metrics")]

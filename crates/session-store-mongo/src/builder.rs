@@ -13,9 +13,10 @@ use mongodb::Client;
 use crate::backend::{bounded, Current, Inner, MongoBackend, TaskSlot};
 use crate::codes::command_code;
 use crate::codes::UNAUTHORIZED;
+use crate::diagnosis::Attempt;
 use crate::diagnosis::{self, Diagnosis};
 use crate::error::MongoError;
-use crate::tls::{self, Attempt, TlsSettings};
+use crate::tls::{self, TlsSettings};
 
 /// Default bound on every MongoDB call: 5 seconds.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -280,7 +281,7 @@ impl MongoBackendBuilder {
                 }
                 let db = options.default_database.clone();
                 let client = Client::with_options(options.clone())
-                    .map_err(|e| diagnosis::client_error(e, &options))?;
+                    .map_err(|e| crate::error::client_error(e, &options))?;
                 (client, true, db, Some(options))
             }
         };
@@ -346,7 +347,7 @@ pub(crate) async fn check_options(
     probe.server_selection_timeout = Some(timeout);
     probe.connect_timeout = Some(timeout);
     probe.max_pool_size = Some(1);
-    let client = Client::with_options(probe).map_err(|e| diagnosis::client_error(e, options))?;
+    let client = Client::with_options(probe).map_err(|e| crate::error::client_error(e, options))?;
     let started = std::time::Instant::now();
     // The driver's own timeout answers first; ours only guards against a hang.
     let result = tokio::time::timeout(

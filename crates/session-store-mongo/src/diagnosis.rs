@@ -12,8 +12,36 @@ use std::fmt;
 use mongodb::error::{Error, ErrorKind};
 
 use crate::codes::AUTHENTICATION_FAILED;
-use crate::error::MongoError;
-use crate::tls::{enabled, Attempt};
+
+/// What the client tried, which the driver's error text alone does not tell.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Attempt {
+    /// The client spoke TLS.
+    pub(crate) tls: bool,
+    /// The client presented a certificate.
+    pub(crate) client_certificate: bool,
+}
+
+impl Attempt {
+    /// What clients built from `options` try.
+    pub(crate) fn of(options: &mongodb::options::ClientOptions) -> Self {
+        let tls = enabled(options);
+        Self {
+            tls: tls.is_some(),
+            client_certificate: tls.is_some_and(|t| t.cert_key_file_path.is_some()),
+        }
+    }
+}
+
+/// The TLS options of `options`, when TLS is on.
+pub(crate) fn enabled(
+    options: &mongodb::options::ClientOptions,
+) -> Option<&mongodb::options::TlsOptions> {
+    match &options.tls {
+        Some(mongodb::options::Tls::Enabled(t)) => Some(t),
+        _ => None,
+    }
+}
 
 /// Why connecting failed, as far as the driver's error tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,43 +206,4 @@ pub(crate) fn hostname_detail(text: &str) -> String {
         end -= 1;
     }
     rest[..end].trim().to_owned()
-}
-
-/// Maps the driver's refusal to build a client: TLS problems name the file and the fix.
-pub(crate) fn client_error(e: Error, options: &mongodb::options::ClientOptions) -> MongoError {
-    let ErrorKind::InvalidTlsConfig { message, .. } = e.kind.as_ref() else {
-        return MongoError::invalid_uri(&e, &option_secrets(options));
-    };
-    let cert = enabled(options).and_then(|t| t.cert_key_file_path.clone());
-    let problem = if message.to_lowercase().contains("decrypt") {
-        "holds an encrypted private key that the password does not open: check `tlsCertificateKeyFilePassword` (or `tls_certificate_key_password`)".to_owned()
-    } else {
-        format!("is not usable by the TLS library: {message}")
-    };
-    match cert {
-        Some(path) => MongoError::TlsFile {
-            path,
-            problem,
-            source: None,
-        },
-        None => MongoError::invalid_uri(&e, &option_secrets(options)),
-    }
-}
-
-/// The secrets held in `options` (credentials, the key password), for hiding them in a
-/// message.
-fn option_secrets(options: &mongodb::options::ClientOptions) -> Vec<String> {
-    let credential = options.credential.as_ref();
-    let key_password = enabled(options)
-        .and_then(|t| t.tls_certificate_key_file_password.as_ref())
-        .map(|p| String::from_utf8_lossy(p).into_owned());
-    [
-        credential.and_then(|c| c.username.clone()),
-        credential.and_then(|c| c.password.clone()),
-        key_password,
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|s| s.len() >= 3)
-    .collect()
 }

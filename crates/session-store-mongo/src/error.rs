@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::diagnosis::Diagnosis;
+use crate::diagnosis::{enabled, Diagnosis};
 
 /// An error from [`MongoBackend`](crate::MongoBackend).
 #[derive(Debug, thiserror::Error)]
@@ -135,4 +135,46 @@ impl MongoError {
             reason: crate::redact::hide(&message, secrets),
         }
     }
+}
+
+/// Maps the driver's refusal to build a client: TLS problems name the file and the fix.
+pub(crate) fn client_error(
+    e: mongodb::error::Error,
+    options: &mongodb::options::ClientOptions,
+) -> MongoError {
+    let mongodb::error::ErrorKind::InvalidTlsConfig { message, .. } = e.kind.as_ref() else {
+        return MongoError::invalid_uri(&e, &option_secrets(options));
+    };
+    let cert = enabled(options).and_then(|t| t.cert_key_file_path.clone());
+    let problem = if message.to_lowercase().contains("decrypt") {
+        "holds an encrypted private key that the password does not open: check `tlsCertificateKeyFilePassword` (or `tls_certificate_key_password`)".to_owned()
+    } else {
+        format!("is not usable by the TLS library: {message}")
+    };
+    match cert {
+        Some(path) => MongoError::TlsFile {
+            path,
+            problem,
+            source: None,
+        },
+        None => MongoError::invalid_uri(&e, &option_secrets(options)),
+    }
+}
+
+/// The secrets held in `options` (credentials, the key password), for hiding them in a
+/// message.
+fn option_secrets(options: &mongodb::options::ClientOptions) -> Vec<String> {
+    let credential = options.credential.as_ref();
+    let key_password = enabled(options)
+        .and_then(|t| t.tls_certificate_key_file_password.as_ref())
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    [
+        credential.and_then(|c| c.username.clone()),
+        credential.and_then(|c| c.password.clone()),
+        key_password,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|s| s.len() >= 3)
+    .collect()
 }

@@ -6,9 +6,10 @@ use mongodb::bson::{spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use proptest::prelude::*;
 
 use crate::convert;
+use crate::diagnosis::Attempt;
 use crate::diagnosis::{diagnose, hostname_detail};
 use crate::redact::redact_uri;
-use crate::tls::{take_allow_invalid_hostnames, Attempt};
+use crate::tls::take_allow_invalid_hostnames;
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("FUZZ_CASES")

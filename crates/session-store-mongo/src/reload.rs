@@ -15,12 +15,13 @@ use mongodb::Client;
 
 use crate::backend::MongoBackend;
 use crate::builder::check_options;
+use crate::diagnosis::enabled;
 use crate::error::MongoError;
-use crate::{diagnosis, tls};
+use crate::tls;
 
 /// The TLS files a client made with `options` reads.
 fn files(options: &ClientOptions) -> Vec<PathBuf> {
-    tls::enabled(options)
+    enabled(options)
         .map(|t| {
             [t.cert_key_file_path.clone(), t.ca_file_path.clone()]
                 .into_iter()
@@ -39,7 +40,7 @@ fn read(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
 async fn replacement(options: &ClientOptions, timeout: Duration) -> Result<Client, MongoError> {
     tls::check_files(options)?;
     check_options(options, timeout).await?;
-    Client::with_options(options.clone()).map_err(|e| diagnosis::client_error(e, options))
+    Client::with_options(options.clone()).map_err(|e| crate::error::client_error(e, options))
 }
 
 impl MongoBackend {

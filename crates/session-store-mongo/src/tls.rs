@@ -4,37 +4,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::diagnosis::{enabled, Attempt};
 use crate::error::MongoError;
-
-/// What the client tried, which the driver's error text alone does not tell.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Attempt {
-    /// The client spoke TLS.
-    pub(crate) tls: bool,
-    /// The client presented a certificate.
-    pub(crate) client_certificate: bool,
-}
-
-impl Attempt {
-    /// What clients built from `options` try.
-    pub(crate) fn of(options: &mongodb::options::ClientOptions) -> Self {
-        let tls = enabled(options);
-        Self {
-            tls: tls.is_some(),
-            client_certificate: tls.is_some_and(|t| t.cert_key_file_path.is_some()),
-        }
-    }
-}
-
-/// The TLS options of `options`, when TLS is on.
-pub(crate) fn enabled(
-    options: &mongodb::options::ClientOptions,
-) -> Option<&mongodb::options::TlsOptions> {
-    match &options.tls {
-        Some(mongodb::options::Tls::Enabled(t)) => Some(t),
-        _ => None,
-    }
-}
 
 /// The option name, in connection strings, that the Rust driver rejects.
 pub(crate) const ALLOW_INVALID_HOSTNAMES: &str = "tlsAllowInvalidHostnames";
