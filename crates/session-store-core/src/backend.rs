@@ -9,10 +9,6 @@
 //! agrees on what "expired" means.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
@@ -231,21 +227,6 @@ pub trait DocumentBackend: Send + Sync + 'static {
         token: &str,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
-    /// Starts releasing the lease `token` holds on `key` without waiting for it, for a
-    /// request dropped before it could release it (the client went away). Backends on
-    /// a runtime spawn [`release`](Self::release) on it; in-process ones release at
-    /// once. The default does nothing: the lease then runs out on its own.
-    fn release_detached(&self, key: &str, token: &str) {
-        let _ = (key, token);
-    }
-
-    /// Waits `pause` before the store tries again to take a lease another request holds.
-    /// Backends on a runtime sleep on its timer; the default sleeps on a thread of its
-    /// own (runtime-free, a few threads per wait: fine for tests, costly in production).
-    fn pause(&self, pause: Duration) -> impl Future<Output = ()> + Send {
-        Sleep::new(pause)
-    }
-
     /// Deletes the document with this key, expired or not; `Ok(false)` when none existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
@@ -295,51 +276,4 @@ pub trait DocumentBackend: Send + Sync + 'static {
 
     /// Stops background work and releases resources the backend created.
     fn close(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
-}
-
-/// A runtime-free sleep (the default [`DocumentBackend::pause`]): a thread waits out the
-/// duration and wakes the task.
-struct Sleep {
-    duration: Duration,
-    state: Option<Arc<Mutex<(bool, Waker)>>>,
-}
-
-impl Sleep {
-    fn new(duration: Duration) -> Self {
-        Self {
-            duration,
-            state: None,
-        }
-    }
-}
-
-impl Future for Sleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let duration = self.duration;
-        match &self.state {
-            None => {
-                let state = Arc::new(Mutex::new((false, cx.waker().clone())));
-                let shared = Arc::clone(&state);
-                std::thread::spawn(move || {
-                    std::thread::sleep(duration);
-                    let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                    state.0 = true;
-                    state.1.wake_by_ref();
-                });
-                self.state = Some(state);
-                Poll::Pending
-            }
-            Some(state) => {
-                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-                if state.0 {
-                    Poll::Ready(())
-                } else {
-                    state.1.clone_from(cx.waker());
-                    Poll::Pending
-                }
-            }
-        }
-    }
 }

@@ -11,6 +11,7 @@ use crate::clock::later;
 use crate::error::{backend_error, error_chain, Error};
 use crate::id::SessionId;
 use crate::options::span;
+use crate::runtime;
 use crate::scope::{Held, Releaser, RequestScope};
 use crate::store::SessionStore;
 
@@ -67,7 +68,7 @@ impl<B: DocumentBackend> SessionStore<B> {
                         return Err(Error::Busy { waited });
                     };
                     // The last pause ends at the deadline, for one last try.
-                    self.inner.backend.pause(pause.min(left)).await;
+                    runtime::sleep(pause.min(left)).await;
                     pause = (pause * 2).min(longest);
                 }
             }
@@ -105,7 +106,7 @@ impl<B: DocumentBackend> Releaser for SessionStore<B> {
         })
     }
 
-    fn detach(&self, key: &str, token: &str) {
-        self.inner.backend.release_detached(key, token);
+    fn detach(&self, key: String, token: String) {
+        runtime::spawn(self.release(key, token));
     }
 }

@@ -162,6 +162,7 @@ mod memory;
 mod migration;
 mod options;
 mod owner;
+mod runtime;
 mod save;
 mod scope;
 mod seal;

@@ -189,10 +189,6 @@ impl DocumentBackend for MemoryBackend {
         Ok(self.release_now(key, token))
     }
 
-    fn release_detached(&self, key: &str, token: &str) {
-        self.release_now(key, token);
-    }
-
     async fn delete(&self, key: &str) -> Result<bool, Infallible> {
         Ok(self.lock().remove(key).is_some())
     }

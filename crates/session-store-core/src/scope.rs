@@ -193,10 +193,10 @@ pub(crate) trait Releaser: Send + Sync {
     /// save did. Failures are logged: an unreleased lease runs out on its own.
     fn release(&self, key: String, token: String) -> BoxFuture<'static, ()>;
 
-    /// Starts releasing without waiting (on the backend's runtime); run when a scope
+    /// Starts releasing without waiting (in the background); run when a scope
     /// that still holds a lease is dropped: a request cancelled mid-way (the client went
     /// away) does not block its session until the lease runs out.
-    fn detach(&self, key: &str, token: &str);
+    fn detach(&self, key: String, token: String);
 }
 
 /// A lease the request holds: its token (the only copy the request keeps) and who
@@ -210,7 +210,7 @@ impl Drop for ScopeInner {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         for (key, held) in state.leases.drain() {
-            held.releaser.detach(&key, &held.token);
+            held.releaser.detach(key, held.token);
         }
     }
 }

@@ -496,7 +496,12 @@ impl DocumentBackend for MongoBackend {
             Box::new(move |result| {
                 Box::pin(async move {
                     if let Ok(Acquire::Acquired(_)) = result {
-                        backend.release_detached(&key, &token);
+                        if let Err(e) = backend.release(&key, &token).await {
+                            tracing::warn!(
+                                error = %session_store_core::error_chain(&e),
+                                "releasing the lease of a cancelled request failed; it runs out on its own"
+                            );
+                        }
                     }
                 })
             })
@@ -557,26 +562,6 @@ impl DocumentBackend for MongoBackend {
             Ok(released.is_some())
         })
         .await
-    }
-
-    fn release_detached(&self, key: &str, token: &str) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!("no runtime to release a session lease on; it runs out on its own");
-            return;
-        };
-        let (backend, key, token) = (self.clone(), key.to_owned(), token.to_owned());
-        runtime.spawn(async move {
-            if let Err(e) = backend.release(&key, &token).await {
-                tracing::warn!(
-                    error = %session_store_core::error_chain(&e),
-                    "releasing the lease of a cancelled request failed; it runs out on its own"
-                );
-            }
-        });
-    }
-
-    async fn pause(&self, pause: Duration) {
-        tokio::time::sleep(pause).await;
     }
 
     async fn delete(&self, key: &str) -> Result<bool, MongoError> {

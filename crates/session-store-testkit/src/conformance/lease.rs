@@ -187,14 +187,6 @@ impl<B: DocumentBackend> DocumentBackend for Counting<B> {
         self.inner.release(key, token).await
     }
 
-    fn release_detached(&self, key: &str, token: &str) {
-        self.inner.release_detached(key, token);
-    }
-
-    async fn pause(&self, pause: StdDuration) {
-        self.inner.pause(pause).await;
-    }
-
     async fn delete(&self, key: &str) -> Result<bool, Self::Error> {
         self.inner.delete(key).await
     }
