@@ -134,9 +134,8 @@ use std::fmt;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
 use anyhow::Context as _;
-use session_store_core::{backend::DocumentBackend, SaveOutcome, SessionData};
 use session_store_core::{RequestScope, SessionStore};
-use session_store_mongo::MongoBackend;
+use session_store_core::{SaveOutcome, SessionData};
 use time::{Duration, OffsetDateTime};
 
 /// The store's core (options, events, encryption, request scopes), re-exported: the one
@@ -149,15 +148,13 @@ pub use crate::middleware::{ScopedSessionMiddleware, ScopedSessionService};
 pub use crate::owner::SessionOwnerExt;
 pub use crate::scope::session_scope;
 
-/// An actix-session store over any [`DocumentBackend`].
-pub struct ActixStore<B> {
-    store: SessionStore<B>,
+/// The store for actix-session: a [`SessionStore`] (on MongoDB, or any other backend)
+/// behind actix-session's store trait. Install it with [`ScopedSessionMiddleware`].
+pub struct MongoSessionStore {
+    store: SessionStore,
 }
 
-/// The ready-made MongoDB store for actix-session.
-pub type MongoSessionStore = ActixStore<MongoBackend>;
-
-impl<B> Clone for ActixStore<B> {
+impl Clone for MongoSessionStore {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
@@ -165,13 +162,15 @@ impl<B> Clone for ActixStore<B> {
     }
 }
 
-impl<B: fmt::Debug> fmt::Debug for ActixStore<B> {
+impl fmt::Debug for MongoSessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ActixStore").field(&self.store).finish()
+        f.debug_tuple("MongoSessionStore")
+            .field(&self.store)
+            .finish()
     }
 }
 
-impl ActixStore<MongoBackend> {
+impl MongoSessionStore {
     /// The store on the MongoDB at `uri`, in one call, with every default (see
     /// [`session_store_mongo::connect`]).
     ///
@@ -199,16 +198,16 @@ impl ActixStore<MongoBackend> {
     }
 }
 
-impl<B: DocumentBackend> ActixStore<B> {
+impl MongoSessionStore {
     /// Wraps a built [`SessionStore`].
     #[must_use]
-    pub fn new(store: SessionStore<B>) -> Self {
+    pub fn new(store: SessionStore) -> Self {
         Self { store }
     }
 
     /// The store for the request whose future is running: its scope, installed by the
     /// session layer, read here once per call (the one place this crate reads it).
-    fn request_store(&self) -> SessionStore<B> {
+    fn request_store(&self) -> SessionStore {
         match RequestScope::current() {
             Some(scope) => self.store.in_scope(&scope),
             None => self.store.clone(),
@@ -217,7 +216,7 @@ impl<B: DocumentBackend> ActixStore<B> {
 
     /// The core store, for `count`, `all`, `clear` and `close`.
     #[must_use]
-    pub fn store(&self) -> &SessionStore<B> {
+    pub fn store(&self) -> &SessionStore {
         &self.store
     }
 
@@ -258,7 +257,7 @@ fn handed_on(e: session_store_core::Error) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
-impl<B: DocumentBackend> actix_session::storage::SessionStore for ActixStore<B> {
+impl actix_session::storage::SessionStore for MongoSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let loaded = self
             .request_store()

@@ -12,7 +12,7 @@ use actix_session::{Session, SessionMiddleware};
 use actix_session_mongo::core::{backend::DocumentBackend, Clock as _, ManualClock, MemoryBackend};
 use actix_session_mongo::core::{SessionEvent, SessionStore};
 use actix_session_mongo::mongo::MongoBackend;
-use actix_session_mongo::ActixStore;
+use actix_session_mongo::MongoSessionStore;
 use actix_web::cookie::{Cookie, Key};
 use actix_web::dev::ServiceResponse;
 use actix_web::{test, web, App, HttpResponse};
@@ -23,14 +23,14 @@ const SESSION_TTL: Duration = Duration::hours(1);
 const TOUCH_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A store with a hand-driven clock and a log of its events.
-struct Harness<B> {
-    store: ActixStore<B>,
+struct Harness {
+    store: MongoSessionStore,
     clock: ManualClock,
     events: Arc<Mutex<Vec<SessionEvent>>>,
 }
 
-impl<B: DocumentBackend> Harness<B> {
-    async fn new(backend: B) -> Self {
+impl Harness {
+    async fn new(backend: impl DocumentBackend) -> Self {
         let clock = ManualClock::new(OffsetDateTime::now_utc());
         let events = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&events);
@@ -42,7 +42,7 @@ impl<B: DocumentBackend> Harness<B> {
             .await
             .expect("store builds");
         Self {
-            store: ActixStore::new(store),
+            store: MongoSessionStore::new(store),
             clock,
             events,
         }
@@ -112,9 +112,7 @@ fn sid<Body>(resp: &ServiceResponse<Body>) -> Option<Cookie<'static>> {
 }
 
 /// The only session in the store.
-async fn only_session<B: DocumentBackend>(
-    store: &ActixStore<B>,
-) -> actix_session_mongo::core::LoadedSession {
+async fn only_session(store: &MongoSessionStore) -> actix_session_mongo::core::LoadedSession {
     use futures_util::TryStreamExt as _;
     let all: Vec<_> = store
         .store()
@@ -130,7 +128,7 @@ async fn only_session<B: DocumentBackend>(
 
 /// `OnEveryRequest`: a read inside `touch_after` writes nothing; after it, only the
 /// expiry moves (a touch), to the store clock's now + the middleware's TTL.
-async fn every_request_touches_lazily<B: DocumentBackend>(h: Harness<B>) {
+async fn every_request_touches_lazily(h: Harness) {
     let app = app!(h.store, TtlExtensionPolicy::OnEveryRequest);
     let resp = test::call_service(&app, test::TestRequest::post().uri("/bump").to_request()).await;
     assert!(resp.status().is_success());
@@ -170,7 +168,7 @@ async fn every_request_touches_lazily<B: DocumentBackend>(h: Harness<B>) {
 }
 
 /// `OnStateChanges`: a read never reaches the store's write path; a change does.
-async fn state_changes_only<B: DocumentBackend>(h: Harness<B>) {
+async fn state_changes_only(h: Harness) {
     let app = app!(h.store, TtlExtensionPolicy::OnStateChanges);
     let resp = test::call_service(&app, test::TestRequest::post().uri("/bump").to_request()).await;
     let cookie = sid(&resp).unwrap();
@@ -203,7 +201,7 @@ async fn state_changes_only<B: DocumentBackend>(h: Harness<B>) {
 /// A session logged out (or expired) between load and save is not brought back, and
 /// none of its data moves to a new session: `update` writes nothing and creates
 /// nothing (the key it returns names no session).
-async fn update_never_resurrects<B: DocumentBackend>(h: Harness<B>) {
+async fn update_never_resurrects(h: Harness) {
     let mut state = HashMap::new();
     state.insert("user".to_owned(), "\"ada\"".to_owned());
     let key = h.store.save(state.clone(), &SESSION_TTL).await.unwrap();
@@ -259,7 +257,7 @@ async fn update_never_resurrects<B: DocumentBackend>(h: Harness<B>) {
 
 /// actix-session hands values over as JSON text; text that is not JSON is a
 /// serialization error, not a stored string.
-async fn rejects_non_json_values<B: DocumentBackend>(h: Harness<B>) {
+async fn rejects_non_json_values(h: Harness) {
     let mut state = HashMap::new();
     state.insert("k".to_owned(), "not json".to_owned());
     let err = h.store.save(state, &SESSION_TTL).await.unwrap_err();
@@ -270,7 +268,7 @@ async fn rejects_non_json_values<B: DocumentBackend>(h: Harness<B>) {
 /// Unlike tower-sessions (which skips saving on 5xx), actix-session saves a changed
 /// session whatever the response status. Documented in the crate; pinned here so an
 /// actix-session change in either direction is noticed.
-async fn saves_even_when_handler_fails<B: DocumentBackend>(h: Harness<B>) {
+async fn saves_even_when_handler_fails(h: Harness) {
     let app = app!(h.store, TtlExtensionPolicy::OnStateChanges);
     let resp = test::call_service(&app, test::TestRequest::post().uri("/fail").to_request()).await;
     assert_eq!(resp.status(), 500);
@@ -279,7 +277,7 @@ async fn saves_even_when_handler_fails<B: DocumentBackend>(h: Harness<B>) {
 }
 
 /// `purge` deletes the document and removes the cookie.
-async fn logout_deletes<B: DocumentBackend>(h: Harness<B>) {
+async fn logout_deletes(h: Harness) {
     let app = app!(h.store, TtlExtensionPolicy::OnEveryRequest);
     let resp = test::call_service(&app, test::TestRequest::post().uri("/bump").to_request()).await;
     let cookie = sid(&resp).unwrap();
@@ -361,7 +359,8 @@ async fn a_failure_is_logged_once() {
         .build()
         .await
         .expect("backend");
-    let store = ActixStore::new(SessionStore::builder(backend).build().await.expect("store"));
+    let store =
+        MongoSessionStore::new(SessionStore::builder(backend).build().await.expect("store"));
     mongod.stop().await.expect("stop mongod");
     let key = SessionKey::try_from("x".repeat(43)).unwrap();
     let request = actix_session_mongo::core::RequestScope::new();
@@ -377,7 +376,7 @@ async fn a_failure_is_logged_once() {
 /// error that names the missing middleware, instead of running requests unserialized.
 #[actix_web::test]
 async fn serialized_without_session_scope_fails_visibly() {
-    let store = ActixStore::new(
+    let store = MongoSessionStore::new(
         SessionStore::builder(MemoryBackend::new())
             .serialize_requests(true)
             .build()
@@ -412,7 +411,7 @@ async fn set_owner_needs_the_scope_and_says_so() {
             Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
         }
     }
-    let store = ActixStore::new(
+    let store = MongoSessionStore::new(
         SessionStore::builder(MemoryBackend::new())
             .build()
             .await
@@ -456,7 +455,7 @@ async fn set_owner_needs_the_scope_and_says_so() {
 /// counts, request after request.
 #[actix_web::test]
 async fn scoped_session_middleware_installs_the_scope() {
-    let store = ActixStore::new(
+    let store = MongoSessionStore::new(
         SessionStore::builder(MemoryBackend::new())
             .serialize_requests(true)
             .build()

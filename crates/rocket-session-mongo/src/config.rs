@@ -1,7 +1,6 @@
 //! [`init()`]: the session fairing configured from Rocket's figment (`Rocket.toml`,
 //! `ROCKET_SESSIONS`), as `rocket_db_pools` configures its pools.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rocket::fairing::{self, Fairing, Info, Kind};
@@ -130,7 +129,7 @@ impl Initializer {
         })?;
         let defaults = CookieSettings::default();
         Ok(Managed {
-            store: Arc::new(store),
+            store,
             cookie: CookieSettings {
                 name: config.cookie_name.unwrap_or(defaults.name),
                 secure: config.secure.unwrap_or(defaults.secure),

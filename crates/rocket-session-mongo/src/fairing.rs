@@ -1,47 +1,39 @@
 //! [`SessionFairing`]: attaches a built store to Rocket, with the cookie's options.
 
-use std::sync::Arc;
-
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::SameSite;
 use rocket::request::Request;
 use rocket::{Build, Response, Rocket};
-use session_store_core::{backend::DocumentBackend, SessionStore};
-use session_store_mongo::MongoBackend;
+use session_store_core::SessionStore;
 
 use crate::managed::{CookieSettings, Managed};
 
 /// The fairing that puts a built store at the [`Session`](crate::Session) guard's
 /// disposal and saves sessions after each request; attach one per Rocket instance. To
 /// configure everything from `Rocket.toml` instead, attach [`init()`](crate::init).
-pub struct SessionFairing<B = MongoBackend> {
-    store: SessionStore<B>,
+pub struct SessionFairing {
     managed: Managed,
 }
 
-/// The ready-made MongoDB session fairing.
-pub type MongoSessionFairing = SessionFairing<MongoBackend>;
-
-impl<B: std::fmt::Debug> std::fmt::Debug for SessionFairing<B> {
+impl std::fmt::Debug for SessionFairing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionFairing")
-            .field("store", &self.store)
+            .field("store", &self.managed.store)
             .field("cookie", &self.managed.cookie)
             .finish()
     }
 }
 
-impl<B: DocumentBackend> SessionFairing<B> {
+impl SessionFairing {
     /// Sessions kept in a built [`SessionStore`], with the defaults in the
     /// [options table](crate#options).
     #[must_use]
-    pub fn new(store: SessionStore<B>) -> Self {
+    pub fn new(store: SessionStore) -> Self {
         Self {
             managed: Managed {
-                store: Arc::new(store.clone()),
+                store,
                 cookie: CookieSettings::default(),
             },
-            store,
         }
     }
 
@@ -92,13 +84,13 @@ impl<B: DocumentBackend> SessionFairing<B> {
 
     /// The core store, for `count`, `all`, `clear` and `close`.
     #[must_use]
-    pub fn store(&self) -> &SessionStore<B> {
-        &self.store
+    pub fn store(&self) -> &SessionStore {
+        &self.managed.store
     }
 }
 
 #[rocket::async_trait]
-impl<B: DocumentBackend> Fairing for SessionFairing<B> {
+impl Fairing for SessionFairing {
     fn info(&self) -> Info {
         Info {
             name: "server-side sessions",

@@ -160,7 +160,8 @@ impl Session<'_> {
     pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
         self.managed
             .store
-            .sessions_of(self.scope, owner)
+            .in_scope(self.scope)
+            .sessions_of(owner)
             .await
             .map_err(unavailable)
     }
@@ -173,7 +174,8 @@ impl Session<'_> {
     pub async fn revoke(&self, owner: &str, handle: &str) -> Result<bool, Error> {
         self.managed
             .store
-            .revoke(self.scope, owner, handle)
+            .in_scope(self.scope)
+            .revoke(owner, handle)
             .await
             .map_err(unavailable)
     }
@@ -192,7 +194,8 @@ impl Session<'_> {
     ) -> Result<session_store_core::Revocation, Error> {
         self.managed
             .store
-            .revoke_all(self.scope, owner, keep_current)
+            .in_scope(self.scope)
+            .revoke_all(owner, keep_current)
             .await
             .map_err(unavailable)
     }

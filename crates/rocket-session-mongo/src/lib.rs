@@ -126,6 +126,6 @@ pub use session_store_mongo as mongo;
 
 pub use crate::config::{init, Initializer, CONFIG_KEY};
 pub use crate::error::Error;
-pub use crate::fairing::{MongoSessionFairing, SessionFairing};
+pub use crate::fairing::SessionFairing;
 pub use crate::guard::Session;
 pub use crate::managed::{DEFAULT_COOKIE_NAME, RETRY_AFTER_SECS};

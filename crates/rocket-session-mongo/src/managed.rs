@@ -1,20 +1,14 @@
 //! What a session fairing puts in Rocket's managed state: the cookie settings and the
-//! store with its backend type erased, so the [`Session`](crate::Session) guard names no
-//! backend. Loading at the guard and saving after the handler live here, once, for
+//! store. Loading at the guard and saving after the handler live here, once, for
 //! every fairing.
 
-use std::future::Future;
 use std::io::Cursor;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use rocket::http::{ContentType, Cookie, SameSite, Status};
 use rocket::request::Request;
 use rocket::Response;
-use session_store_core::{
-    backend::DocumentBackend, Error, LoadedSession, RequestScope, Revocation, SaveOutcome,
-    SessionData, SessionInfo, SessionStore,
-};
+use session_store_core::{Error, RequestScope, SaveOutcome, SessionStore};
 
 use crate::request::{lock, scope, Action, Slot, State};
 
@@ -27,114 +21,6 @@ const UNAVAILABLE_BODY: &str = r#"{"error":"session store unavailable"}"#;
 /// Cookie values longer than this are not session ids: they are ignored without a
 /// database round trip.
 const MAX_ID_LEN: usize = 256;
-
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The store operations the guard and the fairing use, whatever the backend; each for
-/// the request of `scope`.
-pub(crate) trait Store: Send + Sync + 'static {
-    fn load<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<LoadedSession>, Error>>;
-    fn save<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        id: &'a str,
-        data: &'a SessionData,
-    ) -> BoxFuture<'a, Result<SaveOutcome, Error>>;
-    fn create<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        data: &'a SessionData,
-    ) -> BoxFuture<'a, Result<String, Error>>;
-    fn destroy<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<(), Error>>;
-    fn sessions_of<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        owner: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, Error>>;
-    fn revoke<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        owner: &'a str,
-        handle: &'a str,
-    ) -> BoxFuture<'a, Result<bool, Error>>;
-    fn revoke_all<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        owner: &'a str,
-        keep_current: bool,
-    ) -> BoxFuture<'a, Result<Revocation, Error>>;
-    fn close(&self) -> BoxFuture<'_, Result<(), Error>>;
-    fn ttl(&self) -> std::time::Duration;
-}
-
-impl<B: DocumentBackend> Store for SessionStore<B> {
-    fn load<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<LoadedSession>, Error>> {
-        Box::pin(async move { self.in_scope(scope).load(id).await })
-    }
-    fn save<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        id: &'a str,
-        data: &'a SessionData,
-    ) -> BoxFuture<'a, Result<SaveOutcome, Error>> {
-        Box::pin(async move { self.in_scope(scope).save(id, data, None).await })
-    }
-    fn create<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        data: &'a SessionData,
-    ) -> BoxFuture<'a, Result<String, Error>> {
-        Box::pin(async move { Ok(self.in_scope(scope).create(data, None).await?.into_string()) })
-    }
-    fn destroy<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move { self.in_scope(scope).destroy(id).await })
-    }
-    fn sessions_of<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        owner: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, Error>> {
-        Box::pin(async move { self.in_scope(scope).sessions_of(owner).await })
-    }
-    fn revoke<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        owner: &'a str,
-        handle: &'a str,
-    ) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move { self.in_scope(scope).revoke(owner, handle).await })
-    }
-    fn revoke_all<'a>(
-        &'a self,
-        scope: &'a RequestScope,
-        owner: &'a str,
-        keep_current: bool,
-    ) -> BoxFuture<'a, Result<Revocation, Error>> {
-        Box::pin(async move { self.in_scope(scope).revoke_all(owner, keep_current).await })
-    }
-    fn close(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(SessionStore::close(self))
-    }
-    fn ttl(&self) -> std::time::Duration {
-        SessionStore::ttl(self)
-    }
-}
 
 /// The session cookie's attributes.
 #[derive(Clone, Debug)]
@@ -164,7 +50,7 @@ impl Default for CookieSettings {
 /// The managed state: one per Rocket instance.
 #[derive(Clone)]
 pub(crate) struct Managed {
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: SessionStore,
     pub(crate) cookie: CookieSettings,
 }
 
@@ -187,7 +73,7 @@ impl Managed {
         let Some(id) = id else {
             return Slot::Ready(Mutex::default());
         };
-        match self.store.load(scope(req), &id).await {
+        match self.store.in_scope(scope(req)).load(&id).await {
             Ok(Some(session)) => Slot::Ready(Mutex::new(State {
                 id: Some(id),
                 data: session.data,
@@ -234,9 +120,10 @@ impl Managed {
         scope: &RequestScope,
     ) -> Result<Option<Cookie<'static>>, Error> {
         let State { id, data, action } = state;
+        let store = self.store.in_scope(scope);
         if action != Action::Keep {
             if let Some(old) = &id {
-                self.store.destroy(scope, old).await?;
+                store.destroy(old).await?;
             }
         }
         let had_session = id.is_some();
@@ -248,7 +135,7 @@ impl Managed {
         }
         match (action, id) {
             (Action::Destroy, _) => Ok(Some(self.removal_cookie())),
-            (Action::Keep, Some(id)) => match self.store.save(scope, &id, &data).await? {
+            (Action::Keep, Some(id)) => match store.save(&id, &data, None).await? {
                 SaveOutcome::NotFound => {
                     tracing::debug!(
                         "session expired or was deleted during the request; not recreated"
@@ -259,8 +146,8 @@ impl Managed {
             },
             _ if data.is_empty() => Ok(had_session.then(|| self.removal_cookie())),
             _ => {
-                let id = self.store.create(scope, &data).await?;
-                Ok(Some(self.cookie(id)))
+                let id = store.create(&data, None).await?;
+                Ok(Some(self.cookie(id.into_string())))
             }
         }
     }

@@ -21,9 +21,9 @@ use session_store_testkit::live::{self, TestDb};
 
 const TOUCH_AFTER: StdDuration = StdDuration::from_secs(60);
 
-/// The routes of one backend type `B` (Rocket routes are monomorphic).
+/// The routes the scenarios use.
 macro_rules! session_routes {
-    ($b:ty) => {{
+    () => {{
         #[post("/bump")]
         fn bump(session: Session<'_>) -> Result<String, Error> {
             let n = session.get::<u64>("count")?.unwrap_or(0) + 1;
@@ -65,7 +65,7 @@ macro_rules! session_routes {
         #[post("/race")]
         async fn race(
             session: Session<'_>,
-            store: &State<SessionStore<$b>>,
+            store: &State<SessionStore>,
             cookies: &rocket::http::CookieJar<'_>,
         ) -> Result<&'static str, Error> {
             session.insert("late", true)?;
@@ -79,7 +79,7 @@ macro_rules! session_routes {
         #[post("/race-login")]
         async fn race_login(
             session: Session<'_>,
-            store: &State<SessionStore<$b>>,
+            store: &State<SessionStore>,
             cookies: &rocket::http::CookieJar<'_>,
         ) -> Result<&'static str, Error> {
             session.cycle_id();
@@ -93,15 +93,15 @@ macro_rules! session_routes {
     }};
 }
 
-struct Harness<B> {
+struct Harness {
     client: Client,
-    store: SessionStore<B>,
+    store: SessionStore,
     clock: ManualClock,
     events: Arc<Mutex<Vec<SessionEvent>>>,
 }
 
-impl<B: DocumentBackend> Harness<B> {
-    async fn new(backend: B, routes: Vec<rocket::Route>) -> Self {
+impl Harness {
+    async fn new(backend: impl DocumentBackend, routes: Vec<rocket::Route>) -> Self {
         let clock = ManualClock::new(OffsetDateTime::now_utc());
         let events = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&events);
@@ -159,7 +159,7 @@ fn sid(resp: &LocalResponse<'_>) -> Option<Cookie<'static>> {
 
 /// A new session is created once; reads inside `touch_after` write nothing, after it
 /// only the expiry moves; the cookie is HttpOnly with the store's TTL as Max-Age.
-async fn create_and_touch_lazily<B: DocumentBackend>(h: Harness<B>) {
+async fn create_and_touch_lazily(h: Harness) {
     let resp = h.post("/bump", None).await;
     assert_eq!(resp.status(), Status::Ok);
     let cookie = sid(&resp).expect("a new session sets the cookie");
@@ -206,7 +206,7 @@ async fn create_and_touch_lazily<B: DocumentBackend>(h: Harness<B>) {
 }
 
 /// `cycle_id` moves the data to a new id and the old id stops loading.
-async fn cycle_id_rotates<B: DocumentBackend>(h: Harness<B>) {
+async fn cycle_id_rotates(h: Harness) {
     let before = sid(&h.post("/bump", None).await).unwrap();
     let resp = h.post("/login", Some(&before)).await;
     assert_eq!(resp.status(), Status::Ok);
@@ -228,7 +228,7 @@ async fn cycle_id_rotates<B: DocumentBackend>(h: Harness<B>) {
 
 /// `destroy` deletes the document and removes the cookie; the old cookie then reads an
 /// empty session and is not revived.
-async fn destroy_logs_out<B: DocumentBackend>(h: Harness<B>) {
+async fn destroy_logs_out(h: Harness) {
     let cookie = sid(&h.post("/bump", None).await).unwrap();
     let resp = h.post("/logout", Some(&cookie)).await;
     let removal = sid(&resp).expect("logout removes the cookie");
@@ -242,7 +242,7 @@ async fn destroy_logs_out<B: DocumentBackend>(h: Harness<B>) {
 
 /// A handler that changes the session and then fails (5xx) saves nothing: no new
 /// session, no change to an existing one.
-async fn failed_handler_saves_nothing<B: DocumentBackend>(h: Harness<B>) {
+async fn failed_handler_saves_nothing(h: Harness) {
     let resp = h.post("/fail", None).await;
     assert_eq!(resp.status(), Status::InternalServerError);
     assert!(sid(&resp).is_none(), "a failed request set a cookie");
@@ -259,7 +259,7 @@ async fn failed_handler_saves_nothing<B: DocumentBackend>(h: Harness<B>) {
 
 /// A session deleted while a request that changed it was running is not brought back;
 /// the client's cookie is removed.
-async fn deleted_during_request_stays_deleted<B: DocumentBackend>(h: Harness<B>) {
+async fn deleted_during_request_stays_deleted(h: Harness) {
     let cookie = sid(&h.post("/bump", None).await).unwrap();
     let resp = h.post("/race", Some(&cookie)).await;
     assert_eq!(resp.status(), Status::Ok);
@@ -272,7 +272,7 @@ async fn deleted_during_request_stays_deleted<B: DocumentBackend>(h: Harness<B>)
 
 /// An id rotation (login) racing a logout stores nothing under the new id: the
 /// logged-out session's data does not come back; the cookie is removed.
-async fn cycle_id_after_concurrent_logout_stores_nothing<B: DocumentBackend>(h: Harness<B>) {
+async fn cycle_id_after_concurrent_logout_stores_nothing(h: Harness) {
     let cookie = sid(&h.post("/bump", None).await).unwrap();
     let resp = h.post("/race-login", Some(&cookie)).await;
     assert_eq!(resp.status(), Status::Ok);
@@ -285,7 +285,7 @@ async fn cycle_id_after_concurrent_logout_stores_nothing<B: DocumentBackend>(h: 
 
 /// A value of the wrong type is a 500 with the key named in the log, not a panic; an
 /// unknown or oversized cookie is an empty session.
-async fn bad_values_and_cookies<B: DocumentBackend>(h: Harness<B>) {
+async fn bad_values_and_cookies(h: Harness) {
     let cookie = sid(&h.post("/bump", None).await).unwrap();
     let resp = h.get("/wrong-type", &cookie).await;
     assert_eq!(resp.status(), Status::InternalServerError);
@@ -382,7 +382,7 @@ macro_rules! scenarios {
             $(
                 #[rocket::async_test]
                 async fn $name() {
-                    let h = Harness::new(MemoryBackend::new(), session_routes!(MemoryBackend)).await;
+                    let h = Harness::new(MemoryBackend::new(), session_routes!()).await;
                     super::$name(h).await;
                 }
             )*
@@ -401,7 +401,7 @@ macro_rules! scenarios {
                         .build()
                         .await
                         .unwrap();
-                    let h = Harness::new(backend, session_routes!(MongoBackend)).await;
+                    let h = Harness::new(backend, session_routes!()).await;
                     super::$name(h).await;
                     db.drop_and_shutdown().await;
                 }

@@ -11,6 +11,7 @@ use crate::clock::Clock;
 use crate::codec::PayloadFormat;
 use crate::crypto::Cipher;
 use crate::digest::OwnerKey;
+use crate::erased::Backend;
 use crate::error::{backend_error, Error};
 use crate::events::EventSubscriber;
 use crate::options::{AutoRemove, IdAtRest, Options};
@@ -19,32 +20,36 @@ use crate::store::{Inner, SessionStore};
 /// Builds a [`SessionStore`]. Every option has a default; see each method and the
 /// options table in the crate docs.
 #[must_use]
-pub struct SessionStoreBuilder<B> {
-    backend: B,
+pub struct SessionStoreBuilder {
+    backend: Box<dyn Backend>,
+    backend_type: &'static str,
     options: Options,
 }
 
-impl<B> std::fmt::Debug for SessionStoreBuilder<B> {
+impl std::fmt::Debug for SessionStoreBuilder {
     /// The options; not the backend (its connection settings may hold secrets), and of the
     /// cipher, the owner keys and the hooks only whether they are set.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionStoreBuilder")
+            .field("backend", &self.backend_type)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
-impl<B: DocumentBackend> SessionStore<B> {
-    /// Starts building a store over `backend`.
-    pub fn builder(backend: B) -> SessionStoreBuilder<B> {
+impl SessionStore {
+    /// Starts building a store over `backend` (for MongoDB,
+    /// `session_store_mongo::MongoBackend`).
+    pub fn builder(backend: impl DocumentBackend) -> SessionStoreBuilder {
         SessionStoreBuilder {
-            backend,
+            backend_type: std::any::type_name_of_val(&backend),
+            backend: Box::new(backend),
             options: Options::default(),
         }
     }
 }
 
-impl<B: DocumentBackend> SessionStoreBuilder<B> {
+impl SessionStoreBuilder {
     /// Session lifetime used when the framework gives no expiry. Default: 14 days
     /// ([`DEFAULT_TTL`](crate::DEFAULT_TTL)). Must be positive.
     pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
@@ -233,7 +238,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
     ///
     /// [`Error::InvalidOption`] for an option out of range (checked before the backend is
     /// touched); [`Error::Backend`] when preparing the backend fails (indexes, the reaper).
-    pub async fn build(self) -> Result<SessionStore<B>, Error> {
+    pub async fn build(self) -> Result<SessionStore, Error> {
         self.options.check()?;
         let span =
             tracing::debug_span!("session_store.prepare", auto_remove = ?self.options.auto_remove);
@@ -245,6 +250,7 @@ impl<B: DocumentBackend> SessionStoreBuilder<B> {
         Ok(SessionStore {
             inner: Arc::new(Inner {
                 backend: self.backend,
+                backend_type: self.backend_type,
                 options: self.options,
                 warned_unscoped: AtomicBool::new(false),
             }),

@@ -3,13 +3,12 @@
 
 use futures_util::{Stream, StreamExt as _};
 
-use crate::backend::DocumentBackend;
 use crate::error::{backend_error, Error};
 use crate::events::SessionEvent;
 use crate::store::{LoadedSession, SessionStore};
 use crate::telemetry::{op, traced, Done};
 
-impl<B: DocumentBackend> SessionStore<B> {
+impl SessionStore {
     /// Deletes every expired session now; returns how many. Useful with
     /// [`AutoRemove::Disabled`](crate::AutoRemove::Disabled) on your own schedule.
     ///
@@ -58,7 +57,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     /// stream.
     pub async fn all(
         &self,
-    ) -> Result<impl Stream<Item = Result<LoadedSession, Error>> + Send + use<B>, Error> {
+    ) -> Result<impl Stream<Item = Result<LoadedSession, Error>> + Send + use<>, Error> {
         let now = self.now();
         let stream = traced(op!("all"), async {
             let s = self

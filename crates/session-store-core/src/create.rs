@@ -5,7 +5,7 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-use crate::backend::{DocumentBackend, InsertOutcome, StoredDocument};
+use crate::backend::{InsertOutcome, StoredDocument};
 use crate::codec::SessionData;
 use crate::error::{backend_error, Error};
 use crate::events::SessionEvent;
@@ -21,7 +21,7 @@ outcomes! {
     Create { Created => "created", Refused => "refused", Unbound => "unbound" }
 }
 
-impl<B: DocumentBackend> SessionStore<B> {
+impl SessionStore {
     /// Creates a session with a new random id and returns the id. Never overwrites: if
     /// the id is taken, it retries with another (up to
     /// [`MAX_CREATE_ATTEMPTS`]).

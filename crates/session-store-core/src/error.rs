@@ -123,12 +123,6 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// `e`, from the backend during `operation`, as the store's error.
-pub(crate) fn backend_error<E: std::error::Error + Send + Sync + 'static>(
-    operation: &'static str,
-    e: E,
-) -> Error {
-    Error::Backend {
-        operation,
-        source: Box::new(e),
-    }
+pub(crate) fn backend_error(operation: &'static str, source: BoxError) -> Error {
+    Error::Backend { operation, source }
 }

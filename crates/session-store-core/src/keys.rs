@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use crate::backend::DocumentBackend;
 use crate::digest::{hex_sha256, is_hex};
 use crate::options::IdAtRest;
 use crate::scope::RequestScope;
@@ -15,7 +14,7 @@ const BOUND_KEY_DOMAIN: &[u8] = b"session-store bound key v1";
 /// What every bound storage key starts with, and no unbound one may.
 pub(crate) const BOUND_KEY_PREFIX: &str = "bound:";
 
-impl<B: DocumentBackend> SessionStore<B> {
+impl SessionStore {
     /// The storage key (`_id`) for a session id: `transform_id` first; then, unbound,
     /// per `id_at_rest`; bound (this handle's [scope](crate::RequestScope) has a
     /// binding, see [`in_scope`](Self::in_scope)), always `bound:` followed by the hex

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
-use crate::backend::{Acquire, DocumentBackend, StoredDocument};
+use crate::backend::{Acquire, StoredDocument};
 use crate::clock::later;
 use crate::error::{backend_error, error_chain, Error};
 use crate::id::SessionId;
@@ -30,7 +30,7 @@ fn max_pause(wait: Duration) -> Duration {
     (wait / WAIT_SLICES).max(MIN_MAX_PAUSE)
 }
 
-impl<B: DocumentBackend> SessionStore<B> {
+impl SessionStore {
     /// Takes the lease on `key` for the request of `scope`, waiting for its turn, and
     /// registers it with the scope; returns the document (`None` when there is no
     /// session).
@@ -93,7 +93,7 @@ impl<B: DocumentBackend> SessionStore<B> {
     }
 }
 
-impl<B: DocumentBackend> Releaser for SessionStore<B> {
+impl Releaser for SessionStore {
     fn release(&self, key: String, token: String) -> BoxFuture<'static, ()> {
         let store = self.clone();
         Box::pin(async move {

@@ -153,6 +153,7 @@ mod collection;
 mod create;
 pub mod crypto;
 mod digest;
+mod erased;
 mod error;
 mod events;
 mod id;

@@ -4,7 +4,7 @@
 
 use time::OffsetDateTime;
 
-use crate::backend::{DocumentBackend, InsertOutcome, StoredDocument};
+use crate::backend::{InsertOutcome, StoredDocument};
 use crate::codec::SessionData;
 use crate::error::{backend_error, Error};
 use crate::events::SessionEvent;
@@ -15,7 +15,7 @@ outcomes! {
     Import { Created => "created", Exists => "exists", Unbound => "unbound" }
 }
 
-impl<B: DocumentBackend> SessionStore<B> {
+impl SessionStore {
     /// Moves a live session stored under `id`'s raw key to `key` (see
     /// [`raw_id_fallback`](crate::SessionStoreBuilder::raw_id_fallback)): insert under
     /// `key`, then delete the raw document; if that was gone meanwhile (a logout deleted

@@ -4,7 +4,7 @@
 use futures_util::{FutureExt as _, StreamExt as _};
 use time::OffsetDateTime;
 
-use crate::backend::{DocumentBackend, StoredDocument};
+use crate::backend::StoredDocument;
 use crate::codec::SessionData;
 use crate::digest::handle_of;
 use crate::error::{backend_error, Error};
@@ -55,7 +55,7 @@ impl Revocation {
     }
 }
 
-impl<B: DocumentBackend> SessionStore<B> {
+impl SessionStore {
     /// What the store writes in `owner` for `owner`: the name as given, or its keyed
     /// digest with an [`owner_key`](crate::SessionStoreBuilder::owner_key).
     pub(crate) fn owner_tag(&self, owner: &str) -> Result<String, Error> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::backend::{DocumentBackend, DocumentUpdate};
+use crate::backend::DocumentUpdate;
 use crate::codec::SessionData;
 use crate::error::{backend_error, Error};
 use crate::events::SessionEvent;
@@ -59,7 +59,7 @@ struct Current {
     lease: Option<String>,
 }
 
-impl<B: DocumentBackend> SessionStore<B> {
+impl SessionStore {
     /// Saves an existing session: writes the payload when the data changed, else
     /// touches or skips according to `touch_after`. Never creates a document: a session
     /// that expired or was destroyed meanwhile gives [`SaveOutcome::NotFound`].

@@ -1,7 +1,7 @@
 //! Payloads: session data encoded by the payload format and, with a cipher, sealed to
 //! its storage key; re-sealing with the current key after a rotation.
 
-use crate::backend::{DocumentBackend, DocumentUpdate, StoredDocument};
+use crate::backend::{DocumentUpdate, StoredDocument};
 use crate::codec::{Payload, SessionData};
 use crate::crypto::CipherError;
 use crate::error::{error_chain, CodecError, Error};
@@ -12,7 +12,7 @@ use crate::store::{LoadedSession, SessionStore};
 const PLAIN_TEXT: u8 = b't';
 const PLAIN_BYTES: u8 = b'b';
 
-impl<B: DocumentBackend> SessionStore<B> {
+impl SessionStore {
     /// Encodes `data` for the document under `key`, encrypting when a cipher is set.
     pub(crate) fn encode(&self, data: &SessionData, key: &str) -> Result<Payload, Error> {
         let options = &self.inner.options;
@@ -123,7 +123,7 @@ impl<B: DocumentBackend> SessionStore<B> {
             }
             Ok(false) => version,
             Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "re-sealing with the current key failed");
+                tracing::warn!(error = %error_chain(&*e), "re-sealing with the current key failed");
                 version
             }
         }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::backend::{DocumentBackend, StoredDocument};
+use crate::backend::StoredDocument;
 use crate::clock::{later, to_millis};
 use crate::codec::SessionData;
+use crate::erased::Backend;
 use crate::error::{backend_error, Error};
 use crate::events::{LoadFailure, SessionEvent};
 use crate::options::{span, Options};
@@ -33,13 +34,13 @@ pub struct LoadedSession {
 /// Cheap to clone (clones share one store). Build one with
 /// [`SessionStore::builder`](crate::SessionStoreBuilder). A request's operations go
 /// through [`in_scope`](Self::in_scope), which the adapters call for every request.
-pub struct SessionStore<B> {
-    pub(crate) inner: Arc<Inner<B>>,
+pub struct SessionStore {
+    pub(crate) inner: Arc<Inner>,
     /// The request this handle works for, if any.
     pub(crate) scope: Option<RequestScope>,
 }
 
-impl<B> Clone for SessionStore<B> {
+impl Clone for SessionStore {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -48,17 +49,19 @@ impl<B> Clone for SessionStore<B> {
     }
 }
 
-pub(crate) struct Inner<B> {
-    pub(crate) backend: B,
+pub(crate) struct Inner {
+    pub(crate) backend: Box<dyn Backend>,
+    /// The backend's type, for `Debug`.
+    pub(crate) backend_type: &'static str,
     pub(crate) options: Options,
     /// Whether the "used outside a request scope" warning was logged.
     pub(crate) warned_unscoped: AtomicBool,
 }
 
-impl<B: fmt::Debug> fmt::Debug for SessionStore<B> {
+impl fmt::Debug for SessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionStore")
-            .field("backend", &self.inner.backend)
+            .field("backend", &self.inner.backend_type)
             .field("options", &self.inner.options)
             .field("scope", &self.scope)
             .finish()
@@ -73,7 +76,7 @@ outcomes! {
     Destroy { Destroyed => "destroyed", Absent => "absent", Unbound => "unbound" }
 }
 
-impl<B: DocumentBackend> SessionStore<B> {
+impl SessionStore {
     /// This store as the request `scope` uses it: loads are remembered in the scope,
     /// saves are measured against them, leases and the binding are the scope's (see
     /// [`RequestScope`]). The adapters call it for every request with the scope their
@@ -93,11 +96,6 @@ impl<B: DocumentBackend> SessionStore<B> {
             inner: Arc::clone(&self.inner),
             scope: None,
         }
-    }
-
-    /// The backend.
-    pub fn backend(&self) -> &B {
-        &self.inner.backend
     }
 
     /// The configured session lifetime.

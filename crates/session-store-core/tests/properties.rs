@@ -124,7 +124,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// unchanged), touch, destroy, in one request and outside any. Errors are fine; panics
 /// are not.
 async fn exercise(
-    store: &SessionStore<MemoryBackend>,
+    store: &SessionStore,
     backend: &MemoryBackend,
     doc: StoredDocument,
     id: &str,

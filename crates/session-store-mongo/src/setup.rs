@@ -33,7 +33,7 @@ pub enum SetupError {
 ///
 /// [`SetupError::Backend`] when the URI is invalid or MongoDB cannot be reached,
 /// [`SetupError::Store`] when the index cannot be created.
-pub async fn connect(uri: &str) -> Result<SessionStore<MongoBackend>, SetupError> {
+pub async fn connect(uri: &str) -> Result<SessionStore, SetupError> {
     let backend = MongoBackend::builder()
         .uri(uri)
         .build()
@@ -51,7 +51,7 @@ pub async fn connect(uri: &str) -> Result<SessionStore<MongoBackend>, SetupError
 pub async fn from_client(
     client: mongodb::Client,
     database: &str,
-) -> Result<SessionStore<MongoBackend>, SetupError> {
+) -> Result<SessionStore, SetupError> {
     let backend = MongoBackend::builder()
         .client(client)
         .database(database)
@@ -61,7 +61,7 @@ pub async fn from_client(
     store_on(backend).await
 }
 
-async fn store_on(backend: MongoBackend) -> Result<SessionStore<MongoBackend>, SetupError> {
+async fn store_on(backend: MongoBackend) -> Result<SessionStore, SetupError> {
     SessionStore::builder(backend)
         .build()
         .await

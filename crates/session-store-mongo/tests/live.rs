@@ -32,7 +32,7 @@ async fn backend(db: &TestDb) -> MongoBackend {
 }
 
 /// A store with every default on the test database.
-async fn default_store(db: &TestDb) -> SessionStore<MongoBackend> {
+async fn default_store(db: &TestDb) -> SessionStore {
     SessionStore::builder(backend(db).await)
         .build()
         .await

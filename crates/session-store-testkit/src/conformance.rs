@@ -156,7 +156,7 @@ pub use overlap::{
 type Events = Arc<Mutex<Vec<SessionEvent>>>;
 
 struct Fixture<B> {
-    store: SessionStore<B>,
+    store: SessionStore,
     backend: B,
     clock: ManualClock,
     events: Events,
@@ -175,7 +175,7 @@ fn start_clock() -> ManualClock {
 
 async fn fixture<B: DocumentBackend + Clone>(
     backend: B,
-    configure: impl FnOnce(SessionStoreBuilder<B>) -> SessionStoreBuilder<B>,
+    configure: impl FnOnce(SessionStoreBuilder) -> SessionStoreBuilder,
 ) -> Fixture<B> {
     let clock = start_clock();
     let events: Events = Arc::default();

@@ -3,12 +3,11 @@
 
 use std::borrow::Cow;
 
-use session_store_core::backend::DocumentBackend;
 use tower_layer::Layer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-use crate::{SessionScope, SessionScopeLayer, TowerStore};
+use crate::{MongoSessionStore, SessionScope, SessionScopeLayer};
 
 /// Server-side sessions for an Axum router in one `.layer(..)`: tower-sessions'
 /// `SessionManagerLayer` over this store, inside a [`SessionScopeLayer`], so every request
@@ -44,14 +43,14 @@ use crate::{SessionScope, SessionScopeLayer, TowerStore};
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct SessionLayer<B: DocumentBackend + std::fmt::Debug> {
-    manager: SessionManagerLayer<TowerStore<B>>,
+pub struct SessionLayer {
+    manager: SessionManagerLayer<MongoSessionStore>,
 }
 
-impl<B: DocumentBackend + std::fmt::Debug> SessionLayer<B> {
+impl SessionLayer {
     /// Sessions stored in `store`, with tower-sessions' cookie defaults (see the table).
     #[must_use]
-    pub fn new(store: TowerStore<B>) -> Self {
+    pub fn new(store: MongoSessionStore) -> Self {
         Self {
             manager: SessionManagerLayer::new(store),
         }
@@ -109,7 +108,7 @@ impl<B: DocumentBackend + std::fmt::Debug> SessionLayer<B> {
 
     fn map(
         self,
-        f: impl FnOnce(SessionManagerLayer<TowerStore<B>>) -> SessionManagerLayer<TowerStore<B>>,
+        f: impl FnOnce(SessionManagerLayer<MongoSessionStore>) -> SessionManagerLayer<MongoSessionStore>,
     ) -> Self {
         Self {
             manager: f(self.manager),
@@ -117,12 +116,11 @@ impl<B: DocumentBackend + std::fmt::Debug> SessionLayer<B> {
     }
 }
 
-impl<S, B> Layer<S> for SessionLayer<B>
+impl<S> Layer<S> for SessionLayer
 where
-    B: DocumentBackend + std::fmt::Debug,
-    SessionManagerLayer<TowerStore<B>>: Layer<S>,
+    SessionManagerLayer<MongoSessionStore>: Layer<S>,
 {
-    type Service = SessionScope<<SessionManagerLayer<TowerStore<B>> as Layer<S>>::Service>;
+    type Service = SessionScope<<SessionManagerLayer<MongoSessionStore> as Layer<S>>::Service>;
 
     fn layer(&self, inner: S) -> Self::Service {
         SessionScopeLayer::new().layer(self.manager.layer(inner))

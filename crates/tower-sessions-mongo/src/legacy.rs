@@ -10,7 +10,7 @@
 use std::future::IntoFuture;
 use std::time::Duration;
 
-use session_store_core::{backend::DocumentBackend, SessionStore};
+use session_store_core::SessionStore;
 use session_store_mongo::mongodb::bson::{doc, Bson, DateTime, Document};
 use session_store_mongo::mongodb::Collection;
 use tower_sessions_core::session::{Id, Record};
@@ -44,9 +44,9 @@ impl Legacy {
     /// session with that id exists already: a concurrent move), then delete the old
     /// document; if that was gone meanwhile (a logout deleted it), the import is undone.
     /// Returns whether a session with this id is now in `store`.
-    pub(crate) async fn adopt<B: DocumentBackend>(
+    pub(crate) async fn adopt(
         &self,
-        store: &SessionStore<B>,
+        store: &SessionStore,
         id: &Id,
     ) -> Result<bool, session_store_core::Error> {
         let key = id.to_string();

@@ -65,7 +65,7 @@
 //! # Moving from tower-sessions-mongodb-store
 //!
 //! With the `migrate-mongodb-store` feature,
-//! [`migrate_from_mongodb_store`](TowerStore::migrate_from_mongodb_store) serves the
+//! [`migrate_from_mongodb_store`](MongoSessionStore::migrate_from_mongodb_store) serves the
 //! sessions that store wrote (same cookie, the tower-sessions id): each is moved here on
 //! its first use, and a logout deletes it in both stores, so nobody is logged out by the
 //! switch.
@@ -116,9 +116,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use session_store_core::backend::DocumentBackend;
 use session_store_core::{RequestScope, SessionStore};
-use session_store_mongo::MongoBackend;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion};
 
@@ -132,17 +130,15 @@ pub use crate::layer::SessionLayer;
 pub use crate::owner::SessionOwnerExt;
 pub use crate::scope::{SessionScope, SessionScopeLayer};
 
-/// A tower-sessions store over any [`DocumentBackend`].
-pub struct TowerStore<B> {
-    store: SessionStore<B>,
+/// The store for tower-sessions: a [`SessionStore`] (on MongoDB, or any other backend)
+/// behind tower-sessions' store trait. Install it with [`SessionLayer`].
+pub struct MongoSessionStore {
+    store: SessionStore,
     #[cfg(feature = "migrate-mongodb-store")]
     legacy: Option<legacy::Legacy>,
 }
 
-/// The ready-made MongoDB store for tower-sessions.
-pub type MongoSessionStore = TowerStore<MongoBackend>;
-
-impl<B> Clone for TowerStore<B> {
+impl Clone for MongoSessionStore {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
@@ -152,13 +148,15 @@ impl<B> Clone for TowerStore<B> {
     }
 }
 
-impl<B: fmt::Debug> fmt::Debug for TowerStore<B> {
+impl fmt::Debug for MongoSessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TowerStore").field(&self.store).finish()
+        f.debug_tuple("MongoSessionStore")
+            .field(&self.store)
+            .finish()
     }
 }
 
-impl TowerStore<MongoBackend> {
+impl MongoSessionStore {
     /// The store on the MongoDB at `uri`, in one call, with every default (see
     /// [`session_store_mongo::connect`]).
     ///
@@ -186,10 +184,10 @@ impl TowerStore<MongoBackend> {
     }
 }
 
-impl<B: DocumentBackend> TowerStore<B> {
+impl MongoSessionStore {
     /// Wraps a built [`SessionStore`].
     #[must_use]
-    pub fn new(store: SessionStore<B>) -> Self {
+    pub fn new(store: SessionStore) -> Self {
         Self {
             store,
             #[cfg(feature = "migrate-mongodb-store")]
@@ -222,7 +220,7 @@ impl<B: DocumentBackend> TowerStore<B> {
 
     /// The store for the request whose future is running: its scope, installed by the
     /// session layer, read here once per call (the one place this crate reads it).
-    fn request_store(&self) -> SessionStore<B> {
+    fn request_store(&self) -> SessionStore {
         match RequestScope::current() {
             Some(scope) => self.store.in_scope(&scope),
             None => self.store.clone(),
@@ -231,7 +229,7 @@ impl<B: DocumentBackend> TowerStore<B> {
 
     /// The core store, for `count`, `all`, `clear` and `close`.
     #[must_use]
-    pub fn store(&self) -> &SessionStore<B> {
+    pub fn store(&self) -> &SessionStore {
         &self.store
     }
 }
@@ -251,7 +249,7 @@ fn to_tower_error(e: session_store_core::Error) -> session_store::Error {
 }
 
 #[async_trait]
-impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore<B> {
+impl session_store::SessionStore for MongoSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = to_core(&record.data);
         let mut proposed = Some(record.id);
@@ -317,7 +315,7 @@ impl<B: DocumentBackend + fmt::Debug> session_store::SessionStore for TowerStore
 }
 
 #[async_trait]
-impl<B: DocumentBackend + fmt::Debug> ExpiredDeletion for TowerStore<B> {
+impl ExpiredDeletion for MongoSessionStore {
     async fn delete_expired(&self) -> session_store::Result<()> {
         self.store
             .delete_expired()

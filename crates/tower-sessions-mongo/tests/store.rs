@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use session_store_core::{backend::DocumentBackend, MemoryBackend};
+use session_store_core::MemoryBackend;
 use session_store_testkit::live::{self, TestDb};
 use time::{Duration, OffsetDateTime};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{ExpiredDeletion, SessionStore as _};
 use tower_sessions_mongo::core::SessionStore;
 use tower_sessions_mongo::mongo::MongoBackend;
-use tower_sessions_mongo::TowerStore;
+use tower_sessions_mongo::MongoSessionStore;
 
 fn record(user: &str, expiry_date: OffsetDateTime) -> Record {
     let mut data = HashMap::new();
@@ -22,7 +22,7 @@ fn record(user: &str, expiry_date: OffsetDateTime) -> Record {
     }
 }
 
-async fn exercise<B: DocumentBackend + std::fmt::Debug>(store: TowerStore<B>) {
+async fn exercise(store: MongoSessionStore) {
     let later = OffsetDateTime::now_utc() + Duration::hours(1);
 
     let mut victim = record("victim", later);
@@ -89,7 +89,7 @@ async fn tower_contract_in_memory() {
         .build()
         .await
         .unwrap();
-    exercise(TowerStore::new(store)).await;
+    exercise(MongoSessionStore::new(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +103,7 @@ async fn tower_contract_on_mongodb() {
         .await
         .unwrap();
     let store = SessionStore::builder(backend).build().await.unwrap();
-    exercise(TowerStore::new(store)).await;
+    exercise(MongoSessionStore::new(store)).await;
     db.drop_and_shutdown().await;
 }
 
@@ -123,7 +123,8 @@ async fn a_failure_is_logged_once() {
         .build()
         .await
         .expect("backend");
-    let store = TowerStore::new(SessionStore::builder(backend).build().await.expect("store"));
+    let store =
+        MongoSessionStore::new(SessionStore::builder(backend).build().await.expect("store"));
     mongod.stop().await.expect("stop mongod");
     let request = session_store_core::RequestScope::new();
     let (loaded, logged) =
@@ -142,7 +143,7 @@ async fn a_failure_is_logged_once() {
 /// error that names the missing layer, instead of running requests unserialized.
 #[tokio::test]
 async fn serialized_without_the_scope_layer_fails_visibly() {
-    let store = TowerStore::new(
+    let store = MongoSessionStore::new(
         SessionStore::builder(MemoryBackend::new())
             .serialize_requests(true)
             .build()
@@ -165,7 +166,7 @@ async fn serialized_without_the_scope_layer_fails_visibly() {
 #[tokio::test]
 async fn set_owner_needs_the_scope_and_says_so() {
     use tower_sessions_mongo::SessionOwnerExt as _;
-    let store = std::sync::Arc::new(TowerStore::new(
+    let store = std::sync::Arc::new(MongoSessionStore::new(
         SessionStore::builder(MemoryBackend::new())
             .build()
             .await
@@ -206,7 +207,7 @@ async fn session_layer_installs_the_scope() {
         session.insert("n", n).await.map_err(unavailable)?;
         Ok(n.to_string())
     }
-    let store = TowerStore::new(
+    let store = MongoSessionStore::new(
         SessionStore::builder(MemoryBackend::new())
             .serialize_requests(true)
             .build()

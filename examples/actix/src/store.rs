@@ -13,7 +13,7 @@ use crate::config::Config;
 
 /// Connects to MongoDB (checking the connection and TLS files first) and prepares the
 /// sessions collection. Takes the encryption keys out of `config`.
-pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionStore<MongoBackend>> {
+pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionStore> {
     let mut backend = MongoBackend::builder()
         .uri(&config.mongodb_uri)
         .collection(&config.collection);

@@ -30,7 +30,7 @@ use rocket::{catch, catchers, delete, get, post, put, routes, Request, Response,
 use rocket_session_mongo as adapter;
 use rocket_session_mongo::core::SessionBinding;
 use rocket_session_mongo::mongo::mongodb::bson::doc;
-use rocket_session_mongo::{MongoSessionFairing, Session};
+use rocket_session_mongo::{Session, SessionFairing};
 use serde_json::{json, Value};
 
 use crate::config::Config;
@@ -251,7 +251,7 @@ async fn run() -> anyhow::Result<()> {
         .manage(AppState {
             payload_bytes: config.payload_bytes,
         })
-        .attach(MongoSessionFairing::new(store.clone()).secure(secure))
+        .attach(SessionFairing::new(store.clone()).secure(secure))
         .attach(AdHoc::on_request("session binding", move |req, _| {
             Box::pin(async move {
                 if bind {

@@ -409,8 +409,8 @@ async fn writes(db: &Database) -> Result<u64> {
 }
 
 struct Stores {
-    plain: SessionStore<MongoBackend>,
-    encrypted: SessionStore<MongoBackend>,
+    plain: SessionStore,
+    encrypted: SessionStore,
     raw: Collection<Document>,
     clock: ManualClock,
 }
@@ -420,7 +420,7 @@ async fn store(
     collection: &str,
     clock: &ManualClock,
     encrypt: bool,
-) -> Result<SessionStore<MongoBackend>> {
+) -> Result<SessionStore> {
     let backend = MongoBackend::builder()
         .client(client.clone())
         .database(DATABASE)
@@ -529,7 +529,7 @@ fn set_id(slot: &Slot, id: String) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
 }
 
-async fn store_op(store: &SessionStore<MongoBackend>, op: Op, n: usize, slot: &Slot) -> Result<()> {
+async fn store_op(store: &SessionStore, op: Op, n: usize, slot: &Slot) -> Result<()> {
     match op {
         Op::Create => {
             let id = store.create(&session(n, 0), None).await?;

@@ -15,16 +15,16 @@ use session_store_core::{
 use super::{data, fixture, millis, raw};
 
 /// One request: its scope and what it loaded.
-pub(super) struct Request<'s, B> {
-    store: &'s SessionStore<B>,
+pub(super) struct Request<'s> {
+    store: &'s SessionStore,
     pub(super) scope: RequestScope,
     id: String,
     pub(super) data: SessionData,
 }
 
-impl<'s, B: DocumentBackend> Request<'s, B> {
+impl<'s> Request<'s> {
     /// A request that loads session `id` (which must be live).
-    pub(super) async fn load(store: &'s SessionStore<B>, id: &str) -> Self {
+    pub(super) async fn load(store: &'s SessionStore, id: &str) -> Self {
         let scope = RequestScope::new();
         let loaded = store
             .in_scope(&scope)
@@ -76,7 +76,7 @@ impl<'s, B: DocumentBackend> Request<'s, B> {
 }
 
 /// The data stored now under `id`, `None` when no live session has it.
-async fn stored<B: DocumentBackend>(store: &SessionStore<B>, id: &str) -> Option<SessionData> {
+async fn stored(store: &SessionStore, id: &str) -> Option<SessionData> {
     store
         .in_scope(&RequestScope::new())
         .load(id)
@@ -87,9 +87,7 @@ async fn stored<B: DocumentBackend>(store: &SessionStore<B>, id: &str) -> Option
 
 /// A session `{"count": 1}` that a reader loads, then a writer loads and saves with
 /// count 2; returns its id and the reader.
-async fn written_under_a_reader<B: DocumentBackend>(
-    store: &SessionStore<B>,
-) -> (String, Request<'_, B>) {
+async fn written_under_a_reader(store: &SessionStore) -> (String, Request<'_>) {
     let id = store
         .create(&data(json!({"count": 1})), None)
         .await
@@ -122,8 +120,8 @@ pub async fn read_only_request_never_reverts<B: DocumentBackend + Clone>(backend
 /// Requests that change different keys keep each other's changes, also across two stores
 /// on one collection, for every payload format, encrypted or not.
 pub async fn different_keys_are_all_kept<B: DocumentBackend + Clone>(backend: B) {
-    type Configure<B> = fn(SessionStoreBuilder<B>) -> SessionStoreBuilder<B>;
-    let configs: [(&str, Configure<B>); 3] = [
+    type Configure = fn(SessionStoreBuilder) -> SessionStoreBuilder;
+    let configs: [(&str, Configure); 3] = [
         ("JSON string", |b| b),
         ("document", |b| b.payload_format(PayloadFormat::Document)),
         ("encrypted", |b| b.cipher(super::ring(&[("k1", 7)]))),
@@ -296,7 +294,7 @@ pub async fn second_load_keeps_the_first_as_base<B: DocumentBackend + Clone>(bac
 }
 
 /// Requests on a session one at a time, with a short wait for the turn (for tests).
-pub(super) fn serialized<B: DocumentBackend>(b: SessionStoreBuilder<B>) -> SessionStoreBuilder<B> {
+pub(super) fn serialized(b: SessionStoreBuilder) -> SessionStoreBuilder {
     b.serialize_requests(true)
         .lease_duration(StdDuration::from_secs(10))
         .lease_wait(StdDuration::from_millis(300))
@@ -473,9 +471,9 @@ struct ModelRequest {
     view: SessionData,
 }
 
-struct Interleaving<'s, B> {
+struct Interleaving<'s> {
     rng: Rng,
-    store: &'s SessionStore<B>,
+    store: &'s SessionStore,
     clock: &'s session_store_core::ManualClock,
     /// Live sessions as the model sees them: id → (data, expires).
     live: BTreeMap<String, (SessionData, session_store_core::time::OffsetDateTime)>,
@@ -487,12 +485,8 @@ struct Interleaving<'s, B> {
     log: Vec<String>,
 }
 
-impl<'s, B: DocumentBackend> Interleaving<'s, B> {
-    fn new(
-        seed: u64,
-        store: &'s SessionStore<B>,
-        clock: &'s session_store_core::ManualClock,
-    ) -> Self {
+impl<'s> Interleaving<'s> {
+    fn new(seed: u64, store: &'s SessionStore, clock: &'s session_store_core::ManualClock) -> Self {
         Self {
             rng: Rng(seed | 1),
             store,
