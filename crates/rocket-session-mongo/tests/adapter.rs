@@ -459,3 +459,45 @@ async fn a_failure_is_logged_once() {
     let lines: Vec<&str> = logged.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "logged {} times:\n{logged}", lines.len());
 }
+
+#[post("/count")]
+fn count_up(session: Session<'_>) -> Result<String, Error> {
+    let n = session.get::<u64>("count")?.unwrap_or(0) + 1;
+    session.insert("count", n)?;
+    Ok(n.to_string())
+}
+
+/// With `serialize_requests` (which fails without a request scope) the fairing is the
+/// only thing a Rocket app attaches: requests load, take and release the lease, and count
+/// on a real mongod, with no scope layer to forget.
+#[rocket::async_test]
+async fn serialized_requests_need_nothing_but_the_fairing() {
+    let Some(uri) = live::mongo_uri() else { return };
+    let db = TestDb::new(&uri, "rocket_serialized").await.unwrap();
+    let backend = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    let store = SessionStore::builder(backend)
+        .serialize_requests(true)
+        .build()
+        .await
+        .expect("store");
+    let client = Client::untracked(
+        quiet_rocket()
+            .attach(SessionFairing::new(store).secure(false))
+            .mount("/", routes![count_up]),
+    )
+    .await
+    .expect("valid rocket");
+    let first = client.post("/count").dispatch().await;
+    assert_eq!(first.status(), Status::Ok);
+    let cookie = sid(&first).expect("a session cookie");
+    assert_eq!(first.into_string().await.as_deref(), Some("1"));
+    let second = client.post("/count").cookie(cookie).dispatch().await;
+    assert_eq!(second.status(), Status::Ok, "a serialized request failed");
+    assert_eq!(second.into_string().await.as_deref(), Some("2"));
+    db.drop_and_shutdown().await;
+}

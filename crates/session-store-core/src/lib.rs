@@ -6,7 +6,12 @@
 //! only stores documents. Use it through an adapter (`tower-sessions-mongo` for Axum,
 //! `actix-session-mongo`, `rocket-session-mongo`)
 //! with the MongoDB backend (`session-store-mongo`); use it directly to write a new
-//! adapter or backend. It has no dependency on tokio, MongoDB or a web framework.
+//! adapter or backend. It has no dependency on MongoDB or a web framework; with the
+//! `tokio` feature (which `session-store-mongo` turns on) it waits and works in the
+//! background on the current Tokio runtime, otherwise on threads of its own.
+//!
+//! Application types are at the crate root; what a backend implementer needs is in
+//! [`backend`], encryption in [`crypto`].
 //!
 //! # Quickstart
 //!
