@@ -205,9 +205,14 @@ impl MongoSessionStore {
         Self { store }
     }
 
-    /// The store for the request whose future is running: its scope, installed by the
-    /// session layer, read here once per call (the one place this crate reads it).
-    fn request_store(&self) -> SessionStore {
+    /// The core store as the request whose handler is running uses it (the request scope
+    /// the session layer installed, read here, the one place this crate reads it): for
+    /// [`sessions_of`](SessionStore::sessions_of) (which marks the request's own session
+    /// `current`), [`revoke`](SessionStore::revoke) and
+    /// [`revoke_all`](SessionStore::revoke_all) from a handler. Outside a request, the
+    /// store as built.
+    #[must_use]
+    pub fn in_request(&self) -> SessionStore {
         match RequestScope::current() {
             Some(scope) => self.store.in_scope(&scope),
             None => self.store.clone(),
@@ -226,7 +231,7 @@ impl MongoSessionStore {
 
     async fn create(&self, data: &SessionData, ttl: &Duration) -> anyhow::Result<SessionKey> {
         let id = self
-            .request_store()
+            .in_request()
             .create(data, Some(self.expires(ttl)))
             .await
             .map_err(handed_on)?;
@@ -260,7 +265,7 @@ fn handed_on(e: session_store_core::Error) -> anyhow::Error {
 impl actix_session::storage::SessionStore for MongoSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let loaded = self
-            .request_store()
+            .in_request()
             .load(key.as_ref())
             .await
             .map_err(|e| LoadError::Other(handed_on(e)))?;
@@ -284,7 +289,7 @@ impl actix_session::storage::SessionStore for MongoSessionStore {
     ) -> Result<SessionKey, UpdateError> {
         let data = to_core(state).map_err(UpdateError::Serialization)?;
         let outcome = self
-            .request_store()
+            .in_request()
             .save(key.as_ref(), &data, Some(self.expires(ttl)))
             .await
             .map_err(|e| UpdateError::Other(handed_on(e)))?;
@@ -298,7 +303,7 @@ impl actix_session::storage::SessionStore for MongoSessionStore {
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
-        self.request_store()
+        self.in_request()
             .touch(key.as_ref(), Some(self.expires(ttl)))
             .await
             .map_err(handed_on)?;
@@ -306,7 +311,7 @@ impl actix_session::storage::SessionStore for MongoSessionStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
-        self.request_store()
+        self.in_request()
             .destroy(key.as_ref())
             .await
             .map_err(handed_on)

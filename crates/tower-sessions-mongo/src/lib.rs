@@ -218,9 +218,14 @@ impl MongoSessionStore {
         self
     }
 
-    /// The store for the request whose future is running: its scope, installed by the
-    /// session layer, read here once per call (the one place this crate reads it).
-    fn request_store(&self) -> SessionStore {
+    /// The core store as the request whose handler is running uses it (the request scope
+    /// the session layer installed, read here, the one place this crate reads it): for
+    /// [`sessions_of`](SessionStore::sessions_of) (which marks the request's own session
+    /// `current`), [`revoke`](SessionStore::revoke) and
+    /// [`revoke_all`](SessionStore::revoke_all) from a handler. Outside a request, the
+    /// store as built.
+    #[must_use]
+    pub fn in_request(&self) -> SessionStore {
         match RequestScope::current() {
             Some(scope) => self.store.in_scope(&scope),
             None => self.store.clone(),
@@ -254,7 +259,7 @@ impl session_store::SessionStore for MongoSessionStore {
         let data = to_core(&record.data);
         let mut proposed = Some(record.id);
         let id = self
-            .request_store()
+            .in_request()
             .create_with_ids(&data, Some(record.expiry_date), move || {
                 proposed.take().unwrap_or_default()
             })
@@ -266,7 +271,7 @@ impl session_store::SessionStore for MongoSessionStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let outcome = self
-            .request_store()
+            .in_request()
             .save(
                 &record.id.to_string(),
                 &to_core(&record.data),
@@ -281,7 +286,7 @@ impl session_store::SessionStore for MongoSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let store = self.request_store();
+        let store = self.in_request();
         let loaded = store.load(&id.to_string()).await.map_err(to_tower_error)?;
         #[cfg(feature = "migrate-mongodb-store")]
         let loaded = match (loaded, &self.legacy) {
@@ -307,7 +312,7 @@ impl session_store::SessionStore for MongoSessionStore {
         if let Some(legacy) = &self.legacy {
             legacy.forget(id).await.map_err(to_tower_error)?;
         }
-        self.request_store()
+        self.in_request()
             .destroy(&id.to_string())
             .await
             .map_err(to_tower_error)

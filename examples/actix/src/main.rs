@@ -169,7 +169,7 @@ async fn list_sessions(session: Session, state: web::Data<AppState>) -> AppResul
     let Some(user) = session.get::<String>(USER)? else {
         return Ok(not_logged_in());
     };
-    Ok(match state.store.store().sessions_of(&user).await {
+    Ok(match state.store.in_request().sessions_of(&user).await {
         Ok(sessions) => HttpResponse::Ok().json(input::sessions_json(&sessions)),
         Err(_) => unavailable(),
     })
@@ -184,11 +184,13 @@ async fn revoke_session(
     let Some(user) = session.get::<String>(USER)? else {
         return Ok(not_logged_in());
     };
-    Ok(match state.store.store().revoke(&user, &handle).await {
-        Ok(true) => HttpResponse::Ok().json(json!({ "revoked": 1 })),
-        Ok(false) => HttpResponse::NotFound().json(json!({ "error": "no such session" })),
-        Err(_) => unavailable(),
-    })
+    Ok(
+        match state.store.in_request().revoke(&user, &handle).await {
+            Ok(true) => HttpResponse::Ok().json(json!({ "revoked": 1 })),
+            Ok(false) => HttpResponse::NotFound().json(json!({ "error": "no such session" })),
+            Err(_) => unavailable(),
+        },
+    )
 }
 
 /// `POST /logout-everywhere`: ends every session of the user, this one included.
@@ -196,19 +198,21 @@ async fn logout_everywhere(session: Session, state: web::Data<AppState>) -> AppR
     let Some(user) = session.get::<String>(USER)? else {
         return Ok(not_logged_in());
     };
-    Ok(match state.store.store().revoke_all(&user, false).await {
-        Ok(revoked) => {
-            session.purge();
-            // Not complete: some sessions could not be checked (the store logged why).
-            let mut reply = if revoked.is_complete() {
-                HttpResponse::Ok()
-            } else {
-                HttpResponse::InternalServerError()
-            };
-            reply.json(json!({ "revoked": revoked.ended, "complete": revoked.is_complete() }))
-        }
-        Err(_) => unavailable(),
-    })
+    Ok(
+        match state.store.in_request().revoke_all(&user, false).await {
+            Ok(revoked) => {
+                session.purge();
+                // Not complete: some sessions could not be checked (the store logged why).
+                let mut reply = if revoked.is_complete() {
+                    HttpResponse::Ok()
+                } else {
+                    HttpResponse::InternalServerError()
+                };
+                reply.json(json!({ "revoked": revoked.ended, "complete": revoked.is_complete() }))
+            }
+            Err(_) => unavailable(),
+        },
+    )
 }
 
 async fn me(session: Session) -> AppResult {

@@ -140,7 +140,7 @@ async fn get_data(State(state): State<Arc<AppState>>, session: Session) -> AppRe
     };
     let loaded = state
         .store
-        .store()
+        .in_request()
         .load(&id.to_string())
         .await
         .map_err(|_| AppError::Unavailable)?;
@@ -163,7 +163,7 @@ async fn list_sessions(State(state): State<Arc<AppState>>, session: Session) -> 
     };
     let sessions = state
         .store
-        .store()
+        .in_request()
         .sessions_of(&user)
         .await
         .map_err(|_| AppError::Unavailable)?;
@@ -181,7 +181,7 @@ async fn revoke_session(
     };
     let revoked = state
         .store
-        .store()
+        .in_request()
         .revoke(&user, &handle)
         .await
         .map_err(|_| AppError::Unavailable)?;
@@ -203,7 +203,7 @@ async fn logout_everywhere(State(state): State<Arc<AppState>>, session: Session)
     };
     let revoked = state
         .store
-        .store()
+        .in_request()
         .revoke_all(&user, false)
         .await
         .map_err(|_| AppError::Unavailable)?;
