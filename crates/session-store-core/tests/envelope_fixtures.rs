@@ -10,7 +10,10 @@ use session_store_core::{
 };
 
 fn fixtures() -> Vec<(String, serde_json::Value)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    // Read when the test runs: a shared target directory may hold this binary from
+    // another checkout of the same sources.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets it");
+    let dir = std::path::Path::new(&manifest_dir).join("tests/fixtures");
     let mut out: Vec<_> = std::fs::read_dir(dir)
         .expect("fixtures directory")
         .map(|e| e.unwrap().path())
