@@ -150,16 +150,9 @@ pub use crate::scope::session_scope;
 
 /// The store for actix-session: a [`SessionStore`] (on MongoDB, or any other backend)
 /// behind actix-session's store trait. Install it with [`ScopedSessionMiddleware`].
+#[derive(Clone)]
 pub struct MongoSessionStore {
     store: SessionStore,
-}
-
-impl Clone for MongoSessionStore {
-    fn clone(&self) -> Self {
-        Self {
-            store: self.store.clone(),
-        }
-    }
 }
 
 impl fmt::Debug for MongoSessionStore {
@@ -206,7 +199,7 @@ impl MongoSessionStore {
     }
 
     /// The core store as the request whose handler is running uses it (the request scope
-    /// the session layer installed, read here, the one place this crate reads it): for
+    /// the session layer installed, read here once per call): for
     /// [`sessions_of`](SessionStore::sessions_of) (which marks the request's own session
     /// `current`), [`revoke`](SessionStore::revoke) and
     /// [`revoke_all`](SessionStore::revoke_all) from a handler. Outside a request, the

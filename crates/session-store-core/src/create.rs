@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::backend::{InsertOutcome, StoredDocument};
 use crate::codec::SessionData;
-use crate::error::{backend_error, Error};
+use crate::error::Error;
 use crate::events::SessionEvent;
 use crate::id::SessionId;
 use crate::scope::{Base, RequestScope};
@@ -79,13 +79,7 @@ impl SessionStore {
                 };
                 // Encrypted payloads are bound to their key: encode per attempt.
                 doc.session = Some(self.encode(data, &doc.key)?);
-                let outcome = self
-                    .inner
-                    .backend
-                    .insert(&doc)
-                    .await
-                    .map_err(|e| backend_error("create", e))?;
-                match outcome {
+                match self.insert(&doc, "create").await? {
                     InsertOutcome::Inserted => {
                         if let Some(scope) = scope {
                             scope.remember(&doc.key, Base::created(&doc, data.clone()));

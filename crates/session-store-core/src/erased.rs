@@ -2,6 +2,8 @@
 //! type for implementers; the store holds any backend as a [`Backend`] object, so no
 //! store type names its backend.
 
+use std::future::Future;
+
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt as _, StreamExt as _};
 use time::OffsetDateTime;
@@ -57,29 +59,31 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> BoxError {
     Box::new(e)
 }
 
-fn stream<E: std::error::Error + Send + Sync + 'static>(
-    s: DocumentStream<E>,
-) -> DocumentStream<BoxError> {
-    s.map(|item| item.map_err(boxed)).boxed()
+/// A backend call's future, boxed, with its error boxed.
+fn erase<'a, T, E: std::error::Error + Send + Sync + 'static>(
+    call: impl Future<Output = Result<T, E>> + Send + 'a,
+) -> Done<'a, T> {
+    call.map(|r| r.map_err(boxed)).boxed()
+}
+
+/// [`erase`] for a call that returns a stream, whose items' errors are boxed too.
+fn erase_stream<'a, E: std::error::Error + Send + Sync + 'static>(
+    call: impl Future<Output = Result<DocumentStream<E>, E>> + Send + 'a,
+) -> Done<'a, DocumentStream<BoxError>> {
+    erase(call.map(|r| r.map(|s| s.map(|item| item.map_err(boxed)).boxed())))
 }
 
 impl<B: DocumentBackend> Backend for B {
     fn prepare(&self, auto_remove: AutoRemove) -> Done<'_, ()> {
-        DocumentBackend::prepare(self, auto_remove)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::prepare(self, auto_remove))
     }
 
     fn find<'a>(&'a self, key: &'a str, now: OffsetDateTime) -> Done<'a, Option<StoredDocument>> {
-        DocumentBackend::find(self, key, now)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::find(self, key, now))
     }
 
     fn insert<'a>(&'a self, doc: &'a StoredDocument) -> Done<'a, InsertOutcome> {
-        DocumentBackend::insert(self, doc)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::insert(self, doc))
     }
 
     fn update<'a>(
@@ -88,9 +92,7 @@ impl<B: DocumentBackend> Backend for B {
         now: OffsetDateTime,
         update: &'a DocumentUpdate,
     ) -> Done<'a, bool> {
-        DocumentBackend::update(self, key, now, update)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::update(self, key, now, update))
     }
 
     fn acquire<'a>(
@@ -100,21 +102,15 @@ impl<B: DocumentBackend> Backend for B {
         token: &'a str,
         until: OffsetDateTime,
     ) -> Done<'a, Acquire> {
-        DocumentBackend::acquire(self, key, now, token, until)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::acquire(self, key, now, token, until))
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a str) -> Done<'a, bool> {
-        DocumentBackend::release(self, key, token)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::release(self, key, token))
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> Done<'a, bool> {
-        DocumentBackend::delete(self, key)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::delete(self, key))
     }
 
     fn find_owned<'a>(
@@ -122,9 +118,7 @@ impl<B: DocumentBackend> Backend for B {
         owners: &'a [String],
         now: OffsetDateTime,
     ) -> Done<'a, Vec<StoredDocument>> {
-        DocumentBackend::find_owned(self, owners, now)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::find_owned(self, owners, now))
     }
 
     fn delete_owned<'a>(
@@ -133,44 +127,30 @@ impl<B: DocumentBackend> Backend for B {
         only: Option<&'a str>,
         except: Option<&'a str>,
     ) -> Done<'a, u64> {
-        DocumentBackend::delete_owned(self, owners, only, except)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::delete_owned(self, owners, only, except))
     }
 
     fn unowned(&self, now: OffsetDateTime) -> Done<'_, DocumentStream<BoxError>> {
-        DocumentBackend::unowned(self, now)
-            .map(|r| r.map(stream).map_err(boxed))
-            .boxed()
+        erase_stream(DocumentBackend::unowned(self, now))
     }
 
     fn delete_expired(&self, now: OffsetDateTime) -> Done<'_, u64> {
-        DocumentBackend::delete_expired(self, now)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::delete_expired(self, now))
     }
 
     fn count(&self, now: OffsetDateTime) -> Done<'_, u64> {
-        DocumentBackend::count(self, now)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::count(self, now))
     }
 
     fn all(&self, now: OffsetDateTime) -> Done<'_, DocumentStream<BoxError>> {
-        DocumentBackend::all(self, now)
-            .map(|r| r.map(stream).map_err(boxed))
-            .boxed()
+        erase_stream(DocumentBackend::all(self, now))
     }
 
     fn clear(&self) -> Done<'_, ()> {
-        DocumentBackend::clear(self)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::clear(self))
     }
 
     fn close(&self) -> Done<'_, ()> {
-        DocumentBackend::close(self)
-            .map(|r| r.map_err(boxed))
-            .boxed()
+        erase(DocumentBackend::close(self))
     }
 }

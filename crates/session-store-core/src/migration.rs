@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use crate::backend::{InsertOutcome, StoredDocument};
 use crate::codec::SessionData;
-use crate::error::{backend_error, Error};
+use crate::error::Error;
 use crate::events::SessionEvent;
 use crate::store::SessionStore;
 use crate::telemetry::{op, outcomes, traced};
@@ -25,13 +25,8 @@ impl SessionStore {
         let Some(raw) = self.raw_key(id, key) else {
             return Ok(false);
         };
-        let backend = &self.inner.backend;
         let now = self.now();
-        let Some(found) = backend
-            .find(&raw, now)
-            .await
-            .map_err(|e| backend_error("load", e))?
-        else {
+        let Some(found) = self.find(&raw, "load").await? else {
             return Ok(false);
         };
         let mut moved = found.clone();
@@ -42,22 +37,11 @@ impl SessionStore {
         moved.session = Some(self.encode(&session.data, key)?);
         moved.lease_token = None;
         moved.lease_until = None;
-        let inserted = backend
-            .insert(&moved)
-            .await
-            .map_err(|e| backend_error("load", e))?;
-        if inserted == InsertOutcome::DuplicateKey {
+        if self.insert(&moved, "load").await? == InsertOutcome::DuplicateKey {
             return Ok(true);
         }
-        if !backend
-            .delete(&raw)
-            .await
-            .map_err(|e| backend_error("load", e))?
-        {
-            backend
-                .delete(key)
-                .await
-                .map_err(|e| backend_error("load", e))?;
+        if !self.delete(&raw, "load").await? {
+            self.delete(key, "load").await?;
             return Ok(false);
         }
         tracing::debug!("moved a session from its raw id to its hashed key");
@@ -91,13 +75,7 @@ impl SessionStore {
             doc.created_at = (options.timestamps || options.max_lifetime.is_some()).then_some(now);
             doc.updated_at = self.updated_at(now);
             doc.session = Some(self.encode(data, &doc.key)?);
-            let outcome = self
-                .inner
-                .backend
-                .insert(&doc)
-                .await
-                .map_err(|e| backend_error("import", e))?;
-            Ok(match outcome {
+            Ok(match self.insert(&doc, "import").await? {
                 InsertOutcome::Inserted => {
                     self.emit(SessionEvent::Created { key: doc.key });
                     (true, Import::Created)

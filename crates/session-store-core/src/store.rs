@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::backend::StoredDocument;
+use crate::backend::{InsertOutcome, StoredDocument};
 use crate::clock::{later, to_millis};
 use crate::codec::SessionData;
 use crate::erased::Backend;
@@ -247,6 +247,19 @@ impl SessionStore {
         self.inner
             .backend
             .find(key, self.now())
+            .await
+            .map_err(|e| backend_error(operation, e))
+    }
+
+    /// Inserts `doc`, never overwriting: a taken key is [`InsertOutcome::DuplicateKey`].
+    pub(crate) async fn insert(
+        &self,
+        doc: &StoredDocument,
+        operation: &'static str,
+    ) -> Result<InsertOutcome, Error> {
+        self.inner
+            .backend
+            .insert(doc)
             .await
             .map_err(|e| backend_error(operation, e))
     }

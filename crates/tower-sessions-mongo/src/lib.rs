@@ -132,20 +132,11 @@ pub use crate::scope::{SessionScope, SessionScopeLayer};
 
 /// The store for tower-sessions: a [`SessionStore`] (on MongoDB, or any other backend)
 /// behind tower-sessions' store trait. Install it with [`SessionLayer`].
+#[derive(Clone)]
 pub struct MongoSessionStore {
     store: SessionStore,
     #[cfg(feature = "migrate-mongodb-store")]
     legacy: Option<legacy::Legacy>,
-}
-
-impl Clone for MongoSessionStore {
-    fn clone(&self) -> Self {
-        Self {
-            store: self.store.clone(),
-            #[cfg(feature = "migrate-mongodb-store")]
-            legacy: self.legacy.clone(),
-        }
-    }
 }
 
 impl fmt::Debug for MongoSessionStore {
@@ -219,7 +210,7 @@ impl MongoSessionStore {
     }
 
     /// The core store as the request whose handler is running uses it (the request scope
-    /// the session layer installed, read here, the one place this crate reads it): for
+    /// the session layer installed, read here once per call): for
     /// [`sessions_of`](SessionStore::sessions_of) (which marks the request's own session
     /// `current`), [`revoke`](SessionStore::revoke) and
     /// [`revoke_all`](SessionStore::revoke_all) from a handler. Outside a request, the
