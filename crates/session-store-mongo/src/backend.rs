@@ -2,14 +2,12 @@
 //! [`DocumentBackend`] implementation. Building it is in `builder.rs`, the TTL index and
 //! the interval reaper in `index.rs`, documents and updates as BSON in `convert.rs`.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use futures_util::StreamExt as _;
 use mongodb::bson::{doc, Document};
-use mongodb::options::{Acknowledgment, CollectionOptions, Hint, ReturnDocument, WriteConcern};
+use mongodb::options::{CollectionOptions, Hint, ReturnDocument};
 use mongodb::{Client, Collection};
 use session_store_core::time::OffsetDateTime;
 use session_store_core::{
@@ -18,12 +16,15 @@ use session_store_core::{
     },
     AutoRemove,
 };
-use tokio::task::{AbortHandle, JoinHandle};
-use tracing::Instrument as _;
+use tokio::task::AbortHandle;
 
-use crate::codes::{command_code, DUPLICATE_KEY, MAX_TIME_MS_EXPIRED};
+use crate::command::{bounded, driver, failed, server_time_limit, Orphan};
 use crate::convert::{self, EXPIRES};
 use crate::error::MongoError;
+use crate::write::{
+    count, delete_write, insert_write, is_inserted, is_updated, release_write, update_write,
+    Applied, Failure, Purpose, Write,
+};
 
 /// A [`DocumentBackend`] over a MongoDB collection. Cheap to clone (clones share one
 /// connection pool and one background reaper).
@@ -100,139 +101,6 @@ pub(crate) struct Current {
 }
 
 impl MongoBackend {
-    /// Runs one MongoDB command of a store operation with the operation timeout, in a
-    /// span named and fielded as OpenTelemetry's database conventions say
-    /// (`db.system.name`, `db.namespace`, `db.collection.name`, `db.operation.name`,
-    /// and `error.type` on failure).
-    ///
-    /// The command runs to completion on a task of its own, within the operation timeout,
-    /// even when the request that started it is cancelled (a client that went away): the
-    /// driver closes a connection whose command is dropped before its reply, and many at
-    /// once (a load balancer dropping its connections) stalled its pool for minutes.
-    pub(crate) async fn command<T: Send + 'static>(
-        &self,
-        operation: &'static str,
-        command: &'static str,
-        fut: impl Future<Output = Result<T, MongoError>> + Send + 'static,
-    ) -> Result<T, MongoError> {
-        self.command_or(operation, command, fut, None).await
-    }
-
-    /// [`command`](Self::command), and `orphan` gets the result if the caller is gone
-    /// before it arrives (the command still ran: what it took must be given back).
-    pub(crate) async fn command_or<T: Send + 'static>(
-        &self,
-        operation: &'static str,
-        command: &'static str,
-        fut: impl Future<Output = Result<T, MongoError>> + Send + 'static,
-        orphan: Option<Orphan<Result<T, MongoError>>>,
-    ) -> Result<T, MongoError> {
-        let span = tracing::info_span!(
-            "mongodb",
-            otel.name = %format_args!("{command} {}", self.inner.collection_name),
-            otel.kind = "client",
-            db.system.name = "mongodb",
-            db.namespace = %self.inner.database,
-            db.collection.name = %self.inner.collection_name,
-            db.operation.name = command,
-            error.type = tracing::field::Empty,
-        );
-        let mut pending = Pending {
-            task: Some(tokio::spawn(
-                bounded(operation, self.timeout(), fut).instrument(span.clone()),
-            )),
-            orphan,
-        };
-        let result = match pending.join().await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(MongoError::Stopped { operation }),
-        };
-        if let Err(e) = &result {
-            span.record("error.type", e.error_type());
-        }
-        result
-    }
-}
-
-/// What to do with a command's result that its caller, gone, will never take.
-pub(crate) type Orphan<T> = Box<dyn FnOnce(T) -> BoxFuture<'static, ()> + Send>;
-
-/// A command's task, until its caller has its result. Dropped before that (the caller
-/// was cancelled), it hands the result to the orphan handler when it arrives.
-struct Pending<T: Send + 'static> {
-    task: Option<JoinHandle<T>>,
-    orphan: Option<Orphan<T>>,
-}
-
-impl<T: Send + 'static> Pending<T> {
-    async fn join(&mut self) -> Result<T, tokio::task::JoinError> {
-        let joined = match self.task.as_mut() {
-            Some(task) => task.await,
-            None => unreachable!("a command's result is taken once"),
-        };
-        self.task = None;
-        joined
-    }
-}
-
-impl<T: Send + 'static> Drop for Pending<T> {
-    fn drop(&mut self) {
-        if let (Some(task), Some(orphan)) = (self.task.take(), self.orphan.take()) {
-            // Dropped where no runtime runs (it shut down first): nothing can take the
-            // result; what the command took (a lease) runs out on its own.
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                tracing::debug!("a command was dropped outside a runtime; its result is lost");
-                return;
-            };
-            runtime.spawn(async move {
-                if let Ok(result) = task.await {
-                    orphan(result).await;
-                }
-            });
-        }
-    }
-}
-
-/// Runs `fut` with a deadline.
-pub(crate) async fn bounded<T>(
-    operation: &'static str,
-    timeout: Duration,
-    fut: impl Future<Output = Result<T, MongoError>>,
-) -> Result<T, MongoError> {
-    tokio::time::timeout(timeout, fut)
-        .await
-        .unwrap_or(Err(MongoError::Timeout { operation, timeout }))
-}
-
-pub(crate) fn driver(operation: &'static str) -> impl FnOnce(mongodb::error::Error) -> MongoError {
-    move |source| MongoError::Driver { operation, source }
-}
-
-/// How long the server may work on one operation (`maxTimeMS`): 90 % of the operation
-/// timeout, so that a slow or write-locked server answers "time limit exceeded" before
-/// the client gives up. The connection then stays in the pool and nothing is left
-/// running on the server; only a server that does not answer at all (hung, gone) costs
-/// the connection.
-pub(crate) fn server_time_limit(timeout: Duration) -> Duration {
-    timeout.mul_f64(0.9).max(Duration::from_millis(1))
-}
-
-/// A driver error of `operation`, or a timeout when the server gave up at `maxTimeMS`.
-fn failed(
-    operation: &'static str,
-    timeout: Duration,
-) -> impl FnOnce(mongodb::error::Error) -> MongoError {
-    move |source| {
-        if command_code(&source) == Some(MAX_TIME_MS_EXPIRED) {
-            MongoError::Timeout { operation, timeout }
-        } else {
-            MongoError::Driver { operation, source }
-        }
-    }
-}
-
-impl MongoBackend {
     /// The collection sessions are stored in (over the current client).
     pub fn collection(&self) -> Collection<Document> {
         self.current().collection
@@ -273,77 +141,26 @@ impl MongoBackend {
         self.inner.operation_timeout
     }
 
-    /// The write concern of writes that end sessions (logout, id rotation, revocation):
-    /// acknowledged by a majority of the replica set whatever the server's default (5.0
-    /// and later default to majority, 4.4 to the primary alone), so a failover cannot
-    /// bring an ended session back. Journal and time-out settings of the configured
-    /// write concern are kept.
-    fn ending_write_concern(&self) -> WriteConcern {
-        let mut concern = self
-            .collection()
-            .write_concern()
-            .cloned()
-            .unwrap_or_default();
-        concern.w = Some(Acknowledgment::Majority);
-        // Without a bound the server waits for a majority for ever (a PSA set with its
-        // secondary down): answer within the operation's time limit instead.
-        concern.w_timeout.get_or_insert(self.limit());
-        concern
-    }
-
     /// `delete` of every document matching `filter`, bounded on the server by
-    /// `maxTimeMS` (which the driver's `delete_many` cannot send: a raw command; a
-    /// multi-document delete is never a retryable write either way). With `ending`, the
-    /// write concern of [`ending_write_concern`](Self::ending_write_concern).
+    /// `maxTimeMS` (a multi-document delete is never a retryable write: a failure is
+    /// reported, not settled).
     async fn delete_many_bounded(
         &self,
         operation: &'static str,
         filter: Document,
-        ending: bool,
+        purpose: Purpose,
     ) -> Result<u64, MongoError> {
-        let mut command = doc! {
-            "delete": &self.inner.collection_name,
-            "deletes": [{ "q": filter, "limit": 0 }],
-            "maxTimeMS": i64::try_from(self.limit().as_millis()).unwrap_or(i64::MAX),
-        };
-        if ending {
-            let concern = self.ending_write_concern();
-            let mut wc = doc! { "w": "majority" };
-            if let Some(t) = concern.w_timeout {
-                wc.insert("wtimeout", i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
-            }
-            if let Some(j) = concern.journal {
-                wc.insert("j", j);
-            }
-            command.insert("writeConcern", wc);
-        }
-        let reply = self
-            .client()
-            .database(&self.inner.database)
-            .run_command(command)
-            .await
-            .map_err(self.failed(operation))?;
-        let first_error = reply
-            .get_array("writeErrors")
-            .ok()
-            .and_then(|errors| errors.first())
-            .and_then(|e| e.as_document())
-            .or_else(|| reply.get_document("writeConcernError").ok());
-        if let Some(error) = first_error {
-            return Err(MongoError::WriteNotAcknowledged {
+        let applied = self
+            .write_once(Write {
                 operation,
-                detail: format!(
-                    "{} (code {})",
-                    error.get_str("errmsg").unwrap_or("no message"),
-                    error.get_i32("code").unwrap_or_default()
-                ),
-            });
-        }
-        Ok(reply
-            .get_i32("n")
-            .map(i64::from)
-            .or_else(|_| reply.get_i64("n"))
-            .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+                name: "delete",
+                list: "deletes",
+                statement: doc! { "q": filter, "limit": 0 },
+                purpose,
+            })
+            .await
+            .map_err(Failure::into_error)?;
+        Ok(count(applied))
     }
 
     /// The documents matching `filter`, as a stream whose every batch fetch is bounded
@@ -376,8 +193,28 @@ impl MongoBackend {
         Ok(Box::pin(stream))
     }
 
+    /// The document under `key`, expired or not: what settles a write whose reply was
+    /// lost.
+    async fn find_any(
+        &self,
+        operation: &'static str,
+        key: &str,
+    ) -> Result<Option<StoredDocument>, MongoError> {
+        let (this, key) = (self.clone(), key.to_owned());
+        self.command(operation, "find", async move {
+            let doc = this
+                .collection()
+                .find_one(doc! { convert::ID: key })
+                .max_time(this.limit())
+                .await
+                .map_err(this.failed(operation))?;
+            Ok(doc.map(convert::from_document))
+        })
+        .await
+    }
+
     /// `maxTimeMS` for every operation, see [`server_time_limit`].
-    fn limit(&self) -> Duration {
+    pub(crate) fn limit(&self) -> Duration {
         server_time_limit(self.inner.operation_timeout)
     }
 
@@ -424,36 +261,22 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, MongoError> {
-        let fields = convert::to_document(doc);
-        let (this, key) = (self.clone(), doc.key.clone());
-        self.command("insert", "findAndModify", async move {
-            // An upsert whose pipeline fills the document only when it is new (the upsert
-            // starts it as `{_id}` alone) and leaves a taken `_id` as it is: an insert
-            // that carries `maxTimeMS`, which the insert command cannot, keeping the
-            // fields in their order.
-            let fresh = doc! { "$eq": [{ "$size": { "$objectToArray": "$$ROOT" } }, 1] };
-            let fill = vec![doc! { "$replaceWith": {
-                "$cond": { "if": fresh, "then": { "$literal": fields }, "else": "$$ROOT" }
-            } }];
-            let existing = this
-                .collection()
-                .find_one_and_update(doc! { convert::ID: key }, fill)
-                .upsert(true)
-                .return_document(ReturnDocument::Before)
-                .projection(doc! { convert::ID: 1 })
-                .max_time(this.limit())
-                .await;
-            match existing {
-                Ok(None) => Ok(InsertOutcome::Inserted),
-                Ok(Some(_)) => Ok(InsertOutcome::DuplicateKey),
-                // Two upserts of one new `_id` at once: the loser sees the key taken.
-                Err(e) if command_code(&e) == Some(DUPLICATE_KEY) => {
-                    Ok(InsertOutcome::DuplicateKey)
-                }
-                Err(e) => Err(this.failed("insert")(e)),
-            }
-        })
-        .await
+        let outcome = |applied| match applied {
+            Applied::DuplicateKey => InsertOutcome::DuplicateKey,
+            Applied::To(_) => InsertOutcome::Inserted,
+        };
+        let e = match self.write_once(insert_write(doc)).await {
+            Ok(applied) => return Ok(outcome(applied)),
+            Err(Failure::Failed(e)) => return Err(e),
+            Err(Failure::Unsettled(e)) => e,
+        };
+        // The reply was lost: the document is there if this insert wrote it.
+        match self.find_any("insert", &doc.key).await {
+            Ok(Some(found)) if is_inserted(&found, doc) => Ok(InsertOutcome::Inserted),
+            Ok(Some(_)) => Ok(InsertOutcome::DuplicateKey),
+            Ok(None) => self.resend(insert_write(doc)).await.map(outcome),
+            Err(_) => Err(e),
+        }
     }
 
     async fn update(
@@ -462,24 +285,23 @@ impl DocumentBackend for MongoBackend {
         now: OffsetDateTime,
         update: &DocumentUpdate,
     ) -> Result<bool, MongoError> {
-        let change = convert::conditional_update(update, now);
-        let (this, key) = (self.clone(), key.to_owned());
-        let before = self
-            .command("update", "findAndModify", async move {
-                // One atomic findAndModify: the pipeline changes the fields only where the
-                // conditions hold, and the document as it was before tells whether they did.
-                this.collection()
-                    .find_one_and_update(doc! { convert::ID: key }, change)
-                    .return_document(ReturnDocument::Before)
-                    .projection(convert::condition_fields())
-                    .max_time(this.limit())
-                    .await
-                    .map_err(this.failed("update"))
-            })
-            .await?;
-        Ok(before
-            .map(convert::from_document)
-            .is_some_and(|d| d.matches(now, update)))
+        let e = match self.write_once(update_write(key, now, update)).await {
+            Ok(applied) => return Ok(count(applied) > 0),
+            Err(Failure::Failed(e)) => return Err(e),
+            Err(Failure::Unsettled(e)) => e,
+        };
+        // The reply was lost, or the primary changed: the document says whether this
+        // update was applied; one that was not and still can be is sent again.
+        match self.find_any("update", key).await {
+            Ok(Some(found)) if is_updated(&found, update) => Ok(true),
+            Ok(Some(found)) if found.matches(now, update) => self
+                .resend(update_write(key, now, update))
+                .await
+                .map(|applied| count(applied) > 0),
+            // Gone, expired, or changed by another request: the caller's conflict path.
+            Ok(_) => Ok(false),
+            Err(_) => Err(e),
+        }
     }
 
     async fn acquire(
@@ -547,37 +369,15 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn release(&self, key: &str, token: &str) -> Result<bool, MongoError> {
-        let (this, key, token) = (self.clone(), key.to_owned(), token.to_owned());
-        self.command("release", "findAndModify", async move {
-            let released = this
-                .collection()
-                .find_one_and_update(
-                    doc! { convert::ID: key, convert::LEASE_TOKEN: token },
-                    doc! { "$unset": { convert::LEASE_TOKEN: "", convert::LEASE_UNTIL: "" } },
-                )
-                .projection(doc! { convert::ID: 1 })
-                .max_time(this.limit())
-                .await
-                .map_err(this.failed("release"))?;
-            Ok(released.is_some())
-        })
-        .await
+        // Conditional on the token, so sending it again after a lost reply is safe.
+        let applied = self.write_settled(|| release_write(key, token)).await?;
+        Ok(count(applied) > 0)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, MongoError> {
-        let (this, key) = (self.clone(), key.to_owned());
-        self.command("delete", "findAndModify", async move {
-            let deleted = this
-                .collection()
-                .find_one_and_delete(doc! { convert::ID: key })
-                .write_concern(this.ending_write_concern())
-                .projection(doc! { convert::ID: 1 })
-                .max_time(this.limit())
-                .await
-                .map_err(this.failed("delete"))?;
-            Ok(deleted.is_some())
-        })
-        .await
+        // Idempotent: sent again after a lost reply.
+        let applied = self.write_settled(|| delete_write(key)).await?;
+        Ok(count(applied) > 0)
     }
 
     async fn find_owned(
@@ -621,12 +421,9 @@ impl DocumentBackend for MongoBackend {
             }
             (None, None) => {}
         }
-        let this = self.clone();
-        self.command("delete_owned", "delete", async move {
-            // Ending sessions: acknowledged by a majority, like a logout.
-            this.delete_many_bounded("delete_owned", filter, true).await
-        })
-        .await
+        // Ending sessions: acknowledged by a majority, like a logout.
+        self.delete_many_bounded("delete_owned", filter, Purpose::Ending)
+            .await
     }
 
     async fn unowned(&self, now: OffsetDateTime) -> Result<DocumentStream<MongoError>, MongoError> {
@@ -637,13 +434,9 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
-        let this = self.clone();
-        self.command("delete_expired", "delete", async move {
-            let filter = doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } };
-            this.delete_many_bounded("delete_expired", filter, false)
-                .await
-        })
-        .await
+        let filter = doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } };
+        self.delete_many_bounded("delete_expired", filter, Purpose::Ordinary)
+            .await
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
@@ -663,12 +456,9 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn clear(&self) -> Result<(), MongoError> {
-        let this = self.clone();
-        self.command("clear", "delete", async move {
-            this.delete_many_bounded("clear", doc! {}, false).await?;
-            Ok(())
-        })
-        .await
+        self.delete_many_bounded("clear", doc! {}, Purpose::Ordinary)
+            .await?;
+        Ok(())
     }
 
     async fn close(&self) -> Result<(), MongoError> {

@@ -10,9 +10,10 @@ use mongodb::options::{
 };
 use mongodb::Client;
 
-use crate::backend::{bounded, Current, Inner, MongoBackend, TaskSlot};
+use crate::backend::{Current, Inner, MongoBackend, TaskSlot};
 use crate::codes::command_code;
 use crate::codes::UNAUTHORIZED;
+use crate::command::bounded;
 use crate::diagnosis::Attempt;
 use crate::diagnosis::{self, Diagnosis};
 use crate::error::MongoError;

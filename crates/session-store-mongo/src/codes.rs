@@ -27,3 +27,10 @@ pub(crate) fn command_code(e: &mongodb::error::Error) -> Option<i32> {
         _ => None,
     }
 }
+
+/// The codes after which a write may be sent again: the server was not (or is no longer)
+/// the primary, was shutting down, or a network error between the servers (the driver's
+/// retryable-writes list).
+pub(crate) const RETRYABLE_WRITE_CODES: [i32; 12] = [
+    11600, 11602, 10107, 13435, 13436, 189, 91, 7, 6, 89, 9001, 262,
+];

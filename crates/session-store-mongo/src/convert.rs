@@ -163,92 +163,56 @@ pub(crate) fn to_document(s: &StoredDocument) -> Document {
     d
 }
 
-/// An update as a pipeline that applies only where the document meets the update's
-/// conditions ([`StoredDocument::matches`](session_store_core::backend::StoredDocument::matches)):
-/// unexpired at `now`, at the expected version, holding the expected lease. The server
-/// evaluates them on the document it found by `_id` alone, so the query takes MongoDB's
-/// `_id` fast path (IDHACK) instead of being planned; a document that does not meet them
-/// is left as it is. Writing a payload adds 1 to `version`, so such a write always
-/// modifies the document it applies to.
-pub(crate) fn conditional_update(u: &DocumentUpdate, now: OffsetDateTime) -> Vec<Document> {
-    let mut conditions = vec![Bson::Document(
-        doc! { "$gt": [format!("${EXPIRES}"), to_bson_date(now)] },
-    )];
-    if let Some(v) = u.if_version {
-        conditions.push(Bson::Document(
-            doc! { "$eq": [{ "$ifNull": [format!("${VERSION}"), 0_i64] }, v] },
-        ));
+/// The filter of an update: the document under `key` meeting the update's conditions
+/// ([`StoredDocument::matches`](session_store_core::backend::StoredDocument::matches)):
+/// unexpired at `now`, at the expected version (absent counts as 0), holding the expected
+/// lease. Checked by the server with the write, atomically.
+pub(crate) fn update_filter(key: &str, now: OffsetDateTime, u: &DocumentUpdate) -> Document {
+    let mut filter = live_key(key, now);
+    match u.if_version {
+        Some(0) => {
+            filter.insert(VERSION, doc! { "$in": [Bson::Null, 0_i64] });
+        }
+        Some(v) => {
+            filter.insert(VERSION, v);
+        }
+        None => {}
     }
     if let Some(token) = &u.if_lease {
-        conditions.push(Bson::Document(
-            doc! { "$eq": [format!("${LEASE_TOKEN}"), token] },
-        ));
+        filter.insert(LEASE_TOKEN, token);
     }
-    let applies = doc! { "$and": conditions };
-    // The new value where the conditions hold, the field as it was elsewhere.
-    let pick = |field: &str, new: Bson| -> Bson {
-        Bson::Document(doc! { "$cond": [applies.clone(), new, format!("${field}")] })
-    };
-    let mut set = doc! { EXPIRES: pick(EXPIRES, Bson::DateTime(to_bson_date(u.expires))) };
-    if let Some(p) = &u.session {
-        set.insert(
-            SESSION,
-            pick(
-                SESSION,
-                Bson::Document(doc! { "$literal": payload_to_bson(p) }),
-            ),
-        );
-        set.insert(
-            VERSION,
-            pick(
-                VERSION,
-                Bson::Document(
-                    doc! { "$add": [{ "$ifNull": [format!("${VERSION}"), 0_i64] }, 1_i64] },
-                ),
-            ),
-        );
-    }
-    if let Some(t) = u.last_modified {
-        set.insert(
-            LAST_MODIFIED,
-            pick(LAST_MODIFIED, Bson::DateTime(to_bson_date(t))),
-        );
-    }
-    if let Some(t) = u.updated_at {
-        set.insert(
-            UPDATED_AT,
-            pick(UPDATED_AT, Bson::DateTime(to_bson_date(t))),
-        );
-    }
-    if let Some(owner) = &u.owner {
-        set.insert(
-            OWNER,
-            pick(OWNER, Bson::Document(doc! { "$literal": owner })),
-        );
-    }
-    if let Some(t) = u.created_at {
-        set.insert(
-            CREATED_AT,
-            pick(
-                CREATED_AT,
-                Bson::Document(
-                    doc! { "$ifNull": [format!("${CREATED_AT}"), Bson::DateTime(to_bson_date(t))] },
-                ),
-            ),
-        );
-    }
-    if u.if_lease.is_some() {
-        for field in [LEASE_TOKEN, LEASE_UNTIL] {
-            set.insert(field, pick(field, Bson::String("$$REMOVE".into())));
-        }
-    }
-    vec![doc! { "$set": set }]
+    filter
 }
 
-/// The fields an update's conditions read (`StoredDocument::matches`): what a
-/// findAndModify returns of the document before it.
-pub(crate) fn condition_fields() -> Document {
-    doc! { ID: 1, EXPIRES: 1, VERSION: 1, LEASE_TOKEN: 1 }
+/// The modifiers of an update: the fields it sets; a payload adds 1 to `version`; a
+/// `createdAt` is kept where one is stored (`$min`: a stored one is the earlier); a lease
+/// the update is conditional on is released. Values under `$set` are stored as they are
+/// (no field paths or operators inside the payload are read).
+pub(crate) fn update_modifiers(u: &DocumentUpdate) -> Document {
+    let mut set = doc! { EXPIRES: to_bson_date(u.expires) };
+    if let Some(p) = &u.session {
+        set.insert(SESSION, payload_to_bson(p));
+    }
+    if let Some(t) = u.last_modified {
+        set.insert(LAST_MODIFIED, to_bson_date(t));
+    }
+    if let Some(t) = u.updated_at {
+        set.insert(UPDATED_AT, to_bson_date(t));
+    }
+    if let Some(owner) = &u.owner {
+        set.insert(OWNER, owner);
+    }
+    let mut modifiers = doc! { "$set": set };
+    if u.session.is_some() {
+        modifiers.insert("$inc", doc! { VERSION: 1_i64 });
+    }
+    if let Some(t) = u.created_at {
+        modifiers.insert("$min", doc! { CREATED_AT: to_bson_date(t) });
+    }
+    if u.if_lease.is_some() {
+        modifiers.insert("$unset", doc! { LEASE_TOKEN: "", LEASE_UNTIL: "" });
+    }
+    modifiers
 }
 
 /// Matches the unexpired document with this key that no request holds a lease on.

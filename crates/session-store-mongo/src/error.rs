@@ -57,15 +57,6 @@ pub enum MongoError {
         /// The bound that was exceeded.
         timeout: Duration,
     },
-    /// The operation's task was stopped before it finished: the async runtime is
-    /// shutting down.
-    #[error(
-        "MongoDB `{operation}` was stopped before it finished: the async runtime is shutting down"
-    )]
-    Stopped {
-        /// The backend operation.
-        operation: &'static str,
-    },
     /// Creating the TTL index at start-up did not finish in time.
     #[error("creating the TTL index on `{namespace}` did not finish within {timeout:?}: a large collection takes a while; raise `index_timeout`, or create the index ahead of the deploy with `db.getCollection(\"{collection}\").createIndex({{expires: 1}}, {{expireAfterSeconds: 0}})`")]
     IndexTimeout {

@@ -9,11 +9,12 @@ use mongodb::options::IndexOptions;
 use mongodb::IndexModel;
 use session_store_core::time::OffsetDateTime;
 
-use crate::backend::{bounded, driver, MongoBackend};
+use crate::backend::MongoBackend;
 use crate::codes::command_code;
 use crate::codes::{
     INDEX_KEY_SPECS_CONFLICT, INDEX_OPTIONS_CONFLICT, NAMESPACE_NOT_FOUND, UNAUTHORIZED,
 };
+use crate::command::{bounded, driver};
 use crate::convert::{self, EXPIRES};
 use crate::error::MongoError;
 

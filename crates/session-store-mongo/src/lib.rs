@@ -77,6 +77,7 @@
 mod backend;
 mod builder;
 mod codes;
+mod command;
 mod convert;
 mod diagnosis;
 mod error;
@@ -87,6 +88,7 @@ mod redact;
 mod reload;
 mod setup;
 mod tls;
+mod write;
 
 pub use backend::MongoBackend;
 pub use builder::{

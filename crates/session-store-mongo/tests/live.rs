@@ -366,10 +366,10 @@ async fn profiled_plans(db: &TestDb) -> Vec<(String, String, bool)> {
         .collect()
 }
 
-/// Loads and updates take MongoDB's `_id` fast path (IDHACK, no query planning; updates are
-/// findAndModify, to carry `maxTimeMS`): loads
-/// check expiry in the store; updates find the document by `_id` alone and the server
-/// checks expiry, version and lease on it (the conformance suite proves those checks).
+/// Loads take MongoDB's `_id` fast path (IDHACK) and check expiry in the store; updates
+/// carry their conditions (expiry, version, lease) in the filter with the `_id` index
+/// hinted, so the server never plans them (no multi-planning against the TTL or owner
+/// index); the conformance suite proves the conditions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loads_and_updates_take_the_id_fast_path() {
     let Some(db) = test_db("idhack").await else {
@@ -401,9 +401,9 @@ async fn loads_and_updates_take_the_id_fast_path() {
         plans,
         [
             want("query", "IDHACK"),
-            want("findAndModify", "IDHACK"),
-            want("findAndModify", "IDHACK"),
-            want("findAndModify", "IDHACK"),
+            want("update", "IXSCAN { _id: 1 }"),
+            want("update", "IXSCAN { _id: 1 }"),
+            want("update", "IXSCAN { _id: 1 }"),
         ],
         "(operation, plan, multi-planned)"
     );
@@ -556,12 +556,30 @@ async fn database_defaults_to_the_uri_path() {
 /// the session back; other writes use the configured write concern.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ending_a_session_is_acknowledged_by_a_majority() {
-    use futures_util::TryStreamExt as _;
+    use session_store_mongo::mongodb::event::{command::CommandEvent, EventHandler};
+    use std::sync::{Arc, Mutex};
     let Some(db) = test_db("majority").await else {
         return;
     };
+    // The write commands as the driver sends them (the profiler does not record an
+    // update's or a delete's write concern).
+    let started = Arc::new(Mutex::new(Vec::<Document>::new()));
+    let mut options = session_store_mongo::mongodb::options::ClientOptions::parse(
+        live::mongo_uri().expect("a MongoDB URI"),
+    )
+    .await
+    .unwrap();
+    let seen = Arc::clone(&started);
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Started(e) = event {
+            if ["update", "delete"].contains(&e.command_name.as_str()) {
+                seen.lock().unwrap().push(e.command);
+            }
+        }
+    }));
+    let client = session_store_mongo::mongodb::Client::with_options(options).unwrap();
     let configured = MongoBackend::builder()
-        .client(db.client.clone())
+        .client(client)
         .database(&db.name)
         .write_concern(WriteConcern::builder().w(Acknowledgment::Nodes(1)).build())
         .build()
@@ -573,39 +591,29 @@ async fn ending_a_session_is_acknowledged_by_a_majority() {
         .await
         .unwrap();
     let id = store.create(&data(1), None).await.unwrap();
-    db.db().run_command(doc! { "profile": 2 }).await.unwrap();
+    started.lock().unwrap().clear();
     store.save(id.as_str(), &data(2), None).await.unwrap();
     store.destroy(id.as_str()).await.unwrap();
-    db.db().run_command(doc! { "profile": 0 }).await.unwrap();
-    let ns = format!("{}.sessions", db.name);
-    let sent: Vec<(bool, Option<Bson>)> = db
-        .db()
-        .collection::<Document>("system.profile")
-        .find(doc! { "ns": ns, "command.findAndModify": { "$exists": true } })
-        .sort(doc! { "ts": 1 })
-        .await
+    let sent: Vec<(String, Option<Bson>)> = started
+        .lock()
         .unwrap()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| {
-            let command = p.get_document("command").cloned().unwrap_or_default();
-            let remove = command.get_bool("remove").unwrap_or(false);
+        .iter()
+        .map(|command| {
+            let name = command.keys().next().cloned().unwrap_or_default();
             let w = command
                 .get_document("writeConcern")
                 .ok()
                 .and_then(|wc| wc.get("w").cloned());
-            (remove, w)
+            (name, w)
         })
         .collect();
     assert_eq!(
         sent,
         [
-            (false, Some(Bson::Int32(1))),
-            (true, Some(Bson::String("majority".into()))),
+            ("update".to_owned(), Some(Bson::Int64(1))),
+            ("delete".to_owned(), Some(Bson::String("majority".into()))),
         ],
-        "(remove, writeConcern.w) of the save and the destroy"
+        "(command, writeConcern.w) of the save and the destroy"
     );
     db.drop_and_shutdown().await;
 }

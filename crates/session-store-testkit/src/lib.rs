@@ -31,6 +31,7 @@ pub mod contract;
 pub mod live;
 pub mod logs;
 pub mod mongod;
+pub mod proxy;
 
 /// Re-exports used by this crate's macros; not part of the API.
 #[doc(hidden)]
