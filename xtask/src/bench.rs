@@ -9,7 +9,8 @@ use std::process::Command;
 use anyhow::{ensure, Context as _, Result};
 
 use crate::framework::Framework;
-use crate::{cache_dir, cargo, project_root, run_checked, with_mongod};
+use crate::mongod::DEFAULT_VERSION;
+use crate::{cache_dir, cargo, project_root, run_checked, with_deployment, with_mongod, Topology};
 
 /// `wrk` from PATH, else Debian's package and its LuaJIT library unpacked into the cache
 /// (`apt-get download` + `dpkg-deb -x`) behind a wrapper that sets the library path.
@@ -139,7 +140,7 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
         .join("target")
         .join("bench")
         .join("latest.md");
-    with_mongod(|server| {
+    let run = |server: &crate::Deployment, extra: &[String]| -> Result<bool> {
         let status = cargo()
             .args([
                 "run",
@@ -154,8 +155,27 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
             .arg(&out)
             .args(&http_args)
             .args(options.args())
+            .args(extra)
             .status()
             .context("cannot run the benchmark")?;
         Ok(status.success())
+    };
+    if !with_mongod(|server| run(server, &[]))? {
+        return Ok(false);
+    }
+    let parts = options.replica_set_parts();
+    if parts.is_empty() {
+        return Ok(true);
+    }
+    // Again on a one-node replica set (majority writes by default, the driver's retryable
+    // writes on): each section is added to the same report.
+    with_deployment(DEFAULT_VERSION, Topology::ReplicaSet(1), |server| {
+        for part in parts {
+            let only = ["--only".to_owned(), part.to_owned(), "--append".to_owned()];
+            if !run(server, &only)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     })
 }

@@ -85,8 +85,9 @@ pub(crate) enum Task {
 }
 
 /// The benchmark's parts (`bench --only PART`), as the benchmark binary names them.
-const BENCH_PARTS: [&str; 7] = [
+const BENCH_PARTS: [&str; 8] = [
     "store",
+    "commands",
     "http",
     "scale",
     "payload",
@@ -109,9 +110,18 @@ pub(crate) struct Bench {
 }
 
 impl Bench {
-    /// Only the store benchmark (no servers to build).
+    /// Only a part that needs no servers (nothing to build but the harness).
     pub(crate) fn store_only(&self) -> bool {
-        self.only.as_deref() == Some("store")
+        matches!(self.only.as_deref(), Some("store" | "commands"))
+    }
+
+    /// The parts that run a second time on a one-node replica set (`--only` narrows
+    /// them): the HTTP part and the two ways of sending a write.
+    pub(crate) fn replica_set_parts(&self) -> Vec<&'static str> {
+        ["commands", "http"]
+            .into_iter()
+            .filter(|part| self.only.as_deref().is_none_or(|only| only == *part))
+            .collect()
     }
 
     /// The benchmark binary's arguments for these options.

@@ -248,7 +248,7 @@ pub(crate) fn server_named<'s>(
 
 /// CPU time (user + system, all threads) a process has used so far, in µs, from
 /// `/proc/PID/stat` (whose clock ticks are USER_HZ, 100 per second on Linux).
-fn cpu_us(pid: u32) -> Option<u64> {
+pub(crate) fn cpu_us(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesized command name: state is field 3, utime 14, stime 15.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
@@ -444,6 +444,7 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
     };
     let express = median_of("express", |r| &r.counter);
     let peer_counter = median_of("peer", |r| &r.counter);
+    let peer_peek = median_of("peer", |r| &r.peek);
     let floor_counter = median_of("floor", |r| &r.counter);
     let floor_peek = median_of("floor", |r| &r.peek);
     let ratio = |load: Load, base: Option<Load>| match base {
@@ -451,8 +452,8 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
         _ => "n/a".to_owned(),
     };
     let mut table = String::from(
-        "| server | /counter req/s | /counter p99 ms | writes/req | /peek req/s | /peek p99 ms | writes/req | peak RSS MiB | start-up ms | /counter vs floor | /peek vs floor | /counter vs peer | /counter vs Express |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| server | /counter req/s | /counter p99 ms | writes/req | /peek req/s | /peek p99 ms | writes/req | peak RSS MiB | start-up ms | /counter vs floor | /peek vs floor | /counter vs peer | /peek vs peer | /counter vs Express |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for (server, res) in servers.iter().zip(&results) {
         let c = median_by(&res.counter, |l| l.rps).unwrap_or_default();
@@ -461,7 +462,7 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
         let startup = median_by(&res.startup, Duration::as_secs_f64).unwrap_or_default();
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {} | {} | {} | {} | {} |",
             server.name,
             c.rps,
             c.p99_us as f64 / 1000.0,
@@ -474,6 +475,7 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
             ratio(c, floor_counter),
             ratio(p, floor_peek),
             ratio(c, peer_counter),
+            ratio(p, peer_peek),
             ratio(c, express),
         );
     }

@@ -23,6 +23,7 @@
 //! (default 10).
 
 mod chart;
+mod commands;
 mod connections;
 mod http;
 mod payload;
@@ -150,6 +151,8 @@ impl Measure {
 struct Args {
     uri: String,
     out: Option<std::path::PathBuf>,
+    /// `--append`: add this run's report to the end of `--out` instead of replacing it.
+    append: bool,
     rounds: usize,
     quick: bool,
     /// `--only`: the one part to run, else all of them.
@@ -162,8 +165,9 @@ struct Args {
 }
 
 /// The parts of the benchmark, in the order they run (`--only` picks one).
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "store",
+    "commands",
     "http",
     "scale",
     "payload",
@@ -175,7 +179,8 @@ const PARTS: [&str; 7] = [
 impl Args {
     /// Whether `part` runs (the parts after `store` also need servers to run).
     fn runs(&self, part: &str) -> bool {
-        self.only.is_none_or(|only| only == part) && (part == "store" || !self.servers.is_empty())
+        self.only.is_none_or(|only| only == part)
+            && (["store", "commands"].contains(&part) || !self.servers.is_empty())
     }
 }
 
@@ -190,6 +195,7 @@ fn args() -> Result<Args> {
     let mut args = Args {
         uri: std::env::var("MONGODB_URI").unwrap_or_default(),
         out: None,
+        append: false,
         rounds: 3,
         quick: false,
         only: None,
@@ -205,6 +211,7 @@ fn args() -> Result<Args> {
         match a.as_str() {
             "--uri" => args.uri = it.next().context("--uri needs a value")?,
             "--out" => args.out = Some(it.next().context("--out needs a value")?.into()),
+            "--append" => args.append = true,
             "--rounds" => rounds = Some(number(&mut it, "--rounds")?),
             "--quick" => args.quick = true,
             "--only" => {
@@ -387,8 +394,8 @@ pub(crate) async fn server_status(db: &Database) -> Result<ServerStatus> {
             .or_else(|_| d.get_i32(k).map(i64::from))
             .unwrap_or(0)
     };
-    // Documents written, whatever the command: the store writes with findAndModify, which
-    // `opcounters` counts as a command, not an update.
+    // Documents written, whatever the command: the store's leases are taken with
+    // findAndModify, which `opcounters` counts as a command, not an update.
     let d = status.get_document("metrics")?.get_document("document")?;
     let writes = number(d, "inserted") + number(d, "updated") + number(d, "deleted");
     Ok(ServerStatus {
@@ -737,7 +744,7 @@ async fn store_section(
     let _ = writeln!(report, "## Store vs raw driver\n");
     let _ = writeln!(
         report,
-        "{} UTC; {}; mongod {version} (standalone, loopback); ~{PAYLOAD_BYTES} B session; \
+        "{} UTC; {}; mongod {version}; ~{PAYLOAD_BYTES} B session; \
          `touch_after` {} s; the raw floor works by `_id` alone and its collection has the \
          store's TTL index; {} round(s), each running every operation for raw, store and \
          encrypted store back to back (order rotating); ops/s is the median over rounds, \
@@ -816,7 +823,7 @@ impl<'a> Part<'a> {
 /// The first line of a part's method paragraph.
 fn part_heading(version: &str, setup: &http::Setup) -> String {
     format!(
-        "{} UTC; {}; mongod {version} (standalone, loopback); wrk with {} connections, {} s per run",
+        "{} UTC; {}; mongod {version}; wrk with {} connections, {} s per run",
         utc_minute(OffsetDateTime::now_utc()),
         machine(),
         setup.connections,
@@ -827,7 +834,7 @@ fn part_heading(version: &str, setup: &http::Setup) -> String {
 /// The first line of the connections part's method paragraph (it sets the count itself).
 fn connections_heading(version: &str, setup: &http::Setup) -> String {
     format!(
-        "{} UTC; {}; mongod {version} (standalone, loopback); {} s per run",
+        "{} UTC; {}; mongod {version}; {} s per run",
         utc_minute(OffsetDateTime::now_utc()),
         machine(),
         setup.seconds,
@@ -835,7 +842,7 @@ fn connections_heading(version: &str, setup: &http::Setup) -> String {
 }
 
 /// The HTTP section of the report.
-async fn http_section(args: &Args, db: &Database, version: &str) -> Result<String> {
+async fn http_section(args: &Args, db: &Database, version: &str, topology: &str) -> Result<String> {
     let wrk = args.wrk.clone().context("no wrk")?;
     let setup = http::Setup {
         uri: args.uri.clone(),
@@ -847,10 +854,10 @@ async fn http_section(args: &Args, db: &Database, version: &str) -> Result<Strin
     let started = Instant::now();
     let table = http::run(&args.servers, &setup, db).await?;
     let mut report = String::new();
-    let _ = writeln!(report, "## HTTP end to end\n");
+    let _ = writeln!(report, "## HTTP end to end ({topology})\n");
     let _ = writeln!(
         report,
-        "{} UTC; {}; mongod {version} (standalone, loopback); release builds of the examples; \
+        "{} UTC; {}; mongod {version}; release builds of the examples; \
          wrk with {} connections, one session per connection (created beforehand), {} s per \
          run; `PAYLOAD_BYTES` 900 (~1 KB session), `TOUCH_AFTER_SECS` 3600; {} round(s), \
          req/s is the median; writes/req are documents written (serverStatus metrics.document); start-up is process \
@@ -881,7 +888,22 @@ async fn main() -> Result<()> {
         .database("admin")
         .run_command(doc! { "buildInfo": 1 })
         .await?;
-    let version = build.get_str("version").unwrap_or("?").to_owned();
+    // "6.0.5 (standalone, loopback)": every heading names the deployment it ran on.
+    let hello = client
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .await?;
+    let topology = match hello.get_str("setName") {
+        Ok(set) => format!(
+            "replica set `{set}` of {} member(s)",
+            hello.get_array("hosts").map_or(1, Vec::len)
+        ),
+        Err(_) => "standalone".to_owned(),
+    };
+    let version = format!(
+        "{} ({topology}, loopback)",
+        build.get_str("version").unwrap_or("?")
+    );
 
     let mut report = String::new();
     if args.runs("store") {
@@ -891,8 +913,14 @@ async fn main() -> Result<()> {
         report.push_str(&users::users_section(&client, &db, DATABASE).await?);
         db.drop().await?;
     }
+    if args.runs("commands") {
+        let per_worker = if args.quick { 300 } else { 1_500 };
+        let section = commands::section(&db, &version, args.rounds, per_worker).await?;
+        db.drop().await?;
+        append(&mut report, &section);
+    }
     if args.runs("http") {
-        let section = http_section(&args, &db, &version).await?;
+        let section = http_section(&args, &db, &version, &topology).await?;
         append(&mut report, &section);
     }
     if args.runs("scale") {
@@ -928,7 +956,16 @@ async fn main() -> Result<()> {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(out, &report).with_context(|| format!("cannot write {}", out.display()))?;
+        let written = if args.append {
+            let before = std::fs::read_to_string(out).unwrap_or_default();
+            let mut all = before.trim_end().to_owned();
+            all.push_str("\n");
+            append(&mut all, &report);
+            all
+        } else {
+            report
+        };
+        std::fs::write(out, &written).with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("bench: report written to {}", out.display());
     }
     Ok(())
