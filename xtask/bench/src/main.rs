@@ -959,7 +959,7 @@ async fn main() -> Result<()> {
         let written = if args.append {
             let before = std::fs::read_to_string(out).unwrap_or_default();
             let mut all = before.trim_end().to_owned();
-            all.push_str("\n");
+            all.push('\n');
             append(&mut all, &report);
             all
         } else {
