@@ -434,7 +434,7 @@ mod tests {
             ("ci --fast", "unexpected argument `--fast`"),
             (
                 "bench --only disk",
-                "--only disk: use store, http, scale, payload, storm, connections, soak",
+                "--only disk: use store, commands, http, scale, payload, storm, connections, soak",
             ),
             ("bench --sizes 10,x", "--sizes 10,x: positive numbers"),
             ("bench --rounds many", "--rounds many is not a valid number"),
