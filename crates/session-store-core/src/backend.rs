@@ -96,6 +96,36 @@ impl StoredDocument {
     }
 }
 
+impl StoredDocument {
+    /// Applies `update`'s fields to this document as a backend's write does (without
+    /// checking its conditions): the payload (adding 1 to `version`), the expiry and
+    /// timestamps, the owner, `createdAt` where there is none; a lease the update was
+    /// conditional on is released.
+    pub fn apply(&mut self, update: &DocumentUpdate) {
+        if let Some(p) = &update.session {
+            self.session = Some(p.clone());
+            self.version = Some(self.version.unwrap_or(0) + 1);
+        }
+        self.expires = Some(update.expires);
+        if update.last_modified.is_some() {
+            self.last_modified = update.last_modified;
+        }
+        if update.updated_at.is_some() {
+            self.updated_at = update.updated_at;
+        }
+        if update.if_lease.is_some() {
+            self.lease_token = None;
+            self.lease_until = None;
+        }
+        if update.owner.is_some() {
+            self.owner.clone_from(&update.owner);
+        }
+        if self.created_at.is_none() {
+            self.created_at = update.created_at;
+        }
+    }
+}
+
 /// The fields one update sets, and the conditions it needs. `None` fields are left as
 /// they are. Writing a payload also adds 1 to the document's `version`.
 #[derive(Debug, Clone, PartialEq)]

@@ -98,27 +98,7 @@ impl DocumentBackend for MemoryBackend {
         let Some(doc) = docs.get_mut(key).filter(|d| d.matches(now, update)) else {
             return Ok(false);
         };
-        if let Some(p) = &update.session {
-            doc.session = Some(p.clone());
-            doc.version = Some(doc.version.unwrap_or(0) + 1);
-        }
-        doc.expires = Some(update.expires);
-        if update.last_modified.is_some() {
-            doc.last_modified = update.last_modified;
-        }
-        if update.updated_at.is_some() {
-            doc.updated_at = update.updated_at;
-        }
-        if update.if_lease.is_some() {
-            doc.lease_token = None;
-            doc.lease_until = None;
-        }
-        if update.owner.is_some() {
-            doc.owner.clone_from(&update.owner);
-        }
-        if doc.created_at.is_none() {
-            doc.created_at = update.created_at;
-        }
+        doc.apply(update);
         Ok(true)
     }
 

@@ -2,7 +2,7 @@
 //! [`DocumentBackend`] implementation. Building it is in `builder.rs`, the TTL index and
 //! the interval reaper in `index.rs`, documents and updates as BSON in `convert.rs`.
 
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -18,9 +18,11 @@ use session_store_core::{
 };
 use tokio::task::AbortHandle;
 
+use crate::cache::{Cache, CacheOptions, CacheStats, Lookup};
 use crate::command::{bounded, driver, failed, server_time_limit, Orphan};
 use crate::convert::{self, EXPIRES};
 use crate::error::MongoError;
+use crate::watch;
 use crate::write::{
     count, delete_write, insert_write, is_inserted, is_updated, release_write, update_write,
     Applied, Failure, Purpose, Write,
@@ -60,6 +62,12 @@ pub(crate) struct Inner {
     pub(crate) reaper: TaskSlot,
     /// The task following rotated TLS files (`tls_reload`).
     pub(crate) tls_reload: TaskSlot,
+    /// The cache as configured (`MongoBackendBuilder::cache`).
+    pub(crate) cache_options: Option<CacheOptions>,
+    /// The cache, once `prepare` found change streams to keep it fresh.
+    pub(crate) cache: OnceLock<Arc<Cache>>,
+    /// The task following the change stream for the cache (`watch.rs`).
+    pub(crate) watcher: TaskSlot,
 }
 
 /// A background task of the backend: stopped when replaced, on `close`, and when the
@@ -213,6 +221,102 @@ impl MongoBackend {
         .await
     }
 
+    /// `insert`, a lost reply settled by reading the document.
+    async fn insert_settled(&self, doc: &StoredDocument) -> Result<InsertOutcome, MongoError> {
+        let outcome = |applied| match applied {
+            Applied::DuplicateKey => InsertOutcome::DuplicateKey,
+            Applied::To(_) => InsertOutcome::Inserted,
+        };
+        let e = match self.write_once(insert_write(doc)).await {
+            Ok(applied) => return Ok(outcome(applied)),
+            Err(Failure::Failed(e)) => return Err(e),
+            Err(Failure::Unsettled(e)) => e,
+        };
+        // The reply was lost: the document is there if this insert wrote it.
+        match self.find_any("insert", &doc.key).await {
+            Ok(Some(found)) if is_inserted(&found, doc) => Ok(InsertOutcome::Inserted),
+            Ok(Some(_)) => Ok(InsertOutcome::DuplicateKey),
+            Ok(None) => self.resend(insert_write(doc)).await.map(outcome),
+            Err(_) => Err(e),
+        }
+    }
+
+    /// `update`, a lost reply settled by reading the document.
+    async fn update_settled(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        update: &DocumentUpdate,
+    ) -> Result<bool, MongoError> {
+        let e = match self.write_once(update_write(key, now, update)).await {
+            Ok(applied) => return Ok(count(applied) > 0),
+            Err(Failure::Failed(e)) => return Err(e),
+            Err(Failure::Unsettled(e)) => e,
+        };
+        // The reply was lost, or the primary changed: the document says whether this
+        // update was applied; one that was not and still can be is sent again.
+        match self.find_any("update", key).await {
+            Ok(Some(found)) if is_updated(&found, update) => Ok(true),
+            Ok(Some(found)) if found.matches(now, update) => self
+                .resend(update_write(key, now, update))
+                .await
+                .map(|applied| count(applied) > 0),
+            // Gone, expired, or changed by another request: the caller's conflict path.
+            Ok(_) => Ok(false),
+            Err(_) => Err(e),
+        }
+    }
+
+    /// The cache, when it is on (configured, and the deployment has change streams).
+    fn cache(&self) -> Option<&Arc<Cache>> {
+        self.inner.cache.get()
+    }
+
+    /// Drops the cached copy of `key` (after a write whose effect the cache cannot apply).
+    fn forget(&self, key: &str) {
+        if let Some(cache) = self.cache() {
+            cache.invalidate(key);
+        }
+    }
+
+    /// What the session cache has done and holds; `None` when it is off (not
+    /// configured, or the deployment has no change streams).
+    #[must_use]
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache().map(|c| c.stats())
+    }
+
+    /// Turns the configured cache on where change streams can keep it fresh; on a
+    /// standalone server it stays off, with one warning.
+    async fn prepare_cache(&self) -> Result<(), MongoError> {
+        let Some(options) = self.inner.cache_options.clone() else {
+            return Ok(());
+        };
+        if self.cache().is_some() {
+            return Ok(());
+        }
+        let streams = bounded("prepare", self.timeout(), async {
+            watch::has_change_streams(self)
+                .await
+                .map_err(driver("prepare"))
+        })
+        .await?;
+        if !streams {
+            tracing::warn!(
+                namespace = %self.namespace(),
+                "the session cache is off: MongoDB here is a standalone server, which has no \
+                 change streams to keep a cache fresh; every load reads MongoDB (run a \
+                 replica set, even of one member, to use the cache)"
+            );
+            return Ok(());
+        }
+        let cache = Arc::new(Cache::new(options, self.timeout()));
+        if self.inner.cache.set(Arc::clone(&cache)).is_ok() {
+            watch::start(self, cache);
+        }
+        Ok(())
+    }
+
     /// `maxTimeMS` for every operation, see [`server_time_limit`].
     pub(crate) fn limit(&self) -> Duration {
         server_time_limit(self.inner.operation_timeout)
@@ -237,7 +341,8 @@ impl DocumentBackend for MongoBackend {
             AutoRemove::Interval(period) => self.start_reaper(period),
             _ => {}
         }
-        self.prepare_owner_index().await
+        self.prepare_owner_index().await?;
+        self.prepare_cache().await
     }
 
     async fn find(
@@ -245,38 +350,43 @@ impl DocumentBackend for MongoBackend {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<StoredDocument>, MongoError> {
-        let (this, key) = (self.clone(), key.to_owned());
-        self.command("find", "find", async move {
-            let doc = this
-                .collection()
-                .find_one(doc! { convert::ID: key })
-                .max_time(this.limit())
-                .await
-                .map_err(this.failed("find"))?;
-            // By `_id` alone (the server's fast path, no query planning); expiry is
-            // checked here instead.
-            Ok(doc.map(convert::from_document).filter(|d| d.is_live(now)))
-        })
-        .await
+        let cache = self.cache();
+        if let Some(Lookup::Hit(found)) = cache.map(|c| c.get(key, now)) {
+            return Ok(found);
+        }
+        let ticket = cache.map(|c| c.ticket());
+        let (this, owned_key) = (self.clone(), key.to_owned());
+        let doc = self
+            .command("find", "find", async move {
+                // By `_id` alone (the server's fast path, no query planning); expiry is
+                // checked here instead.
+                let doc = this
+                    .collection()
+                    .find_one(doc! { convert::ID: owned_key })
+                    .max_time(this.limit())
+                    .await
+                    .map_err(this.failed("find"))?;
+                Ok(doc.map(convert::from_document))
+            })
+            .await?
+            .filter(|d| d.is_live(now));
+        if let (Some(cache), Some(ticket), Some(d)) = (cache, ticket, &doc) {
+            cache.fill(ticket, d);
+        }
+        Ok(doc)
     }
 
     async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, MongoError> {
-        let outcome = |applied| match applied {
-            Applied::DuplicateKey => InsertOutcome::DuplicateKey,
-            Applied::To(_) => InsertOutcome::Inserted,
-        };
-        let e = match self.write_once(insert_write(doc)).await {
-            Ok(applied) => return Ok(outcome(applied)),
-            Err(Failure::Failed(e)) => return Err(e),
-            Err(Failure::Unsettled(e)) => e,
-        };
-        // The reply was lost: the document is there if this insert wrote it.
-        match self.find_any("insert", &doc.key).await {
-            Ok(Some(found)) if is_inserted(&found, doc) => Ok(InsertOutcome::Inserted),
-            Ok(Some(_)) => Ok(InsertOutcome::DuplicateKey),
-            Ok(None) => self.resend(insert_write(doc)).await.map(outcome),
-            Err(_) => Err(e),
+        let ticket = self.cache().map(|c| c.ticket());
+        let result = self.insert_settled(doc).await;
+        if let (Some(cache), Some(ticket)) = (self.cache(), ticket) {
+            match result {
+                Ok(InsertOutcome::Inserted) => cache.fill(ticket, doc),
+                Ok(_) => {}
+                Err(_) => cache.invalidate(&doc.key),
+            }
         }
+        result
     }
 
     async fn update(
@@ -285,23 +395,16 @@ impl DocumentBackend for MongoBackend {
         now: OffsetDateTime,
         update: &DocumentUpdate,
     ) -> Result<bool, MongoError> {
-        let e = match self.write_once(update_write(key, now, update)).await {
-            Ok(applied) => return Ok(count(applied) > 0),
-            Err(Failure::Failed(e)) => return Err(e),
-            Err(Failure::Unsettled(e)) => e,
-        };
-        // The reply was lost, or the primary changed: the document says whether this
-        // update was applied; one that was not and still can be is sent again.
-        match self.find_any("update", key).await {
-            Ok(Some(found)) if is_updated(&found, update) => Ok(true),
-            Ok(Some(found)) if found.matches(now, update) => self
-                .resend(update_write(key, now, update))
-                .await
-                .map(|applied| count(applied) > 0),
-            // Gone, expired, or changed by another request: the caller's conflict path.
-            Ok(_) => Ok(false),
-            Err(_) => Err(e),
+        let ticket = self.cache().map(|c| c.ticket());
+        let result = self.update_settled(key, now, update).await;
+        if let (Some(cache), Some(ticket)) = (self.cache(), ticket) {
+            match result {
+                Ok(true) => cache.updated(ticket, key, update),
+                // Changed elsewhere, gone, or unknown: the cached copy is not to be trusted.
+                _ => cache.invalidate(key),
+            }
         }
+        result
     }
 
     async fn acquire(
@@ -328,56 +431,62 @@ impl DocumentBackend for MongoBackend {
                 })
             })
         };
-        let (this, key, token) = (self.clone(), key.to_owned(), token.to_owned());
-        self.command_or(
-            "acquire",
-            "findAndModify",
-            async move {
-                let taken = this
-                    .collection()
-                    .find_one_and_update(
-                        convert::free_key(&key, now),
-                        doc! { "$set": {
-                            convert::LEASE_TOKEN: token,
-                            convert::LEASE_UNTIL: convert::to_bson_date(until),
-                        } },
-                    )
-                    .hint(Hint::Keys(doc! { convert::ID: 1 }))
-                    .return_document(ReturnDocument::After)
-                    .max_time(this.limit())
-                    .await
-                    .map_err(this.failed("acquire"))?;
-                if let Some(doc) = taken {
-                    return Ok(Acquire::Acquired(Box::new(convert::from_document(doc))));
-                }
-                // Not taken: held by another request, or no such session.
-                let doc = this
-                    .collection()
-                    .find_one(doc! { convert::ID: key })
-                    .max_time(this.limit())
-                    .await
-                    .map_err(this.failed("acquire"))?
-                    .map(convert::from_document);
-                Ok(match doc {
-                    Some(d) if d.is_live(now) => Acquire::Held,
-                    _ => Acquire::Missing,
-                })
-            },
-            Some(orphan),
-        )
-        .await
+        let (this, owned_key, token) = (self.clone(), key.to_owned(), token.to_owned());
+        let taken = self
+            .command_or(
+                "acquire",
+                "findAndModify",
+                async move {
+                    let taken = this
+                        .collection()
+                        .find_one_and_update(
+                            convert::free_key(&owned_key, now),
+                            doc! { "$set": {
+                                convert::LEASE_TOKEN: token,
+                                convert::LEASE_UNTIL: convert::to_bson_date(until),
+                            } },
+                        )
+                        .hint(Hint::Keys(doc! { convert::ID: 1 }))
+                        .return_document(ReturnDocument::After)
+                        .max_time(this.limit())
+                        .await
+                        .map_err(this.failed("acquire"))?;
+                    if let Some(doc) = taken {
+                        return Ok(Acquire::Acquired(Box::new(convert::from_document(doc))));
+                    }
+                    // Not taken: held by another request, or no such session.
+                    let doc = this
+                        .collection()
+                        .find_one(doc! { convert::ID: owned_key })
+                        .max_time(this.limit())
+                        .await
+                        .map_err(this.failed("acquire"))?
+                        .map(convert::from_document);
+                    Ok(match doc {
+                        Some(d) if d.is_live(now) => Acquire::Held,
+                        _ => Acquire::Missing,
+                    })
+                },
+                Some(orphan),
+            )
+            .await;
+        // The lease fields changed: a cached copy would show them wrong.
+        self.forget(key);
+        taken
     }
 
     async fn release(&self, key: &str, token: &str) -> Result<bool, MongoError> {
         // Conditional on the token, so sending it again after a lost reply is safe.
-        let applied = self.write_settled(|| release_write(key, token)).await?;
-        Ok(count(applied) > 0)
+        let applied = self.write_settled(|| release_write(key, token)).await;
+        self.forget(key);
+        Ok(count(applied?) > 0)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, MongoError> {
         // Idempotent: sent again after a lost reply.
-        let applied = self.write_settled(|| delete_write(key)).await?;
-        Ok(count(applied) > 0)
+        let applied = self.write_settled(|| delete_write(key)).await;
+        self.forget(key);
+        Ok(count(applied?) > 0)
     }
 
     async fn find_owned(
@@ -422,8 +531,17 @@ impl DocumentBackend for MongoBackend {
             (None, None) => {}
         }
         // Ending sessions: acknowledged by a majority, like a logout.
-        self.delete_many_bounded("delete_owned", filter, Purpose::Ending)
-            .await
+        let deleted = self
+            .delete_many_bounded("delete_owned", filter, Purpose::Ending)
+            .await;
+        if let Some(cache) = self.cache() {
+            cache.invalidate_where(|d| {
+                d.owner.as_ref().is_some_and(|o| owners.contains(o))
+                    && only.is_none_or(|k| d.key == k)
+                    && except.is_none_or(|k| d.key != k)
+            });
+        }
+        deleted
     }
 
     async fn unowned(&self, now: OffsetDateTime) -> Result<DocumentStream<MongoError>, MongoError> {
@@ -456,14 +574,31 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn clear(&self) -> Result<(), MongoError> {
-        self.delete_many_bounded("clear", doc! {}, Purpose::Ordinary)
-            .await?;
-        Ok(())
+        let cleared = self
+            .delete_many_bounded("clear", doc! {}, Purpose::Ordinary)
+            .await;
+        if let Some(cache) = self.cache() {
+            cache.clear();
+        }
+        cleared.map(drop)
     }
 
     async fn close(&self) -> Result<(), MongoError> {
         self.inner.reaper.stop();
         self.inner.tls_reload.stop();
+        self.inner.watcher.stop();
+        if let Some(cache) = self.cache() {
+            let key = cache.beat_key().to_owned();
+            let collection = self.collection();
+            // Best effort: a heartbeat left behind matches no session query.
+            let _ = bounded("close", self.timeout(), async {
+                collection
+                    .delete_one(doc! { convert::ID: key })
+                    .await
+                    .map_err(driver("close"))
+            })
+            .await;
+        }
         if self.inner.owns_client {
             let client = self.client();
             bounded("close", self.timeout(), async {

@@ -11,6 +11,7 @@ use mongodb::options::{
 use mongodb::Client;
 
 use crate::backend::{Current, Inner, MongoBackend, TaskSlot};
+use crate::cache::CacheOptions;
 use crate::codes::command_code;
 use crate::codes::UNAUTHORIZED;
 use crate::command::bounded;
@@ -46,6 +47,7 @@ pub struct MongoBackendBuilder {
     tls: TlsSettings,
     tls_reload: Option<Duration>,
     check_connection: bool,
+    cache: Option<CacheOptions>,
 }
 
 impl std::fmt::Debug for MongoBackendBuilder {
@@ -66,6 +68,7 @@ impl std::fmt::Debug for MongoBackendBuilder {
             .field("tls", &self.tls)
             .field("tls_reload", &self.tls_reload)
             .field("check_connection", &self.check_connection)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -203,6 +206,23 @@ impl MongoBackendBuilder {
         self
     }
 
+    /// Keep sessions in memory on each instance, served while its change stream on the
+    /// collection is known fresh within [`CacheOptions::staleness_bound`] (B, default
+    /// 1 s): a logout, revocation or expiry change made on any instance is honoured on
+    /// every instance within B. Needs a replica set or a sharded cluster (change streams):
+    /// on a standalone server the cache stays off, with one warning at start. Pays for
+    /// read-mostly traffic; each write then costs MongoDB more (every open change stream
+    /// reads it). Serialized requests, listings and revocations always read MongoDB.
+    /// Each instance writes a heartbeat document (`_id` `heartbeat:<hex>`, no `expires`,
+    /// so no session query matches it) every [`CacheOptions::heartbeat`] and deletes it
+    /// on close. Close the backend (or the store) before `Client::shutdown` on a client
+    /// of your own: the change stream is a cursor, which `shutdown` waits for.
+    /// Default: off.
+    pub fn cache(mut self, options: CacheOptions) -> Self {
+        self.cache = Some(options);
+        self
+    }
+
     /// Checks the options and TLS files, connects, checks the connection (see
     /// [`check_connection`](Self::check_connection)) and returns the backend.
     ///
@@ -237,6 +257,12 @@ impl MongoBackendBuilder {
                 reason: "needs `uri(..)`: a client the application passes in is not rebuilt; \
                          make a new one yourself when its files change"
                     .into(),
+            });
+        }
+        if let Some(problem) = self.cache.as_ref().and_then(CacheOptions::problem) {
+            return Err(MongoError::InvalidOption {
+                option: "cache",
+                reason: problem.into(),
             });
         }
         if self.collection.is_empty() {
@@ -311,6 +337,9 @@ impl MongoBackendBuilder {
                 index_timeout: self.index_timeout,
                 reaper: TaskSlot::default(),
                 tls_reload: TaskSlot::default(),
+                cache_options: self.cache,
+                cache: std::sync::OnceLock::new(),
+                watcher: TaskSlot::default(),
             }),
         };
         if let (Some(period), Some(options)) = (self.tls_reload, uri_options) {
@@ -333,6 +362,7 @@ impl MongoBackend {
             tls: TlsSettings::default(),
             tls_reload: None,
             check_connection: true,
+            cache: None,
         }
     }
 }

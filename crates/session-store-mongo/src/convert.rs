@@ -23,7 +23,7 @@ pub(crate) fn to_bson_date(t: OffsetDateTime) -> DateTime {
     DateTime::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
 }
 
-fn from_bson_date(d: DateTime) -> Option<OffsetDateTime> {
+pub(crate) fn from_bson_date(d: DateTime) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.timestamp_millis()) * 1_000_000).ok()
 }
 

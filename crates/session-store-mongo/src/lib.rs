@@ -39,6 +39,7 @@
 //! | [`check_connection`](MongoBackendBuilder::check_connection) | — | `true` | `build` pings once and turns a failure into [`MongoError::Connect`] with a [`Diagnosis`] |
 //! | [`tls_ca_file`](MongoBackendBuilder::tls_ca_file), [`tls_certificate_key_file`](MongoBackendBuilder::tls_certificate_key_file), [`tls_certificate_key_password`](MongoBackendBuilder::tls_certificate_key_password) | `tlsCAFile`, `tlsCertificateKeyFile`, `tlsCertificateKeyFilePassword` | the connection string's | TLS files, checked before connecting |
 //! | [`tls_reload`](MongoBackendBuilder::tls_reload) | — | off | re-read the TLS files every period; when they change and a connection with them succeeds, new operations use a new client made with them (rotated client certificates) |
+//! | [`cache`](MongoBackendBuilder::cache) ([`CacheOptions`]) | — | off | keep sessions in memory on replica sets, served while the instance's change stream is fresh within B (1 s); off with one warning on a standalone server |
 //! | [`tls`](MongoBackendBuilder::tls), [`tls_allow_invalid_certificates`](MongoBackendBuilder::tls_allow_invalid_certificates), [`tls_allow_invalid_hostnames`](MongoBackendBuilder::tls_allow_invalid_hostnames), [`x509_auth`](MongoBackendBuilder::x509_auth) | `tls`, `tlsAllowInvalidCertificates`, `tlsAllowInvalidHostnames`, `authMechanism=MONGODB-X509` | the connection string's | see each method |
 //!
 //! # Rotated client certificates
@@ -76,6 +77,7 @@
 
 mod backend;
 mod builder;
+mod cache;
 mod codes;
 mod command;
 mod convert;
@@ -88,12 +90,17 @@ mod redact;
 mod reload;
 mod setup;
 mod tls;
+mod watch;
 mod write;
 
 pub use backend::MongoBackend;
 pub use builder::{
     MongoBackendBuilder, DEFAULT_COLLECTION, DEFAULT_DATABASE, DEFAULT_INDEX_TIMEOUT,
     DEFAULT_OPERATION_TIMEOUT,
+};
+pub use cache::{
+    CacheOptions, CacheStats, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_MAX_AGE, DEFAULT_HEARTBEAT,
+    DEFAULT_STALENESS_BOUND,
 };
 pub use diagnosis::Diagnosis;
 pub use error::MongoError;

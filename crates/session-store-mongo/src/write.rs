@@ -371,7 +371,7 @@ mod tests {
             doc! { "w": 2_i64, "wtimeout": 1500_i64, "j": true }
         );
         concern.w = Some(Acknowledgment::Custom("dc".into()));
-        assert_eq!(concern_document(&concern).get_str("w"), Ok("dc"));
+        assert_eq!(concern_document(&concern).get_str("w").ok(), Some("dc"));
     }
 
     #[test]

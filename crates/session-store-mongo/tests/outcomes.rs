@@ -5,7 +5,6 @@
 
 use session_store_core::{RequestScope, SaveOutcome, SessionData, SessionStore};
 use session_store_mongo::mongodb::bson::{doc, Document};
-use session_store_mongo::mongodb::options::{ClientOptions, ServerAddress};
 use session_store_mongo::mongodb::Client;
 use session_store_mongo::MongoBackend;
 use session_store_testkit::live::{self, TestDb};
@@ -27,27 +26,7 @@ struct Setup {
 async fn setup(prefix: &str) -> Option<Setup> {
     let uri = live::mongo_uri()?;
     let db = TestDb::new(&uri, prefix).await.expect("test database");
-    let mut options = ClientOptions::parse(&uri)
-        .await
-        .expect("the test URI parses");
-    let upstream = match options.hosts.first() {
-        Some(ServerAddress::Tcp { host, port }) => {
-            tokio::net::lookup_host((host.as_str(), port.unwrap_or(27017)))
-                .await
-                .expect("the test host resolves")
-                .next()
-                .expect("an address")
-        }
-        other => panic!("the fault proxy needs a TCP host, got {other:?}"),
-    };
-    let proxy = FaultProxy::start(upstream).await.expect("proxy starts");
-    options.hosts = vec![ServerAddress::Tcp {
-        host: "127.0.0.1".into(),
-        port: Some(proxy.addr().port()),
-    }];
-    // One member, reached through the proxy (never the addresses a replica set reports).
-    options.direct_connection = Some(true);
-    options.repl_set_name = None;
+    let (proxy, options) = FaultProxy::in_front_of(&uri).await.expect("proxy starts");
     let client = Client::with_options(options).expect("client");
     let backend = MongoBackend::builder()
         .client(client)

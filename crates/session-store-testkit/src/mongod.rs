@@ -48,7 +48,12 @@ pub struct PrivateMongod {
     port: u16,
     child: Option<Child>,
     extra_args: Vec<OsString>,
+    /// The replica set's name, when it is the one member of one.
+    replica_set: Option<&'static str>,
 }
+
+/// The name of a [`PrivateMongod::start_replica_set`] replica set.
+pub const REPLICA_SET: &str = "rs0";
 
 /// How a [`PrivateMongod`] secures connections (`docs/MONGODB.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +112,52 @@ impl PrivateMongod {
         Ok(mongod)
     }
 
+    /// Starts `bin` as the one member of replica set [`REPLICA_SET`] (change streams,
+    /// majority writes) and waits (up to 60 s) until it is a writable primary.
+    ///
+    /// # Errors
+    ///
+    /// As for [`start`](Self::start); also when the set does not elect it.
+    pub async fn start_replica_set(bin: &Path) -> anyhow::Result<Self> {
+        use mongodb::bson::doc;
+        let mut mongod =
+            Self::start_with_args(bin, vec!["--replSet".into(), REPLICA_SET.into()]).await?;
+        let direct = mongodb::Client::with_uri_str(format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true",
+            mongod.port
+        ))
+        .await?;
+        let host = format!("127.0.0.1:{}", mongod.port);
+        let initiated = direct
+            .database("admin")
+            .run_command(doc! { "replSetInitiate": {
+                "_id": REPLICA_SET, "members": [{ "_id": 0, "host": host }],
+            } })
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut primary = false;
+        while initiated.is_ok() && !primary && Instant::now() < deadline {
+            primary = direct
+                .database("admin")
+                .run_command(doc! { "hello": 1 })
+                .await
+                .ok()
+                .and_then(|r| r.get_bool("isWritablePrimary").ok())
+                .unwrap_or(false);
+            if !primary {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        direct.shutdown().await;
+        initiated.context("replSetInitiate failed")?;
+        anyhow::ensure!(
+            primary,
+            "the one-member replica set elected no primary within 60 s"
+        );
+        mongod.replica_set = Some(REPLICA_SET);
+        Ok(mongod)
+    }
+
     /// `tls=true&tlsCAFile=...[&tlsCertificateKeyFile=...]` for this server's certificates.
     pub fn tls_query(&self, certs: &CertSet, client: Option<&Path>) -> String {
         tls_query(certs, client)
@@ -122,6 +173,7 @@ impl PrivateMongod {
             port: 0,
             child: None,
             extra_args,
+            replica_set: None,
         };
         // The free port may be taken by someone else before mongod binds it: try another.
         let mut attempts = 0;
@@ -147,9 +199,12 @@ impl PrivateMongod {
         }
     }
 
-    /// `mongodb://127.0.0.1:PORT/`.
+    /// `mongodb://127.0.0.1:PORT/` (with `?replicaSet=NAME` for a replica set).
     pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/", self.port)
+        match self.replica_set {
+            Some(set) => format!("mongodb://127.0.0.1:{}/?replicaSet={set}", self.port),
+            None => format!("mongodb://127.0.0.1:{}/", self.port),
+        }
     }
 
     /// The port it listens on (kept across [`restart`](Self::restart)).

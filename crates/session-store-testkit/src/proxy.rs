@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
+use mongodb::options::{ClientOptions, ServerAddress};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -20,12 +21,15 @@ pub enum Fault {
     /// The request is passed on, and the connection closed when the reply comes back,
     /// unread: the command ran, its outcome unknown to the client.
     LoseReply(Vec<u8>),
+    /// The request is passed on, and its reply held this long: the command ran at once,
+    /// the client hears of it later.
+    DelayReply(Vec<u8>, std::time::Duration),
 }
 
 impl Fault {
     fn pattern(&self) -> &[u8] {
         match self {
-            Self::LoseRequest(p) | Self::LoseReply(p) => p,
+            Self::LoseRequest(p) | Self::LoseReply(p) | Self::DelayReply(p, _) => p,
         }
     }
 }
@@ -84,6 +88,33 @@ impl FaultProxy {
         })
     }
 
+    /// A proxy in front of the first host of `uri`, and client options that reach that
+    /// server through it (a direct connection: never the addresses a replica set reports).
+    ///
+    /// # Errors
+    ///
+    /// When `uri` does not parse, names no TCP host, or the proxy cannot listen.
+    pub async fn in_front_of(uri: &str) -> anyhow::Result<(Self, ClientOptions)> {
+        let mut options = ClientOptions::parse(uri).await?;
+        let upstream = match options.hosts.first() {
+            Some(ServerAddress::Tcp { host, port }) => {
+                tokio::net::lookup_host((host.as_str(), port.unwrap_or(27017)))
+                    .await?
+                    .next()
+                    .context("the host resolves to no address")?
+            }
+            other => anyhow::bail!("the fault proxy needs a TCP host, got {other:?}"),
+        };
+        let proxy = Self::start(upstream).await?;
+        options.hosts = vec![ServerAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: Some(proxy.addr().port()),
+        }];
+        options.direct_connection = Some(true);
+        options.repl_set_name = None;
+        Ok((proxy, options))
+    }
+
     /// The proxy's address (`127.0.0.1:port`).
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
@@ -119,6 +150,7 @@ async fn relay(
     let (mut client_read, mut client_write) = client.split();
     let (mut server_read, mut server_write) = server.split();
     let lose_reply = AtomicBool::new(false);
+    let delay_reply = Mutex::new(None::<std::time::Duration>);
     let up = async {
         let mut buf = vec![0_u8; 64 * 1024];
         loop {
@@ -140,6 +172,9 @@ async fn relay(
                     return;
                 }
                 Some(Fault::LoseReply(_)) => lose_reply.store(true, Ordering::SeqCst),
+                Some(Fault::DelayReply(_, delay)) => {
+                    *delay_reply.lock().unwrap_or_else(PoisonError::into_inner) = Some(delay);
+                }
                 None => {}
             }
             if server_write.write_all(chunk).await.is_err() {
@@ -157,6 +192,14 @@ async fn relay(
             if lose_reply.load(Ordering::SeqCst) {
                 fired.store(true, Ordering::SeqCst);
                 return;
+            }
+            let delay = delay_reply
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+                fired.store(true, Ordering::SeqCst);
             }
             if client_write.write_all(&buf[..n]).await.is_err() {
                 return;

@@ -66,6 +66,9 @@ pub(crate) struct Config {
     /// `SESSION_SERIALIZE=1`: requests on one session run one at a time, on every
     /// instance sharing the collection.
     pub serialize: bool,
+    /// `SESSION_CACHE=1`: sessions read from memory on a replica set (off, with a warning,
+    /// on a standalone server).
+    pub cache: bool,
     /// `SESSION_MAX_LIFETIME_SECS`: the absolute lifetime, whatever the activity.
     pub max_lifetime: Option<Duration>,
     /// `SESSION_OWNER_KEY` (base64, 32 bytes): keys the digest stored as a session's owner
@@ -166,6 +169,11 @@ impl Config {
             1 => true,
             n => bail!("SESSION_SERIALIZE={n} is not 0 or 1"),
         };
+        let cache = match parsed("SESSION_CACHE", 0u8, "0 or 1")? {
+            0 => false,
+            1 => true,
+            n => bail!("SESSION_CACHE={n} is not 0 or 1"),
+        };
         let metrics = match parsed("METRICS", 0u8, "0 or 1")? {
             0 => false,
             1 => true,
@@ -241,6 +249,7 @@ impl Config {
             payload_bytes: parsed("PAYLOAD_BYTES", 0usize, "a number of bytes")?,
             session_keys,
             serialize,
+            cache,
             metrics,
             max_lifetime,
             owner_key,

@@ -8,7 +8,7 @@
 use anyhow::Context as _;
 
 use crate::adapter::core::SessionStore;
-use crate::adapter::mongo::{redact_uri, MongoBackend};
+use crate::adapter::mongo::{redact_uri, CacheOptions, MongoBackend};
 use crate::config::Config;
 
 /// Connects to MongoDB (checking the connection and TLS files first) and prepares the
@@ -29,6 +29,10 @@ pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionSt
     // A rotated client certificate or CA file is picked up without a restart.
     if let Some(period) = config.mongo_tls_reload {
         backend = backend.tls_reload(period);
+    }
+    // Loads from memory while this instance's change stream is fresh (replica sets only).
+    if config.cache {
+        backend = backend.cache(CacheOptions::new());
     }
     // `build` checks the files and the connection, and says what is wrong and how to fix
     // it (TLS required, certificate not trusted, authentication failed, nothing listening).
