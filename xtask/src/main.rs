@@ -170,6 +170,16 @@ fn with_deployment<T>(
 }
 
 fn test(version: &str, topology: Topology, cargo_args: &[String]) -> Result<bool> {
+    test_with(version, topology, cargo_args, &[])
+}
+
+/// [`test`] with `envs` set for the tests.
+fn test_with(
+    version: &str,
+    topology: Topology,
+    cargo_args: &[String],
+    envs: &[(&str, &str)],
+) -> Result<bool> {
     with_deployment(version, topology, |server| {
         let status = cargo()
             .arg("test")
@@ -182,6 +192,7 @@ fn test(version: &str, topology: Topology, cargo_args: &[String]) -> Result<bool
             .env("MONGODB_URI", server.uri())
             .env("MONGOD_BIN", &server.bin)
             .env("SESSION_STORE_REQUIRE_MONGO", "1")
+            .envs(envs.iter().copied())
             .status()
             .context("cannot run cargo test")?;
         Ok(status.success())
@@ -373,6 +384,21 @@ fn ci() -> Result<bool> {
     ]
     .map(String::from);
     if !test(DEFAULT_VERSION, Topology::Standalone, &bson3)? {
+        return Ok(false);
+    }
+    // The HTTP contract again with the session cache on, on a replica set (change
+    // streams): it must hold as it does without the cache.
+    let mut contract = vec!["--locked".to_owned()];
+    for framework in Framework::ALL {
+        contract.extend(["-p".to_owned(), framework.package().to_owned()]);
+    }
+    contract.extend(["--test".to_owned(), "contract".to_owned()]);
+    if !test_with(
+        DEFAULT_VERSION,
+        Topology::ReplicaSet(1),
+        &contract,
+        &[("CONTRACT_SESSION_CACHE", "1")],
+    )? {
         return Ok(false);
     }
     // The cheap matrix cell .ci/run adds: oldest server x oldest driver.

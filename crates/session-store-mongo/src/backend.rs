@@ -589,8 +589,8 @@ impl DocumentBackend for MongoBackend {
         self.inner.watcher.stop();
         if let Some(cache) = self.cache() {
             let key = cache.beat_key().to_owned();
-            let collection = self.collection();
-            // Best effort: a heartbeat left behind matches no session query.
+            let collection = watch::heartbeats_of(&self.collection());
+            // Best effort: a heartbeat left behind is a small document nothing reads.
             let _ = bounded("close", self.timeout(), async {
                 collection
                     .delete_one(doc! { convert::ID: key })

@@ -213,9 +213,12 @@ impl MongoBackendBuilder {
     /// on a standalone server the cache stays off, with one warning at start. Pays for
     /// read-mostly traffic; each write then costs MongoDB more (every open change stream
     /// reads it). Serialized requests, listings and revocations always read MongoDB.
-    /// Each instance writes a heartbeat document (`_id` `heartbeat:<hex>`, no `expires`,
-    /// so no session query matches it) every [`CacheOptions::heartbeat`] and deletes it
-    /// on close. Close the backend (or the store) before `Client::shutdown` on a client
+    /// Each instance watches the collection's database (matching only the sessions
+    /// collection and `<collection>.heartbeats`) and writes its heartbeat document
+    /// (`{_id: <hex>, beat: n}`) in `<collection>.heartbeats` every
+    /// [`CacheOptions::heartbeat`], deleting it on close; the sessions collection holds
+    /// sessions only. The MongoDB user needs the `changeStream` and `find` actions on
+    /// the database, and `insert`/`update`/`remove` on the heartbeat collection. Close the backend (or the store) before `Client::shutdown` on a client
     /// of your own: the change stream is a cursor, which `shutdown` waits for.
     /// Default: off.
     pub fn cache(mut self, options: CacheOptions) -> Self {

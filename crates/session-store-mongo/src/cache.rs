@@ -181,9 +181,6 @@ struct State {
     tombstone_order: VecDeque<(Instant, String, u64)>,
 }
 
-/// The `_id` prefix of heartbeat documents (`watch.rs`).
-pub(crate) const HEARTBEAT_PREFIX: &str = "heartbeat:";
-
 /// The cache of one backend.
 pub(crate) struct Cache {
     options: CacheOptions,
@@ -204,10 +201,7 @@ impl Cache {
     pub(crate) fn new(options: CacheOptions, operation_timeout: Duration) -> Self {
         Self {
             options,
-            beat_key: format!(
-                "{HEARTBEAT_PREFIX}{}",
-                mongodb::bson::oid::ObjectId::new().to_hex()
-            ),
+            beat_key: mongodb::bson::oid::ObjectId::new().to_hex(),
             tombstone_life: operation_timeout * 3,
             state: Mutex::default(),
             watermark: Mutex::new(None),
@@ -329,12 +323,15 @@ impl Cache {
     }
 
     /// This instance's write `update` to `key`, begun at `ticket`, was applied: the
-    /// cached copy, if any, becomes what MongoDB now holds.
+    /// cached copy, if any, becomes what MongoDB now holds, and reads begun before it
+    /// (which may have read the older copy) are not applied.
     pub(crate) fn updated(&self, ticket: Ticket, key: &str, update: &DocumentUpdate) {
         let mut state = self.state();
         if !state.unchanged_since(key, ticket) {
+            self.evict(&mut state, key);
             return;
         }
+        self.mark_changed(&mut state, key);
         let State { entries, bytes, .. } = &mut *state;
         if let Some(entry) = entries.get_mut(key) {
             entry.doc.apply(update);
@@ -408,12 +405,17 @@ impl Cache {
     }
 
     fn evict(&self, state: &mut State, key: &str) {
-        state.seq += 1;
-        let seq = state.seq;
         if let Some(e) = state.entries.remove(key) {
             state.bytes -= e.bytes;
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
+        self.mark_changed(state, key);
+    }
+
+    /// Records that `key` changed now: fills and writes begun before are not applied.
+    fn mark_changed(&self, state: &mut State, key: &str) {
+        state.seq += 1;
+        let seq = state.seq;
         state.tombstones.insert(key.to_owned(), seq);
         let now = Instant::now();
         state.tombstone_order.push_back((now, key.to_owned(), seq));
@@ -550,6 +552,24 @@ mod tests {
         // Another instance's touch: another expiry.
         cache.changed("k", None, Some(datetime!(2100-01-03 0:00 UTC)));
         assert_eq!(cache.get("k", NOW), Lookup::Miss);
+    }
+
+    #[test]
+    fn a_read_begun_before_an_own_write_does_not_replace_it() {
+        let cache = fresh_cache(10);
+        cache.fill(cache.ticket(), &doc("k", 1));
+        // A load misses (say the entry was too old) and reads version 1 ...
+        let read = cache.ticket();
+        // ... while this instance saves version 2 ...
+        let mut update = DocumentUpdate::new(datetime!(2100-01-02 0:00 UTC));
+        update.session = Some(Payload::Text("v2".into()));
+        cache.updated(cache.ticket(), "k", &update);
+        // ... and the read's answer arrives last.
+        cache.fill(read, &doc("k", 1));
+        let Lookup::Hit(Some(cached)) = cache.get("k", NOW) else {
+            panic!("the own write's copy went")
+        };
+        assert_eq!(cached.version, Some(2));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Keeping the session cache (`cache.rs`) true: one change stream on the sessions
-//! collection, projected to what eviction needs (the key, and the version
-//! and expiry), and a heartbeat this instance writes every [`CacheOptions::heartbeat`]
-//! whose return on the stream proves the stream fresh up to the moment it was written.
+//! collection's database, matching only the sessions collection and its heartbeat
+//! collection (`<collection>.heartbeats`) and projected to what eviction needs (the key,
+//! the version and the expiry written), and a heartbeat this instance writes every
+//! [`CacheOptions::heartbeat`](crate::CacheOptions::heartbeat) whose return on the stream
+//! proves the stream fresh up to the moment it was written. One database's changes come
+//! in one order, so a heartbeat that came back follows every session change made before
+//! it.
 //!
-//! Heartbeats are documents `{_id: "heartbeat:<instance>", beat: n}` in the sessions
-//! collection, with no `expires`: no session query matches them (every one asks for an
-//! unexpired `expires`), and the instance deletes its own on close.
+//! Heartbeats are documents `{_id: <instance>, beat: n}` in the heartbeat collection; the
+//! sessions collection holds sessions only. The instance deletes its own on close.
 //!
 //! A lost stream (an error the driver could not resume from, the collection dropped)
 //! empties the cache and opens a new one; until a heartbeat comes back on it nothing is
@@ -18,13 +21,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{Acknowledgment, WriteConcern};
-use mongodb::Collection;
+use mongodb::{Collection, Database};
 
 use crate::backend::{Inner, MongoBackend};
 use crate::cache::Cache;
 use crate::convert;
-
-use crate::cache::HEARTBEAT_PREFIX;
 
 /// How long to wait before opening a new stream after one was lost.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
@@ -42,17 +43,24 @@ pub(crate) async fn has_change_streams(
     Ok(hello.get_str("setName").is_ok() || hello.get_str("msg").ok() == Some("isdbgrid"))
 }
 
+/// The heartbeat collection of the sessions collection `sessions`.
+pub(crate) fn heartbeats_of(sessions: &Collection<Document>) -> Collection<Document> {
+    sessions
+        .client()
+        .database(sessions.namespace().db.as_str())
+        .collection(&format!("{}.heartbeats", sessions.name()))
+}
+
 /// Starts following the stream for `cache`; the task stops when the backend is dropped
 /// or closed.
 pub(crate) fn start(backend: &MongoBackend, cache: Arc<Cache>) {
     let inner = Arc::downgrade(&backend.inner);
-    let beat_key = cache.beat_key().to_owned();
     let task = tokio::spawn(async move {
         loop {
-            let Some(collection) = collection(&inner) else {
+            let Some(sessions) = sessions(&inner) else {
                 return;
             };
-            let lost = follow(&inner, &collection, &cache, &beat_key).await;
+            let lost = follow(&inner, &sessions, &cache).await;
             cache.clear();
             match lost {
                 Some(reason) => tracing::warn!(
@@ -68,7 +76,7 @@ pub(crate) fn start(backend: &MongoBackend, cache: Arc<Cache>) {
 }
 
 /// The sessions collection over the current client, while the backend lives.
-fn collection(inner: &Weak<Inner>) -> Option<Collection<Document>> {
+fn sessions(inner: &Weak<Inner>) -> Option<Collection<Document>> {
     inner
         .upgrade()
         .map(|inner| MongoBackend { inner }.collection())
@@ -77,12 +85,19 @@ fn collection(inner: &Weak<Inner>) -> Option<Collection<Document>> {
 /// Follows one stream until it is lost (the reason) or the backend is gone (`None`).
 async fn follow(
     inner: &Weak<Inner>,
-    collection: &Collection<Document>,
+    sessions: &Collection<Document>,
     cache: &Cache,
-    beat_key: &str,
 ) -> Option<String> {
+    let heartbeats = heartbeats_of(sessions);
+    let database: Database = sessions.client().database(sessions.namespace().db.as_str());
+    let names = Names {
+        sessions: sessions.name().to_owned(),
+        heartbeats: heartbeats.name().to_owned(),
+    };
+    let matched = doc! { "$match": { "ns.coll": { "$in": [&names.sessions, &names.heartbeats] } } };
     let projection = doc! { "$project": {
         "operationType": 1,
+        "ns.coll": 1,
         "documentKey": 1,
         "updateDescription.updatedFields.version": 1,
         "updateDescription.updatedFields.expires": 1,
@@ -91,7 +106,7 @@ async fn follow(
         "fullDocument.version": 1,
         "fullDocument.expires": 1,
     } };
-    let mut stream = match collection.watch().pipeline([projection]).await {
+    let mut stream = match database.watch().pipeline([matched, projection]).await {
         Ok(s) => s.with_type::<Document>(),
         Err(e) => return Some(e.to_string()),
     };
@@ -104,7 +119,7 @@ async fn follow(
         tokio::select! {
             event = stream.next() => match event {
                 Some(Ok(event)) => {
-                    if let Some(reason) = apply(&event, cache, beat_key, &mut sent) {
+                    if let Some(reason) = apply(&event, cache, &names, &mut sent) {
                         return Some(reason);
                     }
                 }
@@ -121,10 +136,16 @@ async fn follow(
                 while sent.front().is_some_and(|(_, at)| at.elapsed() > options.staleness_bound) {
                     sent.pop_front();
                 }
-                tokio::spawn(write_beat(collection.clone(), beat_key.to_owned(), beat, options.staleness_bound));
+                tokio::spawn(write_beat(heartbeats.clone(), cache.beat_key().to_owned(), beat, options.staleness_bound));
             }
         }
     }
+}
+
+/// The collections the stream follows.
+struct Names {
+    sessions: String,
+    heartbeats: String,
 }
 
 /// Writes heartbeat `beat` (majority: the stream shows only majority-committed changes,
@@ -152,10 +173,14 @@ async fn write_beat(collection: Collection<Document>, key: String, beat: i64, bo
 fn apply(
     event: &Document,
     cache: &Cache,
-    beat_key: &str,
+    names: &Names,
     sent: &mut VecDeque<(i64, Instant)>,
 ) -> Option<String> {
     let operation = event.get_str("operationType").unwrap_or_default();
+    let coll = event
+        .get_document("ns")
+        .and_then(|ns| ns.get_str("coll"))
+        .unwrap_or_default();
     let key = match event
         .get_document("documentKey")
         .ok()
@@ -165,19 +190,21 @@ fn apply(
         Some(other) => other.to_string(),
         None => String::new(),
     };
-    let updated = event
+    // What the change wrote: the updated fields, or the whole new document of an insert
+    // or a replacement.
+    let written = event
         .get_document("updateDescription")
         .and_then(|u| u.get_document("updatedFields"))
+        .or_else(|_| event.get_document("fullDocument"))
         .ok();
-    match operation {
-        "insert" | "update" | "replace" | "delete" if key == beat_key => {
-            let beat = updated.and_then(|u| u.get_i64("beat").ok()).or_else(|| {
-                event
-                    .get_document("fullDocument")
-                    .and_then(|d| d.get_i64("beat"))
-                    .ok()
-            });
-            if let Some(beat) = beat {
+    let write = matches!(operation, "insert" | "update" | "replace" | "delete");
+    match coll {
+        // This instance's heartbeat came back: everything before it has been seen.
+        _ if write && coll == names.heartbeats => {
+            if key != cache.beat_key() {
+                return None;
+            }
+            if let Some(beat) = written.and_then(|w| w.get_i64("beat").ok()) {
                 while let Some((n, at)) = sent.front().copied() {
                     if n > beat {
                         break;
@@ -190,24 +217,20 @@ fn apply(
             }
             None
         }
-        // Another instance's heartbeat.
-        _ if key.starts_with(HEARTBEAT_PREFIX) => None,
-        "insert" | "update" | "replace" | "delete" => {
-            // What the change wrote: the updated fields, or the whole new document of
-            // an insert (which an instance that created or already read it holds).
-            let written = updated.or_else(|| event.get_document("fullDocument").ok());
-            let version = written.and_then(|u| match u.get("version") {
+        _ if write => {
+            let version = written.and_then(|w| match w.get("version") {
                 Some(Bson::Int64(v)) => Some(*v),
                 Some(Bson::Int32(v)) => Some(i64::from(*v)),
                 _ => None,
             });
             let expires = written
-                .and_then(|u| u.get_datetime("expires").ok())
+                .and_then(|w| w.get_datetime("expires").ok())
                 .and_then(|d| convert::from_bson_date(*d));
             cache.changed(&key, version, expires);
             None
         }
-        // The collection was dropped, renamed or its database dropped: the stream ends.
-        other => Some(format!("the stream reported `{other}`")),
+        // A collection dropped or renamed, the database dropped: the stream cannot vouch
+        // for what is cached.
+        _ => Some(format!("the stream reported `{operation}`")),
     }
 }

@@ -40,7 +40,7 @@ pub fn required() -> bool {
     flag("CI") || flag("SESSION_STORE_REQUIRE_MONGO")
 }
 
-fn flag(name: &str) -> bool {
+pub(crate) fn flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| {
         let v = v.trim();
         !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")

@@ -10,16 +10,36 @@ use super::*;
 pub struct Target {
     bin: PathBuf,
     mongodb_uri: String,
+    /// Variables every server of the suite gets before its case's own:
+    /// `SESSION_CACHE=1` when `CONTRACT_SESSION_CACHE` is set (the suite run again with
+    /// the cache on, against a replica set).
+    suite_env: Vec<(&'static str, String)>,
 }
 
 impl Target {
     /// The example binary at `bin` against `MONGODB_URI`, or `None` after the
     /// [`live`](crate::live) policy's skip line (under `CI` it panics instead).
     pub fn from_env(bin: impl AsRef<Path>) -> Option<Self> {
+        let suite_env = if live::flag("CONTRACT_SESSION_CACHE") {
+            vec![("SESSION_CACHE", "1".to_owned())]
+        } else {
+            Vec::new()
+        };
         Some(Self {
             bin: bin.as_ref().to_owned(),
             mongodb_uri: live::mongo_uri()?,
+            suite_env,
         })
+    }
+
+    /// Whether the servers run with the session cache on (`CONTRACT_SESSION_CACHE`).
+    pub(crate) fn session_cache(&self) -> bool {
+        self.suite_env.iter().any(|(k, _)| *k == "SESSION_CACHE")
+    }
+
+    /// `env` after the suite's variables (a case's own setting wins).
+    fn with_suite_env(&self, env: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        self.suite_env.iter().chain(env).cloned().collect()
     }
 
     pub(crate) fn bin(&self) -> &Path {
@@ -83,11 +103,12 @@ impl Case {
 
     /// Starts the servers on a fresh database, runs `body`, then kills them and cleans
     /// up, also when `body` panics (whose panic is then re-raised).
-    pub(crate) async fn run<F, Fut>(self, target: &Target, body: F)
+    pub(crate) async fn run<F, Fut>(mut self, target: &Target, body: F)
     where
         F: FnOnce(Arc<Ctx>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.env = target.with_suite_env(&self.env);
         let uri = self
             .private_mongod
             .clone()
@@ -164,7 +185,7 @@ impl Ctx {
     /// variables (reached the same way, HTTP or HTTPS); killed when dropped.
     pub(crate) async fn start_server(&self, env: &[(&'static str, String)]) -> ServerUnderTest {
         let case = Case {
-            env: env.to_vec(),
+            env: self.target.with_suite_env(env),
             ..self.case.clone()
         };
         ServerUnderTest::start(&self.target.bin, &self.uri, &self.database, &case)
