@@ -169,9 +169,24 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     }
     // Again on a one-node replica set (majority writes by default, the driver's retryable
     // writes on): each section is added to the same report.
+    // The Axum example with the session cache, which needs a replica set.
+    let cached = if store_only {
+        Vec::new()
+    } else {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| project_root().join("target"), PathBuf::from);
+        let bin = target.join("release").join(Framework::Axum.package());
+        vec![
+            "--server".to_owned(),
+            format!("axum+cache={},SESSION_CACHE=1", bin.display()),
+        ]
+    };
     with_deployment(DEFAULT_VERSION, Topology::ReplicaSet(1), |server| {
         for part in parts {
-            let only = ["--only".to_owned(), part.to_owned(), "--append".to_owned()];
+            let mut only = vec!["--only".to_owned(), part.to_owned(), "--append".to_owned()];
+            if part == "http" {
+                only.extend(cached.iter().cloned());
+            }
             if !run(server, &only)? {
                 return Ok(false);
             }

@@ -20,7 +20,7 @@ use tokio::task::AbortHandle;
 
 use crate::cache::{Cache, CacheOptions, CacheStats, Lookup};
 use crate::command::{bounded, driver, failed, server_time_limit, Orphan};
-use crate::convert::{self, EXPIRES};
+use crate::convert;
 use crate::error::MongoError;
 use crate::watch;
 use crate::write::{
@@ -152,7 +152,7 @@ impl MongoBackend {
     /// `delete` of every document matching `filter`, bounded on the server by
     /// `maxTimeMS` (a multi-document delete is never a retryable write: a failure is
     /// reported, not settled).
-    async fn delete_many_bounded(
+    pub(crate) async fn delete_many_bounded(
         &self,
         operation: &'static str,
         filter: Document,
@@ -552,9 +552,7 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, MongoError> {
-        let filter = doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } };
-        self.delete_many_bounded("delete_expired", filter, Purpose::Ordinary)
-            .await
+        self.delete_expired_in_batches(now).await
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<u64, MongoError> {

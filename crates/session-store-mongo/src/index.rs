@@ -1,5 +1,6 @@
-//! The TTL index on `expires` (`AutoRemove::Native`) and the interval reaper
-//! (`AutoRemove::Interval`).
+//! The TTL index on `expires` (`AutoRemove::Native`), the interval reaper
+//! (`AutoRemove::Interval`), and deleting expired sessions in batches, which both the
+//! reaper and `delete_expired` do.
 
 use std::time::Duration;
 
@@ -17,6 +18,15 @@ use crate::codes::{
 use crate::command::{bounded, driver};
 use crate::convert::{self, EXPIRES};
 use crate::error::MongoError;
+use crate::write::Purpose;
+
+/// Expired sessions deleted per `delete` command: small enough that the change streams
+/// of instances with the session cache (each deleted session is an event every one of
+/// them reads) keep up between two batches, so an expiry storm does not leave their
+/// caches stale.
+const DELETE_BATCH: usize = 1_000;
+/// The pause between two batches.
+const DELETE_PAUSE: Duration = Duration::from_millis(50);
 
 /// Name of the TTL index the store creates (`{expires: 1}`, `expireAfterSeconds: 0`).
 pub const TTL_INDEX_NAME: &str = "expires_1";
@@ -182,7 +192,6 @@ impl MongoBackend {
         // and each round uses the current client (it is replaced when rotated TLS files
         // are picked up).
         let backend = std::sync::Arc::downgrade(&self.inner);
-        let timeout = self.timeout();
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -192,19 +201,15 @@ impl MongoBackend {
                 let Some(inner) = backend.upgrade() else {
                     return;
                 };
-                let collection = MongoBackend { inner }.collection();
-                let now = OffsetDateTime::now_utc();
-                let result = bounded("delete_expired", timeout, async {
-                    collection
-                        .delete_many(doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } })
-                        .await
-                        .map_err(driver("delete_expired"))
-                })
-                .await;
+                let backend = MongoBackend { inner };
+                let result = backend
+                    .delete_expired_in_batches(OffsetDateTime::now_utc())
+                    .await;
+                drop(backend);
                 match result {
-                    Ok(r) => {
-                        session_store_core::backend::record_expired_deleted(r.deleted_count);
-                        tracing::debug!(deleted = r.deleted_count, "removed expired sessions");
+                    Ok(deleted) => {
+                        session_store_core::backend::record_expired_deleted(deleted);
+                        tracing::debug!(deleted, "removed expired sessions");
                     }
                     Err(e) => tracing::error!(
                         error = %session_store_core::error_chain(&e),
@@ -214,6 +219,55 @@ impl MongoBackend {
             }
         });
         self.inner.reaper.set(task.abort_handle());
+    }
+}
+
+impl MongoBackend {
+    /// Deletes the sessions expired at `now`: their ids read with one cursor,
+    /// [`DELETE_BATCH`] at a time, each batch deleted (if still expired) by one `delete`
+    /// command, [`DELETE_PAUSE`] between batches; each step within the operation
+    /// timeout. How many it deleted.
+    pub(crate) async fn delete_expired_in_batches(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<u64, MongoError> {
+        let expired = doc! { EXPIRES: { "$lte": convert::to_bson_date(now) } };
+        let (collection, timeout) = (self.collection(), self.timeout());
+        let mut ids = bounded("delete_expired", timeout, async {
+            collection
+                .find(expired.clone())
+                .projection(doc! { convert::ID: 1 })
+                .batch_size(u32::try_from(DELETE_BATCH).unwrap_or(u32::MAX))
+                .max_time(self.limit())
+                .await
+                .map_err(driver("delete_expired"))
+        })
+        .await?;
+        let mut deleted = 0;
+        loop {
+            let mut batch = Vec::with_capacity(DELETE_BATCH);
+            let more = bounded("delete_expired", timeout, async {
+                while batch.len() < DELETE_BATCH {
+                    match ids.try_next().await.map_err(driver("delete_expired"))? {
+                        Some(found) => batch.extend(found.get(convert::ID).cloned()),
+                        None => return Ok::<_, MongoError>(false),
+                    }
+                }
+                Ok(true)
+            })
+            .await?;
+            if !batch.is_empty() {
+                let mut filter = expired.clone();
+                filter.insert(convert::ID, doc! { "$in": batch });
+                deleted += self
+                    .delete_many_bounded("delete_expired", filter, Purpose::Ordinary)
+                    .await?;
+            }
+            if !more {
+                return Ok(deleted);
+            }
+            tokio::time::sleep(DELETE_PAUSE).await;
+        }
     }
 }
 

@@ -212,6 +212,61 @@ async fn interval_reaper_removes_expired_sessions_and_stops_on_close() {
     db.drop_and_shutdown().await;
 }
 
+/// An expiry storm is deleted in batches (so the change streams of instances with the
+/// session cache keep up between them): 2,500 expired sessions take three `delete`
+/// commands, and the live ones stay. On a mongod of its own, so that no other test's
+/// commands are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_sessions_are_deleted_in_batches() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mut mongod = PrivateMongod::start(&bin).await.expect("private mongod");
+    let b = MongoBackend::builder()
+        .uri(format!("{}storm", mongod.uri()))
+        .build()
+        .await
+        .unwrap();
+    let store = SessionStore::builder(b.clone()).build().await.unwrap();
+    let live_ids = [
+        store.create(&data(1), None).await.unwrap(),
+        store.create(&data(2), None).await.unwrap(),
+    ];
+    let past = Bson::DateTime(session_store_mongo::mongodb::bson::DateTime::from_millis(
+        1_000_000,
+    ));
+    let expired: Vec<Document> = (0..2_500)
+        .map(|i| doc! { "_id": format!("expired-{i}"), "session": "{}", "expires": past.clone() })
+        .collect();
+    b.collection().insert_many(expired).await.unwrap();
+    let deletes = || async {
+        let status = b
+            .client()
+            .database("admin")
+            .run_command(doc! { "serverStatus": 1 })
+            .await
+            .unwrap();
+        status
+            .get_document("metrics")
+            .and_then(|m| m.get_document("commands"))
+            .and_then(|c| c.get_document("delete"))
+            .map(|d| d.get_i64("total").unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let before = deletes().await;
+    assert_eq!(store.delete_expired().await.unwrap(), 2_500);
+    let commands = deletes().await - before;
+    assert_eq!(commands, 3, "2,500 expired sessions in batches of 1,000");
+    for id in &live_ids {
+        assert!(
+            store.load(id.as_str()).await.unwrap().is_some(),
+            "a live session went"
+        );
+    }
+    store.close().await.unwrap();
+    mongod.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_reaper_stops_when_the_store_is_dropped() {
     let Some(db) = test_db("reapdrop").await else {
