@@ -254,6 +254,7 @@ impl Cache {
         if !self.fresh() {
             self.stale.fetch_add(1, Ordering::Relaxed);
             self.misses.fetch_add(1, Ordering::Relaxed);
+            record_lookup("stale");
             return Lookup::Miss;
         }
         let found = {
@@ -270,6 +271,7 @@ impl Cache {
             &self.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        record_lookup(if found.is_some() { "hit" } else { "miss" });
         match found {
             Some(d) => Lookup::Hit(d.is_live(now).then_some(d)),
             None => Lookup::Miss,
@@ -312,6 +314,7 @@ impl Cache {
                 if let Some(e) = state.entries.remove(&key) {
                     state.bytes -= e.bytes;
                     self.evictions.fetch_add(1, Ordering::Relaxed);
+                    record_evictions(1);
                 }
             }
         }
@@ -402,12 +405,14 @@ impl Cache {
         state.tombstones.clear();
         state.tombstone_order.clear();
         self.evictions.fetch_add(dropped, Ordering::Relaxed);
+        record_evictions(dropped);
     }
 
     fn evict(&self, state: &mut State, key: &str) {
         if let Some(e) = state.entries.remove(key) {
             state.bytes -= e.bytes;
             self.evictions.fetch_add(1, Ordering::Relaxed);
+            record_evictions(1);
         }
         self.mark_changed(state, key);
     }
@@ -443,6 +448,43 @@ impl Cache {
             watermark_age: self.watermark_age(),
         }
     }
+
+    /// Sets the gauges (with the `metrics` feature): entries, bytes, watermark age
+    /// (`+Inf` while no heartbeat has come back on the current stream).
+    pub(crate) fn publish(&self) {
+        #[cfg(feature = "metrics")]
+        {
+            let stats = self.stats();
+            #[allow(clippy::cast_precision_loss)] // gauges are f64
+            {
+                metrics::gauge!("session_store_cache_entries").set(stats.entries as f64);
+                metrics::gauge!("session_store_cache_bytes").set(stats.bytes as f64);
+            }
+            metrics::gauge!("session_store_cache_watermark_age_seconds").set(
+                stats
+                    .watermark_age
+                    .map_or(f64::INFINITY, |age| age.as_secs_f64()),
+            );
+        }
+    }
+}
+
+/// Counts one lookup in `session_store_cache_lookups_total{result}` (`hit`, `miss`,
+/// `stale`), with the `metrics` feature.
+fn record_lookup(result: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("session_store_cache_lookups_total", "result" => result).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = result;
+}
+
+/// Counts `n` evictions in `session_store_cache_evictions_total`, with the `metrics`
+/// feature.
+fn record_evictions(n: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("session_store_cache_evictions_total").increment(n);
+    #[cfg(not(feature = "metrics"))]
+    let _ = n;
 }
 
 impl State {

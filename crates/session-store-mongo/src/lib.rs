@@ -68,10 +68,29 @@
 //! `{expires: 1}` with `expireAfterSeconds: 0` (named [`TTL_INDEX_NAME`]) at start-up.
 //! If an index on `expires` already exists with other options, start-up fails with
 //! [`MongoError::ConflictingTtlIndex`], which names the index and how to fix it. With
-//! `Interval(period)` a tokio task deletes expired documents every period, logs its
+//! `Interval(period)` a tokio task deletes expired documents every period (1,000 per
+//! `delete` command, 50 ms apart, as `delete_expired` does), logs its
 //! failures with `tracing::error!`, and stops when the store is closed or the last clone
 //! of the backend is dropped. MongoDB's TTL monitor runs every 60 s; expired sessions
 //! never load in between.
+//!
+//! # Session cache
+//!
+//! [`MongoBackendBuilder::cache`] keeps sessions in memory on each instance of an
+//! application running on a replica set, served while the instance's change stream is
+//! known fresh within [`CacheOptions::staleness_bound`] (see the builder method and
+//! [`CacheOptions`] for what it guarantees and what it changes).
+//! [`MongoBackend::cache_stats`] reports what it did; with the `metrics` feature:
+//!
+//! | metric | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `session_store_cache_lookups_total` | counter | `result` (`hit`, `miss`, `stale`) | loads answered from memory, read from MongoDB, or read from MongoDB because the stream was not known fresh |
+//! | `session_store_cache_evictions_total` | counter | — | entries removed: changed elsewhere, made room, or a lost stream |
+//! | `session_store_cache_entries` | gauge | — | sessions held |
+//! | `session_store_cache_bytes` | gauge | — | their approximate size (keys and payloads) |
+//! | `session_store_cache_watermark_age_seconds` | gauge | — | how long ago the newest heartbeat that came back was written; above the bound nothing is served from memory; `+Inf` before the first |
+//!
+//! The gauges are set with each heartbeat (every 250 ms by default).
 
 #![forbid(unsafe_code)]
 

@@ -62,6 +62,7 @@ pub(crate) fn start(backend: &MongoBackend, cache: Arc<Cache>) {
             };
             let lost = follow(&inner, &sessions, &cache).await;
             cache.clear();
+            cache.publish();
             match lost {
                 Some(reason) => tracing::warn!(
                     %reason,
@@ -130,6 +131,7 @@ async fn follow(
                 if inner.strong_count() == 0 {
                     return None;
                 }
+                cache.publish();
                 beat += 1;
                 sent.push_back((beat, Instant::now()));
                 // Beats older than B prove nothing any more.
