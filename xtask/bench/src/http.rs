@@ -98,6 +98,7 @@ pub(crate) struct Load {
 struct Results {
     counter: Vec<Load>,
     peek: Vec<Load>,
+    mix: Vec<Load>,
     rss_kib: Vec<u64>,
     startup: Vec<Duration>,
 }
@@ -268,20 +269,35 @@ fn json_number(json: &str, field: &str) -> Result<u64> {
     Ok(rest[..end].parse()?)
 }
 
+/// How a wrk run picks its requests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pattern {
+    /// Every request on the path.
+    Only,
+    /// The read-mostly mix: every tenth request of a connection `GET /counter`.
+    ReadMostly,
+}
+
 /// One wrk run against `path` with the cookies in `cookies`, on the server process `pid`.
+#[allow(clippy::too_many_arguments)] // one call site per part, each naming them all
 pub(crate) async fn load(
     setup: &Setup,
     db: &Database,
     pid: u32,
     port: u16,
     path: &str,
+    pattern: Pattern,
     cookies: &Path,
     script: &Path,
 ) -> Result<Load> {
     let before = crate::server_status(db).await?;
     let cpu_before = (cpu_us(pid), before.pid.and_then(cpu_us));
     let n = setup.connections.to_string();
-    let out = Command::new(&setup.wrk)
+    let mut wrk = Command::new(&setup.wrk);
+    if pattern == Pattern::ReadMostly {
+        wrk.env("BENCH_MIX", "1");
+    }
+    let out = wrk
         .args(["-t", &n, "-c", &n, "--timeout", TIMEOUT, "-d"])
         .arg(format!("{}s", setup.seconds))
         .arg("-s")
@@ -355,6 +371,7 @@ pub(crate) fn sessions(
 pub(crate) struct Measured {
     pub counter: Load,
     pub peek: Load,
+    pub mix: Load,
     pub rss_kib: u64,
     pub startup: Duration,
 }
@@ -374,7 +391,17 @@ pub(crate) async fn measure(
     let outcome = async {
         let (file, script) = sessions(server, port, setup.connections, work)?;
         let cookies = std::fs::read_to_string(&file)?;
-        let counter = load(setup, db, child.id(), port, "/counter", &file, &script).await?;
+        let counter = load(
+            setup,
+            db,
+            child.id(),
+            port,
+            "/counter",
+            Pattern::Only,
+            &file,
+            &script,
+        )
+        .await?;
         // The sessions were kept: the first one has counted past its creation.
         let first = cookies.lines().next().unwrap_or_default();
         let (_, _, body) = get(port, "/peek", Some(first))?;
@@ -382,11 +409,33 @@ pub(crate) async fn measure(
             json_number(&body, "count").is_ok_and(|n| n > 1),
             "after the /counter run, /peek of the first session says {body}: sessions were not kept"
         );
-        let peek = load(setup, db, child.id(), port, "/peek", &file, &script).await?;
+        let peek = load(
+            setup,
+            db,
+            child.id(),
+            port,
+            "/peek",
+            Pattern::Only,
+            &file,
+            &script,
+        )
+        .await?;
+        let mix = load(
+            setup,
+            db,
+            child.id(),
+            port,
+            "/peek",
+            Pattern::ReadMostly,
+            &file,
+            &script,
+        )
+        .await?;
         let rss_kib = peak_rss_kib(child.id())?;
         Ok::<_, anyhow::Error>(Measured {
             counter,
             peek,
+            mix,
             rss_kib,
             startup,
         })
@@ -413,6 +462,7 @@ async fn round(
     let m = measure(server, setup, db, &database, work).await?;
     results.counter.push(m.counter);
     results.peek.push(m.peek);
+    results.mix.push(m.mix);
     results.rss_kib.push(m.rss_kib);
     results.startup.push(m.startup);
     Ok(())
@@ -447,22 +497,25 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
     let peer_peek = median_of("peer", |r| &r.peek);
     let floor_counter = median_of("floor", |r| &r.counter);
     let floor_peek = median_of("floor", |r| &r.peek);
+    let floor_mix = median_of("floor", |r| &r.mix);
+    let peer_mix = median_of("peer", |r| &r.mix);
     let ratio = |load: Load, base: Option<Load>| match base {
         Some(b) if b.rps > 0.0 => format!("{:.2}x", load.rps / b.rps),
         _ => "n/a".to_owned(),
     };
     let mut table = String::from(
-        "| server | /counter req/s | /counter p99 ms | writes/req | /peek req/s | /peek p99 ms | writes/req | peak RSS MiB | start-up ms | /counter vs floor | /peek vs floor | /counter vs peer | /peek vs peer | /counter vs Express |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| server | /counter req/s | /counter p99 ms | writes/req | /peek req/s | /peek p99 ms | writes/req | mix req/s | peak RSS MiB | start-up ms | /counter vs floor | /peek vs floor | mix vs floor | /counter vs peer | /peek vs peer | mix vs peer | /counter vs Express |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for (server, res) in servers.iter().zip(&results) {
         let c = median_by(&res.counter, |l| l.rps).unwrap_or_default();
         let p = median_by(&res.peek, |l| l.rps).unwrap_or_default();
+        let m = median_by(&res.mix, |l| l.rps).unwrap_or_default();
         let rss = res.rss_kib.iter().max().copied().unwrap_or(0);
         let startup = median_by(&res.startup, Duration::as_secs_f64).unwrap_or_default();
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             server.name,
             c.rps,
             c.p99_us as f64 / 1000.0,
@@ -470,12 +523,15 @@ pub(crate) async fn run(servers: &[Server], setup: &Setup, db: &Database) -> Res
             p.rps,
             p.p99_us as f64 / 1000.0,
             p.writes_per_request,
+            m.rps,
             rss as f64 / 1024.0,
             startup.as_secs_f64() * 1000.0,
             ratio(c, floor_counter),
             ratio(p, floor_peek),
+            ratio(m, floor_mix),
             ratio(c, peer_counter),
             ratio(p, peer_peek),
+            ratio(m, peer_mix),
             ratio(c, express),
         );
     }

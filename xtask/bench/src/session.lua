@@ -17,6 +17,18 @@ function init(args)
   wrk.headers["Cookie"] = cookie
 end
 
+-- With BENCH_MIX set, the read-mostly mix: every tenth request of a connection is
+-- GET /counter (a write), the others the run's path (GET /peek).
+local mix, sent = os.getenv("BENCH_MIX") ~= nil, 0
+
+function request()
+  sent = sent + 1
+  if mix and sent % 10 == 0 then
+    return wrk.format("GET", "/counter")
+  end
+  return wrk.format("GET", wrk.path)
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

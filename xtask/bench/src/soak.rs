@@ -68,8 +68,17 @@ pub(crate) async fn section(part: &Part<'_>) -> Result<String> {
         let soak_started = Instant::now();
         let mut windows = Vec::new();
         while soak_started.elapsed() < total {
-            let load =
-                http::load(&window_setup, &db, pid, port, "/counter", &file, &script).await?;
+            let load = http::load(
+                &window_setup,
+                &db,
+                pid,
+                port,
+                "/counter",
+                http::Pattern::Only,
+                &file,
+                &script,
+            )
+            .await?;
             windows.push(Window {
                 at: soak_started.elapsed(),
                 rps: load.rps,

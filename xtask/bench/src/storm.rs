@@ -80,6 +80,7 @@ async fn run_mode(
                 child.id(),
                 port,
                 "/counter",
+                http::Pattern::Only,
                 &file,
                 &script,
             )
