@@ -312,6 +312,11 @@ impl MongoBackend {
         }
         let cache = Arc::new(Cache::new(options, self.timeout()));
         if self.inner.cache.set(Arc::clone(&cache)).is_ok() {
+            tracing::info!(
+                namespace = %self.namespace(),
+                staleness_bound_ms = cache.options().staleness_bound.as_millis(),
+                "the session cache is on: loads are served from memory while this instance's change stream is fresh"
+            );
             watch::start(self, cache);
         }
         Ok(())

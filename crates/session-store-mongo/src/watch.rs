@@ -22,6 +22,7 @@ use futures_util::StreamExt as _;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{Acknowledgment, WriteConcern};
 use mongodb::{Collection, Database};
+use tracing::instrument::WithSubscriber as _;
 
 use crate::backend::{Inner, MongoBackend};
 use crate::cache::Cache;
@@ -56,23 +57,34 @@ pub(crate) fn heartbeats_of(sessions: &Collection<Document>) -> Collection<Docum
 pub(crate) fn start(backend: &MongoBackend, cache: Arc<Cache>) {
     let inner = Arc::downgrade(&backend.inner);
     let task = tokio::spawn(async move {
+        // Whether the last stream failed before it was ever fresh: a stream that cannot
+        // be opened at all (no `changeStream` privilege) is reported once, not every
+        // second.
+        let mut failing = false;
         loop {
             let Some(sessions) = sessions(&inner) else {
                 return;
             };
             let lost = follow(&inner, &sessions, &cache).await;
+            if cache.fresh() {
+                failing = false;
+            }
             cache.clear();
             cache.publish();
             match lost {
-                Some(reason) => tracing::warn!(
+                Some(reason) if !failing => tracing::warn!(
                     %reason,
                     "the session cache lost its change stream; sessions are read from MongoDB until a new one is fresh"
                 ),
+                Some(reason) => tracing::debug!(%reason, "the session cache's change stream failed again"),
                 None => return,
             }
+            failing = true;
             tokio::time::sleep(REOPEN_AFTER).await;
         }
-    });
+    }
+    // Its warnings go where the store's start-up went (a subscriber scoped to it too).
+    .with_current_subscriber());
     backend.inner.watcher.set(task.abort_handle());
 }
 
@@ -109,7 +121,7 @@ async fn follow(
     } };
     let mut stream = match database.watch().pipeline([matched, projection]).await {
         Ok(s) => s.with_type::<Document>(),
-        Err(e) => return Some(e.to_string()),
+        Err(e) => return Some(reason(&e)),
     };
     let options = cache.options().clone();
     let mut ticks = tokio::time::interval(options.heartbeat);
@@ -124,7 +136,7 @@ async fn follow(
                         return Some(reason);
                     }
                 }
-                Some(Err(e)) => return Some(e.to_string()),
+                Some(Err(e)) => return Some(reason(&e)),
                 None => return Some("the stream ended".to_owned()),
             },
             _ = ticks.tick() => {
@@ -141,6 +153,17 @@ async fn follow(
                 tokio::spawn(write_beat(heartbeats.clone(), cache.beat_key().to_owned(), beat, options.staleness_bound));
             }
         }
+    }
+}
+
+/// Why a stream failed, in a line: a server's refusal by its code name, code and message
+/// (the driver's own text carries the raw reply).
+fn reason(e: &mongodb::error::Error) -> String {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(c) => {
+            format!("{} ({}): {}", c.code_name, c.code, c.message)
+        }
+        _ => e.to_string(),
     }
 }
 

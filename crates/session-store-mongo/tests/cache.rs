@@ -305,3 +305,38 @@ async fn a_lost_stream_empties_the_cache() {
     );
     finish(&[&a_backend, &b_backend], &[&a_client, &b_client], mongod).await;
 }
+
+/// A stream that cannot be opened at all (here: MongoDB refuses change streams on the
+/// `local` database; in production, a user without the `changeStream` privilege) is
+/// reported once, not at every retry, and the store keeps working from MongoDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_cannot_open_is_reported_once() {
+    let Some(mongod) = replica_set().await else {
+        return;
+    };
+    let client = Client::with_uri_str(mongod.uri()).await.unwrap();
+    let ((backend, loaded), warnings) = session_store_testkit::logs::warnings_of(async {
+        let (store, backend) = instance(client.clone(), "local").await;
+        let id = store.create(&data(1), None).await.unwrap();
+        // Four attempts at least (one per second).
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let loaded = store.load(id.as_str()).await.unwrap();
+        (backend, loaded)
+    })
+    .await;
+    assert!(
+        loaded.is_some(),
+        "the store stopped working without its cache"
+    );
+    assert_eq!(
+        warnings.matches("lost its change stream").count(),
+        1,
+        "one warning, not one per retry: {warnings}"
+    );
+    assert_eq!(
+        stats(&backend).hits,
+        0,
+        "served from a cache with no stream"
+    );
+    finish(&[&backend], &[&client], mongod).await;
+}
