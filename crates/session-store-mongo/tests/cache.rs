@@ -68,15 +68,57 @@ async fn until_seen(backend: &MongoBackend, since: Instant) {
     }
 }
 
-/// Closes the instances (their change streams are cursors, which `Client::shutdown`
-/// waits for), shuts their clients down and stops the server.
-async fn finish(backends: &[&MongoBackend], clients: &[&Client], mut mongod: PrivateMongod) {
+/// Two instances on one database: stores `a` and `b` over backends with the cache on, each
+/// on a client of its own (`b`'s given, or a new one), and the server they share.
+struct Pair {
+    a: SessionStore,
+    b: SessionStore,
+    a_backend: MongoBackend,
+    b_backend: MongoBackend,
+    clients: [Client; 2],
+    mongod: PrivateMongod,
+}
+
+impl Pair {
+    async fn start(mongod: PrivateMongod, prefix: &str, b_client: Option<Client>) -> Self {
+        let database = unique_name(prefix);
+        let a_client = Client::with_uri_str(mongod.uri()).await.unwrap();
+        let b_client = match b_client {
+            Some(client) => client,
+            None => Client::with_uri_str(mongod.uri()).await.unwrap(),
+        };
+        let (a, a_backend) = instance(a_client.clone(), &database).await;
+        let (b, b_backend) = instance(b_client.clone(), &database).await;
+        Self {
+            a,
+            b,
+            a_backend,
+            b_backend,
+            clients: [a_client, b_client],
+            mongod,
+        }
+    }
+
+    /// Closes the instances (their change streams are cursors, which
+    /// `Client::shutdown` waits for), shuts their clients down and stops the server.
+    async fn finish(self) {
+        finish(
+            &[&self.a_backend, &self.b_backend],
+            &self.clients,
+            self.mongod,
+        )
+        .await;
+    }
+}
+
+/// Closes `backends`, shuts `clients` down and stops `mongod`.
+async fn finish(backends: &[&MongoBackend], clients: &[Client], mut mongod: PrivateMongod) {
     use session_store_core::backend::DocumentBackend as _;
     for backend in backends {
         backend.close().await.expect("the backend closes");
     }
     for client in clients {
-        (*client).clone().shutdown().await;
+        client.clone().shutdown().await;
     }
     mongod.stop().await.unwrap();
 }
@@ -123,24 +165,23 @@ async fn a_logout_elsewhere_is_honoured_within_the_bound() {
     let Some(mongod) = replica_set().await else {
         return;
     };
-    let database = unique_name("cache_logout");
-    let a_client = Client::with_uri_str(mongod.uri()).await.unwrap();
-    let b_client = Client::with_uri_str(mongod.uri()).await.unwrap();
-    let (a, a_backend) = instance(a_client.clone(), &database).await;
-    let (b, b_backend) = instance(b_client.clone(), &database).await;
-    until_fresh(&b_backend).await;
+    let pair = Pair::start(mongod, "cache_logout", None).await;
+    let Pair {
+        a, b, b_backend, ..
+    } = &pair;
+    until_fresh(b_backend).await;
     let mut delays = Vec::new();
     for round in 0..20 {
         let created = Instant::now();
         let id = a.create(&data(round), None).await.unwrap();
         // B reads it once its stream has shown the insert (a read racing the insert's
         // event is, rightly, not kept).
-        until_seen(&b_backend, created).await;
+        until_seen(b_backend, created).await;
         assert!(b.load(id.as_str()).await.unwrap().is_some());
-        let hits = stats(&b_backend).hits;
+        let hits = stats(b_backend).hits;
         assert!(b.load(id.as_str()).await.unwrap().is_some());
         assert_eq!(
-            stats(&b_backend).hits,
+            stats(b_backend).hits,
             hits + 1,
             "round {round}: not served from the cache"
         );
@@ -162,7 +203,7 @@ async fn a_logout_elsewhere_is_honoured_within_the_bound() {
         delays[delays.len() / 2],
         delays[delays.len() - 1]
     );
-    finish(&[&a_backend, &b_backend], &[&a_client, &b_client], mongod).await;
+    pair.finish().await;
 }
 
 /// A read that began before a logout elsewhere and returned after the logout's event
@@ -172,13 +213,13 @@ async fn a_fill_racing_a_logout_does_not_cache_the_older_copy() {
     let Some(mongod) = replica_set().await else {
         return;
     };
-    let database = unique_name("cache_race");
-    let a_client = Client::with_uri_str(mongod.uri()).await.unwrap();
     let (proxy, options) = FaultProxy::in_front_of(&mongod.uri()).await.unwrap();
     let b_client = Client::with_options(options).unwrap();
-    let (a, a_backend) = instance(a_client.clone(), &database).await;
-    let (b, b_backend) = instance(b_client.clone(), &database).await;
-    until_fresh(&b_backend).await;
+    let pair = Pair::start(mongod, "cache_race", Some(b_client)).await;
+    let Pair {
+        a, b, b_backend, ..
+    } = &pair;
+    until_fresh(b_backend).await;
     let id = a.create(&data(1), None).await.unwrap();
     // B's read runs at once on the server; its reply reaches B only after the logout
     // and the logout's event have.
@@ -198,12 +239,12 @@ async fn a_fill_racing_a_logout_does_not_cache_the_older_copy() {
         raced.is_some(),
         "the read began before the logout and read the session"
     );
-    until_fresh(&b_backend).await;
+    until_fresh(b_backend).await;
     assert!(
         b.load(id.as_str()).await.unwrap().is_none(),
         "the cache kept the copy a read fetched before the logout"
     );
-    finish(&[&a_backend, &b_backend], &[&a_client, &b_client], mongod).await;
+    pair.finish().await;
 }
 
 /// While the server is down the stream is not fresh, and the cache serves nothing it
@@ -211,15 +252,18 @@ async fn a_fill_racing_a_logout_does_not_cache_the_older_copy() {
 /// cache), a change made meanwhile is seen and the cache serves again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_stops_the_cache_until_its_stream_is_fresh() {
-    let Some(mut mongod) = replica_set().await else {
+    let Some(mongod) = replica_set().await else {
         return;
     };
-    let database = unique_name("cache_lost");
-    let a_client = Client::with_uri_str(mongod.uri()).await.unwrap();
-    let b_client = Client::with_uri_str(mongod.uri()).await.unwrap();
-    let (a, a_backend) = instance(a_client.clone(), &database).await;
-    let (b, b_backend) = instance(b_client.clone(), &database).await;
-    until_fresh(&b_backend).await;
+    let mut pair = Pair::start(mongod, "cache_restart", None).await;
+    let Pair {
+        a,
+        b,
+        b_backend,
+        mongod,
+        ..
+    } = &mut pair;
+    until_fresh(b_backend).await;
     let id = a.create(&data(1), None).await.unwrap();
     b.load(id.as_str()).await.unwrap().expect("loads");
     mongod.stop().await.unwrap();
@@ -244,21 +288,21 @@ async fn a_server_restart_stops_the_cache_until_its_stream_is_fresh() {
         assert!(Instant::now() < deadline, "the server did not come back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    until_seen(&b_backend, saved).await;
+    until_seen(b_backend, saved).await;
     let loaded = b.load(id.as_str()).await.unwrap().expect("loads");
     assert_eq!(
         loaded.data,
         data(2),
         "B served what it had before the outage"
     );
-    let hits = stats(&b_backend).hits;
+    let hits = stats(b_backend).hits;
     b.load(id.as_str()).await.unwrap().expect("loads");
     assert_eq!(
-        stats(&b_backend).hits,
+        stats(b_backend).hits,
         hits + 1,
         "the cache does not serve again"
     );
-    finish(&[&a_backend, &b_backend], &[&a_client, &b_client], mongod).await;
+    pair.finish().await;
 }
 
 /// A stream that cannot go on (here the collection is dropped: the stream is invalidated)
@@ -268,34 +312,26 @@ async fn a_lost_stream_empties_the_cache() {
     let Some(mongod) = replica_set().await else {
         return;
     };
-    let database = unique_name("cache_lost");
-    let a_client = Client::with_uri_str(mongod.uri()).await.unwrap();
-    let b_client = Client::with_uri_str(mongod.uri()).await.unwrap();
-    let (a, a_backend) = instance(a_client.clone(), &database).await;
-    let (b, b_backend) = instance(b_client.clone(), &database).await;
+    let pair = Pair::start(mongod, "cache_lost", None).await;
+    let Pair {
+        a,
+        b,
+        a_backend,
+        b_backend,
+        ..
+    } = &pair;
     let created = Instant::now();
     let id = a.create(&data(1), None).await.unwrap();
-    until_seen(&b_backend, created).await;
+    until_seen(b_backend, created).await;
     b.load(id.as_str()).await.unwrap().expect("loads");
-    let hits = stats(&b_backend).hits;
+    let hits = stats(b_backend).hits;
     b.load(id.as_str()).await.unwrap().expect("loads");
-    assert_eq!(
-        stats(&b_backend).hits,
-        hits + 1,
-        "not served from the cache"
-    );
+    assert_eq!(stats(b_backend).hits, hits + 1, "not served from the cache");
     let dropped = Instant::now();
-    a_client
-        .database(&database)
-        .collection::<session_store_mongo::mongodb::bson::Document>(
-            session_store_mongo::DEFAULT_COLLECTION,
-        )
-        .drop()
-        .await
-        .unwrap();
-    until_seen(&b_backend, dropped).await;
+    a_backend.collection().drop().await.unwrap();
+    until_seen(b_backend, dropped).await;
     assert_eq!(
-        stats(&b_backend).entries,
+        stats(b_backend).entries,
         0,
         "the cache kept entries of a lost stream"
     );
@@ -303,7 +339,7 @@ async fn a_lost_stream_empties_the_cache() {
         b.load(id.as_str()).await.unwrap().is_none(),
         "B served a session of a dropped collection"
     );
-    finish(&[&a_backend, &b_backend], &[&a_client, &b_client], mongod).await;
+    pair.finish().await;
 }
 
 /// A stream that cannot be opened at all (here: MongoDB refuses change streams on the
@@ -338,5 +374,5 @@ async fn a_stream_that_cannot_open_is_reported_once() {
         0,
         "served from a cache with no stream"
     );
-    finish(&[&backend], &[&client], mongod).await;
+    finish(&[&backend], &[client], mongod).await;
 }

@@ -137,13 +137,7 @@ impl PrivateMongod {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut primary = false;
         while initiated.is_ok() && !primary && Instant::now() < deadline {
-            primary = direct
-                .database("admin")
-                .run_command(doc! { "hello": 1 })
-                .await
-                .ok()
-                .and_then(|r| r.get_bool("isWritablePrimary").ok())
-                .unwrap_or(false);
+            primary = is_writable_primary(&direct).await;
             if !primary {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -561,6 +555,18 @@ impl Drop for PrivateMongod {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether the server `client` reaches says it is a writable primary (`false` when it
+/// does not answer).
+pub async fn is_writable_primary(client: &mongodb::Client) -> bool {
+    client
+        .database("admin")
+        .run_command(mongodb::bson::doc! { "hello": 1 })
+        .await
+        .ok()
+        .and_then(|r| r.get_bool("isWritablePrimary").ok())
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use session_store_testkit::certs::CertSet;
-use session_store_testkit::mongod::{client_uri, create_users, security_args, Security};
+use session_store_testkit::mongod::{
+    client_uri, create_users, is_writable_primary, security_args, Security,
+};
 
 fn mode(name: &str) -> anyhow::Result<Security> {
     Ok(match name {
@@ -109,14 +111,7 @@ async fn initiate(set: &str, ports: &[String]) -> anyhow::Result<String> {
     let client = mongodb::Client::with_uri_str(&uri).await?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let ready = client
-            .database("admin")
-            .run_command(doc! { "hello": 1 })
-            .await
-            .ok()
-            .and_then(|r| r.get_bool("isWritablePrimary").ok())
-            .unwrap_or(false);
-        if ready {
+        if is_writable_primary(&client).await {
             break;
         }
         if std::time::Instant::now() > deadline {
