@@ -54,6 +54,15 @@ async fn timeouts_under_a_write_lock_keep_their_connections() {
         .expect("backend");
     let store = SessionStore::builder(backend).build().await.expect("store");
     let id = store.create(&data(1), None).await.expect("create");
+    // An expired session, so that `delete_expired` has a document to delete (with none,
+    // it only reads, which a write lock allows).
+    let expired_at = session_store_mongo::mongodb::bson::DateTime::from_millis(1_000_000);
+    admin
+        .database("locked")
+        .collection::<Document>("sessions")
+        .insert_one(doc! { "_id": "expired", "session": "{}", "expires": expired_at })
+        .await
+        .expect("insert an expired session");
     // Warm up: the pool holds a connection, the admin client too.
     store.load(id.as_str()).await.expect("load");
     let before = connections_created(&admin).await;
@@ -103,13 +112,16 @@ async fn timeouts_under_a_write_lock_keep_their_connections() {
         data(1),
         "a write nobody waited for was applied"
     );
-    let stored: Option<Document> = admin
+    let expired: Option<Document> = admin
         .database("locked")
         .collection("sessions")
-        .find_one(doc! {})
+        .find_one(doc! { "_id": "expired" })
         .await
         .expect("find");
-    assert!(stored.is_some());
+    assert!(
+        expired.is_some(),
+        "a timed-out delete_expired or clear was applied after the unlock"
+    );
     store.close().await.expect("close");
     admin.shutdown().await;
     drop(mongod);
