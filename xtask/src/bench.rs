@@ -10,7 +10,10 @@ use anyhow::{ensure, Context as _, Result};
 
 use crate::framework::Framework;
 use crate::mongod::DEFAULT_VERSION;
-use crate::{cache_dir, cargo, project_root, run_checked, with_deployment, with_mongod, Topology};
+use crate::{
+    cache_dir, cargo, cargo_target_dir, project_root, run_checked, with_deployment, with_mongod,
+    Topology,
+};
 
 /// `wrk` from PATH, else Debian's package and its LuaJIT library unpacked into the cache
 /// (`apt-get download` + `dpkg-deb -x`) behind a wrapper that sets the library path.
@@ -110,8 +113,7 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     }
     let mut http_args: Vec<String> = Vec::new();
     if !store_only {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| project_root().join("target"), PathBuf::from);
+        let target = cargo_target_dir();
         // The floor: the examples' MongoDB work, raw driver, no session library.
         let floor = target.join("release").join("bench-floor");
         http_args.extend(["--server".to_owned(), format!("floor={}", floor.display())]);
@@ -167,20 +169,20 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     if parts.is_empty() {
         return Ok(true);
     }
-    // Again on a one-node replica set (majority writes by default, the driver's retryable
-    // writes on): each section is added to the same report.
     // The Axum example with the session cache, which needs a replica set.
     let cached = if store_only {
         Vec::new()
     } else {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| project_root().join("target"), PathBuf::from);
-        let bin = target.join("release").join(Framework::Axum.package());
+        let bin = cargo_target_dir()
+            .join("release")
+            .join(Framework::Axum.package());
         vec![
             "--server".to_owned(),
             format!("axum+cache={},SESSION_CACHE=1", bin.display()),
         ]
     };
+    // Again on a one-node replica set (majority writes by default, the driver's retryable
+    // writes on): each section is added to the same report.
     with_deployment(DEFAULT_VERSION, Topology::ReplicaSet(1), |server| {
         for part in parts {
             let mut only = vec!["--only".to_owned(), part.to_owned(), "--append".to_owned()];

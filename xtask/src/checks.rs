@@ -131,9 +131,7 @@ fn forget_packaged_sources() -> Result<()> {
 /// (`deps/<crate>-<hash>.d`) names sources under `registry/src/-<hash>` (a local
 /// registry); the workspace's own builds are left alone.
 fn forget_packaged_builds() -> Result<()> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::project_root().join("target"));
+    let target = crate::cargo_target_dir();
     let deps = target.join("debug/deps");
     let Ok(entries) = std::fs::read_dir(&deps) else {
         return Ok(());

@@ -38,6 +38,12 @@ fn project_root() -> PathBuf {
         .to_owned()
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the workspace.
+fn cargo_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
 fn state_dir() -> Result<PathBuf> {
     let dir = project_root().join(".xtask");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

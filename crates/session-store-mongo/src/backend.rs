@@ -382,9 +382,10 @@ impl DocumentBackend for MongoBackend {
     }
 
     async fn insert(&self, doc: &StoredDocument) -> Result<InsertOutcome, MongoError> {
-        let ticket = self.cache().map(|c| c.ticket());
+        let cache = self.cache();
+        let ticket = cache.map(|c| c.ticket());
         let result = self.insert_settled(doc).await;
-        if let (Some(cache), Some(ticket)) = (self.cache(), ticket) {
+        if let (Some(cache), Some(ticket)) = (cache, ticket) {
             match result {
                 Ok(InsertOutcome::Inserted) => cache.fill(ticket, doc),
                 Ok(_) => {}
@@ -400,9 +401,10 @@ impl DocumentBackend for MongoBackend {
         now: OffsetDateTime,
         update: &DocumentUpdate,
     ) -> Result<bool, MongoError> {
-        let ticket = self.cache().map(|c| c.ticket());
+        let cache = self.cache();
+        let ticket = cache.map(|c| c.ticket());
         let result = self.update_settled(key, now, update).await;
-        if let (Some(cache), Some(ticket)) = (self.cache(), ticket) {
+        if let (Some(cache), Some(ticket)) = (cache, ticket) {
             match result {
                 Ok(true) => cache.updated(ticket, key, update),
                 // Changed elsewhere, gone, or unknown: the cached copy is not to be trusted.
@@ -591,16 +593,7 @@ impl DocumentBackend for MongoBackend {
         self.inner.tls_reload.stop();
         self.inner.watcher.stop();
         if let Some(cache) = self.cache() {
-            let key = cache.beat_key().to_owned();
-            let collection = watch::heartbeats_of(&self.collection());
-            // Best effort: a heartbeat left behind is a small document nothing reads.
-            let _ = bounded("close", self.timeout(), async {
-                collection
-                    .delete_one(doc! { convert::ID: key })
-                    .await
-                    .map_err(driver("close"))
-            })
-            .await;
+            watch::remove_heartbeat(self, cache).await;
         }
         if self.inner.owns_client {
             let client = self.client();

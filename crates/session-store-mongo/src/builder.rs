@@ -218,8 +218,9 @@ impl MongoBackendBuilder {
     /// (`{_id: <hex>, beat: n}`) in `<collection>.heartbeats` every
     /// [`CacheOptions::heartbeat`], deleting it on close; the sessions collection holds
     /// sessions only. The MongoDB user needs the `changeStream` and `find` actions on
-    /// the database, and `insert`/`update`/`remove` on the heartbeat collection. Close the backend (or the store) before `Client::shutdown` on a client
-    /// of your own: the change stream is a cursor, which `shutdown` waits for.
+    /// the database, and `insert`/`update`/`remove` on the heartbeat collection. Close
+    /// the backend (or the store) before `Client::shutdown` on a client of your own: the
+    /// change stream is a cursor, which `shutdown` waits for.
     /// Default: off.
     pub fn cache(mut self, options: CacheOptions) -> Self {
         self.cache = Some(options);

@@ -173,6 +173,19 @@ struct Names {
     heartbeats: String,
 }
 
+/// Deletes this instance's heartbeat document (on close), within the operation timeout.
+/// Best effort: a heartbeat left behind is a small document nothing reads.
+pub(crate) async fn remove_heartbeat(backend: &MongoBackend, cache: &Cache) {
+    let heartbeats = heartbeats_of(&backend.collection());
+    let removed = heartbeats.delete_one(doc! { convert::ID: cache.beat_key() });
+    if tokio::time::timeout(backend.timeout(), removed)
+        .await
+        .is_err()
+    {
+        tracing::debug!("removing the session cache heartbeat got no answer in time");
+    }
+}
+
 /// Writes heartbeat `beat` (majority: the stream shows only majority-committed changes,
 /// and a majority write is journalled at once instead of at the next flush).
 async fn write_beat(collection: Collection<Document>, key: String, beat: i64, bound: Duration) {

@@ -10,36 +10,33 @@ use super::*;
 pub struct Target {
     bin: PathBuf,
     mongodb_uri: String,
-    /// Variables every server of the suite gets before its case's own:
-    /// `SESSION_CACHE=1` when `CONTRACT_SESSION_CACHE` is set (the suite run again with
-    /// the cache on, against a replica set).
-    suite_env: Vec<(&'static str, String)>,
+    /// `CONTRACT_SESSION_CACHE` is set: every server runs with `SESSION_CACHE=1` (the
+    /// suite run again with the cache on, against a replica set).
+    session_cache: bool,
 }
 
 impl Target {
     /// The example binary at `bin` against `MONGODB_URI`, or `None` after the
     /// [`live`](crate::live) policy's skip line (under `CI` it panics instead).
     pub fn from_env(bin: impl AsRef<Path>) -> Option<Self> {
-        let suite_env = if live::flag("CONTRACT_SESSION_CACHE") {
-            vec![("SESSION_CACHE", "1".to_owned())]
-        } else {
-            Vec::new()
-        };
         Some(Self {
             bin: bin.as_ref().to_owned(),
             mongodb_uri: live::mongo_uri()?,
-            suite_env,
+            session_cache: live::flag("CONTRACT_SESSION_CACHE"),
         })
     }
 
     /// Whether the servers run with the session cache on (`CONTRACT_SESSION_CACHE`).
     pub(crate) fn session_cache(&self) -> bool {
-        self.suite_env.iter().any(|(k, _)| *k == "SESSION_CACHE")
+        self.session_cache
     }
 
     /// `env` after the suite's variables (a case's own setting wins).
     fn with_suite_env(&self, env: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
-        self.suite_env.iter().chain(env).cloned().collect()
+        let suite = self
+            .session_cache
+            .then(|| ("SESSION_CACHE", "1".to_owned()));
+        suite.into_iter().chain(env.iter().cloned()).collect()
     }
 
     pub(crate) fn bin(&self) -> &Path {
