@@ -169,7 +169,9 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     if parts.is_empty() {
         return Ok(true);
     }
-    // The Axum example with the session cache, which needs a replica set.
+    // The Axum example with the session cache, which needs a replica set: one instance,
+    // and four on one database (each watching the change stream, wrk's connections
+    // shared out among them).
     let cached = if store_only {
         Vec::new()
     } else {
@@ -179,6 +181,11 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
         vec![
             "--server".to_owned(),
             format!("axum+cache={},SESSION_CACHE=1", bin.display()),
+            "--server".to_owned(),
+            format!(
+                "axum+cache x4={},SESSION_CACHE=1,instances=4",
+                bin.display()
+            ),
         ]
     };
     // Again on a one-node replica set (majority writes by default, the driver's retryable
@@ -188,6 +195,8 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
             let mut only = vec!["--only".to_owned(), part.to_owned(), "--append".to_owned()];
             if part == "http" {
                 only.extend(cached.iter().cloned());
+            } else if part == "cache-memory" {
+                only.extend(cached[..cached.len().min(2)].iter().cloned());
             }
             if !run(server, &only)? {
                 return Ok(false);

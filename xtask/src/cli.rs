@@ -36,13 +36,17 @@ commands:
                                  the MongoDB backend's suites with bson 3, and the
                                  matrix cell 4.4.2 x oldest driver x standalone; every
                                  build --locked
-  bench [--quick] [--rounds 3] [--only store|http|scale|payload|storm|connections|soak]
+  bench [--quick] [--rounds 3]
+        [--only store|commands|http|cache-memory|scale|payload|storm|connections|soak]
         [--sizes 10000,100000,1000000]
         [--seconds 10] [--connections 64]
                                  start a throwaway mongod; benchmark the store against the raw
                                  driver, each example (and the floor server, Express +
-                                 connect-mongo, the Rust peer) over HTTP under wrk, the
-                                 floor and Axum with many stored sessions (scale) and
+                                 connect-mongo, the Rust peer) over HTTP under wrk, again
+                                 on a one-node replica set with Axum's session cache at 1
+                                 and 4 instances, the cache's memory with 100,000 sessions
+                                 (cache-memory), the floor and Axum with many stored
+                                 sessions (scale) and
                                  with 1 KB to 256 KB sessions, plain and encrypted
                                  (payload), Axum while 200,000 sessions expire at once
                                  (storm), at 64/256/1,024 connections (connections),
@@ -85,10 +89,11 @@ pub(crate) enum Task {
 }
 
 /// The benchmark's parts (`bench --only PART`), as the benchmark binary names them.
-const BENCH_PARTS: [&str; 8] = [
+const BENCH_PARTS: [&str; 9] = [
     "store",
     "commands",
     "http",
+    "cache-memory",
     "scale",
     "payload",
     "storm",
@@ -116,9 +121,10 @@ impl Bench {
     }
 
     /// The parts that run a second time on a one-node replica set (`--only` narrows
-    /// them): the HTTP part and the two ways of sending a write.
+    /// them): the two ways of sending a write, the HTTP part, and the cache's memory
+    /// (which needs a replica set).
     pub(crate) fn replica_set_parts(&self) -> Vec<&'static str> {
-        ["commands", "http"]
+        ["commands", "http", "cache-memory"]
             .into_iter()
             .filter(|part| self.only.as_deref().is_none_or(|only| only == *part))
             .collect()
@@ -434,7 +440,7 @@ mod tests {
             ("ci --fast", "unexpected argument `--fast`"),
             (
                 "bench --only disk",
-                "--only disk: use store, commands, http, scale, payload, storm, connections, soak",
+                "--only disk: use store, commands, http, cache-memory, scale, payload, storm, connections, soak",
             ),
             ("bench --sizes 10,x", "--sizes 10,x: positive numbers"),
             ("bench --rounds many", "--rounds many is not a valid number"),

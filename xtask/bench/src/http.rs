@@ -31,35 +31,45 @@ const SCRIPT: &str = include_str!("session.lua");
 /// 64 connections; a timed-out request counts as a failure).
 const TIMEOUT: &str = "10s";
 
-/// A server under test: a name, the program to start (`.js` runs under node) and extra
-/// environment variables.
+/// A server under test: a name, the program to start (`.js` runs under node), extra
+/// environment variables and how many processes of it serve one database.
 #[derive(Clone)]
 pub(crate) struct Server {
     pub name: String,
     pub program: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Processes started side by side on one database (`instances=N`, default 1); the
+    /// wrk connections are shared out among them.
+    pub instances: usize,
 }
 
 impl Server {
-    /// Parses `NAME=PATH[,VAR=VALUE...]`.
+    /// Parses `NAME=PATH[,VAR=VALUE...][,instances=N]`.
     pub(crate) fn parse(arg: &str) -> Result<Self> {
         let mut parts = arg.split(',');
         let (name, program) = parts
             .next()
             .and_then(|p| p.split_once('='))
-            .context("--server takes NAME=PATH[,VAR=VALUE...]")?;
-        let env = parts
-            .map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .with_context(|| format!("--server {arg}: {kv:?} is not VAR=VALUE"))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self {
+            .context("--server takes NAME=PATH[,VAR=VALUE...][,instances=N]")?;
+        let mut server = Self {
             name: name.to_owned(),
             program: program.into(),
-            env,
-        })
+            env: Vec::new(),
+            instances: 1,
+        };
+        for kv in parts {
+            let (key, value) = kv
+                .split_once('=')
+                .with_context(|| format!("--server {arg}: {kv:?} is not VAR=VALUE"))?;
+            if key == "instances" {
+                server.instances = value.parse().ok().filter(|n| *n > 0).with_context(|| {
+                    format!("--server {arg}: instances={value} is not a positive number")
+                })?;
+            } else {
+                server.env.push((key.to_owned(), value.to_owned()));
+            }
+        }
+        Ok(server)
     }
 
     fn command(&self) -> Command {
@@ -278,67 +288,102 @@ pub(crate) enum Pattern {
     ReadMostly,
 }
 
-/// One wrk run against `path` with the cookies in `cookies`, on the server process `pid`.
-#[allow(clippy::too_many_arguments)] // one call site per part, each naming them all
+/// One server process under load: its pid, its port and the cookies its wrk sends.
+#[derive(Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub pid: u32,
+    pub port: u16,
+    pub cookies: &'a Path,
+}
+
+/// The CPU time all `targets` have used so far, in µs.
+fn targets_cpu_us(targets: &[Target<'_>]) -> Option<u64> {
+    targets.iter().map(|t| cpu_us(t.pid)).sum()
+}
+
+/// One wrk run against `path` on each of `targets` at once (the connections shared out
+/// among them); the figures are the sums (req/s, writes, CPU) and the worst p99.
 pub(crate) async fn load(
     setup: &Setup,
     db: &Database,
-    pid: u32,
-    port: u16,
+    targets: &[Target<'_>],
     path: &str,
     pattern: Pattern,
-    cookies: &Path,
     script: &Path,
 ) -> Result<Load> {
+    ensure!(!targets.is_empty(), "a load needs a server");
     let before = crate::server_status(db).await?;
-    let cpu_before = (cpu_us(pid), before.pid.and_then(cpu_us));
-    let n = setup.connections.to_string();
-    let mut wrk = Command::new(&setup.wrk);
-    if pattern == Pattern::ReadMostly {
-        wrk.env("BENCH_MIX", "1");
-    }
-    let out = wrk
-        .args(["-t", &n, "-c", &n, "--timeout", TIMEOUT, "-d"])
-        .arg(format!("{}s", setup.seconds))
-        .arg("-s")
-        .arg(script)
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .env("BENCH_COOKIES", cookies)
-        .output()
-        .with_context(|| format!("cannot run {}", setup.wrk.display()))?;
-    let cpu_after = (cpu_us(pid), before.pid.and_then(cpu_us));
+    let cpu_before = (targets_cpu_us(targets), before.pid.and_then(cpu_us));
+    let per_target = (setup.connections / targets.len()).max(1).to_string();
+    let runs = targets
+        .iter()
+        .map(|target| {
+            let mut wrk = Command::new(&setup.wrk);
+            if pattern == Pattern::ReadMostly {
+                wrk.env("BENCH_MIX", "1");
+            }
+            wrk.args([
+                "-t",
+                &per_target,
+                "-c",
+                &per_target,
+                "--timeout",
+                TIMEOUT,
+                "-d",
+            ])
+            .arg(format!("{}s", setup.seconds))
+            .arg("-s")
+            .arg(script)
+            .arg(format!("http://127.0.0.1:{}{path}", target.port))
+            .env("BENCH_COOKIES", target.cookies)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {}", setup.wrk.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = runs
+        .into_iter()
+        .map(|run| Ok(run.wait_with_output()?))
+        .collect::<Result<Vec<_>>>()?;
+    let cpu_after = (targets_cpu_us(targets), before.pid.and_then(cpu_us));
     let after = crate::server_status(db).await?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success(),
-        "wrk failed ({}): {}{}",
-        out.status,
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("BENCH_JSON "))
-        .with_context(|| format!("wrk printed no summary: {stdout}"))?;
-    let requests = json_number(json, "requests")?;
-    let (status, socket, timeouts) = (
-        json_number(json, "non_2xx")?,
-        json_number(json, "socket_errors")?,
-        json_number(json, "timeouts")?,
-    );
-    ensure!(requests > 0, "wrk made no request on {path}");
-    ensure!(
-        status + socket + timeouts == 0,
-        "of {requests} requests on {path}: {status} got a 4xx/5xx, {socket} socket errors, \
-         {timeouts} timed out (after {TIMEOUT})"
-    );
-    let seconds = json_number(json, "duration_us")? as f64 / 1e6;
+    let (mut requests, mut rps, mut p99_us) = (0, 0.0, 0);
+    for out in outputs {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "wrk failed ({}): {}{}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("BENCH_JSON "))
+            .with_context(|| format!("wrk printed no summary: {stdout}"))?;
+        let made = json_number(json, "requests")?;
+        let (status, socket, timeouts) = (
+            json_number(json, "non_2xx")?,
+            json_number(json, "socket_errors")?,
+            json_number(json, "timeouts")?,
+        );
+        ensure!(made > 0, "wrk made no request on {path}");
+        ensure!(
+            status + socket + timeouts == 0,
+            "of {made} requests on {path}: {status} got a 4xx/5xx, {socket} socket errors, \
+             {timeouts} timed out (after {TIMEOUT})"
+        );
+        requests += made;
+        rps += made as f64 / (json_number(json, "duration_us")? as f64 / 1e6);
+        p99_us = p99_us.max(json_number(json, "p99_us")?);
+    }
     let per_request = |before: Option<u64>, after: Option<u64>| {
         Some(after?.saturating_sub(before?) as f64 / requests as f64)
     };
     Ok(Load {
-        rps: requests as f64 / seconds,
-        p99_us: json_number(json, "p99_us")?,
+        rps,
+        p99_us,
         writes_per_request: after.writes.saturating_sub(before.writes) as f64 / requests as f64,
         server_cpu_us: per_request(cpu_before.0, cpu_after.0),
         mongod_cpu_us: per_request(cpu_before.1, cpu_after.1),
@@ -376,8 +421,10 @@ pub(crate) struct Measured {
     pub startup: Duration,
 }
 
-/// Starts `server` on `database`, creates one session per connection, runs wrk on
-/// `/counter` and then on `/peek`, and stops it.
+/// Starts `server` on `database` (each of its instances on a port of its own), creates one
+/// session per connection, runs wrk on `/counter`, on `/peek` and on the read-mostly mix,
+/// and stops it. With several instances each gets an equal share of the sessions and
+/// connections; peak RSS is the largest instance's.
 pub(crate) async fn measure(
     server: &Server,
     setup: &Setup,
@@ -385,53 +432,70 @@ pub(crate) async fn measure(
     database: &str,
     work: &Path,
 ) -> Result<Measured> {
-    let port = free_port()?;
-    let log = work.join(format!("{}.log", server.name));
-    let (child, startup) = start(server, setup, database, port, &log)?;
+    let mut children = Vec::new();
+    let mut ports = Vec::new();
+    let mut startup = Duration::ZERO;
+    let mut log = work.join(format!("{}.log", server.name));
+    for i in 0..server.instances {
+        let port = free_port()?;
+        if i > 0 {
+            log = work.join(format!("{}-{i}.log", server.name));
+        }
+        match start(server, setup, database, port, &log) {
+            Ok((child, took)) => {
+                startup = startup.max(took);
+                children.push(child);
+                ports.push(port);
+            }
+            Err(e) => {
+                children.into_iter().for_each(stop);
+                return Err(e);
+            }
+        }
+    }
     let outcome = async {
-        let (file, script) = sessions(server, port, setup.connections, work)?;
+        let (file, script) = sessions(server, ports[0], setup.connections, work)?;
         let cookies = std::fs::read_to_string(&file)?;
-        let counter = load(
-            setup,
-            db,
-            child.id(),
-            port,
-            "/counter",
-            Pattern::Only,
-            &file,
-            &script,
-        )
-        .await?;
+        // Instance i serves every cookie whose line number is i modulo the instances.
+        let mut files = Vec::new();
+        for i in 0..ports.len() {
+            let share: String = cookies
+                .lines()
+                .skip(i)
+                .step_by(ports.len())
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let path = work.join(format!("{}-{i}.cookies", server.name));
+            std::fs::write(&path, share)?;
+            files.push(path);
+        }
+        let targets: Vec<Target<'_>> = children
+            .iter()
+            .zip(&ports)
+            .zip(&files)
+            .map(|((child, port), cookies)| Target {
+                pid: child.id(),
+                port: *port,
+                cookies,
+            })
+            .collect();
+        let counter = load(setup, db, &targets, "/counter", Pattern::Only, &script).await?;
         // The sessions were kept: the first one has counted past its creation.
         let first = cookies.lines().next().unwrap_or_default();
-        let (_, _, body) = get(port, "/peek", Some(first))?;
+        let (_, _, body) = get(ports[0], "/peek", Some(first))?;
         ensure!(
             json_number(&body, "count").is_ok_and(|n| n > 1),
             "after the /counter run, /peek of the first session says {body}: sessions were not kept"
         );
-        let peek = load(
-            setup,
-            db,
-            child.id(),
-            port,
-            "/peek",
-            Pattern::Only,
-            &file,
-            &script,
-        )
-        .await?;
-        let mix = load(
-            setup,
-            db,
-            child.id(),
-            port,
-            "/peek",
-            Pattern::ReadMostly,
-            &file,
-            &script,
-        )
-        .await?;
-        let rss_kib = peak_rss_kib(child.id())?;
+        let peek = load(setup, db, &targets, "/peek", Pattern::Only, &script).await?;
+        let mix = load(setup, db, &targets, "/peek", Pattern::ReadMostly, &script).await?;
+        let rss_kib = children
+            .iter()
+            .map(|c| peak_rss_kib(c.id()))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(0);
         Ok::<_, anyhow::Error>(Measured {
             counter,
             peek,
@@ -441,7 +505,7 @@ pub(crate) async fn measure(
         })
     }
     .await;
-    stop(child);
+    children.into_iter().for_each(stop);
     outcome.with_context(|| format!("{} (log: {})", server.name, log.display()))
 }
 

@@ -17,11 +17,13 @@
 //!
 //! Arguments: `--uri URI` (else `MONGODB_URI`), `--out FILE` (the markdown report),
 //! `--rounds N` (default 3, quick 1), `--quick` (fewer sessions, shorter loads, one round: a smoke run under 5 minutes),
-//! `--only store|http|scale|payload|storm|connections|soak`, `--sizes N,N,...` (the scale part's stored sessions;
-//! default 10000,100000,1000000, quick 1000,10000), and for the HTTP and scale parts `--server NAME=PATH` (repeated; a `.js`
-//! path runs under node), `--wrk PATH`, `--connections N` (default 64), `--seconds N`
+//! `--only store|commands|http|cache-memory|scale|payload|storm|connections|soak`, `--sizes N,N,...` (the scale part's stored sessions;
+//! default 10000,100000,1000000, quick 1000,10000), and for the HTTP and later parts
+//! `--server NAME=PATH[,VAR=VALUE...][,instances=N]` (repeated; a `.js` path runs under
+//! node; `instances` starts that many processes on one database, sharing wrk's connections), `--wrk PATH`, `--connections N` (default 64), `--seconds N`
 //! (default 10).
 
+mod cache_memory;
 mod chart;
 mod commands;
 mod connections;
@@ -165,10 +167,11 @@ struct Args {
 }
 
 /// The parts of the benchmark, in the order they run (`--only` picks one).
-const PARTS: [&str; 8] = [
+const PARTS: [&str; 9] = [
     "store",
     "commands",
     "http",
+    "cache-memory",
     "scale",
     "payload",
     "storm",
@@ -922,6 +925,14 @@ async fn main() -> Result<()> {
     if args.runs("http") {
         let section = http_section(&args, &db, &version, &topology).await?;
         append(&mut report, &section);
+    }
+    if args.runs("cache-memory") {
+        if hello.get_str("setName").is_ok() {
+            let part = Part::new(&args, &client, &version, None, part_heading)?;
+            append(&mut report, &cache_memory::section(&part).await?);
+        } else if args.only == Some("cache-memory") {
+            eprintln!("bench: cache-memory runs on a replica set only (the cache is off on a standalone server)");
+        }
     }
     if args.runs("scale") {
         let sizes = args.sizes.clone().unwrap_or_else(|| {

@@ -1,6 +1,8 @@
 -- wrk script of `cargo xtask bench` (HTTP part). One session per connection: wrk runs as
 -- many threads as connections (-t N -c N), and thread i sends line i of the file named by
--- BENCH_COOKIES as its Cookie header (sessions the harness created beforehand).
+-- BENCH_COOKIES as its Cookie header (sessions the harness created beforehand). A thread
+-- past the file's last line (an empty file: all of them) sends no cookie, so each of its
+-- requests starts a new session.
 -- Prints one `BENCH_JSON {...}` line with the totals the harness reads.
 
 local cookies, handed_out = {}, 0
@@ -10,11 +12,15 @@ end
 
 function setup(thread)
   handed_out = handed_out + 1
-  thread:set("cookie", cookies[handed_out])
+  if cookies[handed_out] then
+    thread:set("cookie", cookies[handed_out])
+  end
 end
 
 function init(args)
-  wrk.headers["Cookie"] = cookie
+  if cookie then
+    wrk.headers["Cookie"] = cookie
+  end
 end
 
 -- With BENCH_MIX set, the read-mostly mix: every tenth request of a connection is

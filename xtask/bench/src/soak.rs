@@ -71,11 +71,13 @@ pub(crate) async fn section(part: &Part<'_>) -> Result<String> {
             let load = http::load(
                 &window_setup,
                 &db,
-                pid,
-                port,
+                &[http::Target {
+                    pid,
+                    port,
+                    cookies: &file,
+                }],
                 "/counter",
                 http::Pattern::Only,
-                &file,
                 &script,
             )
             .await?;

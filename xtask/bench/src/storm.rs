@@ -77,11 +77,13 @@ async fn run_mode(
             let load = http::load(
                 &window_setup,
                 &db,
-                child.id(),
-                port,
+                &[http::Target {
+                    pid: child.id(),
+                    port,
+                    cookies: &file,
+                }],
                 "/counter",
                 http::Pattern::Only,
-                &file,
                 &script,
             )
             .await?;
