@@ -143,7 +143,8 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
         .join("bench")
         .join("latest.md");
     let run = |server: &crate::Deployment, extra: &[String]| -> Result<bool> {
-        let status = cargo()
+        let mut bench = cargo();
+        bench
             .args([
                 "run",
                 "--quiet",
@@ -157,10 +158,8 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
             .arg(&out)
             .args(&http_args)
             .args(options.args())
-            .args(extra)
-            .status()
-            .context("cannot run the benchmark")?;
-        Ok(status.success())
+            .args(extra);
+        Ok(crate::wait_serving(&mut bench, "the benchmark")?.success())
     };
     if !with_mongod(|server| run(server, &[]))? {
         return Ok(false);

@@ -1,5 +1,8 @@
-//! The static checks `cargo xtask ci` runs before the tests: formatting, clippy, rustdoc
-//! links, cargo-deny, and packaging every publishable crate.
+//! The static checks `cargo xtask ci` runs before the tests: formatting, clippy (whose
+//! `incompatible_msrv` lint holds the code to each crate's `rust-version`: this machine
+//! has no other toolchain to build it with), rustdoc links, cargo-deny, each publishable
+//! crate's library with no feature, each feature alone and all of them, and packaging
+//! every publishable crate.
 
 use anyhow::{Context as _, Result};
 
@@ -67,6 +70,9 @@ pub(crate) fn run() -> Result<bool> {
         (&package, &[]),
     ];
     for (args, env) in steps {
+        if args[0] == "package" && !check_feature_sets()? {
+            return Ok(false);
+        }
         if args[0] == "deny" && !install_cargo_deny()? {
             return Ok(false);
         }
@@ -181,6 +187,58 @@ fn install_cargo_deny() -> Result<bool> {
         .success())
 }
 
+/// The `[features]` a crate's manifest declares (their names), in order.
+pub(crate) fn declared_features(manifest: &str) -> Vec<String> {
+    let mut in_features = false;
+    let mut names = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_features = line == "[features]";
+        } else if in_features && !line.starts_with('#') {
+            if let Some((name, _)) = line.split_once('=') {
+                names.push(name.trim().to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// The feature sets checked for a crate with `features`: none, each alone, all.
+pub(crate) fn feature_sets(features: &[String]) -> Vec<String> {
+    let mut sets = vec![String::new()];
+    sets.extend(features.iter().cloned());
+    if features.len() > 1 {
+        sets.push(features.join(","));
+    }
+    sets
+}
+
+/// `cargo check --lib` of each publishable crate with each of its [`feature_sets`], so a
+/// feature that does not build alone (or without the others) fails here.
+fn check_feature_sets() -> Result<bool> {
+    for name in PUBLISHED {
+        let manifest = crate::project_root()
+            .join("crates")
+            .join(name)
+            .join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("cannot read {}", manifest.display()))?;
+        for set in feature_sets(&declared_features(&text)) {
+            eprintln!("xtask: cargo check -p {name} --no-default-features --features '{set}'");
+            let ok = cargo()
+                .args(["check", "--locked", "--quiet", "--lib", "-p", name])
+                .args(["--no-default-features", "--features", &set])
+                .status()
+                .context("cannot run cargo")?
+                .success();
+            if !ok {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -220,5 +278,14 @@ mod tests {
                 assert!(!text.trim().is_empty(), "{name}/{file} is empty");
             }
         }
+    }
+
+    #[test]
+    fn features_are_read_from_the_manifest_and_combined() {
+        let manifest = "[package]\nname = \"x\"\n\n[features]\n## docs\na = [\"dep:y\"]\nb = []\n\n[lints]\nworkspace = true\n";
+        let features = declared_features(manifest);
+        assert_eq!(features, ["a", "b"]);
+        assert_eq!(feature_sets(&features), ["", "a", "b", "a,b"]);
+        assert_eq!(feature_sets(&[]), [""]);
     }
 }

@@ -22,17 +22,22 @@ commands:
   demo [--framework axum|actix|rocket] [--port 3000]
                                  start a throwaway mongod and serve an example app on it
   mongod up [--version 6.0.5] [--tls|--mtls|--x509|--scram]
-                                 start a mongod for your own use and print MONGODB_URI;
+                                 start a mongod for your own use and print MONGODB_URI
+                                 (database `app`); its port and data stay until `down`;
                                  versions 6.0.5, 6.0.27, 5.0.32, 4.4.2 (the older ones
                                  get OpenSSL 1.1, built once); the modes use `certs`
   certs                          write test certificates (CA, server, clients) to .xtask/certs
-  mongod down                    stop it and delete its data
-  mongod status                  say whether it runs
+  mongod stop                    stop it, keeping its data and port
+  mongod start                   start it again: same port, same data
+  mongod down                    stop it and DELETE its data
+  mongod status                  say whether it runs and answers on its port
   examples-in-sync               check that the files every example shares are identical
   ci                             what .ci/run does: examples-in-sync, cargo fmt --check,
                                  clippy -D warnings, cargo doc (broken links fail),
                                  cargo deny check bans licenses sources (installed
-                                 first), cargo package of each published crate, `test`,
+                                 first), cargo check --lib of each published crate
+                                 with no feature, each feature and all, cargo package
+                                 of each published crate, `test`,
                                  the MongoDB backend's suites with bson 3, and the
                                  matrix cell 4.4.2 x oldest driver x standalone; every
                                  build --locked
@@ -79,6 +84,10 @@ pub(crate) enum Task {
     TestMatrix(matrix::Selection),
     MongodDown,
     MongodStatus,
+    /// Stop the `up` mongod, keeping its data and port.
+    MongodStop,
+    /// Start it again after `stop`.
+    MongodStart,
     ExamplesInSync,
     Ci,
     Bench(Bench),
@@ -272,7 +281,10 @@ pub(crate) fn parse(args: &[String]) -> Result<Task> {
                     .map(|m| m.trim_start_matches('-').to_owned()),
             }
         }
+        ["mongod"] | ["mongod", "help" | "--help" | "-h"] => Task::Help,
         ["mongod", "down"] => no_options().map(|()| Task::MongodDown)?,
+        ["mongod", "stop"] => no_options().map(|()| Task::MongodStop)?,
+        ["mongod", "start"] => no_options().map(|()| Task::MongodStart)?,
         ["mongod", "status"] => no_options().map(|()| Task::MongodStatus)?,
         ["certs"] => no_options().map(|()| Task::Certs)?,
         ["ci"] => no_options().map(|()| Task::Ci)?,
@@ -376,6 +388,10 @@ mod tests {
             }
         );
         assert_eq!(parse_line("mongod down").unwrap(), Task::MongodDown);
+        assert_eq!(parse_line("mongod stop").unwrap(), Task::MongodStop);
+        assert_eq!(parse_line("mongod start").unwrap(), Task::MongodStart);
+        assert_eq!(parse_line("mongod --help").unwrap(), Task::Help);
+        assert_eq!(parse_line("mongod").unwrap(), Task::Help);
         assert_eq!(parse_line("bench").unwrap(), Task::Bench(Bench::default()));
         assert_eq!(parse_line("fuzz").unwrap(), Task::Fuzz { cases: 50_000 });
         assert_eq!(

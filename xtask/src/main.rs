@@ -13,6 +13,7 @@ mod matrix;
 mod mongod;
 mod runtime;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
@@ -70,12 +71,30 @@ fn cargo() -> Command {
     cmd
 }
 
-/// Lets xtask outlive Ctrl-C (the child gets it too) so it can stop mongod.
-/// Installed once per process (the test matrix starts many deployments).
+/// The pid (and process group) of the child xtask waits on while a mongod it started
+/// runs (0: none): a signal that reached xtask alone (SIGTERM from a process manager or
+/// `timeout`, SIGHUP) is passed on to it, so it ends and xtask stops the mongod.
+static SERVING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Lets xtask outlive Ctrl-C (the child gets it too), SIGTERM and SIGHUP (passed on to
+/// the program `demo` serves, which does not get them from a process manager or
+/// `timeout`) so it can stop mongod. Installed once per process (the test matrix starts
+/// many deployments).
 fn survive_ctrl_c() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if let Err(e) = ctrlc::set_handler(|| eprintln!("xtask: interrupted; cleaning up")) {
+        let handler = || {
+            eprintln!("xtask: interrupted; cleaning up");
+            let pid = SERVING.load(std::sync::atomic::Ordering::SeqCst);
+            if pid != 0 {
+                // The child's whole process group: cargo and the test binaries under it.
+                // `--` first: a bare `-PID` would be read as a signal number.
+                let _ = Command::new("kill")
+                    .args(["-TERM", "--", &format!("-{pid}")])
+                    .status();
+            }
+        };
+        if let Err(e) = ctrlc::set_handler(handler) {
             eprintln!("xtask: cannot handle Ctrl-C ({e}); a Ctrl-C may leave mongod running");
         }
     });
@@ -179,7 +198,7 @@ fn test(version: &str, topology: Topology, cargo_args: &[String]) -> Result<bool
     test_with(version, topology, cargo_args, &[])
 }
 
-/// [`test`] with `envs` set for the tests.
+/// [`test()`] with `envs` set for the tests.
 fn test_with(
     version: &str,
     topology: Topology,
@@ -187,7 +206,8 @@ fn test_with(
     envs: &[(&str, &str)],
 ) -> Result<bool> {
     with_deployment(version, topology, |server| {
-        let status = cargo()
+        let mut tests = cargo();
+        tests
             .arg("test")
             // `-- -p PACKAGE` narrows the run; otherwise every workspace member.
             .args(
@@ -198,11 +218,22 @@ fn test_with(
             .env("MONGODB_URI", server.uri())
             .env("MONGOD_BIN", &server.bin)
             .env("SESSION_STORE_REQUIRE_MONGO", "1")
-            .envs(envs.iter().copied())
-            .status()
-            .context("cannot run cargo test")?;
-        Ok(status.success())
+            .envs(envs.iter().copied());
+        Ok(wait_serving(&mut tests, "cargo test")?.success())
     })
+}
+
+/// Runs `cmd` in its own process group as the child a signal is passed on to (see
+/// [`SERVING`]), and waits for it.
+pub(crate) fn wait_serving(cmd: &mut Command, what: &str) -> Result<std::process::ExitStatus> {
+    let mut child = cmd
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot run {what}"))?;
+    SERVING.store(child.id(), std::sync::atomic::Ordering::SeqCst);
+    let status = child.wait();
+    SERVING.store(0, std::sync::atomic::Ordering::SeqCst);
+    status.with_context(|| format!("waiting for {what}"))
 }
 
 fn demo(framework: Framework, port: u16) -> Result<bool> {
@@ -223,8 +254,10 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
     )?;
     with_mongod(|server| {
         let url = format!("http://127.0.0.1:{port}");
-        let mut child = cargo()
-            .args(["run", "--quiet", "--package", package])
+        // The built binary itself (not `cargo run`), in its own process group, so a
+        // signal passed on reaches it.
+        let mut child = Command::new(cargo_target_dir().join("debug").join(package))
+            .process_group(0)
             .env("MONGODB_URI", format!("{}sessions_demo", server.uri()))
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
@@ -234,6 +267,7 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
             )
             .spawn()
             .context("cannot run the example")?;
+        SERVING.store(child.id(), std::sync::atomic::Ordering::SeqCst);
         // Say where to go only once it answers.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !health_answers(port) {
@@ -248,7 +282,9 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
         }
         eprintln!("\nxtask: serving the {framework} example at {url} (Ctrl-C to stop)");
         eprintln!("xtask: try  curl -c /tmp/sid.jar -b /tmp/sid.jar {url}/counter\n");
-        Ok(child.wait().context("waiting for the example")?.success())
+        let status = child.wait().context("waiting for the example")?;
+        SERVING.store(0, std::sync::atomic::Ordering::SeqCst);
+        Ok(status.success())
     })
 }
 
@@ -306,10 +342,15 @@ fn mongod_up(version: &str, mode: Option<&str>) -> Result<()> {
                 "mongod already running (pid {}); `cargo xtask mongod down` first to change mode",
                 existing.pid
             );
-            println!("export MONGODB_URI='{}'", existing.uri());
+            print_uri(&existing);
             return Ok(());
         }
-        existing.stop()?;
+        println!(
+            "a mongod from an earlier `up` is stopped (port {}); `cargo xtask mongod start` \
+             resumes it with its data, `cargo xtask mongod down` deletes it",
+            existing.port
+        );
+        return Ok(());
     }
     let bin = mongod::provision(version)?;
     let server = match mode {
@@ -334,32 +375,117 @@ fn mongod_up(version: &str, mode: Option<&str>) -> Result<()> {
         }
     };
     server.save(&file)?;
-    println!("mongod {version} running (pid {})", server.pid);
-    println!("export MONGODB_URI='{}'", server.uri());
+    println!(
+        "mongod {version} running (pid {}, port {}, data in {})",
+        server.pid,
+        server.port,
+        server.dir.display()
+    );
+    print_uri(&server);
+    Ok(())
+}
+
+/// The database the printed connection string names, as the quickstarts use.
+const MONGOD_DATABASE: &str = "app";
+
+fn print_uri(server: &Mongod) {
+    println!(
+        "export MONGODB_URI='{}'",
+        mongod::with_database(&server.uri(), MONGOD_DATABASE)
+    );
+}
+
+fn mongod_file() -> Result<std::path::PathBuf> {
+    Ok(state_dir()?.join("mongod.env"))
+}
+
+/// `mongod stop`: the process stops; its data, port and settings stay for `start`.
+fn mongod_stop() -> Result<()> {
+    match Mongod::load(&mongod_file()?)? {
+        None => println!("no mongod started by `cargo xtask mongod up`"),
+        Some(server) if !server.is_running() => println!(
+            "already stopped (port {}, data kept in {})",
+            server.port,
+            server.dir.display()
+        ),
+        Some(server) => {
+            server.halt()?;
+            println!(
+                "mongod (pid {}) stopped; data kept in {}; `cargo xtask mongod start` \
+                 resumes it on port {}",
+                server.pid,
+                server.dir.display(),
+                server.port
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `mongod start`: the mongod `stop` stopped, on the same port with the same data.
+fn mongod_start() -> Result<()> {
+    let file = mongod_file()?;
+    let Some(mut server) = Mongod::load(&file)? else {
+        println!("no mongod to start: `cargo xtask mongod up` makes one");
+        return Ok(());
+    };
+    if server.is_running() {
+        println!("already running (pid {})", server.pid);
+    } else {
+        server.launch()?;
+        server.save(&file)?;
+        println!(
+            "mongod running again (pid {}, port {}, data from {})",
+            server.pid,
+            server.port,
+            server.dir.display()
+        );
+    }
+    print_uri(&server);
     Ok(())
 }
 
 fn mongod_down() -> Result<()> {
-    let file = state_dir()?.join("mongod.env");
+    let file = mongod_file()?;
     match Mongod::load(&file)? {
         None => println!("no mongod started by `cargo xtask mongod up`"),
         Some(server) => {
             server.stop()?;
             std::fs::remove_file(&file).ok();
-            println!("mongod (pid {}) stopped, data removed", server.pid);
+            println!(
+                "mongod (pid {}) stopped and its data deleted ({})",
+                server.pid,
+                server.dir.display()
+            );
         }
     }
     Ok(())
 }
 
 fn mongod_status() -> Result<()> {
-    match Mongod::load(&state_dir()?.join("mongod.env"))? {
-        Some(s) if s.is_running() => println!("running (pid {}) at {}", s.pid, s.uri()),
-        Some(s) => println!(
-            "not running (pid {} has exited; `mongod down` cleans up)",
-            s.pid
+    let Some(s) = Mongod::load(&mongod_file()?)? else {
+        println!("no mongod started by `cargo xtask mongod up`");
+        return Ok(());
+    };
+    let uri = mongod::with_database(&s.uri(), MONGOD_DATABASE);
+    match (s.is_running(), s.port_answers()) {
+        (true, true) => println!("running (pid {}) at {uri}", s.pid),
+        (true, false) => println!(
+            "starting or hung: pid {} runs but port {} does not accept connections (log: {})",
+            s.pid,
+            s.port,
+            s.dir.join("mongod.log").display()
         ),
-        None => println!("not running"),
+        (false, true) => println!(
+            "something answers on port {} ({uri}), but not the mongod (pid {}) `up` started: \
+             was it restarted by hand?",
+            s.port, s.pid
+        ),
+        (false, false) => println!(
+            "stopped (port {}, data in {}); `cargo xtask mongod start` resumes it",
+            s.port,
+            s.dir.display()
+        ),
     }
     Ok(())
 }
@@ -463,6 +589,8 @@ fn run() -> Result<bool> {
         }),
         Task::MongodDown => mongod_down().map(|()| true),
         Task::MongodStatus => mongod_status().map(|()| true),
+        Task::MongodStop => mongod_stop().map(|()| true),
+        Task::MongodStart => mongod_start().map(|()| true),
         Task::Ci => ci(),
         Task::ExamplesInSync => examples::check(&project_root()),
         Task::Bench(options) => bench::bench(&options),

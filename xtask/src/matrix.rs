@@ -267,14 +267,14 @@ fn run_cell(
             "session-store-matrix-{server}-{driver}-bson{bson}-{topology}.log"
         ));
         let file = std::fs::File::create(&log)?;
-        let status = cargo_test(dir, (driver, bson), frameworks, &[])
+        let mut tests = cargo_test(dir, (driver, bson), frameworks, &[]);
+        tests
             .env("MONGODB_URI", deployment.uri())
             .env("MONGOD_BIN", &deployment.bin)
             .env("SESSION_STORE_REQUIRE_MONGO", "1")
             .stdout(file.try_clone()?)
-            .stderr(file)
-            .status()
-            .context("cannot run cargo test")?;
+            .stderr(file);
+        let status = crate::wait_serving(&mut tests, "cargo test")?;
         if status.success() {
             Ok(Outcome::Pass)
         } else {

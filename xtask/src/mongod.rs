@@ -136,6 +136,8 @@ pub(crate) struct Mongod {
     pub dir: PathBuf,
     /// The connection string clients use (TLS options and credentials included).
     pub uri: String,
+    /// The arguments beyond the basics (TLS, auth), kept for a restart.
+    pub extra_args: Vec<String>,
 }
 
 fn free_port() -> Result<u16> {
@@ -149,11 +151,30 @@ impl Mongod {
     pub(crate) fn start(bin: &Path, state_dir: &Path, extra_args: &[String]) -> Result<Self> {
         let port = free_port()?;
         let dir = state_dir.join(format!("mongod-{port}"));
+        let mut server = Self {
+            bin: bin.to_owned(),
+            pid: 0,
+            port,
+            dir,
+            uri: format!("mongodb://127.0.0.1:{port}/"),
+            extra_args: extra_args.to_vec(),
+        };
+        if let Err(e) = server.launch() {
+            let _ = std::fs::remove_dir_all(&server.dir);
+            return Err(e);
+        }
+        Ok(server)
+    }
+
+    /// Starts the process on this mongod's port, directory and arguments (a fresh
+    /// directory or the data a [`halt`](Self::halt) kept), and records its pid.
+    pub(crate) fn launch(&mut self) -> Result<()> {
+        let (dir, port) = (&self.dir, self.port);
         let db = dir.join("db");
         std::fs::create_dir_all(&db).with_context(|| format!("cannot create {}", db.display()))?;
         let log = dir.join("mongod.log");
         let pidfile = dir.join("mongod.pid");
-        let out = Command::new(bin)
+        let out = Command::new(&self.bin)
             .arg("--dbpath")
             .arg(&db)
             .args([
@@ -165,33 +186,27 @@ impl Mongod {
             ])
             .arg("--logpath")
             .arg(&log)
+            .arg("--logappend")
             .arg("--pidfilepath")
             .arg(&pidfile)
             .args(["--wiredTigerCacheSizeGB", "0.25", "--nounixsocket"])
             .args(["--setParameter", "enableTestCommands=1"])
-            .args(extra_args)
+            .args(&self.extra_args)
             .output()
-            .with_context(|| format!("cannot run {}", bin.display()))?;
+            .with_context(|| format!("cannot run {}", self.bin.display()))?;
         if !out.status.success() {
             let tail = log_tail(&log, 15);
-            let _ = std::fs::remove_dir_all(&dir);
             bail!(
                 "mongod failed to start on port {port} ({}): {}\n{tail}",
                 out.status,
                 String::from_utf8_lossy(&out.stdout).trim()
             );
         }
-        let pid = std::fs::read_to_string(&pidfile)
+        self.pid = std::fs::read_to_string(&pidfile)
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .with_context(|| format!("mongod started but wrote no pid to {}", pidfile.display()))?;
-        Ok(Self {
-            bin: bin.to_owned(),
-            pid,
-            port,
-            dir,
-            uri: format!("mongodb://127.0.0.1:{port}/"),
-        })
+        Ok(())
     }
 
     /// The connection string (no database).
@@ -213,8 +228,8 @@ impl Mongod {
             && args.windows(2).any(|w| w[0] == "--port" && w[1] == port)
     }
 
-    /// Stops it (SIGTERM, then SIGKILL after 20 s) and removes its directory.
-    pub(crate) fn stop(&self) -> Result<()> {
+    /// Stops the process (SIGTERM, then SIGKILL after 20 s), keeping its data.
+    pub(crate) fn halt(&self) -> Result<()> {
         if self.is_ours() {
             signal(self.pid, "TERM")?;
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -226,6 +241,12 @@ impl Mongod {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
+        Ok(())
+    }
+
+    /// Stops it and removes its directory (its data).
+    pub(crate) fn stop(&self) -> Result<()> {
+        self.halt()?;
         if self.dir.exists() {
             std::fs::remove_dir_all(&self.dir)
                 .with_context(|| format!("cannot remove {}", self.dir.display()))?;
@@ -233,10 +254,10 @@ impl Mongod {
         Ok(())
     }
 
-    /// Saves what `up` started, for `down` and `status`.
+    /// Saves what `up` started, for `stop`, `start`, `down` and `status`.
     pub(crate) fn save(&self, file: &Path) -> Result<()> {
         // Single-quoted, so the file can be sourced by a shell (URIs hold `&`).
-        let text = format!(
+        let mut text = format!(
             "MONGODB_URI='{}'\nMONGOD_BIN='{}'\nMONGOD_PID={}\nMONGOD_PORT={}\nMONGOD_DIR='{}'\n",
             self.uri(),
             self.bin.display(),
@@ -244,6 +265,9 @@ impl Mongod {
             self.port,
             self.dir.display()
         );
+        for arg in &self.extra_args {
+            text.push_str(&format!("MONGOD_ARG='{arg}'\n"));
+        }
         std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))
     }
 
@@ -252,10 +276,16 @@ impl Mongod {
         let Ok(text) = std::fs::read_to_string(file) else {
             return Ok(None);
         };
-        let get = |key: &str| -> Result<String> {
+        let values = |key: &str| -> Vec<String> {
             text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
                 .map(|v| v.trim_matches('\'').to_owned())
+                .collect()
+        };
+        let get = |key: &str| -> Result<String> {
+            values(key)
+                .into_iter()
+                .next()
                 .with_context(|| format!("{} has no {key}; delete it", file.display()))
         };
         Ok(Some(Self {
@@ -264,12 +294,31 @@ impl Mongod {
             port: get("MONGOD_PORT")?.parse().context("bad MONGOD_PORT")?,
             dir: get("MONGOD_DIR")?.into(),
             uri: get("MONGODB_URI")?,
+            extra_args: values("MONGOD_ARG"),
         }))
     }
 
     /// True while the process is alive.
     pub(crate) fn is_running(&self) -> bool {
         self.is_ours()
+    }
+
+    /// True when something accepts connections on its port.
+    pub(crate) fn port_answers(&self) -> bool {
+        std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_secs(1),
+        )
+        .is_ok()
+    }
+}
+
+/// `uri` with `database` as its path (a connection string ending in `/` or `/?...`).
+pub(crate) fn with_database(uri: &str, database: &str) -> String {
+    match uri.split_once("/?") {
+        Some((base, query)) => format!("{base}/{database}?{query}"),
+        None if uri.ends_with('/') => format!("{uri}{database}"),
+        None => uri.to_owned(),
     }
 }
 
@@ -289,4 +338,87 @@ fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `mongod stop` then `start` (halt, launch) keep the port and the data: a document
+    /// written before is read after, at the same connection string.
+    #[tokio::test(flavor = "current_thread")]
+    async fn stop_and_start_keep_the_port_and_the_data() {
+        use mongodb::bson::{doc, Document};
+
+        let Some(bin) = session_store_testkit::live::mongod_bin() else {
+            return;
+        };
+        let state = std::env::temp_dir().join(format!("xtask-mongod-test-{}", std::process::id()));
+        let mut server = Mongod::start(&bin, &state, &[]).expect("mongod starts");
+        let uri = server.uri();
+        let collection =
+            |client: &mongodb::Client| client.database("app").collection::<Document>("kept");
+        let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
+        collection(&client)
+            .insert_one(doc! { "_id": 1, "v": "before" })
+            .await
+            .expect("insert");
+        client.shutdown().await;
+
+        server.halt().expect("stop");
+        assert!(!server.is_running(), "stopped");
+        assert!(!server.port_answers(), "nothing listens after stop");
+        server.launch().expect("start again");
+        assert!(
+            server.is_running() && server.port_answers(),
+            "running again"
+        );
+        assert_eq!(server.uri(), uri, "same connection string");
+
+        let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
+        let found = collection(&client).find_one(doc! { "_id": 1 }).await;
+        client.shutdown().await;
+        server.stop().expect("down");
+        let _ = std::fs::remove_dir_all(&state);
+        let found = found
+            .expect("find")
+            .expect("the document survived stop and start");
+        assert_eq!(found.get_str("v"), Ok("before"));
+    }
+
+    #[test]
+    fn the_printed_uri_names_the_database() {
+        assert_eq!(
+            with_database("mongodb://127.0.0.1:5/", "app"),
+            "mongodb://127.0.0.1:5/app"
+        );
+        assert_eq!(
+            with_database(
+                "mongodb://u:p@localhost:5/?tls=true&authSource=admin",
+                "app"
+            ),
+            "mongodb://u:p@localhost:5/app?tls=true&authSource=admin"
+        );
+    }
+
+    #[test]
+    fn saved_arguments_come_back() {
+        let dir = std::env::temp_dir().join(format!("xtask-mongod-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("mongod.env");
+        let server = Mongod {
+            bin: "/bin/mongod".into(),
+            pid: 7,
+            port: 27999,
+            dir: dir.join("mongod-27999"),
+            uri: "mongodb://127.0.0.1:27999/?tls=true&x=1".into(),
+            extra_args: vec!["--tlsMode".into(), "requireTLS".into()],
+        };
+        server.save(&file).unwrap();
+        let loaded = Mongod::load(&file).unwrap().unwrap();
+        assert_eq!(loaded.extra_args, server.extra_args);
+        assert_eq!((loaded.port, loaded.pid), (27999, 7));
+        assert_eq!(loaded.uri, server.uri);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -42,7 +42,7 @@
 //!         ))
 //!         .route("/", web::get().to(counter))
 //! })
-//! .bind(("127.0.0.1", 8080))?
+//! .bind(("127.0.0.1", 3000))?
 //! .run()
 //! .await?;
 //! # Ok(()) }
@@ -118,8 +118,12 @@
 //!   restart.
 //! - The middleware loads the session for every request it wraps: mount routes that never
 //!   use a session (health checks) outside it.
-//! - A store error fails the request with a bare `500`; map it to `503` yourself (the
-//!   example in `examples/actix` shows how).
+//! - A store error fails the request with a bare `500`; [`ScopedSessionMiddleware`] (and
+//!   [`session_scope`]) answer it with `503`, `Retry-After: 5` and
+//!   `{"error":"session store unavailable"}` instead (`500` with `{"error":"session store
+//!   error"}` for a set-up problem), see [`core::StoreFailure`]. The store logs the cause
+//!   once, at `WARN`: through `tracing`, or the `log` crate (`env_logger`) when no
+//!   tracing subscriber is installed.
 //! - Changes are saved whatever the response status, also when the handler failed
 //!   (tower-sessions skips saving on `5xx`).
 

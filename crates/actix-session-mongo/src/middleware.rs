@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use crate::scope::in_request_scope;
-use actix_web::dev::{forward_ready, Service, ServiceRequest, Transform};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 
 /// A boxed future of an Actix service (services run on one thread: not `Send`).
 type Local<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -15,8 +15,10 @@ type Local<T> = Pin<Box<dyn Future<Output = T>>>;
 /// through this store) inside the store's request scope, in one `.wrap(..)`: every
 /// request runs in its own request scope, so a read never writes its stale copy back,
 /// changes to different keys are all kept, a logout is final and `serialize_requests`
-/// holds. It does what [`session_scope`](crate::session_scope) wrapped outside the
-/// session middleware does, without the order to get right.
+/// holds. A failed store operation is answered with the store's failure response (`503`,
+/// `Retry-After: 5`, a JSON body; see [`session_scope`](crate::session_scope)) instead
+/// of actix-session's bare `500`. It does what [`session_scope`](crate::session_scope)
+/// wrapped outside the session middleware does, without the order to get right.
 ///
 /// ```no_run
 /// use actix_session::SessionMiddleware;
@@ -42,11 +44,12 @@ impl<M> ScopedSessionMiddleware<M> {
     }
 }
 
-impl<S, M> Transform<S, ServiceRequest> for ScopedSessionMiddleware<M>
+impl<S, M, B> Transform<S, ServiceRequest> for ScopedSessionMiddleware<M>
 where
-    M: Transform<S, ServiceRequest>,
+    M: Transform<S, ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     M::Future: 'static,
     M::Transform: 'static,
+    B: 'static,
 {
     type Response = M::Response;
     type Error = M::Error;
@@ -70,9 +73,10 @@ pub struct ScopedSessionService<S> {
     inner: Rc<S>,
 }
 
-impl<S> Service<ServiceRequest> for ScopedSessionService<S>
+impl<S, B> Service<ServiceRequest> for ScopedSessionService<S>
 where
-    S: Service<ServiceRequest> + 'static,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
 {
     type Response = S::Response;
     type Error = S::Error;

@@ -488,3 +488,80 @@ async fn scoped_session_middleware_installs_the_scope() {
         assert_eq!(&body[..], expected.as_bytes());
     }
 }
+
+/// The status, `Retry-After` and body Actix sends for a service result (an error is
+/// rendered as the server renders it).
+async fn rendered<B: actix_web::body::MessageBody + 'static>(
+    result: Result<ServiceResponse<B>, actix_web::Error>,
+) -> (u16, Option<String>, Vec<u8>) {
+    let response = match result {
+        Ok(resp) => resp.into_parts().1.map_into_boxed_body(),
+        Err(e) => e.error_response(),
+    };
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let status = response.status().as_u16();
+    let body = actix_web::body::to_bytes(response.into_body())
+        .await
+        .map_err(|_| "body")
+        .unwrap();
+    (status, retry_after, body.to_vec())
+}
+
+/// MongoDB stopped under a running app: actix-session's bare `500` for a failed load and
+/// for a failed save becomes the store's failure response (`503`, `Retry-After: 5`, a
+/// JSON body), through `ScopedSessionMiddleware` and through `session_scope` alike.
+#[actix_web::test]
+async fn a_store_failure_is_answered_with_retry_after_and_a_body() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mut mongod = session_store_testkit::mongod::PrivateMongod::start(&bin)
+        .await
+        .expect("private mongod");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}failure", mongod.uri()))
+        .operation_timeout(std::time::Duration::from_secs(1))
+        .build()
+        .await
+        .expect("backend");
+    let store =
+        MongoSessionStore::new(SessionStore::builder(backend).build().await.expect("store"));
+    let scoped = test::init_service(
+        App::new()
+            .wrap(actix_session_mongo::ScopedSessionMiddleware::new(
+                SessionMiddleware::builder(store.clone(), Key::from(&[7; 64]))
+                    .cookie_name("sid".into())
+                    .cookie_secure(false)
+                    .build(),
+            ))
+            .route("/bump", web::post().to(bump)),
+    )
+    .await;
+    let from_fn = app!(store, TtlExtensionPolicy::OnStateChanges);
+    let created =
+        test::call_service(&scoped, test::TestRequest::post().uri("/bump").to_request()).await;
+    let cookie = sid(&created).expect("a session cookie");
+    mongod.stop().await.expect("stop mongod");
+
+    let expected = (
+        503,
+        Some("5".to_owned()),
+        br#"{"error":"session store unavailable"}"#.to_vec(),
+    );
+    for (what, cookie) in [("a load", Some(cookie)), ("a new session's save", None)] {
+        let request = || {
+            let mut request = test::TestRequest::post().uri("/bump");
+            if let Some(c) = &cookie {
+                request = request.cookie(c.clone());
+            }
+            request.to_request()
+        };
+        let got = rendered(test::try_call_service(&scoped, request()).await).await;
+        assert_eq!(got, expected, "ScopedSessionMiddleware, {what}");
+        let got = rendered(test::try_call_service(&from_fn, request()).await).await;
+        assert_eq!(got, expected, "session_scope, {what}");
+    }
+}

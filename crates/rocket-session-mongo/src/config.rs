@@ -75,8 +75,10 @@ impl From<SameSiteName> for SameSite {
 /// `ROCKET_SESSIONS='{uri="mongodb://db:27017/app"}'`. At ignite the fairing connects
 /// (checking the connection and creating the TTL index); a missing or invalid option or
 /// an unreachable MongoDB aborts launch with the reason in the log. The store is closed
-/// at shutdown. For options the table does not have (encryption, owners, serialized
-/// requests), build the store yourself and attach
+/// at shutdown. Owners work with it as they are (`Session::set_owner`, the user's
+/// sessions listed and revoked; owners stored as given). For options the table does not
+/// have (encryption, an owner key or `owner_from`, serialized requests), build the store
+/// yourself and attach
 /// [`SessionFairing`](crate::SessionFairing).
 #[must_use]
 pub fn init() -> Initializer {

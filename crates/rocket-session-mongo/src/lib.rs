@@ -38,9 +38,10 @@
 //! }
 //! ```
 //!
-//! [`init()`] lists every key of the `sessions` table. For what the table does not
-//! cover (encryption, owners, serialized requests, a shared `mongodb::Client`), build
-//! the store and attach a [`SessionFairing`]:
+//! [`init()`] lists every key of the `sessions` table; owners ([`Session::set_owner`],
+//! listing and revoking a user's sessions) work with it as they are. For what the table
+//! does not cover (encryption, an owner key or `owner_from`, serialized requests, a
+//! shared `mongodb::Client`), build the store and attach a [`SessionFairing`]:
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -72,13 +73,14 @@
 //! | --- | --- |
 //! | a route takes [`Session`] but no session fairing is attached | launch is aborted ([`Error::NotAttached`] in the log) |
 //! | a handler takes [`Session`] | the session named by the cookie is loaded once per request (unexpired only); no cookie, an unknown id or an undecodable document gives an empty session |
-//! | loading fails (MongoDB down, timeout) | the guard fails with `503` and [`Error::Unavailable`]; register a catcher to shape the body |
+//! | loading fails (MongoDB down, timeout) | the guard fails with `503` and [`Error::Unavailable`]; the fairing makes the response the one of a failed save (below), whatever catcher ran |
 //! | after the handler, new session with data | inserted under a new id (never overwrites on collision); cookie set |
 //! | after the handler, existing session | changed data: one update; unchanged: a touch of `expires`, or nothing inside `touch_after`; cookie refreshed. If it expired or was deleted meanwhile it is **not** brought back and the cookie is removed |
 //! | [`Session::cycle_id`] | the old document is deleted, the data saved under a new id (do it at login); if it was already deleted (logged out elsewhere meanwhile) nothing is saved and the cookie is removed |
 //! | [`Session::destroy`] | the document is deleted and the cookie removed (logout) |
 //! | the response is `5xx` | nothing is written (as in tower-sessions): a failed request changes no session |
-//! | saving fails | the response becomes `503` with `Retry-After: 5`, a JSON body `{"error":"session store unavailable"}` and no `Set-Cookie` |
+//! | saving fails | the response becomes `503` with `Retry-After: 5`, a JSON body `{"error":"session store unavailable"}` and no `Set-Cookie` ([`core::StoreFailure`]; `500` with `{"error":"session store error"}` for a set-up problem) |
+//! | anything is logged | through `tracing`; with no tracing subscriber installed, through the `log` crate, which Rocket's own logger prints |
 //!
 //! # Overlapping requests
 //!
@@ -128,4 +130,4 @@ pub use crate::config::{init, Initializer, CONFIG_KEY};
 pub use crate::error::Error;
 pub use crate::fairing::SessionFairing;
 pub use crate::guard::Session;
-pub use crate::managed::{DEFAULT_COOKIE_NAME, RETRY_AFTER_SECS};
+pub use crate::managed::DEFAULT_COOKIE_NAME;

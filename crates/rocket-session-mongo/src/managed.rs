@@ -8,15 +8,12 @@ use std::sync::{Arc, Mutex};
 use rocket::http::{ContentType, Cookie, SameSite, Status};
 use rocket::request::Request;
 use rocket::Response;
-use session_store_core::{Error, RequestScope, SaveOutcome, SessionStore};
+use session_store_core::{Error, RequestScope, SaveOutcome, SessionStore, StoreFailure};
 
 use crate::request::{lock, scope, Action, Slot, State};
 
 /// The default session cookie name.
 pub const DEFAULT_COOKIE_NAME: &str = "sid";
-/// Seconds a client is told to wait (`Retry-After`) when saving a session fails.
-pub const RETRY_AFTER_SECS: u32 = 5;
-const UNAVAILABLE_BODY: &str = r#"{"error":"session store unavailable"}"#;
 
 /// Cookie values longer than this are not session ids: they are ignored without a
 /// database round trip.
@@ -85,15 +82,28 @@ impl Managed {
         }
     }
 
-    /// Saves what the handler did, after it returned, and sets the cookie; a failure
-    /// turns the response into `503` with `Retry-After`.
+    /// Saves what the handler did, after it returned, and sets the cookie. A failed load
+    /// or save makes the response the store's failure response (`503`, `Retry-After`,
+    /// JSON body: [`StoreFailure`]), the same for both.
     pub(crate) async fn respond<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        let Slot::Ready(cell) = req.local_cache(|| Slot::Unused) else {
-            return;
+        let cell = match req.local_cache(|| Slot::Unused) {
+            Slot::Ready(cell) => cell,
+            // The guard's load failed: Rocket answered with its catcher's page.
+            Slot::Failed(e) => {
+                if res.status().class().is_server_error() {
+                    fail(res, StoreFailure::of(e));
+                }
+                scope(req).finish().await;
+                return;
+            }
+            Slot::Unused => return,
         };
         let scope = scope(req);
         if res.status().class().is_server_error() {
             scope.finish().await;
+            if let Some(failure) = scope.failure() {
+                fail(res, failure);
+            }
             return;
         }
         let state = std::mem::take(&mut *lock(cell));
@@ -103,13 +113,7 @@ impl Managed {
             Ok(Some(cookie)) => res.adjoin_header(cookie),
             Ok(None) => {}
             // The store has logged the failure, once, at WARN.
-            Err(_) => {
-                res.set_status(Status::ServiceUnavailable);
-                res.remove_header("Set-Cookie");
-                res.set_raw_header("Retry-After", RETRY_AFTER_SECS.to_string());
-                res.set_header(ContentType::JSON);
-                res.set_sized_body(UNAVAILABLE_BODY.len(), Cursor::new(UNAVAILABLE_BODY));
-            }
+            Err(e) => fail(res, StoreFailure::of(&e)),
         }
     }
 
@@ -183,6 +187,19 @@ impl Managed {
         }
         cookie
     }
+}
+
+/// Makes `res` the store's failure response: its status, `Retry-After` and JSON body,
+/// and no `Set-Cookie`.
+fn fail(res: &mut Response<'_>, failure: StoreFailure) {
+    res.set_status(Status::new(failure.status()));
+    res.remove_header("Set-Cookie");
+    if let Some(seconds) = failure.retry_after() {
+        res.set_raw_header("Retry-After", seconds.to_string());
+    }
+    res.set_header(ContentType::JSON);
+    let body = failure.body();
+    res.set_sized_body(body.len(), Cursor::new(body));
 }
 
 /// Closes the store when Rocket shuts down (for fairings that own it).

@@ -501,3 +501,59 @@ async fn serialized_requests_need_nothing_but_the_fairing() {
     assert_eq!(second.into_string().await.as_deref(), Some("2"));
     db.drop_and_shutdown().await;
 }
+
+/// MongoDB stopped under a running app: a failed load (the guard's `503`, which Rocket
+/// answers with its catcher's page) and a failed save get one and the same response:
+/// `503`, `Retry-After: 5`, a JSON body, no `Set-Cookie`.
+#[rocket::async_test]
+async fn load_and_save_failures_get_one_response() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mut mongod = session_store_testkit::mongod::PrivateMongod::start(&bin)
+        .await
+        .expect("private mongod");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}failure", mongod.uri()))
+        .operation_timeout(StdDuration::from_secs(1))
+        .build()
+        .await
+        .expect("backend");
+    let store = SessionStore::builder(backend).build().await.expect("store");
+    let client = Client::untracked(
+        quiet_rocket()
+            .attach(SessionFairing::new(store).secure(false))
+            .mount("/", routes![bump_in_memory]),
+    )
+    .await
+    .expect("valid rocket");
+    let created = client.post("/bump").dispatch().await;
+    assert_eq!(created.status(), Status::Ok);
+    let cookie = sid(&created).expect("a session cookie");
+    mongod.stop().await.expect("stop mongod");
+
+    for (what, cookie) in [("a load", Some(cookie)), ("a new session's save", None)] {
+        let mut request = client.post("/bump");
+        if let Some(c) = cookie {
+            request = request.cookie(c);
+        }
+        let response = request.dispatch().await;
+        assert_eq!(response.status(), Status::ServiceUnavailable, "{what}");
+        assert_eq!(
+            response.headers().get_one("Retry-After"),
+            Some("5"),
+            "{what}"
+        );
+        assert_eq!(
+            response.content_type(),
+            Some(rocket::http::ContentType::JSON),
+            "{what}"
+        );
+        assert!(response.headers().get_one("Set-Cookie").is_none(), "{what}");
+        assert_eq!(
+            response.into_string().await.as_deref(),
+            Some(r#"{"error":"session store unavailable"}"#),
+            "{what}"
+        );
+    }
+}

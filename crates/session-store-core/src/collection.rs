@@ -16,7 +16,7 @@ impl SessionStore {
     ///
     /// [`Error::Backend`] when the backend fails.
     pub async fn delete_expired(&self) -> Result<u64, Error> {
-        traced(op!("delete_expired"), async {
+        traced(op!("delete_expired"), self.scope.as_ref(), async {
             let n = self
                 .inner
                 .backend
@@ -35,7 +35,7 @@ impl SessionStore {
     ///
     /// [`Error::Backend`] when the backend fails.
     pub async fn count(&self) -> Result<u64, Error> {
-        traced(op!("count"), async {
+        traced(op!("count"), self.scope.as_ref(), async {
             let n = self
                 .inner
                 .backend
@@ -59,7 +59,7 @@ impl SessionStore {
         &self,
     ) -> Result<impl Stream<Item = Result<LoadedSession, Error>> + Send + use<>, Error> {
         let now = self.now();
-        let stream = traced(op!("all"), async {
+        let stream = traced(op!("all"), self.scope.as_ref(), async {
             let s = self
                 .inner
                 .backend
@@ -95,7 +95,7 @@ impl SessionStore {
     ///
     /// [`Error::Backend`] when the backend fails.
     pub async fn clear(&self) -> Result<(), Error> {
-        traced(op!("clear"), async {
+        traced(op!("clear"), self.scope.as_ref(), async {
             self.inner
                 .backend
                 .clear()
@@ -113,7 +113,7 @@ impl SessionStore {
     ///
     /// [`Error::Backend`] when releasing the backend's resources fails.
     pub async fn close(&self) -> Result<(), Error> {
-        traced(op!("close"), async {
+        traced(op!("close"), self.scope.as_ref(), async {
             self.inner
                 .backend
                 .close()

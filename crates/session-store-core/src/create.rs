@@ -53,7 +53,7 @@ impl SessionStore {
         expires: Option<OffsetDateTime>,
         mut next_id: impl FnMut() -> T + Send,
     ) -> Result<T, Error> {
-        traced(op!("create"), async {
+        traced(op!("create"), self.scope.as_ref(), async {
             let scope = self.scope.as_ref();
             if scope.is_none() && self.inner.options.require_binding {
                 self.refuse_unscoped()?;

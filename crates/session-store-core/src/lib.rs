@@ -144,6 +144,7 @@
 //! | `updatedAt` | date | when `timestamps` is on: the last write or touch |
 //! | `version` | 64-bit integer | from the first payload rewrite on: how many times the payload was written (absent: 0); saves are conditional on it |
 //! | `leaseToken` / `leaseUntil` | string / date | with [`serialize_requests`](SessionStoreBuilder::serialize_requests), while a request holds the session: its random token and when the lease runs out |
+//! | `owner` | string | when the session has an owner ([`RequestScope::set_owner`], kept across id rotation, or named by `owner_from`): the owner as given, or `h:<hex>` (an HMAC-SHA-256 of it) with an [`owner_key`](SessionStoreBuilder::owner_key); a backend indexes it to list a user's sessions |
 //!
 //! Dates have millisecond precision (BSON's); the store truncates before it writes, so
 //! every backend compares the same instants. Nothing else is written.
@@ -161,6 +162,7 @@ mod digest;
 mod erased;
 mod error;
 mod events;
+mod failure;
 mod id;
 mod keys;
 mod lease;
@@ -182,6 +184,7 @@ pub use codec::{Payload, PayloadFormat, SessionData, SessionSerializer};
 pub use create::MAX_CREATE_ATTEMPTS;
 pub use error::{error_chain, BoxError, CodecError, Error};
 pub use events::{EventSubscriber, LoadFailure, SessionEvent};
+pub use failure::{StoreFailure, RETRY_AFTER_SECS};
 pub use id::SessionId;
 pub use memory::MemoryBackend;
 pub use options::{AutoRemove, IdAtRest, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_WAIT, DEFAULT_TTL};

@@ -63,7 +63,7 @@ impl SessionStore {
         data: &SessionData,
         expires: OffsetDateTime,
     ) -> Result<bool, Error> {
-        traced(op!("import"), async {
+        traced(op!("import"), self.scope.as_ref(), async {
             let Some(key) = self.key_for(self.scope.as_ref(), id) else {
                 return Ok((false, Import::Unbound));
             };

@@ -101,7 +101,7 @@ impl SessionStore {
     ///
     /// When the backend fails, or owners need an `owner_key` that is not set.
     pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
-        traced(op!("sessions_of"), async {
+        traced(op!("sessions_of"), self.scope.as_ref(), async {
             let docs = self.owned(&self.owner_tags(owner)?).await?;
             let scope = self.scope.as_ref();
             let mut infos: Vec<SessionInfo> = docs
@@ -136,7 +136,7 @@ impl SessionStore {
     ///
     /// As for [`sessions_of`](Self::sessions_of).
     pub async fn revoke(&self, owner: &str, handle: &str) -> Result<bool, Error> {
-        traced(op!("revoke"), async {
+        traced(op!("revoke"), self.scope.as_ref(), async {
             let tags = self.owner_tags(owner)?;
             let docs = self.owned(&tags).await?;
             let Some(doc) = docs.iter().find(|d| handle_of(&d.key) == handle) else {
@@ -168,7 +168,7 @@ impl SessionStore {
     ///
     /// As for [`sessions_of`](Self::sessions_of).
     pub async fn revoke_all(&self, owner: &str, keep_current: bool) -> Result<Revocation, Error> {
-        traced(op!("revoke_all"), async {
+        traced(op!("revoke_all"), self.scope.as_ref(), async {
             let tags = self.owner_tags(owner)?;
             let scope = self.scope.as_ref();
             let is_current = |key: &str| keep_current && scope.is_some_and(|s| s.knows(key));

@@ -108,7 +108,7 @@ impl SessionStore {
         data: Option<&SessionData>,
         expires: Option<OffsetDateTime>,
     ) -> Result<SaveOutcome, Error> {
-        traced(op, async {
+        traced(op, self.scope.as_ref(), async {
             let scope = self.request()?;
             let saved = match self.key_for(scope, id) {
                 Some(key) => self.write_key(scope, key, data, expires).await?,

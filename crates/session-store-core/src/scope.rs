@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::backend::StoredDocument;
 use crate::codec::SessionData;
+use crate::failure::StoreFailure;
 
 thread_local! {
     static CURRENT: RefCell<Option<RequestScope>> = const { RefCell::new(None) };
@@ -119,6 +120,8 @@ struct ScopeState {
     leases: HashMap<String, Held>,
     /// A session this request loaded was ended by someone else during the request.
     ended: bool,
+    /// The first store operation of this request that failed.
+    failure: Option<StoreFailure>,
 }
 
 /// The stored times and owner a load hands to the request's scope.
@@ -262,6 +265,19 @@ impl RequestScope {
     #[must_use]
     pub fn session_ended(&self) -> bool {
         self.lock().ended
+    }
+
+    /// The first store operation of this request that failed, if any (the store logged
+    /// it): adapters answer a `5xx` response of such a request with
+    /// [`StoreFailure`]'s status, `Retry-After` and body.
+    #[must_use]
+    pub fn failure(&self) -> Option<StoreFailure> {
+        self.lock().failure
+    }
+
+    /// Notes that a store operation of this request failed (the first one is kept).
+    pub(crate) fn failed(&self, failure: StoreFailure) {
+        self.lock().failure.get_or_insert(failure);
     }
 
     /// Releases every lease the request still holds (a save releases its own; this

@@ -127,7 +127,7 @@ impl SessionStore {
     /// [`Error::NoRequestScope`] when an option needs a request scope and this handle has
     /// none. A stored session that cannot be read is not an error (see above).
     pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>, Error> {
-        traced(op!("load"), async {
+        traced(op!("load"), self.scope.as_ref(), async {
             let scope = self.request()?;
             let Some(key) = self.key_for(scope, id) else {
                 return Ok((None, Load::Unbound));
@@ -181,7 +181,7 @@ impl SessionStore {
     ///
     /// [`Error::Backend`] when the backend fails (the session may then still exist).
     pub async fn destroy(&self, id: &str) -> Result<(), Error> {
-        traced(op!("destroy"), async {
+        traced(op!("destroy"), self.scope.as_ref(), async {
             let scope = self.scope.as_ref();
             let Some(key) = self.key_for(scope, id) else {
                 return Ok(((), Destroy::Unbound));

@@ -10,6 +10,8 @@ use std::future::Future;
 use tracing::Instrument as _;
 
 use crate::error::Error;
+use crate::failure::StoreFailure;
+use crate::scope::RequestScope;
 
 /// One store operation: its name (a metric label) and its span.
 pub(crate) struct Op {
@@ -62,9 +64,11 @@ outcomes! {
 }
 
 /// Runs one store operation inside its span, records its outcome (span field and
-/// metrics) and logs a failure once, at `WARN`.
+/// metrics), logs a failure once, at `WARN`, and notes it in the request's `scope` (for
+/// the adapter's response).
 pub(crate) async fn traced<T, O: Outcome>(
     op: Op,
+    scope: Option<&RequestScope>,
     fut: impl Future<Output = Result<(T, O), Error>>,
 ) -> Result<T, Error> {
     #[cfg(feature = "metrics")]
@@ -79,6 +83,9 @@ pub(crate) async fn traced<T, O: Outcome>(
                 error = %crate::error::error_chain(e),
                 "session store operation failed"
             );
+            if let Some(scope) = scope {
+                scope.failed(StoreFailure::of(e));
+            }
             #[cfg(feature = "metrics")]
             metrics::counter!(
                 "session_store_errors_total",

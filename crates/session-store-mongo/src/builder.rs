@@ -14,7 +14,7 @@ use crate::backend::{Current, Inner, MongoBackend, TaskSlot};
 use crate::cache::CacheOptions;
 use crate::codes::command_code;
 use crate::codes::UNAUTHORIZED;
-use crate::command::bounded;
+use crate::command::{bounded, server_time_limit};
 use crate::diagnosis::Attempt;
 use crate::diagnosis::{self, Diagnosis};
 use crate::error::MongoError;
@@ -106,8 +106,11 @@ impl MongoBackendBuilder {
     /// has no socket timeout, so without a bound a hung server hangs requests. Every
     /// session operation also carries `maxTimeMS` of 90 % of it, so a slow or
     /// write-locked server gives up first: the caller gets the same timeout error, the
-    /// connection stays in the pool and no abandoned work is left on the server. Default:
-    /// [`DEFAULT_OPERATION_TIMEOUT`] (5 s).
+    /// connection stays in the pool and no abandoned work is left on the server. With a
+    /// connection string that sets no `serverSelectionTimeoutMS`, the driver's server
+    /// selection gets 90 % of it too, so a stopped server or a name that does not resolve
+    /// is reported as such ([`MongoError::Unreachable`] with its
+    /// [`Diagnosis`](crate::Diagnosis)). Default: [`DEFAULT_OPERATION_TIMEOUT`] (5 s).
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
@@ -306,6 +309,13 @@ impl MongoBackendBuilder {
                 }
                 if options.app_name.is_none() {
                     options.app_name = Some("session-store-mongo".into());
+                }
+                // The driver gives up selecting a server (30 s by default) with the last
+                // connection error, such as a refused connection or a name that does not
+                // resolve; inside the operation bound, so that is what a request's
+                // failure says rather than only "did not complete in time".
+                if options.server_selection_timeout.is_none() {
+                    options.server_selection_timeout = Some(server_time_limit(timeout));
                 }
                 if self.check_connection {
                     check_options(&options, timeout).await?;

@@ -137,7 +137,7 @@ pub(crate) async fn bounded<T, E: From<MongoError>>(
 }
 
 pub(crate) fn driver(operation: &'static str) -> impl FnOnce(mongodb::error::Error) -> MongoError {
-    move |source| MongoError::Driver { operation, source }
+    move |source| MongoError::driver(operation, source)
 }
 
 /// How long the server may work on one operation (`maxTimeMS`): 90 % of the operation
@@ -158,7 +158,7 @@ pub(crate) fn failed(
         if command_code(&source) == Some(MAX_TIME_MS_EXPIRED) {
             MongoError::Timeout { operation, timeout }
         } else {
-            MongoError::Driver { operation, source }
+            MongoError::driver(operation, source)
         }
     }
 }

@@ -49,6 +49,8 @@ pub(crate) fn enabled(
 pub enum Diagnosis {
     /// Nothing accepts connections at the address.
     NothingListening,
+    /// The host name does not resolve (DNS).
+    UnknownHost,
     /// The server requires TLS and the client connected without it.
     ServerRequiresTls,
     /// The client uses TLS and the server does not speak it.
@@ -81,6 +83,9 @@ impl fmt::Display for Diagnosis {
         match self {
             Self::NothingListening => f.write_str(
                 "nothing is listening at the address in the connection string: start mongod, or fix the host and port",
+            ),
+            Self::UnknownHost => f.write_str(
+                "the host name in the connection string does not resolve (DNS): check its spelling, and that this machine's DNS knows it",
             ),
             Self::ServerRequiresTls => f.write_str(
                 "the server closed the connection during the handshake: it requires TLS; add `tls=true` (and `tlsCAFile=<your CA>.pem`) to the connection string",
@@ -176,6 +181,12 @@ pub(crate) fn diagnose(e: &Error, attempt: Attempt) -> Diagnosis {
         Diagnosis::ServerWithoutTls
     } else if has("connection refused") {
         Diagnosis::NothingListening
+    } else if has("failed to lookup address")
+        || has("name or service not known")
+        || has("nodename nor servname")
+        || has("no record found")
+    {
+        Diagnosis::UnknownHost
     } else if has("unexpected end of file") || has("connection reset") || has("broken pipe") {
         if attempt.tls {
             certificate_problem
@@ -206,4 +217,14 @@ pub(crate) fn hostname_detail(text: &str) -> String {
         end -= 1;
     }
     rest[..end].trim().to_owned()
+}
+
+/// Why an operation found no server (the driver's server-selection error), once the store
+/// runs: the connection-time diagnosis, except that a dropped connection without TLS
+/// means a server going away (restarting, failing over) rather than one that wants TLS.
+pub(crate) fn diagnose_unreachable(e: &Error) -> Diagnosis {
+    match diagnose(e, Attempt::default()) {
+        Diagnosis::ServerRequiresTls => Diagnosis::NoAnswer,
+        other => other,
+    }
 }

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::diagnosis::{enabled, Diagnosis};
 
-/// An error from [`MongoBackend`](crate::MongoBackend).
-#[derive(Debug, thiserror::Error)]
+/// An error from [`MongoBackend`](crate::MongoBackend). Its `Debug` form is its message
+/// followed by its causes, one per line (what `main` returning an error prints).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum MongoError {
     /// Neither a connection string nor a client was given to the builder.
@@ -44,6 +45,19 @@ pub enum MongoError {
     #[error("cannot connect to MongoDB: {diagnosis}")]
     Connect {
         /// What went wrong, as far as the driver's error tells.
+        diagnosis: Diagnosis,
+        /// The driver's error.
+        #[source]
+        source: mongodb::error::Error,
+    },
+    /// No server could take the operation (the driver's server selection gave up): the
+    /// diagnosis says why, e.g. nothing listening at the address or a host name that
+    /// does not resolve.
+    #[error("cannot reach MongoDB for `{operation}`: {diagnosis}")]
+    Unreachable {
+        /// The backend operation.
+        operation: &'static str,
+        /// What the driver's last attempt to connect ran into.
         diagnosis: Diagnosis,
         /// The driver's error.
         #[source]
@@ -101,12 +115,37 @@ pub enum MongoError {
     },
 }
 
+impl std::fmt::Debug for MongoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fmt_with_causes(self, f)
+    }
+}
+
+/// `error`'s message, then `Caused by:` and each cause on a line of its own (the form
+/// `anyhow` prints), so the sentence that says what to do comes first.
+pub(crate) fn fmt_with_causes(
+    error: &(dyn std::error::Error + 'static),
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    write!(f, "{error}")?;
+    let mut cause = error.source();
+    if cause.is_some() {
+        write!(f, "\n\nCaused by:")?;
+    }
+    while let Some(c) = cause {
+        write!(f, "\n    {c}")?;
+        cause = c.source();
+    }
+    Ok(())
+}
+
 impl MongoError {
     /// The failure's `error.type` in OpenTelemetry's terms: the server's error code when
     /// it answered with one, else `timeout`, `driver` or `_OTHER`.
     pub(crate) fn error_type(&self) -> String {
         match self {
             Self::Timeout { .. } | Self::IndexTimeout { .. } => "timeout".to_owned(),
+            Self::Unreachable { .. } => "unreachable".to_owned(),
             Self::Driver { source, .. } => crate::codes::command_code(source)
                 .map_or_else(|| "driver".to_owned(), |code| code.to_string()),
             _ => "_OTHER".to_owned(),
@@ -115,6 +154,23 @@ impl MongoError {
 }
 
 impl MongoError {
+    /// The driver's error `source` of `operation`: [`MongoError::Unreachable`] with a
+    /// diagnosis when no server could take it, else [`MongoError::Driver`].
+    pub(crate) fn driver(operation: &'static str, source: mongodb::error::Error) -> Self {
+        if matches!(
+            source.kind.as_ref(),
+            mongodb::error::ErrorKind::ServerSelection { .. }
+        ) {
+            Self::Unreachable {
+                operation,
+                diagnosis: crate::diagnosis::diagnose_unreachable(&source),
+                source,
+            }
+        } else {
+            Self::Driver { operation, source }
+        }
+    }
+
     /// [`MongoError::InvalidUri`] for the driver's error `e`, with each of `secrets`
     /// hidden in its message.
     pub(crate) fn invalid_uri(e: &mongodb::error::Error, secrets: &[String]) -> Self {

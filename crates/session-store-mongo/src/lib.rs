@@ -34,7 +34,7 @@
 //! | [`database`](MongoBackendBuilder::database) | `dbName` | the URI's, else `sessions` | database |
 //! | [`collection`](MongoBackendBuilder::collection) | `collectionName` | `sessions` | collection |
 //! | [`write_concern`](MongoBackendBuilder::write_concern) | `writeOperationOptions` | the client's | applied to every write |
-//! | [`operation_timeout`](MongoBackendBuilder::operation_timeout) | — | 5 s | bound on every call, so a hung server gives [`MongoError::Timeout`] |
+//! | [`operation_timeout`](MongoBackendBuilder::operation_timeout) | — | 5 s | bound on every call, so a hung server gives [`MongoError::Timeout`] and a stopped or unresolvable one [`MongoError::Unreachable`] |
 //! | [`index_timeout`](MongoBackendBuilder::index_timeout) | — | 60 s | bound on creating the TTL index at start-up ([`MongoError::IndexTimeout`]) |
 //! | [`check_connection`](MongoBackendBuilder::check_connection) | — | `true` | `build` pings once and turns a failure into [`MongoError::Connect`] with a [`Diagnosis`] |
 //! | [`tls_ca_file`](MongoBackendBuilder::tls_ca_file), [`tls_certificate_key_file`](MongoBackendBuilder::tls_certificate_key_file), [`tls_certificate_key_password`](MongoBackendBuilder::tls_certificate_key_password) | `tlsCAFile`, `tlsCertificateKeyFile`, `tlsCertificateKeyFilePassword` | the connection string's | TLS files, checked before connecting |

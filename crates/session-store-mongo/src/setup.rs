@@ -4,17 +4,26 @@ use session_store_core::SessionStore;
 
 use crate::{MongoBackend, MongoError};
 
-/// Why a one-call set-up ([`connect`], [`from_client`]) failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a one-call set-up ([`connect`], [`from_client`]) failed. Its message leads with
+/// what to do (a [`Diagnosis`](crate::Diagnosis) when connecting failed), and its
+/// `Debug` form, which `main` returning `Result<(), Box<dyn Error>>` prints, is that
+/// message followed by its causes, one per line.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
-    /// Connecting to MongoDB failed; the source (a [`MongoError`], often with a
+    /// Connecting to MongoDB failed; the [`MongoError`] (often with a
     /// [`Diagnosis`](crate::Diagnosis)) says why and what to do.
-    #[error("cannot set up the MongoDB session store")]
-    Backend(#[source] MongoError),
+    #[error(transparent)]
+    Backend(MongoError),
     /// The store could not start (for example creating the TTL index failed).
     #[error("cannot start the session store")]
     Store(#[source] session_store_core::Error),
+}
+
+impl std::fmt::Debug for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::error::fmt_with_causes(self, f)
+    }
 }
 
 /// A session store on the MongoDB at `uri`, with every default: database from the URI's

@@ -265,10 +265,7 @@ impl MongoBackend {
         );
         let passing = code.is_some_and(|c| RETRYABLE_WRITE_CODES.contains(&c))
             || e.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR);
-        let error = MongoError::Driver {
-            operation,
-            source: e,
-        };
+        let error = MongoError::driver(operation, e);
         if lost_connection || passing {
             Failure::Unsettled(error)
         } else {

@@ -68,9 +68,7 @@ async fn connect_reports_a_bad_uri_as_a_backend_error() {
     );
     let chain = session_store_core::error_chain(&err);
     assert!(
-        chain.starts_with(
-            "cannot set up the MongoDB session store: invalid MongoDB connection string"
-        ),
+        chain.starts_with("invalid MongoDB connection string"),
         "{chain}"
     );
 }

@@ -238,3 +238,84 @@ async fn session_layer_installs_the_scope() {
         assert_eq!(&body[..], expected.as_bytes());
     }
 }
+
+/// MongoDB stopped under a running app: the handler's own `503` (a failed load) and
+/// tower-sessions' bare `500` (a new session that cannot be saved) both become the
+/// store's failure response: `503`, `Retry-After: 5`, a JSON body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_is_answered_with_retry_after_and_a_body() {
+    use axum::http::{header, Request, StatusCode};
+    use tower::ServiceExt as _;
+    async fn bump(session: tower_sessions::Session) -> Result<String, StatusCode> {
+        let unavailable = |_| StatusCode::SERVICE_UNAVAILABLE;
+        let n: u64 = session.get("n").await.map_err(unavailable)?.unwrap_or(0) + 1;
+        session.insert("n", n).await.map_err(unavailable)?;
+        Ok(n.to_string())
+    }
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mut mongod = session_store_testkit::mongod::PrivateMongod::start(&bin)
+        .await
+        .expect("private mongod");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}failure", mongod.uri()))
+        .operation_timeout(std::time::Duration::from_secs(1))
+        .build()
+        .await
+        .expect("backend");
+    let store =
+        MongoSessionStore::new(SessionStore::builder(backend).build().await.expect("store"));
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(bump))
+        .layer(tower_sessions_mongo::SessionLayer::new(store).with_name("sid"));
+    let get = |cookie: Option<String>| {
+        let app = app.clone();
+        async move {
+            let mut request = Request::get("/");
+            if let Some(c) = cookie {
+                request = request.header(header::COOKIE, c);
+            }
+            app.oneshot(request.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let first = get(None).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let cookie = first.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    mongod.stop().await.expect("stop mongod");
+
+    for (what, cookie) in [("a load", Some(cookie)), ("a new session's save", None)] {
+        let response = get(cookie).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{what} with MongoDB stopped"
+        );
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5", "{what}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/json",
+            "{what}"
+        );
+        assert!(
+            !response.headers().contains_key(header::SET_COOKIE),
+            "{what}"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            &body[..],
+            br#"{"error":"session store unavailable"}"#,
+            "{what}"
+        );
+    }
+}

@@ -203,7 +203,7 @@ impl<'r> Responder<'r, 'static> for Unavailable {
             .header(ContentType::JSON)
             .raw_header(
                 "Retry-After",
-                rocket_session_mongo::RETRY_AFTER_SECS.to_string(),
+                rocket_session_mongo::core::RETRY_AFTER_SECS.to_string(),
             )
             .sized_body(BODY.len(), Cursor::new(BODY))
             .ok()
