@@ -1,7 +1,10 @@
-//! Setting a session's owner from a handler, through the `Session` it already has.
+//! A session's owner from a handler: setting it through the `Session` it already has, and
+//! logging the owner out everywhere with this request's cookie cleared.
 
 use actix_session::Session;
-use session_store_core::{Error, RequestScope};
+use session_store_core::{Error, RequestScope, Revocation};
+
+use crate::MongoSessionStore;
 
 /// Records who owns the request's session (what `sessions_of`, `revoke` and `revoke_all`
 /// find it by), on the [`Session`] an Actix Web handler already has.
@@ -33,5 +36,46 @@ impl SessionOwnerExt for Session {
         })?;
         scope.set_owner(owner);
         Ok(())
+    }
+}
+
+impl MongoSessionStore {
+    /// "Log out everywhere" from a handler: ends every session of `owner` (as
+    /// [`revoke_all`](session_store_core::SessionStore::revoke_all) with `keep_current`
+    /// false), this request's included, and purges `session` so the response clears its
+    /// cookie. Calling `revoke_all` alone leaves the requester's cookie in the browser:
+    /// its session is gone, and its next request starts a new one.
+    ///
+    /// ```
+    /// use actix_session::Session;
+    /// use actix_session_mongo::MongoSessionStore;
+    /// use actix_web::{error, web};
+    ///
+    /// async fn everywhere(
+    ///     store: web::Data<MongoSessionStore>,
+    ///     session: Session,
+    /// ) -> actix_web::Result<String> {
+    ///     let user: String = session
+    ///         .get("user")?
+    ///         .ok_or_else(|| error::ErrorUnauthorized("log in first"))?;
+    ///     let ended = store
+    ///         .log_out_everywhere(&session, &user)
+    ///         .await
+    ///         .map_err(error::ErrorServiceUnavailable)?;
+    ///     Ok(format!("{} sessions ended", ended.ended))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for `revoke_all`.
+    pub async fn log_out_everywhere(
+        &self,
+        session: &Session,
+        owner: &str,
+    ) -> Result<Revocation, Error> {
+        let revocation = self.in_request().revoke_all(owner, false).await?;
+        session.purge();
+        Ok(revocation)
     }
 }

@@ -565,3 +565,91 @@ async fn a_store_failure_is_answered_with_retry_after_and_a_body() {
         assert_eq!(got, expected, "session_scope, {what}");
     }
 }
+
+/// `MongoSessionStore::log_out_everywhere` from a handler: every session of the owner
+/// ends (on a real MongoDB) and the requester's response clears its cookie.
+#[actix_web::test]
+async fn log_out_everywhere_clears_the_requesters_cookie() {
+    use actix_session_mongo::SessionOwnerExt as _;
+    async fn login(session: Session) -> actix_web::Result<HttpResponse> {
+        session.insert("user", "ann")?;
+        session
+            .set_owner("ann")
+            .map_err(actix_web::error::ErrorInternalServerError)?;
+        Ok(HttpResponse::Ok().finish())
+    }
+    async fn everywhere(
+        store: web::Data<MongoSessionStore>,
+        session: Session,
+    ) -> actix_web::Result<HttpResponse> {
+        let ended = store
+            .log_out_everywhere(&session, "ann")
+            .await
+            .map_err(actix_web::error::ErrorServiceUnavailable)?;
+        Ok(HttpResponse::Ok().body(ended.ended.to_string()))
+    }
+    async fn whoami(session: Session) -> actix_web::Result<HttpResponse> {
+        let user = session.get::<String>("user")?.unwrap_or_default();
+        Ok(HttpResponse::Ok().body(user))
+    }
+    let Some(uri) = live::mongo_uri() else { return };
+    let db = TestDb::new(&uri, "actix_everywhere").await.unwrap();
+    let backend = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    let store = MongoSessionStore::new(SessionStore::builder(backend).build().await.unwrap());
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(store.clone()))
+            .wrap(actix_session_mongo::ScopedSessionMiddleware::new(
+                SessionMiddleware::builder(store.clone(), Key::from(&[7; 64]))
+                    .cookie_name("sid".into())
+                    .cookie_secure(false)
+                    .build(),
+            ))
+            .route("/login", web::post().to(login))
+            .route("/everywhere", web::post().to(everywhere))
+            .route("/whoami", web::get().to(whoami)),
+    )
+    .await;
+    let mut devices = Vec::new();
+    for _ in 0..2 {
+        let resp =
+            test::call_service(&app, test::TestRequest::post().uri("/login").to_request()).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        devices.push(sid(&resp).expect("a session cookie"));
+    }
+    assert_eq!(store.store().count_of("ann").await.unwrap(), 2);
+
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/everywhere")
+            .cookie(devices[0].clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let cleared = sid(&resp).expect("the requester's cookie is cleared");
+    assert_eq!(cleared.value(), "", "{cleared}");
+    assert_eq!(cleared.max_age(), Some(time::Duration::ZERO), "{cleared}");
+    assert_eq!(test::read_body(resp).await, "2");
+    assert_eq!(store.store().count_of("ann").await.unwrap(), 0);
+    let other = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/whoami")
+            .cookie(devices[1].clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(
+        test::read_body(other).await,
+        "",
+        "the other device is logged out"
+    );
+    db.drop_and_shutdown().await;
+}

@@ -21,15 +21,24 @@ outcomes! {
 }
 
 /// One session of an owner, as [`SessionStore::sessions_of`] lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It serializes (for a device list answered as JSON) as
+/// `{"handle": "...", "created": "2026-12-05T10:00:00Z", "last_seen": "...", "current": true}`,
+/// times in RFC 3339 (UTC) or `null` when not stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct SessionInfo {
     /// Names the session to its owner (for [`SessionStore::revoke`]); it is neither the
     /// session id nor its storage key, and no cookie made of it loads a session.
     pub handle: String,
     /// When the session was created, if stored.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub created: Option<OffsetDateTime>,
-    /// When the session was last written (its last request that wrote or touched it).
+    /// When the session was last written: its last request that changed it, or touched
+    /// it to extend its expiry. A request that only reads moves it only when it touches,
+    /// so it is as precise as [`touch_after`](crate::SessionStoreBuilder::touch_after) and
+    /// the framework's own saving (see the adapter's docs).
+    #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen: Option<OffsetDateTime>,
     /// Whether it is the session of the request asking (its scope loaded it).
     pub current: bool,
@@ -273,5 +282,26 @@ impl SessionStore {
             .find_owned(tags, self.now())
             .map(|r| r.map_err(|e| backend_error("sessions_of", e)))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::SessionInfo;
+
+    #[test]
+    fn session_info_serializes_with_rfc3339_times() {
+        let info = SessionInfo {
+            handle: "h1".into(),
+            created: Some(datetime!(2026-12-05 10:00:00 UTC)),
+            last_seen: None,
+            current: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&info).unwrap(),
+            r#"{"handle":"h1","created":"2026-12-05T10:00:00Z","last_seen":null,"current":true}"#
+        );
     }
 }

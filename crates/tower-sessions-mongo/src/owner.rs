@@ -1,7 +1,10 @@
-//! Setting a session's owner from a handler, through the `Session` it already has.
+//! A session's owner from a handler: setting it through the `Session` it already has, and
+//! logging the owner out everywhere with this request's cookie cleared.
 
-use session_store_core::{Error, RequestScope};
+use session_store_core::{Error, RequestScope, Revocation};
 use tower_sessions_core::Session;
+
+use crate::MongoSessionStore;
 
 /// Records who owns the request's session (what `sessions_of`, `revoke` and `revoke_all`
 /// find it by), on the [`Session`] an Axum handler already has.
@@ -33,5 +36,52 @@ impl SessionOwnerExt for Session {
         })?;
         scope.set_owner(owner);
         Ok(())
+    }
+}
+
+impl MongoSessionStore {
+    /// "Log out everywhere" from a handler: ends every session of `owner` (as
+    /// [`revoke_all`](session_store_core::SessionStore::revoke_all) with `keep_current`
+    /// false), this request's included, and flushes `session` so the response clears its
+    /// cookie. Calling `revoke_all` alone leaves the requester's cookie in the browser: its
+    /// session is gone, and its next request starts a new one (tower-sessions then logs
+    /// "possibly suspicious activity: unloaded session" at WARN).
+    ///
+    /// ```
+    /// use axum::{extract::State, http::StatusCode};
+    /// use tower_sessions::Session;
+    /// use tower_sessions_mongo::MongoSessionStore;
+    ///
+    /// async fn everywhere(
+    ///     State(store): State<MongoSessionStore>,
+    ///     session: Session,
+    /// ) -> Result<String, StatusCode> {
+    ///     let user: String = session
+    ///         .get("user")
+    ///         .await
+    ///         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?
+    ///         .ok_or(StatusCode::UNAUTHORIZED)?;
+    ///     let ended = store
+    ///         .log_out_everywhere(&session, &user)
+    ///         .await
+    ///         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    ///     Ok(format!("{} sessions ended", ended.ended))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for `revoke_all`; and [`Error::Backend`] when the session cannot be flushed.
+    pub async fn log_out_everywhere(
+        &self,
+        session: &Session,
+        owner: &str,
+    ) -> Result<Revocation, Error> {
+        let revocation = self.in_request().revoke_all(owner, false).await?;
+        session.flush().await.map_err(|e| Error::Backend {
+            operation: "log_out_everywhere",
+            source: Box::new(e),
+        })?;
+        Ok(revocation)
     }
 }

@@ -319,3 +319,96 @@ async fn a_store_failure_is_answered_with_retry_after_and_a_body() {
         );
     }
 }
+
+/// `MongoSessionStore::log_out_everywhere` from a handler: every session of the owner
+/// ends (on a real MongoDB), and the requester's response clears its cookie, so its
+/// browser does not send a dead id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_out_everywhere_clears_the_requesters_cookie() {
+    use axum::extract::State;
+    use axum::http::{header, Request, StatusCode};
+    use tower::ServiceExt as _;
+    use tower_sessions_mongo::SessionOwnerExt as _;
+
+    async fn login(session: tower_sessions::Session) -> Result<(), StatusCode> {
+        let failed = |_| StatusCode::SERVICE_UNAVAILABLE;
+        session.insert("user", "ann").await.map_err(failed)?;
+        session
+            .set_owner("ann")
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
+    }
+    async fn everywhere(
+        State(store): State<MongoSessionStore>,
+        session: tower_sessions::Session,
+    ) -> Result<String, StatusCode> {
+        let ended = store
+            .log_out_everywhere(&session, "ann")
+            .await
+            .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+        Ok(ended.ended.to_string())
+    }
+    async fn whoami(session: tower_sessions::Session) -> Result<String, StatusCode> {
+        let user: Option<String> = session
+            .get("user")
+            .await
+            .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+        Ok(user.unwrap_or_default())
+    }
+
+    let Some(uri) = live::mongo_uri() else { return };
+    let db = TestDb::new(&uri, "tower_everywhere").await.unwrap();
+    let backend = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    let store = MongoSessionStore::new(SessionStore::builder(backend).build().await.unwrap());
+    let app = axum::Router::new()
+        .route("/login", axum::routing::post(login))
+        .route("/everywhere", axum::routing::post(everywhere))
+        .route("/whoami", axum::routing::get(whoami))
+        .layer(tower_sessions_mongo::SessionLayer::new(store.clone()).with_name("sid"))
+        .with_state(store.clone());
+    let call = |method: &str, path: &str, cookie: Option<&str>| {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(c) = cookie {
+            request = request.header(header::COOKIE, c);
+        }
+        app.clone()
+            .oneshot(request.body(axum::body::Body::empty()).unwrap())
+    };
+    let set_cookie = |response: &axum::response::Response| {
+        response
+            .headers()
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let mut devices = Vec::new();
+    for _ in 0..2 {
+        let response = call("POST", "/login", None).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let cookie = set_cookie(&response).expect("a session cookie");
+        devices.push(cookie.split(';').next().unwrap().to_owned());
+    }
+    assert_eq!(store.in_request().count_of("ann").await.unwrap(), 2);
+
+    let response = call("POST", "/everywhere", Some(&devices[0]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cleared = set_cookie(&response).expect("the requester's cookie is cleared");
+    assert!(
+        cleared.starts_with("sid=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let body = axum::body::to_bytes(response.into_body(), 64)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"2");
+    assert_eq!(store.in_request().count_of("ann").await.unwrap(), 0);
+    let other = call("GET", "/whoami", Some(&devices[1])).await.unwrap();
+    let body = axum::body::to_bytes(other.into_body(), 64).await.unwrap();
+    assert_eq!(&body[..], b"", "the other device is logged out");
+    db.drop_and_shutdown().await;
+}

@@ -199,9 +199,9 @@ async fn logout_everywhere(session: Session, state: web::Data<AppState>) -> AppR
         return Ok(not_logged_in());
     };
     Ok(
-        match state.store.in_request().revoke_all(&user, false).await {
+        // Ends them all and purges this session, so the response clears its cookie.
+        match state.store.log_out_everywhere(&session, &user).await {
             Ok(revoked) => {
-                session.purge();
                 // Not complete: some sessions could not be checked (the store logged why).
                 let mut reply = if revoked.is_complete() {
                     HttpResponse::Ok()

@@ -201,13 +201,12 @@ async fn logout_everywhere(State(state): State<Arc<AppState>>, session: Session)
     let Some(user) = session.get::<String>(USER).await? else {
         return Ok(not_logged_in());
     };
+    // Ends them all and flushes this session, so the response clears its cookie.
     let revoked = state
         .store
-        .in_request()
-        .revoke_all(&user, false)
+        .log_out_everywhere(&session, &user)
         .await
         .map_err(|_| AppError::Unavailable)?;
-    session.flush().await?;
     // Not complete: some sessions could not be checked (the store logged why).
     let status = if revoked.is_complete() {
         StatusCode::OK
