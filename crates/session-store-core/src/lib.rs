@@ -110,12 +110,16 @@
 //!
 //! # Telemetry
 //!
-//! Every store operation runs in an `INFO` span named `session_store.<operation>`
+//! Every store operation runs in a `DEBUG` span named `session_store.<operation>`
 //! (`load`, `save`, `touch`, `create`, `destroy`, ...) whose `outcome` field says what
 //! happened; a backend adds a span per database command (the MongoDB backend follows
 //! OpenTelemetry's database conventions: `db.system.name`, `db.namespace`,
 //! `db.collection.name`, `db.operation.name`, `error.type`). Each failure is logged
-//! once, at `WARN`, in its operation's span; the adapters do not log it again.
+//! once, at `WARN`, in its operation's span; the adapters do not log it again. The spans
+//! are `DEBUG` so that an application logging at `INFO` (through `tracing` or, with no
+//! subscriber, through `log`: Rocket, env_logger) gets no line from a request that works;
+//! to export them (OpenTelemetry, a span-timing layer) enable
+//! `session_store_core=debug,session_store_mongo=debug` in the subscriber's filter.
 //!
 //! With the `metrics` feature the store records, through the
 //! [`metrics`](https://docs.rs/metrics) facade (a no-op until the application installs a

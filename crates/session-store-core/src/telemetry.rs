@@ -1,5 +1,7 @@
-//! What operators see of each store operation: an `INFO` span `session_store.<op>` with
-//! its outcome, one `WARN` line per failure, and, with the `metrics` feature, metrics
+//! What operators see of each store operation: a `DEBUG` span `session_store.<op>` with
+//! its outcome (not `INFO`: with tracing's `log` feature a span's entry and exit reach
+//! `log`-based apps, and an `INFO` span would put lines in their log on every request),
+//! one `WARN` line per failure, and, with the `metrics` feature, metrics
 //! through the [`metrics`](https://docs.rs/metrics) facade (a no-op until the
 //! application installs a recorder, e.g. `metrics-exporter-prometheus`).
 //!
@@ -24,7 +26,7 @@ macro_rules! op {
     ($name:literal) => {
         $crate::telemetry::Op {
             name: $name,
-            span: tracing::info_span!(
+            span: tracing::debug_span!(
                 concat!("session_store.", $name),
                 outcome = tracing::field::Empty
             ),

@@ -44,7 +44,7 @@ impl MongoBackend {
         fut: impl Future<Output = Result<T, E>> + Send + 'static,
         orphan: Option<Orphan<Result<T, E>>>,
     ) -> Result<T, E> {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "mongodb",
             otel.name = %format_args!("{command} {}", self.inner.collection_name),
             otel.kind = "client",

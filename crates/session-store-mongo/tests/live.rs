@@ -673,7 +673,7 @@ async fn ending_a_session_is_acknowledged_by_a_majority() {
     db.drop_and_shutdown().await;
 }
 
-/// Each store operation is an `INFO` span, and each MongoDB command inside it a span
+/// Each store operation is a `DEBUG` span, and each MongoDB command inside it a span
 /// with OpenTelemetry's database fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_carry_opentelemetry_database_fields() {

@@ -1,7 +1,8 @@
 //! What a user sees when MongoDB is not there: a stopped server and a host name that
 //! does not resolve are named as such, first in the message (at start-up and at run
 //! time), and the store's warnings reach a `log` logger (Rocket's, env_logger) when no
-//! tracing subscriber is installed.
+//! tracing subscriber is installed, while a request that works puts nothing there at
+//! `INFO`.
 
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
@@ -33,13 +34,65 @@ impl log::Log for Capture {
 }
 
 /// Installs the capturing `log` logger, and no tracing subscriber (as a Rocket or
-/// env_logger application does).
-fn capture_log() {
+/// env_logger application does), and empties what it caught. The guard keeps the tests
+/// that read it apart.
+async fn capture_log() -> tokio::sync::MutexGuard<'static, ()> {
     static ONCE: Once = Once::new();
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     ONCE.call_once(|| {
         log::set_logger(&Capture).expect("no other logger in this test binary");
         log::set_max_level(log::LevelFilter::Info);
     });
+    let guard = ONE_AT_A_TIME.lock().await;
+    LOGGED.lock().unwrap().clear();
+    guard
+}
+
+/// Store operations that work (create, load, save, touch, destroy) log nothing at `INFO`
+/// through `log`: an env_logger or Rocket app at its default level gets no line per
+/// request from the store (its spans are `DEBUG`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_works_logs_nothing_at_info() {
+    let Some(bin) = live::mongod_bin() else {
+        return;
+    };
+    let mongod = PrivateMongod::start(&bin).await.expect("mongod starts");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}quiet", mongod.uri()))
+        .build()
+        .await
+        .expect("mongod is up");
+    let store = SessionStore::builder(backend)
+        .build()
+        .await
+        .expect("the store starts");
+    let _serial = capture_log().await;
+    // As an adapter runs it: one request scope per request.
+    let request = session_store_core::RequestScope::new();
+    let store = store.in_scope(&request);
+
+    let mut data = session_store_core::SessionData::new();
+    data.insert("n".to_owned(), serde_json::json!(1));
+    let id = store.create(&data, None).await.expect("create");
+    let loaded = store.load(id.as_str()).await.expect("load");
+    assert!(loaded.is_some());
+    data.insert("n".to_owned(), serde_json::json!(2));
+    store.save(id.as_str(), &data, None).await.expect("save");
+    store.touch(id.as_str(), None).await.expect("touch");
+    store.destroy(id.as_str()).await.expect("destroy");
+
+    let logged: Vec<_> = LOGGED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(level, _, _)| *level <= log::Level::Info)
+        .cloned()
+        .collect();
+    assert!(
+        logged.is_empty(),
+        "a request that works logged at INFO or above: {logged:#?}"
+    );
+    store.close().await.ok();
 }
 
 /// A store on a real mongod that then stops: its next load fails within the operation
@@ -50,7 +103,7 @@ async fn a_stopped_server_is_named_and_logged_through_log() {
     let Some(bin) = live::mongod_bin() else {
         return;
     };
-    capture_log();
+    let _serial = capture_log().await;
     let mut mongod = PrivateMongod::start(&bin).await.expect("mongod starts");
     let timeout = Duration::from_secs(3);
     let backend = MongoBackend::builder()

@@ -31,9 +31,9 @@ pub async fn warnings_of<F: Future>(fut: F) -> (F::Output, String) {
 }
 
 /// Runs `fut` with a subscriber of its own and returns its output and a line for every
-/// `INFO` (or higher) span it closed, with the span's fields (no colours).
+/// `DEBUG` (or higher) span it closed, with the span's fields (no colours).
 pub async fn spans_of<F: Future>(fut: F) -> (F::Output, String) {
-    captured(fut, tracing::Level::INFO, FmtSpan::CLOSE).await
+    captured(fut, tracing::Level::DEBUG, FmtSpan::CLOSE).await
 }
 
 /// What `fut` logged at `level` or above, with `spans` events, as text.
