@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{ensure, Context as _, Result};
 
-use crate::framework::Framework;
+use crate::framework::{Framework, CONTRACT_PACKAGE};
 use crate::mongod::DEFAULT_VERSION;
 use crate::{
     cache_dir, cargo, cargo_target_dir, project_root, run_checked, with_deployment, with_mongod,
@@ -100,9 +100,7 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     let mut build = cargo();
     build.args(["build", "--release", "--package", "session-store-bench"]);
     if !store_only {
-        for package in Framework::ALL.map(Framework::package) {
-            build.args(["--package", package]);
-        }
+        build.args(["--package", CONTRACT_PACKAGE]);
     }
     if !build
         .status()
@@ -114,15 +112,15 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     let mut http_args: Vec<String> = Vec::new();
     if !store_only {
         let target = cargo_target_dir();
-        // The floor: the examples' MongoDB work, raw driver, no session library.
+        // The floor: the contract servers' MongoDB work, raw driver, no session library.
         let floor = target.join("release").join("bench-floor");
         http_args.extend(["--server".to_owned(), format!("floor={}", floor.display())]);
-        for (name, package) in Framework::ALL.map(|f| (f.name(), f.package())) {
+        for (name, package) in Framework::ALL.map(|f| (f.name(), f.contract_server())) {
             let bin = target.join("release").join(package);
             http_args.extend(["--server".to_owned(), format!("{name}={}", bin.display())]);
         }
         // The same servers with requests on a session serialized (a lease per request).
-        for (name, package) in Framework::ALL.map(|f| (f.name(), f.package())) {
+        for (name, package) in Framework::ALL.map(|f| (f.name(), f.contract_server())) {
             let bin = target.join("release").join(package);
             http_args.extend([
                 "--server".to_owned(),
@@ -168,7 +166,7 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     if parts.is_empty() {
         return Ok(true);
     }
-    // The Axum example with the session cache, which needs a replica set: one instance,
+    // The Axum contract server with the session cache, which needs a replica set: one instance,
     // and four on one database (each watching the change stream, wrk's connections
     // shared out among them).
     let cached = if store_only {
@@ -176,7 +174,7 @@ pub(crate) fn bench(options: &crate::cli::Bench) -> Result<bool> {
     } else {
         let bin = cargo_target_dir()
             .join("release")
-            .join(Framework::Axum.package());
+            .join(Framework::Axum.contract_server());
         vec![
             "--server".to_owned(),
             format!("axum+cache={},SESSION_CACHE=1", bin.display()),

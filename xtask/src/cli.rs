@@ -31,8 +31,7 @@ commands:
   mongod start                   start it again: same port, same data
   mongod down                    stop it and DELETE its data
   mongod status                  say whether it runs and answers on its port
-  examples-in-sync               check that the files every example shares are identical
-  ci                             what .ci/run does: examples-in-sync, cargo fmt --check,
+  ci                             what .ci/run does: cargo fmt --check,
                                  clippy -D warnings, cargo doc (broken links fail),
                                  cargo deny check bans licenses sources (installed
                                  first), cargo check --lib of each published crate
@@ -88,7 +87,6 @@ pub(crate) enum Task {
     MongodStop,
     /// Start it again after `stop`.
     MongodStart,
-    ExamplesInSync,
     Ci,
     Bench(Bench),
     Fuzz {
@@ -288,7 +286,6 @@ pub(crate) fn parse(args: &[String]) -> Result<Task> {
         ["mongod", "status"] => no_options().map(|()| Task::MongodStatus)?,
         ["certs"] => no_options().map(|()| Task::Certs)?,
         ["ci"] => no_options().map(|()| Task::Ci)?,
-        ["examples-in-sync"] => no_options().map(|()| Task::ExamplesInSync)?,
         ["test-matrix"] => {
             let o = Options::parse(
                 rest,

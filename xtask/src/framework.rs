@@ -1,10 +1,15 @@
-//! The example frameworks, named in one place.
+//! The frameworks: each has an example app (`examples/<name>`) and a contract server
+//! (`contract-<name>` in `crates/contract-server`), named in one place.
 
 use std::fmt;
 
 use anyhow::{bail, Result};
 
-/// One of the examples: its name on the command line and its package.
+/// The package of the three contract servers.
+pub(crate) const CONTRACT_PACKAGE: &str = "contract-server";
+
+/// One of the frameworks: its name on the command line, its example and its contract
+/// server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framework {
     Axum,
@@ -13,7 +18,7 @@ pub(crate) enum Framework {
 }
 
 impl Framework {
-    /// Every example, in the order reports list them.
+    /// Every framework, in the order reports list them.
     pub(crate) const ALL: [Self; 3] = [Self::Axum, Self::Actix, Self::Rocket];
 
     /// The name on the command line and in reports: `axum`, `actix`, `rocket`.
@@ -25,12 +30,31 @@ impl Framework {
         }
     }
 
-    /// The example's package (and binary) name.
-    pub(crate) fn package(self) -> &'static str {
+    /// The example app's package (and binary) name: what `demo` serves.
+    pub(crate) fn example(self) -> &'static str {
         match self {
             Self::Axum => "example-axum",
             Self::Actix => "example-actix",
             Self::Rocket => "example-rocket",
+        }
+    }
+
+    /// The contract server's binary (in the [`CONTRACT_PACKAGE`]): what the contract
+    /// suite, the test matrix and the benchmarks run.
+    pub(crate) fn contract_server(self) -> &'static str {
+        match self {
+            Self::Axum => "contract-axum",
+            Self::Actix => "contract-actix",
+            Self::Rocket => "contract-rocket",
+        }
+    }
+
+    /// The contract suite's test target for this framework (`cargo test --test ...`).
+    pub(crate) fn contract_test(self) -> &'static str {
+        match self {
+            Self::Axum => "contract_axum",
+            Self::Actix => "contract_actix",
+            Self::Rocket => "contract_rocket",
         }
     }
 

@@ -7,7 +7,6 @@
 mod bench;
 mod checks;
 mod cli;
-mod examples;
 mod framework;
 mod matrix;
 mod mongod;
@@ -20,7 +19,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context as _, Result};
 
 use crate::cli::{Task, USAGE};
-use crate::framework::Framework;
+use crate::framework::{Framework, CONTRACT_PACKAGE};
 use crate::mongod::{Mongod, DEFAULT_VERSION};
 
 /// The workspace root of the checkout being worked on.
@@ -237,7 +236,7 @@ pub(crate) fn wait_serving(cmd: &mut Command, what: &str) -> Result<std::process
 }
 
 fn demo(framework: Framework, port: u16) -> Result<bool> {
-    let package = framework.package();
+    let package = framework.example();
     let port = if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
         port
     } else {
@@ -253,14 +252,19 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
         "building the example",
     )?;
     with_mongod(|server| {
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("http://localhost:{port}");
         // The built binary itself (not `cargo run`), in its own process group, so a
         // signal passed on reaches it.
         let mut child = Command::new(cargo_target_dir().join("debug").join(package))
             .process_group(0)
             .env("MONGODB_URI", format!("{}sessions_demo", server.uri()))
-            .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
+            // Rocket reads its port and `[sessions]` from its figment.
+            .env("ROCKET_PORT", port.to_string())
+            .env(
+                "ROCKET_SESSIONS",
+                format!("{{uri=\"{}sessions_demo\"}}", server.uri()),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -270,12 +274,12 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
         SERVING.store(child.id(), std::sync::atomic::Ordering::SeqCst);
         // Say where to go only once it answers.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !health_answers(port) {
+        while !http_answers(port) {
             if let Some(status) = child.try_wait()? {
                 return Ok(status.success());
             }
             if std::time::Instant::now() > deadline {
-                eprintln!("xtask: the example did not answer GET /health within 60 s");
+                eprintln!("xtask: the example did not answer HTTP within 60 s");
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
@@ -288,19 +292,20 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
     })
 }
 
-/// Whether `GET /health` on the loopback `port` answers 200.
-fn health_answers(port: u16) -> bool {
+/// Whether an HTTP server answers on the loopback `port` (any status: the examples have
+/// no health route, and `GET /` is not one of their routes).
+fn http_answers(port: u16) -> bool {
     use std::io::{Read as _, Write as _};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-    let request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     if stream.write_all(request).is_err() {
         return false;
     }
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
 /// Runs the testkit's TLS helper (certificates, mongod arguments, users); returns its
@@ -492,9 +497,6 @@ fn mongod_status() -> Result<()> {
 
 /// Every CI step, in order; `.ci/run` runs this and nothing else.
 fn ci() -> Result<bool> {
-    if !examples::check(&project_root())? {
-        return Ok(false);
-    }
     if !checks::run()? {
         return Ok(false);
     }
@@ -520,11 +522,14 @@ fn ci() -> Result<bool> {
     }
     // The HTTP contract again with the session cache on, on a replica set (change
     // streams): it must hold as it does without the cache.
-    let mut contract = vec!["--locked".to_owned()];
+    let mut contract = vec![
+        "--locked".to_owned(),
+        "-p".to_owned(),
+        CONTRACT_PACKAGE.to_owned(),
+    ];
     for framework in Framework::ALL {
-        contract.extend(["-p".to_owned(), framework.package().to_owned()]);
+        contract.extend(["--test".to_owned(), framework.contract_test().to_owned()]);
     }
-    contract.extend(["--test".to_owned(), "contract".to_owned()]);
     if !test_with(
         DEFAULT_VERSION,
         Topology::ReplicaSet(1),
@@ -592,7 +597,6 @@ fn run() -> Result<bool> {
         Task::MongodStop => mongod_stop().map(|()| true),
         Task::MongodStart => mongod_start().map(|()| true),
         Task::Ci => ci(),
-        Task::ExamplesInSync => examples::check(&project_root()),
         Task::Bench(options) => bench::bench(&options),
         Task::Fuzz { cases } => fuzz(cases),
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::framework::Framework;
+use crate::framework::{Framework, CONTRACT_PACKAGE};
 use crate::{project_root, with_deployment, Topology};
 
 /// The oldest `mongodb` release the workspace supports (declared in Cargo.toml).
@@ -160,23 +160,35 @@ fn target_dir(driver: &str, bson: &str) -> Result<PathBuf> {
     Ok(crate::cache_dir()?.join(format!("target-mongodb-{driver}{suffix}")))
 }
 
-/// `cargo test` of the live suites in `dir`; `extra` adds `--no-run` or test filters.
-fn cargo_test(
+/// The `cargo test` runs of the live suites in `dir`: the MongoDB backend's, then the
+/// contract of each framework's server; `extra` adds `--no-run` or test filters.
+fn cargo_tests(
     dir: &Path,
     (driver, bson): (&str, &str),
     frameworks: &[Framework],
     extra: &[&str],
-) -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.arg("test").args(["--package", "session-store-mongo"]);
-    for f in frameworks {
-        cmd.args(["--package", f.package()]);
+) -> Vec<Command> {
+    let cargo_test = |selection: &[&str]| {
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.arg("test")
+            .args(selection)
+            .args(extra)
+            .current_dir(dir)
+            .env(
+                "CARGO_TARGET_DIR",
+                target_dir(driver, bson).unwrap_or_default(),
+            );
+        cmd
+    };
+    let mut runs = vec![cargo_test(&["--package", "session-store-mongo"])];
+    if !frameworks.is_empty() {
+        let mut contract = vec!["--package", CONTRACT_PACKAGE];
+        for f in frameworks {
+            contract.extend(["--test", f.contract_test()]);
+        }
+        runs.push(cargo_test(&contract));
     }
-    cmd.args(extra).current_dir(dir).env(
-        "CARGO_TARGET_DIR",
-        target_dir(driver, bson).unwrap_or_default(),
-    );
-    cmd
+    runs
 }
 
 pub(crate) fn run(selection: &Selection) -> Result<bool> {
@@ -206,13 +218,14 @@ pub(crate) fn run(selection: &Selection) -> Result<bool> {
             );
             let dir = scratch_copy(&driver, bson)?;
             let pins = (driver.as_str(), bson.as_str());
-            let built = cargo_test(&dir, pins, &selection.frameworks, &["--no-run"])
-                .status()
-                .context("cannot build the tests")?;
+            let mut built = true;
+            for mut build in cargo_tests(&dir, pins, &selection.frameworks, &["--no-run"]) {
+                built &= build.status().context("cannot build the tests")?.success();
+            }
             for server in &selection.servers {
                 for topology in &selection.topologies {
                     let cell_started = Instant::now();
-                    let outcome = if built.success() {
+                    let outcome = if built {
                         run_cell(&dir, pins, server, topology, &selection.frameworks)
                     } else {
                         Outcome::Fail(format!(
@@ -267,14 +280,22 @@ fn run_cell(
             "session-store-matrix-{server}-{driver}-bson{bson}-{topology}.log"
         ));
         let file = std::fs::File::create(&log)?;
-        let mut tests = cargo_test(dir, (driver, bson), frameworks, &[]);
-        tests
-            .env("MONGODB_URI", deployment.uri())
-            .env("MONGOD_BIN", &deployment.bin)
-            .env("SESSION_STORE_REQUIRE_MONGO", "1")
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        let status = crate::wait_serving(&mut tests, "cargo test")?;
+        let mut status = None;
+        for mut tests in cargo_tests(dir, (driver, bson), frameworks, &[]) {
+            tests
+                .env("MONGODB_URI", deployment.uri())
+                .env("MONGOD_BIN", &deployment.bin)
+                .env("SESSION_STORE_REQUIRE_MONGO", "1")
+                .stdout(file.try_clone()?)
+                .stderr(file.try_clone()?);
+            let ran = crate::wait_serving(&mut tests, "cargo test")?;
+            let failed = !ran.success();
+            status = Some(ran);
+            if failed {
+                break;
+            }
+        }
+        let status = status.context("no test run")?;
         if status.success() {
             Ok(Outcome::Pass)
         } else {
@@ -339,7 +360,7 @@ fn grid(cells: &[Cell], frameworks: &[Framework], total: Duration) -> String {
          and the HTTP contract of {}. Total {:.1} min.\n",
         frameworks
             .iter()
-            .map(|f| format!("examples/{f}"))
+            .map(|f| f.contract_server())
             .collect::<Vec<_>>()
             .join(", "),
         total.as_secs_f64() / 60.0

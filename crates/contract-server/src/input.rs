@@ -1,27 +1,27 @@
 //! The contract's request bodies and keys, checked the same way by every framework:
 //! `POST /login {"user": NAME}`, `PUT /data/{key} {"value": ANY}`, and the session keys
 //! the routes use. Each error is the `400` message.
-//!
-//! Shared: this file is the same in every example, so that each example can be copied
-//! alone; `cargo xtask ci` checks the copies are identical. Change it in examples/axum and
-//! copy it to the others.
 
 use serde_json::{json, Map, Value};
 
-use crate::adapter::core::time::{OffsetDateTime, UtcOffset};
-use crate::adapter::core::SessionInfo;
+use session_store_core::time::{OffsetDateTime, UtcOffset};
+use session_store_core::SessionInfo;
 
 /// The session key of `/counter`'s count.
-pub(crate) const COUNT: &str = "count";
+pub const COUNT: &str = "count";
 /// The session key of the logged-in user.
-pub(crate) const USER: &str = "user";
+pub const USER: &str = "user";
 /// The session key of the `PAYLOAD_BYTES` padding.
-pub(crate) const PAD: &str = "pad";
+pub const PAD: &str = "pad";
 /// Session keys of values set through `PUT /data/{key}` start with this.
-pub(crate) const DATA_PREFIX: &str = "data:";
+pub const DATA_PREFIX: &str = "data:";
 
 /// The user named by a `POST /login` body: `{"user": "NAME"}`, `NAME` not empty.
-pub(crate) fn login_user(body: &[u8]) -> Result<String, &'static str> {
+///
+/// # Errors
+///
+/// The message for a `400`: the body is not `{"user": NAME}` with a usable name.
+pub fn login_user(body: &[u8]) -> Result<String, &'static str> {
     serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get(USER)?.as_str().map(str::to_owned))
@@ -31,7 +31,11 @@ pub(crate) fn login_user(body: &[u8]) -> Result<String, &'static str> {
 
 /// The session key for `PUT /data/{key}`: `key` must match `^[a-z][a-z0-9_]{0,31}$` and
 /// not be `user` or `count`.
-pub(crate) fn data_key(key: &str) -> Result<String, &'static str> {
+///
+/// # Errors
+///
+/// The message for a `400`: the key is empty, too long or not allowed.
+pub fn data_key(key: &str) -> Result<String, &'static str> {
     let mut bytes = key.bytes();
     let valid = bytes.next().is_some_and(|b| b.is_ascii_lowercase())
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
@@ -46,7 +50,11 @@ pub(crate) fn data_key(key: &str) -> Result<String, &'static str> {
 }
 
 /// The value of a `PUT /data/{key}` body: `{"value": ANY}`.
-pub(crate) fn data_value(body: &[u8]) -> Result<Value, &'static str> {
+///
+/// # Errors
+///
+/// The message for a `400`: the body is not `{"value": ANY}`.
+pub fn data_value(body: &[u8]) -> Result<Value, &'static str> {
     serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|mut v| v.get_mut("value").map(Value::take))
@@ -54,7 +62,7 @@ pub(crate) fn data_value(body: &[u8]) -> Result<Value, &'static str> {
 }
 
 /// `GET /data`'s answer: the entries set through `PUT /data/{key}`, by key.
-pub(crate) fn data_entries(session: impl IntoIterator<Item = (String, Value)>) -> Value {
+pub fn data_entries(session: impl IntoIterator<Item = (String, Value)>) -> Value {
     let data: Map<String, Value> = session
         .into_iter()
         .filter_map(|(k, v)| Some((k.strip_prefix(DATA_PREFIX)?.to_owned(), v)))
@@ -63,11 +71,11 @@ pub(crate) fn data_entries(session: impl IntoIterator<Item = (String, Value)>) -
 }
 
 /// Most sessions `GET /sessions` lists.
-pub(crate) const MAX_LISTED: usize = 100;
+pub const MAX_LISTED: usize = 100;
 
 /// `GET /sessions`'s answer: a user's sessions (most recently seen first, at most
 /// [`MAX_LISTED`]), times in RFC 3339.
-pub(crate) fn sessions_json(sessions: &[SessionInfo]) -> Value {
+pub fn sessions_json(sessions: &[SessionInfo]) -> Value {
     let listed: Vec<Value> = sessions
         .iter()
         .take(MAX_LISTED)

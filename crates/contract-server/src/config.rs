@@ -1,16 +1,12 @@
-//! The example's configuration, read from the environment as docs/CONTRACT.md
+//! The contract server's configuration, read from the environment as docs/CONTRACT.md
 //! lists it. Every error names the variable and what to do.
-//!
-//! Shared: this file is the same in every example (`crate::adapter` is the example's
-//! adapter crate), so that each example can be copied alone; `cargo xtask ci` checks the
-//! copies are identical. Change it in examples/axum and copy it to the others.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::adapter::core::{crypto::KeyRing, AutoRemove};
 use anyhow::{bail, Context as _, Result};
+use session_store_core::{crypto::KeyRing, AutoRemove};
 
 /// How often `AUTO_REMOVE=interval` deletes expired sessions (connect-mongo's default).
 const REMOVE_INTERVAL: Duration = Duration::from_secs(600);
@@ -24,9 +20,11 @@ const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`, `TLS_RELOAD_SECS` and
 /// `REQUEST_BODY_TIMEOUT_SECS`.
-#[derive(Clone)]
-pub(crate) struct Https {
+#[derive(Debug, Clone)]
+pub struct Https {
+    /// `TLS_CERT`: the server's certificate chain (PEM).
     pub cert: PathBuf,
+    /// `TLS_KEY`: its private key (PEM).
     pub key: PathBuf,
     /// With a CA, clients must present a certificate it signed (mutual TLS).
     pub client_ca: Option<PathBuf>,
@@ -38,16 +36,27 @@ pub(crate) struct Https {
     pub body_timeout: Duration,
 }
 
-/// Settings of one server process.
-pub(crate) struct Config {
+/// Settings of one server process. (No `Debug`: it holds secrets, the connection
+/// string's password and the owner keys.)
+#[allow(missing_debug_implementations)]
+pub struct Config {
+    /// `MONGODB_URI` (required).
     pub mongodb_uri: String,
+    /// `MONGO_DB`: overrides the connection string's database.
     pub database: Option<String>,
+    /// `MONGO_COLLECTION` (default `sessions`).
     pub collection: String,
+    /// `HOST` to listen on.
     pub host: IpAddr,
+    /// `PORT` to listen on.
     pub port: u16,
+    /// `SESSION_TTL_SECS`: a session's idle lifetime.
     pub ttl: Duration,
+    /// `TOUCH_AFTER_SECS`: how long an unchanged session's expiry is left alone.
     pub touch_after: Duration,
+    /// `AUTO_REMOVE`: how expired sessions are deleted.
     pub auto_remove: AutoRemove,
+    /// `PAYLOAD_BYTES`: size of the padding stored with each new session.
     pub payload_bytes: usize,
     /// HTTPS settings, when `TLS_CERT` and `TLS_KEY` are set.
     pub https: Option<Https>,
@@ -113,7 +122,12 @@ where
 }
 
 impl Config {
-    pub(crate) fn from_env() -> Result<Self> {
+    /// Reads every variable.
+    ///
+    /// # Errors
+    ///
+    /// A variable that is missing (`MONGODB_URI`) or malformed, named with what to do.
+    pub fn from_env() -> Result<Self> {
         let file = |name: &str| -> Result<Option<PathBuf>> {
             match var(name)? {
                 None => Ok(None),

@@ -1,8 +1,8 @@
-//! The HTTP contract (docs/CONTRACT.md) checked against the Rocket example over real
+//! The HTTP contract (docs/CONTRACT.md) checked against the contract-rocket server over real
 //! HTTP and a real MongoDB: the same cases as every other example.
 //!
 //! Needs `MONGODB_URI` (and `MONGOD_BIN` for the outage case); without them the cases
 //! print `skipping live test: ...` and pass, except under `CI` or
 //! `SESSION_STORE_REQUIRE_MONGO=1`. `cargo xtask test` sets everything up.
 
-session_store_testkit::contract_tests!(env!("CARGO_BIN_EXE_example-rocket"));
+session_store_testkit::contract_tests!(env!("CARGO_BIN_EXE_contract-rocket"));

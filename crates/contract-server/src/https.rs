@@ -16,10 +16,6 @@
 //!
 //! Each request reaches the handler with its whole body read, with the connection's
 //! peer address and verified client certificate ([`Conn`]).
-//!
-//! Shared by the examples that serve HTTPS themselves (Axum, and Rocket's front), so that
-//! each can be copied alone; `cargo xtask ci` checks the copies are identical. Change it
-//! in examples/axum and copy it to the others.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,16 +33,16 @@ use tokio_rustls::server::TlsStream;
 use crate::client_cert::ClientCert;
 
 /// How long a client may take to complete the TLS handshake.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to send a request's headers, from the handshake or from
 /// the previous response: also how long a kept-alive connection may stay idle.
-pub(crate) const REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request body read; a larger one is answered `413`.
-pub(crate) const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Connections served at once; further clients wait in the kernel's backlog.
-pub(crate) const MAX_CONNECTIONS: usize = 1024;
+pub const MAX_CONNECTIONS: usize = 1024;
 /// How long open connections get to finish their request once shutdown begins.
-pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The pause after an accept error before accepting again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// How often a connection checks that its request headers are not late.
@@ -54,7 +50,7 @@ const HEADER_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// The connection a request came on.
 #[derive(Debug, Clone)]
-pub(crate) struct Conn {
+pub struct Conn {
     /// The client's address.
     pub peer: SocketAddr,
     /// The client certificate the TLS handshake verified (mutual TLS), if any.
@@ -64,7 +60,7 @@ pub(crate) struct Conn {
 /// Serves HTTPS on `listener` until `shutdown` completes, handing each request, its body
 /// read in full within `body_timeout`, to `handler`; see the module docs for the bounds.
 /// Returns once the open connections are done, or [`SHUTDOWN_GRACE`] after `shutdown`.
-pub(crate) async fn serve<H, F, B>(
+pub async fn serve<H, F, B>(
     listener: TcpListener,
     tls: rustls::ServerConfig,
     body_timeout: Duration,

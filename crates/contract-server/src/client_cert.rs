@@ -1,14 +1,10 @@
 //! The identity of a verified client certificate, for `/whoami` and
 //! `BIND_SESSION_TO_CLIENT_CERT`: its subject and issuer (RFC 2253), serial number,
 //! validity (RFC 3339) and SHA-256 fingerprint.
-//!
-//! Shared: this file is the same in every example, so that each example can be copied
-//! alone; `cargo xtask ci` checks the copies are identical. Change it in examples/axum and
-//! copy it to the others.
 
 /// A verified client certificate, as `/whoami` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ClientCert {
+pub struct ClientCert {
     /// Subject, RFC 2253.
     pub subject: String,
     /// Issuer, RFC 2253.
@@ -17,6 +13,7 @@ pub(crate) struct ClientCert {
     pub serial: String,
     /// Start and end of validity, RFC 3339 in UTC (`2026-12-01T05:00:00Z`).
     pub not_before: String,
+    /// End of validity, as `not_before`.
     pub not_after: String,
     /// SHA-256 of the DER certificate, lowercase hex.
     pub fingerprint_sha256: String,
@@ -24,7 +21,7 @@ pub(crate) struct ClientCert {
 
 impl ClientCert {
     /// Reads a DER certificate (already verified by the TLS handshake).
-    pub(crate) fn from_der(der: &[u8]) -> Self {
+    pub fn from_der(der: &[u8]) -> Self {
         let fingerprint_sha256 = hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref());
         let mut cert = Self {
             subject: String::new(),
@@ -50,7 +47,7 @@ impl ClientCert {
     }
 
     /// The `/whoami` answer.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
+    pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "subject": self.subject,
             "issuer": self.issuer,

@@ -1,19 +1,19 @@
-//! The session store the example serves: the MongoDB backend and the store's options,
+//! The session store the contract server serves: the MongoDB backend and the store's options,
 //! from [`Config`].
-//!
-//! Shared: this file is the same in every example (`crate::adapter` is the example's
-//! adapter crate), so that each example can be copied alone; `cargo xtask ci` checks the
-//! copies are identical. Change it in examples/axum and copy it to the others.
 
 use anyhow::Context as _;
 
-use crate::adapter::core::SessionStore;
-use crate::adapter::mongo::{redact_uri, CacheOptions, MongoBackend};
 use crate::config::Config;
+use session_store_core::SessionStore;
+use session_store_mongo::{redact_uri, CacheOptions, MongoBackend};
 
 /// Connects to MongoDB (checking the connection and TLS files first) and prepares the
 /// sessions collection. Takes the encryption keys out of `config`.
-pub(crate) async fn build_store(config: &mut Config) -> anyhow::Result<SessionStore> {
+///
+/// # Errors
+///
+/// When MongoDB cannot be reached or an option is refused, with the reason.
+pub async fn build_store(config: &mut Config) -> anyhow::Result<SessionStore> {
     let mut backend = MongoBackend::builder()
         .uri(&config.mongodb_uri)
         .collection(&config.collection);

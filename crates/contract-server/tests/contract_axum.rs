@@ -1,4 +1,4 @@
-//! The HTTP contract (docs/CONTRACT.md) checked against the Axum example over real HTTP
+//! The HTTP contract (docs/CONTRACT.md) checked against the contract-axum server over real HTTP
 //! and a real MongoDB: one test per case of `session_store_testkit::contract`, each with
 //! its own server process and database.
 //!
@@ -6,4 +6,4 @@
 //! print `skipping live test: ...` and pass, except under `CI` or
 //! `SESSION_STORE_REQUIRE_MONGO=1`. `cargo xtask test` sets everything up.
 
-session_store_testkit::contract_tests!(env!("CARGO_BIN_EXE_example-axum"));
+session_store_testkit::contract_tests!(env!("CARGO_BIN_EXE_contract-axum"));

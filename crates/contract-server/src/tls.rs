@@ -1,4 +1,4 @@
-//! HTTPS and mutual TLS for the example (`TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`,
+//! HTTPS and mutual TLS for the contract server (`TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`,
 //! `TLS_RELOAD_SECS`): the server's rustls configuration, which follows its files.
 //!
 //! The configuration is built once; its certificate and its client CAs are looked up per
@@ -12,10 +12,6 @@
 //! With mutual TLS, TLS session resumption is off, so that every connection's client
 //! certificate is checked against the current CA bundle and validity (see
 //! [`no_resumption`]).
-//!
-//! Shared: this file is the same in every example, so that each example can be copied
-//! alone; `cargo xtask ci` checks the copies are identical. Change it in examples/axum and
-//! copy it to the others.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -223,7 +219,8 @@ impl ClientCertVerifier for CurrentClientCas {
 }
 
 /// Re-reads the TLS files and applies a usable change; see the module docs.
-pub(crate) struct Reloader {
+#[allow(missing_debug_implementations)] // holds rustls state with no useful Debug
+pub struct Reloader {
     https: Https,
     provider: Arc<CryptoProvider>,
     cert: Arc<CurrentCert>,
@@ -241,7 +238,7 @@ pub(crate) struct Reloader {
 ///
 /// When a file cannot be read or does not hold what its variable names; the error says
 /// which.
-pub(crate) fn server_config(https: &Https) -> anyhow::Result<(rustls::ServerConfig, Reloader)> {
+pub fn server_config(https: &Https) -> anyhow::Result<(rustls::ServerConfig, Reloader)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let applied = Contents::read(https)?;
     let Built { key, verifier } = build(&applied, &provider).with_context(|| {
@@ -301,7 +298,7 @@ fn no_resumption(config: &mut rustls::ServerConfig) {
 impl Reloader {
     /// Checks the files every `TLS_RELOAD_SECS` (never when it is 0) and on each
     /// `SIGHUP`, for as long as the server runs.
-    pub(crate) async fn watch(mut self) {
+    pub async fn watch(mut self) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             Ok(signal) => Some(signal),
