@@ -45,7 +45,7 @@ commands:
         [--sizes 10000,100000,1000000]
         [--seconds 10] [--connections 64]
                                  start a throwaway mongod; benchmark the store against the raw
-                                 driver, each example (and the floor server, Express +
+                                 driver, each contract server (and the floor server, Express +
                                  connect-mongo, the Rust peer) over HTTP under wrk, again
                                  on a one-node replica set with Axum's session cache at 1
                                  and 4 instances, the cache's memory with 100,000 sessions

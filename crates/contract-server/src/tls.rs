@@ -11,7 +11,7 @@
 //!
 //! With mutual TLS, TLS session resumption is off, so that every connection's client
 //! certificate is checked against the current CA bundle and validity (see
-//! [`no_resumption`]).
+//! `no_resumption`).
 
 use std::sync::{Arc, PoisonError, RwLock};
 

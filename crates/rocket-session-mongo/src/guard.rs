@@ -151,6 +151,12 @@ impl Session<'_> {
         self.scope.set_owner(owner);
     }
 
+    /// Names this session in its owner's device list (e.g. the browser, from the
+    /// `User-Agent`), stored with it after the handler; see [`RequestScope::set_label`].
+    pub fn set_label(&self, label: impl Into<String>) {
+        self.scope.set_label(label);
+    }
+
     /// The live sessions of `owner` (this one marked current), most recently seen first;
     /// see [`SessionStore::sessions_of`](session_store_core::SessionStore::sessions_of).
     ///

@@ -47,6 +47,10 @@ pub struct StoredDocument {
     /// `owner`: whose session it is (see [`RequestScope::set_owner`](crate::RequestScope::set_owner)),
     /// as the store writes it (readable, or a keyed digest with a cipher).
     pub owner: Option<String>,
+    /// `label`: the name its owner sees for it in a device list (see
+    /// [`RequestScope::set_label`](crate::RequestScope::set_label)), as the store writes
+    /// it: text, or sealed to the document's key with a cipher.
+    pub label: Option<Payload>,
 }
 
 impl StoredDocument {
@@ -64,6 +68,7 @@ impl StoredDocument {
             lease_token: None,
             lease_until: None,
             owner: None,
+            label: None,
         }
     }
 
@@ -120,6 +125,9 @@ impl StoredDocument {
         if update.owner.is_some() {
             self.owner.clone_from(&update.owner);
         }
+        if update.label.is_some() {
+            self.label.clone_from(&update.label);
+        }
         if self.created_at.is_none() {
             self.created_at = update.created_at;
         }
@@ -148,6 +156,8 @@ pub struct DocumentUpdate {
     pub if_lease: Option<String>,
     /// New `owner`. Default: `None` (left as it is).
     pub owner: Option<String>,
+    /// New `label`, as stored. Default: `None` (left as it is).
+    pub label: Option<Payload>,
     /// `createdAt` for a document that has none (a stored one is never changed).
     /// Default: `None`.
     pub created_at: Option<OffsetDateTime>,
@@ -165,6 +175,7 @@ impl DocumentUpdate {
             if_version: None,
             if_lease: None,
             owner: None,
+            label: None,
             created_at: None,
         }
     }

@@ -66,6 +66,8 @@ impl SessionStore {
                 return Ok((next_id(), Create::Refused));
             }
             let mut doc = self.new_document(scope, data, expires)?;
+            // A handler's label, else the replaced session's (an id rotation keeps it).
+            let label = scope.and_then(RequestScope::label_for_new_session);
             for _ in 0..MAX_CREATE_ATTEMPTS {
                 let id = next_id();
                 doc.key = match self.key_for(scope, &id.to_string()) {
@@ -79,10 +81,17 @@ impl SessionStore {
                 };
                 // Encrypted payloads are bound to their key: encode per attempt.
                 doc.session = Some(self.encode(data, &doc.key)?);
+                doc.label = label
+                    .as_deref()
+                    .map(|l| self.seal_label(l, &doc.key))
+                    .transpose()?;
                 match self.insert(&doc, "create").await? {
                     InsertOutcome::Inserted => {
                         if let Some(scope) = scope {
-                            scope.remember(&doc.key, Base::created(&doc, data.clone()));
+                            scope.remember(
+                                &doc.key,
+                                Base::created(&doc, data.clone(), label.clone()),
+                            );
                         }
                         if let Some(owner) = &doc.owner {
                             self.enforce_owner_cap(owner, &doc.key).await?;

@@ -340,7 +340,7 @@ impl KeyRing {
         })
     }
 
-    /// Parses a key list `keyid:base64,keyid:base64` (the examples' `SESSION_KEYS`);
+    /// Parses a key list `keyid:base64,keyid:base64` (the contract servers' `SESSION_KEYS`);
     /// the first encrypts. Whitespace around entries is ignored.
     ///
     /// # Errors

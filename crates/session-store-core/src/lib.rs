@@ -123,7 +123,7 @@
 //!
 //! With the `metrics` feature the store records, through the
 //! [`metrics`](https://docs.rs/metrics) facade (a no-op until the application installs a
-//! recorder such as `metrics-exporter-prometheus`; the examples serve them on
+//! recorder such as `metrics-exporter-prometheus`; the contract servers serve them on
 //! `GET /metrics` with `METRICS=1`):
 //!
 //! | metric | type | labels | meaning |
@@ -149,6 +149,7 @@
 //! | `version` | 64-bit integer | from the first payload rewrite on: how many times the payload was written (absent: 0); saves are conditional on it |
 //! | `leaseToken` / `leaseUntil` | string / date | with [`serialize_requests`](SessionStoreBuilder::serialize_requests), while a request holds the session: its random token and when the lease runs out |
 //! | `owner` | string | when the session has an owner ([`RequestScope::set_owner`], kept across id rotation, or named by `owner_from`): the owner as given, or `h:<hex>` (an HMAC-SHA-256 of it) with an [`owner_key`](SessionStoreBuilder::owner_key); a backend indexes it to list a user's sessions |
+//! | `label` | string, or binary (sealed) with a `cipher` | when a handler named the session ([`RequestScope::set_label`], kept across id rotation): at most [`MAX_LABEL_CHARS`] characters; with a cipher sealed to the document's `_id` and the field, re-sealed with the current key with the payload |
 //!
 //! Dates have millisecond precision (BSON's); the store truncates before it writes, so
 //! every backend compares the same instants. Nothing else is written.
@@ -194,6 +195,7 @@ pub use memory::MemoryBackend;
 pub use options::{AutoRemove, IdAtRest, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_WAIT, DEFAULT_TTL};
 pub use owner::{Revocation, SessionInfo};
 pub use save::{SaveOutcome, MAX_MERGE_ATTEMPTS};
+pub use scope::MAX_LABEL_CHARS;
 pub use scope::{RequestScope, Scoped, SessionBinding};
 pub use store::{LoadedSession, SessionStore};
 pub use time;

@@ -42,6 +42,9 @@ pub struct SessionInfo {
     pub last_seen: Option<OffsetDateTime>,
     /// Whether it is the session of the request asking (its scope loaded it).
     pub current: bool,
+    /// The name set for it with [`RequestScope::set_label`](crate::RequestScope::set_label)
+    /// (e.g. the browser it was opened in), if any.
+    pub label: Option<String>,
 }
 
 /// What [`SessionStore::revoke_all`] did.
@@ -119,6 +122,7 @@ impl SessionStore {
                     handle: handle_of(&d.key),
                     created: d.created_at,
                     last_seen: d.updated_at.or(d.last_modified),
+                    label: d.label.as_ref().and_then(|l| self.open_label(l, &d.key)),
                     current: scope.is_some_and(|s| s.knows(&d.key)),
                 })
                 .collect();
@@ -298,10 +302,11 @@ mod tests {
             created: Some(datetime!(2026-12-05 10:00:00 UTC)),
             last_seen: None,
             current: true,
+            label: Some("Firefox".into()),
         };
         assert_eq!(
             serde_json::to_string(&info).unwrap(),
-            r#"{"handle":"h1","created":"2026-12-05T10:00:00Z","last_seen":null,"current":true}"#
+            r#"{"handle":"h1","created":"2026-12-05T10:00:00Z","last_seen":null,"current":true,"label":"Firefox"}"#
         );
     }
 }

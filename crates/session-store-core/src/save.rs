@@ -137,6 +137,10 @@ impl SessionStore {
             (Some(_), None) => true,
         };
         let new_owner = self.new_owner(scope, base.as_ref(), data)?;
+        // A label the handler set that the document does not have yet.
+        let new_label = scope
+            .and_then(RequestScope::label)
+            .filter(|l| base.as_ref().and_then(|b| b.label.as_ref()) != Some(l));
         let owned = new_owner.is_some() || base.as_ref().is_some_and(|b| b.owner.is_some());
         // A session stored without a creation time (before `max_lifetime`, or moved
         // from another store) is bounded from its first write under it.
@@ -149,7 +153,9 @@ impl SessionStore {
             crate::options::span(options.touch_after),
             now,
         ) {
-            WritePlan::Skip if new_owner.is_some() || record_created => WritePlan::Touch,
+            WritePlan::Skip if new_owner.is_some() || new_label.is_some() || record_created => {
+                WritePlan::Touch
+            }
             other => other,
         };
         if write_plan == WritePlan::Skip {
@@ -183,6 +189,10 @@ impl SessionStore {
         update.last_modified = self.last_modified(now);
         update.updated_at = self.updated_at(now).or(owned.then_some(now));
         update.owner.clone_from(&new_owner);
+        update.label = new_label
+            .as_deref()
+            .map(|l| self.seal_label(l, &key))
+            .transpose()?;
         update.if_lease.clone_from(&lease);
         if let Some(payload) = &written {
             update.session = Some(self.encode(payload, &key)?);
@@ -258,6 +268,7 @@ impl SessionStore {
                     expires: Some(update.expires),
                     created_at: b.created_at.or(update.created_at),
                     owner: update.owner.or(b.owner),
+                    label: new_label.or(b.label),
                 },
             );
         }

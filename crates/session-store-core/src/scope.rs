@@ -98,6 +98,10 @@ pub struct RequestScope {
     inner: Arc<ScopeInner>,
 }
 
+/// The longest label kept, in characters ([`RequestScope::set_label`] cuts a longer one):
+/// room for a browser's whole `User-Agent`.
+pub const MAX_LABEL_CHARS: usize = 256;
+
 #[derive(Default)]
 struct ScopeInner {
     binding: Option<Arc<str>>,
@@ -116,6 +120,11 @@ struct ScopeState {
     ended_owner: Option<String>,
     /// The owner a handler set for this request's session.
     owner: Option<String>,
+    /// The label of a session this request loaded and then ended (inherited like
+    /// `ended_owner`).
+    ended_label: Option<String>,
+    /// The label a handler set for this request's session.
+    label: Option<String>,
     /// Leases this request holds and has not released, by storage key.
     leases: HashMap<String, Held>,
     /// A session this request loaded was ended by someone else during the request.
@@ -124,12 +133,14 @@ struct ScopeState {
     failure: Option<StoreFailure>,
 }
 
-/// The stored times and owner a load hands to the request's scope.
+/// The stored times, owner and label a load hands to the request's scope.
 #[derive(Debug, Clone)]
 pub(crate) struct Stamps {
     pub(crate) last_modified: Option<OffsetDateTime>,
     pub(crate) created_at: Option<OffsetDateTime>,
     pub(crate) owner: Option<String>,
+    /// The stored label, opened.
+    pub(crate) label: Option<String>,
 }
 
 /// What a request knows of one session: the state its changes are measured against.
@@ -150,6 +161,8 @@ pub(crate) struct Base {
     pub(crate) created_at: Option<OffsetDateTime>,
     /// The stored `owner`, if any.
     pub(crate) owner: Option<String>,
+    /// The stored `label`, opened, if any.
+    pub(crate) label: Option<String>,
 }
 
 impl Base {
@@ -168,11 +181,12 @@ impl Base {
             expires: Some(expires),
             created_at: stamps.created_at,
             owner: stamps.owner,
+            label: stamps.label,
         }
     }
 
-    /// What a create inserted: `doc`, holding `data`.
-    pub(crate) fn created(doc: &StoredDocument, data: SessionData) -> Self {
+    /// What a create inserted: `doc`, holding `data`, labelled `label`.
+    pub(crate) fn created(doc: &StoredDocument, data: SessionData, label: Option<String>) -> Self {
         Self {
             version: 0,
             data: Arc::new(data),
@@ -181,6 +195,7 @@ impl Base {
             expires: doc.expires,
             created_at: doc.created_at,
             owner: doc.owner.clone(),
+            label,
         }
     }
 
@@ -315,6 +330,37 @@ impl RequestScope {
         self.lock().owner = Some(owner.into());
     }
 
+    /// Names this request's session for its owner's device list (e.g. at login, the
+    /// browser from the `User-Agent`, or what the user typed): stored with the session by
+    /// this request's create or save, listed in
+    /// [`SessionInfo::label`](crate::SessionInfo::label), kept across id rotations. At
+    /// most [`MAX_LABEL_CHARS`](MAX_LABEL_CHARS) characters are kept. With a
+    /// cipher it is stored sealed, like the data. From a handler, use the adapter's way
+    /// (`SessionOwnerExt::set_label` in Axum and Actix Web, `Session::set_label` in
+    /// Rocket).
+    ///
+    /// ```
+    /// use session_store_core::{MemoryBackend, RequestScope, SessionData, SessionStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = SessionStore::builder(MemoryBackend::new()).build().await?;
+    /// let login = RequestScope::new();
+    /// login.set_owner("user-42");
+    /// login.set_label("Firefox on Linux");
+    /// store.in_scope(&login).create(&SessionData::new(), None).await?;
+    /// let devices = store.sessions_of("user-42").await?;
+    /// assert_eq!(devices[0].label.as_deref(), Some("Firefox on Linux"));
+    /// # Ok::<(), session_store_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn set_label(&self, label: impl Into<String>) {
+        let mut label = label.into();
+        if let Some((cut, _)) = label.char_indices().nth(crate::MAX_LABEL_CHARS) {
+            label.truncate(cut);
+        }
+        self.lock().label = Some(label);
+    }
+
     /// The scope of the request whose future is running in [`run`](RequestScope::run),
     /// if any: what an adapter's store reads once per call, at its boundary, to pass on
     /// with [`SessionStore::in_scope`](crate::SessionStore::in_scope).
@@ -372,6 +418,9 @@ impl RequestScope {
                 if state.ended_owner.is_none() {
                     state.ended_owner = base.owner;
                 }
+                if state.ended_label.is_none() {
+                    state.ended_label = base.label;
+                }
             } else {
                 state.ended = true;
             }
@@ -381,6 +430,22 @@ impl RequestScope {
     /// The owner a handler set in this request ([`RequestScope::set_owner`]).
     pub(crate) fn owner(&self) -> Option<String> {
         self.lock().owner.clone()
+    }
+
+    /// The label a handler set in this request ([`RequestScope::set_label`]).
+    pub(crate) fn label(&self) -> Option<String> {
+        self.lock().label.clone()
+    }
+
+    /// The label a session this request creates gets: the one a handler set, else that
+    /// of the sessions it loaded (those it ended included).
+    pub(crate) fn label_for_new_session(&self) -> Option<String> {
+        let state = self.lock();
+        state
+            .label
+            .clone()
+            .or_else(|| state.bases.values().find_map(|b| b.label.clone()))
+            .or_else(|| state.ended_label.clone())
     }
 
     /// The stored owner of the sessions this request loaded (those it ended included).

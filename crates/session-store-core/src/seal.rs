@@ -80,6 +80,32 @@ impl SessionStore {
         options.format.decode(&inner).map_err(undecodable)
     }
 
+    /// A session's label as stored under `key`: text, or sealed with the cipher (bound to
+    /// the key and to the `label` field, so neither another document's label nor a
+    /// payload opens as this one).
+    pub(crate) fn seal_label(&self, label: &str, key: &str) -> Result<Payload, Error> {
+        match &self.inner.options.cipher {
+            None => Ok(Payload::Text(label.to_owned())),
+            Some(cipher) => cipher
+                .seal(label.as_bytes(), &label_binding(key))
+                .map(Payload::Binary)
+                .map_err(Error::Encrypt),
+        }
+    }
+
+    /// The label stored under `key`, if it opens: with a cipher, a label stored in clear
+    /// or sealed with a key no longer in the ring reads as none.
+    pub(crate) fn open_label(&self, stored: &Payload, key: &str) -> Option<String> {
+        match (&self.inner.options.cipher, stored) {
+            (None, Payload::Text(label)) => Some(label.clone()),
+            (Some(cipher), Payload::Binary(sealed)) => cipher
+                .open(sealed, &label_binding(key))
+                .ok()
+                .and_then(|plain| String::from_utf8(plain).ok()),
+            _ => None,
+        }
+    }
+
     /// Whether `doc`'s payload is sealed with a key other than the cipher's current one.
     pub(crate) fn sealed_with_an_old_key(&self, doc: &StoredDocument) -> bool {
         match (&self.inner.options.cipher, &doc.session) {
@@ -97,9 +123,22 @@ impl SessionStore {
     /// The version condition is enough: a request's lease is not a condition here, since
     /// a conditional write on the lease also releases it and the request keeps its turn
     /// until its own save.
-    pub(crate) async fn reseal(&self, session: &LoadedSession, version: i64) -> i64 {
-        let payload = match self.encode(&session.data, &session.key) {
-            Ok(payload) => payload,
+    pub(crate) async fn reseal(
+        &self,
+        session: &LoadedSession,
+        version: i64,
+        label: Option<&str>,
+    ) -> i64 {
+        let sealed = self
+            .encode(&session.data, &session.key)
+            .and_then(|payload| {
+                let label = label
+                    .map(|l| self.seal_label(l, &session.key))
+                    .transpose()?;
+                Ok((payload, label))
+            });
+        let (payload, label) = match sealed {
+            Ok(sealed) => sealed,
             Err(e) => {
                 tracing::warn!(error = %error_chain(&e), "re-sealing with the current key failed");
                 return version;
@@ -107,6 +146,7 @@ impl SessionStore {
         };
         let mut update = DocumentUpdate::new(session.expires);
         update.session = Some(payload);
+        update.label = label;
         update.if_version = Some(version);
         match self
             .inner
@@ -128,4 +168,9 @@ impl SessionStore {
             }
         }
     }
+}
+
+/// What a label is sealed to: its document's key and its field.
+fn label_binding(key: &str) -> String {
+    format!("{key}\u{0}label")
 }

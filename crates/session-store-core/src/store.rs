@@ -151,7 +151,9 @@ impl SessionStore {
             match self.decode(doc, self.now()) {
                 Ok(Some((session, stamps))) => {
                     if stale_seal {
-                        version = self.reseal(&session, version).await;
+                        version = self
+                            .reseal(&session, version, stamps.label.as_deref())
+                            .await;
                     }
                     // A second load in one request keeps the first as the base: the
                     // framework's data came from the first.
@@ -294,6 +296,10 @@ impl SessionStore {
             last_modified: doc.last_modified,
             created_at: doc.created_at,
             owner: doc.owner,
+            label: doc
+                .label
+                .as_ref()
+                .and_then(|l| self.open_label(l, &doc.key)),
         };
         let session = LoadedSession {
             key: doc.key,

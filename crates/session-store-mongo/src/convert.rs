@@ -17,6 +17,7 @@ pub(crate) const VERSION: &str = "version";
 pub(crate) const LEASE_TOKEN: &str = "leaseToken";
 pub(crate) const LEASE_UNTIL: &str = "leaseUntil";
 pub(crate) const OWNER: &str = "owner";
+pub(crate) const LABEL: &str = "label";
 
 pub(crate) fn to_bson_date(t: OffsetDateTime) -> DateTime {
     let millis = t.unix_timestamp_nanos() / 1_000_000;
@@ -131,6 +132,7 @@ pub(crate) fn from_document(mut d: Document) -> StoredDocument {
         Some(Bson::String(s)) => Some(s),
         _ => None,
     };
+    out.label = d.remove(LABEL).map(payload_from_bson);
     out
 }
 
@@ -159,6 +161,9 @@ pub(crate) fn to_document(s: &StoredDocument) -> Document {
     }
     if let Some(owner) = &s.owner {
         d.insert(OWNER, owner);
+    }
+    if let Some(label) = &s.label {
+        d.insert(LABEL, payload_to_bson(label));
     }
     d
 }
@@ -201,6 +206,9 @@ pub(crate) fn update_modifiers(u: &DocumentUpdate) -> Document {
     }
     if let Some(owner) = &u.owner {
         set.insert(OWNER, owner);
+    }
+    if let Some(label) = &u.label {
+        set.insert(LABEL, payload_to_bson(label));
     }
     let mut modifiers = doc! { "$set": set };
     if u.session.is_some() {

@@ -1,8 +1,9 @@
 //! A user's sessions against a real mongod: the queries use the `owner` index.
 
 use futures_util::TryStreamExt as _;
+use session_store_core::crypto::{EncryptionKey, KeyRing};
 use session_store_core::{AutoRemove, RequestScope, SessionData, SessionStore};
-use session_store_mongo::mongodb::bson::{doc, DateTime, Document};
+use session_store_mongo::mongodb::bson::{doc, Bson, DateTime, Document};
 use session_store_mongo::{MongoBackend, OWNER_INDEX_NAME};
 use session_store_testkit::live::{self, TestDb};
 
@@ -95,4 +96,92 @@ async fn revoking_a_users_sessions_uses_the_owner_index() {
         "other users' sessions must stay"
     );
     db.drop_and_shutdown().await;
+}
+
+/// A store on `db` with `keys` (first encrypts; none: no cipher).
+async fn store_with_keys(db: &TestDb, keys: &[(&str, u8)]) -> SessionStore {
+    let backend = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    let mut builder = SessionStore::builder(backend).auto_remove(AutoRemove::Disabled);
+    if !keys.is_empty() {
+        let ring = KeyRing::new(
+            keys.iter()
+                .map(|(id, byte)| EncryptionKey::new(id, &[*byte; 32]).unwrap()),
+        )
+        .unwrap();
+        builder = builder.cipher(ring).owner_key([7u8; 32]);
+    }
+    builder.build().await.unwrap()
+}
+
+/// A login labels its session; the device list shows the label; an id rotation keeps it
+/// and a later request can change it. With a cipher the stored label is sealed (the
+/// document holds no readable label), and after a key rotation it still lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_is_listed_kept_across_id_rotation_and_sealed_with_a_cipher() {
+    let Some(uri) = live::mongo_uri() else { return };
+    for keys in [&[][..], &[("k1", 1)][..]] {
+        let db = TestDb::new(&uri, "labels").await.expect("test database");
+        let store = store_with_keys(&db, keys).await;
+        let login = RequestScope::new();
+        login.set_owner("ann");
+        login.set_label("Firefox on Linux");
+        let id = store
+            .in_scope(&login)
+            .create(&SessionData::new(), None)
+            .await
+            .unwrap();
+        let listed = store.sessions_of("ann").await.unwrap();
+        assert_eq!(listed[0].label.as_deref(), Some("Firefox on Linux"));
+
+        // An id rotation (load, destroy, create in one request) keeps the label.
+        let rotation = RequestScope::new();
+        let scoped = store.in_scope(&rotation);
+        let data = scoped.load(id.as_str()).await.unwrap().unwrap().data;
+        scoped.destroy(id.as_str()).await.unwrap();
+        let id = scoped.create(&data, None).await.unwrap();
+        let listed = store.sessions_of("ann").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].label.as_deref(), Some("Firefox on Linux"));
+
+        // A later request renames it with an otherwise unchanged save.
+        let rename = RequestScope::new();
+        let scoped = store.in_scope(&rename);
+        let data = scoped.load(id.as_str()).await.unwrap().unwrap().data;
+        rename.set_label("Work laptop");
+        scoped.save(id.as_str(), &data, None).await.unwrap();
+        let listed = store.sessions_of("ann").await.unwrap();
+        assert_eq!(listed[0].label.as_deref(), Some("Work laptop"));
+
+        let stored = db
+            .db()
+            .collection::<Document>("sessions")
+            .find_one(doc! {})
+            .await
+            .unwrap()
+            .unwrap();
+        let label = stored.get("label").expect("a label is stored");
+        if keys.is_empty() {
+            assert_eq!(label.as_str(), Some("Work laptop"));
+        } else {
+            let Bson::Binary(sealed) = label else {
+                panic!("with a cipher the label is sealed: {label:?}")
+            };
+            assert!(
+                !sealed.bytes.windows(4).any(|w| w == b"Work"),
+                "the sealed label holds the plaintext"
+            );
+            // A rotation: a new key encrypts, the old one still opens.
+            store.close().await.ok();
+            let rotated = store_with_keys(&db, &[("k2", 2), ("k1", 1)]).await;
+            let listed = rotated.sessions_of("ann").await.unwrap();
+            assert_eq!(listed[0].label.as_deref(), Some("Work laptop"));
+            rotated.close().await.ok();
+        }
+        db.drop_and_shutdown().await;
+    }
 }

@@ -1,7 +1,7 @@
 //! The HTTP contract suite (`docs/CONTRACT.md` in the repository), written once and run unchanged against
-//! every example server (Axum, Actix, Rocket) over real HTTP with a real MongoDB.
+//! every contract server (Axum, Actix, Rocket) over real HTTP with a real MongoDB.
 //!
-//! Each case starts the example's binary as a child process (`ServerUnderTest`) on a
+//! Each case starts the contract server's binary as a child process (`ServerUnderTest`) on a
 //! free port with a database of its own, talks to it with a plain HTTP client (no cookie
 //! store: `Set-Cookie` is parsed by [`SetCookie`] so its attributes can be asserted), looks
 //! at the stored documents directly in MongoDB, then kills the server and drops the
@@ -81,7 +81,7 @@ use crate::mongod::{client_uri, PrivateMongod, Security};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "sid";
-/// The collection the examples use by default.
+/// The collection the contract servers use by default.
 pub const COLLECTION: &str = "sessions";
 
 /// How long a server may take to answer `GET /health` after it starts.
@@ -123,9 +123,9 @@ const CONTRACT_VARS: &[&str] = &[
     "COOKIE_KEY",
 ];
 
-/// `COOKIE_KEY` for every server under test: the Actix example's cookie-signing secret
+/// `COOKIE_KEY` for every server under test: `contract-actix`'s cookie-signing secret
 /// (actix-session signs its cookie), fixed so that a cookie outlives a server restart as it
-/// would in production. The other examples ignore it.
+/// would in production. The other contract servers ignore it.
 pub const TEST_COOKIE_KEY: &str = "contract-suite-cookie-signing-secret-0123456789abcdef";
 
 /// Test encryption keys for `SESSION_KEYS`: 32 bytes of 0x01, 0x02, 0x03.
@@ -135,8 +135,8 @@ const KEY_3: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
 /// `SESSION_OWNER_KEY` for cases with `SESSION_KEYS`: 32 bytes of 0x07.
 const OWNER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
-/// Generates one `#[tokio::test]` per contract case against the example binary at `bin`
-/// (typically `env!("CARGO_BIN_EXE_<name>")`). Each test owns the prologue: it makes the
+/// Generates one `#[tokio::test]` per contract case against the contract server binary at
+/// `bin` (typically `env!("CARGO_BIN_EXE_<name>")`). Each test owns the prologue: it makes the
 /// [`Target`] (skipping, or failing under `CI`, without a MongoDB) and runs
 /// `session_store_testkit::contract::<case>(&target)`.
 #[macro_export]

@@ -1,14 +1,15 @@
-//! Test suites shared by every backend and every example, so each guarantee is written
-//! once and checked everywhere:
+//! Test suites shared by every backend and every contract server, so each guarantee is
+//! written once and checked everywhere:
 //!
 //! - [`conformance`]: the backend conformance suite, every [`SessionStore`] guarantee
 //!   checked through a real backend (in-memory here, MongoDB in `session-store-mongo`),
 //!   one test per case via [`backend_conformance!`].
 //!
 //! [`SessionStore`]: session_store_core::SessionStore
-//! - [`contract`]: the HTTP contract every example server serves (`docs/CONTRACT.md` in the repository),
-//!   run over real HTTP against the example's binary and a real MongoDB, one
-//!   `#[tokio::test]` per case via [`contract_tests!`].
+//! - [`contract`]: the HTTP contract every contract server serves (`docs/CONTRACT.md` in
+//!   the repository; the servers are in `crates/contract-server`), run over real HTTP
+//!   against the server's binary and a real MongoDB, one `#[tokio::test]` per case via
+//!   [`contract_tests!`].
 //! - [`live`]: the live-MongoDB policy (read `MONGODB_URI` / `MONGOD_BIN` at run time;
 //!   skip visibly when unset, fail when `CI` or `SESSION_STORE_REQUIRE_MONGO` is set),
 //!   unique database names and a per-test database that is dropped afterwards.
@@ -20,8 +21,8 @@
 //! without it skips the live tests with a visible `skipping live test: ...` line.
 //!
 //! ```no_run
-//! // examples/axum/tests/contract.rs passes env!("CARGO_BIN_EXE_example-axum").
-//! session_store_testkit::contract_tests!("target/debug/example-axum");
+//! // crates/contract-server/tests/contract_axum.rs passes env!("CARGO_BIN_EXE_contract-axum").
+//! session_store_testkit::contract_tests!("target/debug/contract-axum");
 //! # fn main() {}
 //! ```
 

@@ -27,6 +27,16 @@ pub trait SessionOwnerExt {
     /// [`Error::NoRequestScope`] when [`SessionScopeLayer`](crate::SessionScopeLayer) is
     /// not installed: the owner would otherwise be dropped without a word.
     fn set_owner(&self, owner: impl Into<String>) -> Result<(), Error>;
+
+    /// Names this request's session in its owner's device list (e.g. the browser, from
+    /// the `User-Agent`); stored with the session by this request's save, kept across id
+    /// rotations, sealed with a cipher; see
+    /// [`RequestScope::set_label`](session_store_core::RequestScope::set_label).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRequestScope`] when [`SessionScopeLayer`](crate::SessionScopeLayer) is not installed.
+    fn set_label(&self, label: impl Into<String>) -> Result<(), Error>;
 }
 
 impl SessionOwnerExt for Session {
@@ -35,6 +45,14 @@ impl SessionOwnerExt for Session {
             option: "set_owner",
         })?;
         scope.set_owner(owner);
+        Ok(())
+    }
+
+    fn set_label(&self, label: impl Into<String>) -> Result<(), Error> {
+        let scope = RequestScope::current().ok_or(Error::NoRequestScope {
+            option: "set_label",
+        })?;
+        scope.set_label(label);
         Ok(())
     }
 }

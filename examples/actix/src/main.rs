@@ -14,7 +14,8 @@ use actix_session::{Session, SessionMiddleware};
 use actix_session_mongo::{MongoSessionStore, ScopedSessionMiddleware, SessionOwnerExt as _};
 use actix_web::cookie::{time, Key};
 use actix_web::error::{ErrorInternalServerError, ErrorServiceUnavailable, ErrorUnauthorized};
-use actix_web::{web, App, HttpResponse, HttpServer, Result};
+use actix_web::http::header;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Result};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -58,7 +59,11 @@ struct Login {
     user: String,
 }
 
-async fn login(session: Session, login: web::Json<Login>) -> Result<HttpResponse> {
+async fn login(
+    session: Session,
+    request: HttpRequest,
+    login: web::Json<Login>,
+) -> Result<HttpResponse> {
     // ... check the password here ...
     // A new id at a privilege change: the old one stops loading, the data stays.
     session.renew();
@@ -67,6 +72,14 @@ async fn login(session: Session, login: web::Json<Login>) -> Result<HttpResponse
     // error only without `ScopedSessionMiddleware`, a set-up mistake).
     session
         .set_owner(&login.user)
+        .map_err(ErrorInternalServerError)?;
+    // What the device list calls this session: here the browser's `User-Agent`.
+    let agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    session
+        .set_label(agent.unwrap_or("unknown browser"))
         .map_err(ErrorInternalServerError)?;
     Ok(HttpResponse::Ok().json(json!({ "user": login.user })))
 }

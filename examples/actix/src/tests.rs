@@ -25,10 +25,25 @@ async fn app(
     .await
 }
 
-/// One client with its one cookie; `send` keeps what the server sets.
+/// One client: its `User-Agent` and its one cookie.
+struct Browser {
+    agent: &'static str,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(agent: &'static str) -> Self {
+        Self {
+            agent,
+            cookie: None,
+        }
+    }
+}
+
+/// Sends a request as `browser` (a JSON body if given) and keeps the cookie it sets.
 async fn send(
     app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
-    cookie: &mut Option<String>,
+    browser: &mut Browser,
     method: &str,
     path: &str,
     body: Option<&str>,
@@ -36,7 +51,8 @@ async fn send(
     let mut request = test::TestRequest::default()
         .method(method.parse().unwrap())
         .uri(path);
-    if let Some(cookie) = cookie.as_deref() {
+    request = request.insert_header((header::USER_AGENT, browser.agent));
+    if let Some(cookie) = browser.cookie.as_deref() {
         request = request.insert_header((header::COOKIE, cookie.to_owned()));
     }
     if let Some(body) = body {
@@ -47,7 +63,8 @@ async fn send(
     let response = test::call_service(app, request.to_request()).await;
     if let Some(set) = response.headers().get(header::SET_COOKIE) {
         let set = set.to_str().unwrap();
-        *cookie = (!set.contains("Max-Age=0")).then(|| set.split(';').next().unwrap().to_owned());
+        browser.cookie =
+            (!set.contains("Max-Age=0")).then(|| set.split(';').next().unwrap().to_owned());
     }
     let status = response.status();
     let body = response.into_body().try_into_bytes().unwrap_or_default();
@@ -62,7 +79,7 @@ async fn the_counter_counts_per_session() {
         .await
         .unwrap())
     .await;
-    let (mut a, mut b) = (None, None);
+    let (mut a, mut b) = (Browser::new("a"), Browser::new("b"));
     for n in 1..=3 {
         assert_eq!(
             send(&app, &mut a, "GET", "/counter", None).await,
@@ -85,23 +102,24 @@ async fn devices_are_listed_revoked_and_logged_out_everywhere() {
         .await
         .unwrap())
     .await;
-    let (mut laptop, mut phone) = (None, None);
+    let (mut laptop, mut phone) = (Browser::new("laptop"), Browser::new("phone"));
     assert_eq!(
         send(&app, &mut laptop, "GET", "/devices", None).await.0,
         StatusCode::UNAUTHORIZED
     );
-    for cookie in [&mut laptop, &mut phone] {
-        let (status, _) = send(&app, cookie, "POST", "/login", Some(r#"{"user":"ada"}"#)).await;
+    for browser in [&mut laptop, &mut phone] {
+        let (status, _) = send(&app, browser, "POST", "/login", Some(r#"{"user":"ada"}"#)).await;
         assert_eq!(status, StatusCode::OK);
     }
     let (status, body) = send(&app, &mut laptop, "GET", "/devices", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let devices: Vec<Value> = serde_json::from_str(&body).unwrap();
     assert_eq!(devices.len(), 2, "{body}");
-    let phone_handle = devices.iter().find(|d| d["current"] == false).unwrap()["handle"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // Each labelled with its browser; the asking one is `current`.
+    let device = |label: &str| devices.iter().find(|d| d["label"] == label).unwrap();
+    assert_eq!(device("laptop")["current"], true, "{body}");
+    assert_eq!(device("phone")["current"], false, "{body}");
+    let phone_handle = device("phone")["handle"].as_str().unwrap().to_owned();
 
     // The laptop ends the phone's session: the phone is logged out.
     let path = format!("/devices/{phone_handle}");
@@ -129,7 +147,7 @@ async fn devices_are_listed_revoked_and_logged_out_everywhere() {
     .await;
     let (status, body) = send(&app, &mut laptop, "POST", "/logout-everywhere", None).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"ended":2}"#));
-    assert_eq!(laptop, None);
+    assert_eq!(laptop.cookie, None);
     assert_eq!(
         send(&app, &mut phone, "GET", "/devices", None).await.0,
         StatusCode::UNAUTHORIZED
@@ -149,16 +167,16 @@ async fn an_outage_is_a_503_not_a_reset_counter() {
         .await
         .unwrap())
     .await;
-    let mut cookie = None;
+    let mut browser = Browser::new("browser");
     assert_eq!(
-        send(&app, &mut cookie, "GET", "/counter", None).await.0,
+        send(&app, &mut browser, "GET", "/counter", None).await.0,
         StatusCode::OK
     );
     mongod.stop().await.unwrap();
 
     let request = test::TestRequest::get()
         .uri("/counter")
-        .insert_header((header::COOKIE, cookie.unwrap()));
+        .insert_header((header::COOKIE, browser.cookie.unwrap()));
     // The middleware's error, which the server answers with its `error_response()`.
     let error = test::try_call_service(&app, request.to_request())
         .await

@@ -10,7 +10,7 @@
 //! ```
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header::USER_AGENT, HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -19,22 +19,18 @@ use tower_sessions::{cookie::SameSite, Expiry, Session};
 use tower_sessions_mongo::core::SessionInfo;
 use tower_sessions_mongo::{MongoSessionStore, SessionLayer, SessionOwnerExt as _};
 
-type Reply<T> = Result<T, (StatusCode, Json<Value>)>;
+/// A handler's error: a status and a message. A store failure is a `503`, which the layer
+/// completes with `Retry-After` and a JSON body; the store has logged why.
+type Reply<T> = Result<T, (StatusCode, &'static str)>;
 
-/// Any store failure: the layer answers it with `503`, `Retry-After` and a JSON body, and
-/// the store has logged why.
-fn unavailable(_: impl std::fmt::Display) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "error": "try again" })),
-    )
+fn unavailable(_: impl std::fmt::Display) -> (StatusCode, &'static str) {
+    (StatusCode::SERVICE_UNAVAILABLE, "try again")
 }
 
-fn not_logged_in() -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({ "error": "log in first" })),
-    )
+/// `set_owner` and `set_label` fail only without `SessionLayer`: a set-up mistake.
+fn misconfigured(e: impl std::fmt::Display) -> (StatusCode, &'static str) {
+    tracing::error!("{e}");
+    (StatusCode::INTERNAL_SERVER_ERROR, "sessions are not set up")
 }
 
 async fn user(session: &Session) -> Reply<String> {
@@ -42,7 +38,7 @@ async fn user(session: &Session) -> Reply<String> {
         .get("user")
         .await
         .map_err(unavailable)?
-        .ok_or_else(not_logged_in)
+        .ok_or((StatusCode::UNAUTHORIZED, "log in first"))
 }
 
 async fn counter(session: Session) -> Reply<String> {
@@ -61,7 +57,11 @@ struct Login {
     user: String,
 }
 
-async fn login(session: Session, Json(login): Json<Login>) -> Reply<Json<Value>> {
+async fn login(
+    session: Session,
+    headers: HeaderMap,
+    Json(login): Json<Login>,
+) -> Reply<Json<Value>> {
     // ... check the password here ...
     // A new id at a privilege change: the old one stops loading, the data stays.
     session.cycle_id().await.map_err(unavailable)?;
@@ -70,14 +70,12 @@ async fn login(session: Session, Json(login): Json<Login>) -> Reply<Json<Value>>
         .await
         .map_err(unavailable)?;
     // Whose session it is: what the device list and "log out everywhere" look up.
-    // (It fails only without `SessionLayer`, a set-up mistake: a 500.)
-    let misconfigured = |e: tower_sessions_mongo::core::Error| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({ "error": e.to_string() })),
-        )
-    };
     session.set_owner(&login.user).map_err(misconfigured)?;
+    // What the device list calls this session: here the browser's `User-Agent`.
+    let agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
+    session
+        .set_label(agent.unwrap_or("unknown browser"))
+        .map_err(misconfigured)?;
     Ok(Json(json!({ "user": login.user })))
 }
 
@@ -113,10 +111,7 @@ async fn revoke(
         .map_err(unavailable)?
     {
         true => Ok(StatusCode::NO_CONTENT),
-        false => Err((
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no such device" })),
-        )),
+        false => Err((StatusCode::NOT_FOUND, "no such device")),
     }
 }
 

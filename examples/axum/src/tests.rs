@@ -12,20 +12,25 @@ use tower_sessions_mongo::MongoSessionStore;
 /// One client: its cookie jar of one cookie.
 struct Browser {
     app: axum::Router,
+    agent: &'static str,
     cookie: Option<String>,
 }
 
 impl Browser {
-    fn new(app: &axum::Router) -> Self {
+    fn new(app: &axum::Router, agent: &'static str) -> Self {
         Self {
             app: app.clone(),
+            agent,
             cookie: None,
         }
     }
 
     /// Sends a request (a JSON body if given) and keeps the cookie it sets.
     async fn send(&mut self, method: &str, path: &str, body: Option<&str>) -> (StatusCode, String) {
-        let mut request = Request::builder().method(method).uri(path);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::USER_AGENT, self.agent);
         if let Some(cookie) = &self.cookie {
             request = request.header(header::COOKIE, cookie);
         }
@@ -61,7 +66,7 @@ async fn the_counter_counts_per_session() {
     let Some(uri) = live::mongo_uri() else { return };
     let db = TestDb::new(&uri, "ex_axum_counter").await.unwrap();
     let app = app_on(&db).await;
-    let (mut a, mut b) = (Browser::new(&app), Browser::new(&app));
+    let (mut a, mut b) = (Browser::new(&app, "a"), Browser::new(&app, "b"));
     for n in 1..=3 {
         assert_eq!(
             a.send("GET", "/counter", None).await,
@@ -80,7 +85,7 @@ async fn devices_are_listed_revoked_and_logged_out_everywhere() {
     let Some(uri) = live::mongo_uri() else { return };
     let db = TestDb::new(&uri, "ex_axum_devices").await.unwrap();
     let app = app_on(&db).await;
-    let (mut laptop, mut phone) = (Browser::new(&app), Browser::new(&app));
+    let (mut laptop, mut phone) = (Browser::new(&app, "laptop"), Browser::new(&app, "phone"));
     assert_eq!(
         laptop.send("GET", "/devices", None).await.0,
         StatusCode::UNAUTHORIZED
@@ -95,10 +100,11 @@ async fn devices_are_listed_revoked_and_logged_out_everywhere() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let devices: Vec<Value> = serde_json::from_str(&body).unwrap();
     assert_eq!(devices.len(), 2, "{body}");
-    let phone_handle = devices.iter().find(|d| d["current"] == false).unwrap()["handle"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // Each labelled with its browser; the asking one is `current`.
+    let device = |label: &str| devices.iter().find(|d| d["label"] == label).unwrap();
+    assert_eq!(device("laptop")["current"], true, "{body}");
+    assert_eq!(device("phone")["current"], false, "{body}");
+    let phone_handle = device("phone")["handle"].as_str().unwrap().to_owned();
 
     // The laptop ends the phone's session: the phone is logged out.
     let path = format!("/devices/{phone_handle}");
@@ -140,7 +146,7 @@ async fn an_outage_is_a_503_not_a_reset_counter() {
         .await
         .unwrap();
     let app = super::app(store);
-    let mut browser = Browser::new(&app);
+    let mut browser = Browser::new(&app, "browser");
     assert_eq!(
         browser.send("GET", "/counter", None).await.0,
         StatusCode::OK

@@ -11,6 +11,7 @@
 //! ```
 
 use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
 use rocket::serde::json::{json, Json, Value};
 use rocket::serde::Deserialize;
 use rocket::{delete, get, launch, post, routes, Build, Rocket};
@@ -45,14 +46,32 @@ struct Login {
     user: String,
 }
 
+/// The request's `User-Agent`, if any.
+struct UserAgent<'r>(Option<&'r str>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for UserAgent<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(UserAgent(request.headers().get_one("user-agent")))
+    }
+}
+
 #[post("/login", data = "<login>")]
-fn login(session: Session<'_>, login: Json<Login>) -> Result<Json<Value>, Error> {
+fn login(
+    session: Session<'_>,
+    agent: UserAgent<'_>,
+    login: Json<Login>,
+) -> Result<Json<Value>, Error> {
     // ... check the password here ...
     // A new id at a privilege change: the old one stops loading, the data stays.
     session.cycle_id();
     session.insert("user", &login.user)?;
     // Whose session it is: what the device list and "log out everywhere" look up.
     session.set_owner(&login.user);
+    // What the device list calls this session: here the browser's `User-Agent`.
+    session.set_label(agent.0.unwrap_or("unknown browser"));
     Ok(Json(json!({ "user": login.user })))
 }
 

@@ -1,7 +1,7 @@
 //! The app in process (Rocket's local client, no socket) on a real MongoDB:
 //! `MONGODB_URI`, and `MONGOD_BIN` for the outage; `cargo xtask test` sets both.
 
-use rocket::http::{ContentType, Cookie, Status};
+use rocket::http::{ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::Client;
 use rocket::serde::json::Value;
 use session_store_testkit::live::{self, unique_name};
@@ -18,10 +18,25 @@ async fn client(uri: &str, database: &str) -> Client {
         .expect("the app launches")
 }
 
-/// One client with its one cookie; `send` keeps what the server sets.
+/// One client: its `User-Agent` and its one cookie.
+struct Browser {
+    agent: &'static str,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(agent: &'static str) -> Self {
+        Self {
+            agent,
+            cookie: None,
+        }
+    }
+}
+
+/// Sends a request as `browser` (a JSON body if given) and keeps the cookie it sets.
 async fn send(
     client: &Client,
-    cookie: &mut Option<String>,
+    browser: &mut Browser,
     method: &str,
     path: &str,
     body: Option<&str>,
@@ -32,7 +47,8 @@ async fn send(
         "DELETE" => client.delete(path),
         _ => unreachable!(),
     };
-    if let Some((name, value)) = cookie.as_deref().and_then(|c| c.split_once('=')) {
+    request = request.header(Header::new("user-agent", browser.agent));
+    if let Some((name, value)) = browser.cookie.as_deref().and_then(|c| c.split_once('=')) {
         request = request.cookie(Cookie::new(name.to_owned(), value.to_owned()));
     }
     if let Some(body) = body {
@@ -40,7 +56,8 @@ async fn send(
     }
     let response = request.dispatch().await;
     if let Some(set) = response.headers().get_one("set-cookie") {
-        *cookie = (!set.contains("Max-Age=0")).then(|| set.split(';').next().unwrap().to_owned());
+        browser.cookie =
+            (!set.contains("Max-Age=0")).then(|| set.split(';').next().unwrap().to_owned());
     }
     (
         response.status(),
@@ -52,7 +69,7 @@ async fn send(
 async fn the_counter_counts_per_session() {
     let Some(uri) = live::mongo_uri() else { return };
     let client = client(&uri, &unique_name("ex_rocket_counter")).await;
-    let (mut a, mut b) = (None, None);
+    let (mut a, mut b) = (Browser::new("a"), Browser::new("b"));
     for n in 1..=3 {
         assert_eq!(
             send(&client, &mut a, "GET", "/counter", None).await,
@@ -69,23 +86,31 @@ async fn the_counter_counts_per_session() {
 async fn devices_are_listed_revoked_and_logged_out_everywhere() {
     let Some(uri) = live::mongo_uri() else { return };
     let client = client(&uri, &unique_name("ex_rocket_devices")).await;
-    let (mut laptop, mut phone) = (None, None);
+    let (mut laptop, mut phone) = (Browser::new("laptop"), Browser::new("phone"));
     assert_eq!(
         send(&client, &mut laptop, "GET", "/devices", None).await.0,
         Status::Unauthorized
     );
-    for cookie in [&mut laptop, &mut phone] {
-        let (status, _) = send(&client, cookie, "POST", "/login", Some(r#"{"user":"ada"}"#)).await;
+    for browser in [&mut laptop, &mut phone] {
+        let (status, _) = send(
+            &client,
+            browser,
+            "POST",
+            "/login",
+            Some(r#"{"user":"ada"}"#),
+        )
+        .await;
         assert_eq!(status, Status::Ok);
     }
     let (status, body) = send(&client, &mut laptop, "GET", "/devices", None).await;
     assert_eq!(status, Status::Ok, "{body}");
     let devices: Vec<Value> = rocket::serde::json::from_str(&body).unwrap();
     assert_eq!(devices.len(), 2, "{body}");
-    let phone_handle = devices.iter().find(|d| d["current"] == false).unwrap()["handle"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // Each labelled with its browser; the asking one is `current`.
+    let device = |label: &str| devices.iter().find(|d| d["label"] == label).unwrap();
+    assert_eq!(device("laptop")["current"], true, "{body}");
+    assert_eq!(device("phone")["current"], false, "{body}");
+    let phone_handle = device("phone")["handle"].as_str().unwrap().to_owned();
 
     // The laptop ends the phone's session: the phone is logged out.
     let path = format!("/devices/{phone_handle}");
@@ -113,7 +138,7 @@ async fn devices_are_listed_revoked_and_logged_out_everywhere() {
     .await;
     let (status, body) = send(&client, &mut laptop, "POST", "/logout-everywhere", None).await;
     assert_eq!((status, body.as_str()), (Status::Ok, r#"{"ended":2}"#));
-    assert_eq!(laptop, None);
+    assert_eq!(laptop.cookie, None);
     assert_eq!(
         send(&client, &mut phone, "GET", "/devices", None).await.0,
         Status::Unauthorized
@@ -128,9 +153,9 @@ async fn an_outage_is_a_503_not_a_reset_counter() {
     };
     let mut mongod = PrivateMongod::start(&bin).await.unwrap();
     let client = client(&mongod.uri(), "app").await;
-    let mut cookie = None;
+    let mut browser = Browser::new("browser");
     assert_eq!(
-        send(&client, &mut cookie, "GET", "/counter", None).await.0,
+        send(&client, &mut browser, "GET", "/counter", None).await.0,
         Status::Ok
     );
     mongod.stop().await.unwrap();
@@ -139,7 +164,11 @@ async fn an_outage_is_a_503_not_a_reset_counter() {
         .get("/counter")
         .cookie(Cookie::new(
             "sid",
-            cookie.unwrap().trim_start_matches("sid=").to_owned(),
+            browser
+                .cookie
+                .unwrap()
+                .trim_start_matches("sid=")
+                .to_owned(),
         ))
         .dispatch()
         .await;

@@ -12,7 +12,7 @@
 //! server wrote (`serverStatus` `metrics.document`). The floor finds and updates by
 //! `_id` alone (the server's fast path) and its collection has the store's TTL index. Timings are reported, never asserted.
 //!
-//! The HTTP part ([`http`]) runs each example server, and Express + connect-mongo for
+//! The HTTP part ([`http`]) runs each contract server, and Express + connect-mongo for
 //! comparison, under wrk.
 //!
 //! Arguments: `--uri URI` (else `MONGODB_URI`), `--out FILE` (the markdown report),
@@ -860,7 +860,7 @@ async fn http_section(args: &Args, db: &Database, version: &str, topology: &str)
     let _ = writeln!(report, "## HTTP end to end ({topology})\n");
     let _ = writeln!(
         report,
-        "{} UTC; {}; mongod {version}; release builds of the examples; \
+        "{} UTC; {}; mongod {version}; release builds of the contract servers; \
          wrk with {} connections, one session per connection (created beforehand), {} s per \
          run; `PAYLOAD_BYTES` 900 (~1 KB session), `TOUCH_AFTER_SECS` 3600; {} round(s), \
          req/s is the median; writes/req are documents written (serverStatus metrics.document); start-up is process \

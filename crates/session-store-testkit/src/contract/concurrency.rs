@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{expect_no_set_cookie, expect_reply, Case, Ctx, Reply, ServerUnderTest, Target};
 
-/// Two instances of one example on one database, and the collection they share.
+/// Two instances of one contract server on one database, and the collection they share.
 struct Pair {
     ctx: Arc<Ctx>,
     sessions: mongodb::Collection<mongodb::bson::Document>,

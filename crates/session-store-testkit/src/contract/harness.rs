@@ -2,8 +2,8 @@
 
 use super::*;
 
-/// What each generated test hands its case: the example binary and the MongoDB the suite
-/// runs against. [`contract_tests!`](crate::contract_tests) makes it before calling the
+/// What each generated test hands its case: the contract server binary and the MongoDB the
+/// suite runs against. [`contract_tests!`](crate::contract_tests) makes it before calling the
 /// case, so the live policy (skip, or fail under `CI`, without a MongoDB) is applied in one
 /// place and no case repeats it.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct Target {
 }
 
 impl Target {
-    /// The example binary at `bin` against `MONGODB_URI`, or `None` after the
+    /// The contract server binary at `bin` against `MONGODB_URI`, or `None` after the
     /// [`live`](crate::live) policy's skip line (under `CI` it panics instead).
     pub fn from_env(bin: impl AsRef<Path>) -> Option<Self> {
         Some(Self {

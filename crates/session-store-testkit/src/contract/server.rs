@@ -1,4 +1,4 @@
-//! The server under test: an example binary as a child process, and its replies.
+//! The server under test: a contract server binary as a child process, and its replies.
 
 use super::*;
 
@@ -64,7 +64,7 @@ impl fmt::Display for Reply {
     }
 }
 
-/// An example server binary running as a child process on a free loopback port, with
+/// A contract server binary running as a child process on a free loopback port, with
 /// its output in a log file. Killed on drop.
 #[derive(Debug)]
 pub(crate) struct ServerUnderTest {

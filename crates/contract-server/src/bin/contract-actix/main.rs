@@ -1,8 +1,8 @@
-//! Actix Web example: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
+//! contract-actix: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
 //! actix-session on MongoDB through `actix-session-mongo`.
 //!
-//! Run it with `cargo xtask demo --framework actix`, which starts a throwaway mongod
-//! first. Besides the contract's variables it reads `COOKIE_KEY`, the secret that
+//! Run it with `MONGODB_URI=... cargo run -p contract-server --bin contract-actix`.
+//! Besides the contract's variables it reads `COOKIE_KEY`, the secret that
 //! actix-session's cookie protection needs (generated at start-up when unset).
 //!
 //! Overlapping requests: `ScopedSessionMiddleware` (the session middleware inside its request scope) lets the store

@@ -1,11 +1,11 @@
-//! Axum example: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
+//! contract-axum: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
 //! tower-sessions on MongoDB through `tower-sessions-mongo`.
 //!
 //! Overlapping requests: `SessionLayer` (the session manager inside its request scope) lets the store
 //! judge each request against what it loaded; `SESSION_SERIALIZE=1` runs a session's
 //! requests one at a time on every instance.
 //!
-//! Run it with `cargo xtask demo`, which starts a throwaway mongod first.
+//! Run it with `MONGODB_URI=... cargo run -p contract-server --bin contract-axum`.
 
 use contract_server::client_cert;
 use contract_server::config;

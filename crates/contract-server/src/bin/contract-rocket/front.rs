@@ -1,6 +1,6 @@
-//! HTTPS for the Rocket example. Rocket 0.5's own TLS listener has no handshake,
+//! HTTPS for contract-rocket. Rocket 0.5's own TLS listener has no handshake,
 //! request-header or request-body time-out, and cannot reload its certificate, so
-//! `https.rs` serves TLS and HTTP/1.1 (hyper) with the bounds the other examples have,
+//! `https.rs` serves TLS and HTTP/1.1 (hyper) with the bounds the other contract servers have,
 //! and hands each request to Rocket in-process, through Rocket's local client
 //! ([`rocket::local::asynchronous::Client`], untracked: it keeps no cookies between
 //! requests). Rocket itself opens no TCP port: the public HTTPS port is the only way in.

@@ -1,8 +1,7 @@
-//! Rocket example: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
+//! contract-rocket: serves the session HTTP contract (docs/CONTRACT.md in this repository) with
 //! `rocket-session-mongo`'s fairing and `Session` guard on MongoDB.
 //!
-//! Run it with `cargo xtask demo --framework rocket`, which starts a throwaway mongod
-//! first.
+//! Run it with `MONGODB_URI=... cargo run -p contract-server --bin contract-rocket`.
 //!
 //! Overlapping requests: the fairing judges each request against what it loaded;
 //! `SESSION_SERIALIZE=1` runs a session's requests one at a time on every instance.
