@@ -271,6 +271,16 @@ pub trait DocumentBackend: Send + Sync + 'static {
     /// Deletes the document with this key, expired or not; `Ok(false)` when none existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
+    /// Moves `updatedAt` of the document under `key`, if unexpired at `at`, forward to
+    /// `at` (never back: a later one is kept); nothing else changes. A request used the
+    /// session without writing it: its owner's "last seen". `Ok(false)` when no unexpired
+    /// document has the key.
+    fn record_seen(
+        &self,
+        key: &str,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
     /// The unexpired documents whose `owner` is one of `owners`, their payload left out
     /// (`None`): an owner's sessions (under its current and earlier tags), for listing
     /// and revoking.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
+use time::OffsetDateTime;
 
 use crate::backend::{Acquire, StoredDocument};
 use crate::clock::later;
@@ -12,7 +13,7 @@ use crate::error::{backend_error, error_chain, Error};
 use crate::id::SessionId;
 use crate::options::span;
 use crate::runtime;
-use crate::scope::{Held, Releaser, RequestScope};
+use crate::scope::{Finisher, Held, RequestScope};
 use crate::store::SessionStore;
 
 /// First pause before asking again for a lease another request holds; pauses double
@@ -93,7 +94,7 @@ impl SessionStore {
     }
 }
 
-impl Releaser for SessionStore {
+impl Finisher for SessionStore {
     fn release(&self, key: String, token: String) -> BoxFuture<'static, ()> {
         let store = self.clone();
         Box::pin(async move {
@@ -108,5 +109,17 @@ impl Releaser for SessionStore {
 
     fn detach(&self, key: String, token: String) {
         runtime::spawn(self.release(key, token));
+    }
+
+    fn record_seen(
+        &self,
+        key: String,
+        last_seen: Option<OffsetDateTime>,
+    ) -> BoxFuture<'static, ()> {
+        let store = self.clone();
+        Box::pin(async move {
+            // Logged (once, at WARN) by the operation itself.
+            let _ = store.record_seen(&key, last_seen).await;
+        })
     }
 }

@@ -173,6 +173,17 @@ impl DocumentBackend for MemoryBackend {
         Ok(self.lock().remove(key).is_some())
     }
 
+    async fn record_seen(&self, key: &str, at: OffsetDateTime) -> Result<bool, Infallible> {
+        let mut docs = self.lock();
+        match docs.get_mut(key) {
+            Some(doc) if doc.is_live(at) => {
+                doc.updated_at = doc.updated_at.max(Some(at));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, Infallible> {
         let mut docs = self.lock();
         let before = docs.len();

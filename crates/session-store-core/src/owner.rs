@@ -9,6 +9,7 @@ use crate::codec::SessionData;
 use crate::digest::handle_of;
 use crate::error::{backend_error, Error};
 use crate::events::SessionEvent;
+use crate::options::span;
 use crate::store::SessionStore;
 use crate::telemetry::{op, outcomes, traced};
 
@@ -20,10 +21,19 @@ outcomes! {
     Revoke { Revoked => "revoked", Unknown => "unknown", Incomplete => "incomplete" }
 }
 
+outcomes! {
+    Seen { Recorded => "recorded", Recent => "recent", NotFound => "not_found" }
+}
+
+/// The finest a session's "last seen" moves when a request uses it without writing it
+/// (`touch_after`, if longer, is the step instead): one write per session and minute at
+/// most, and what a device list shows ("active 5 minutes ago") needs no finer.
+pub(crate) const SEEN_PRECISION: time::Duration = time::Duration::minutes(1);
+
 /// One session of an owner, as [`SessionStore::sessions_of`] lists it.
 ///
 /// It serializes (for a device list answered as JSON) as
-/// `{"handle": "...", "created": "2026-12-05T10:00:00Z", "last_seen": "...", "current": true}`,
+/// `{"handle": "...", "created": "2026-12-05T10:00:00Z", "last_seen": "...", "current": true, "label": null}`,
 /// times in RFC 3339 (UTC) or `null` when not stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -34,10 +44,12 @@ pub struct SessionInfo {
     /// When the session was created, if stored.
     #[serde(with = "time::serde::rfc3339::option")]
     pub created: Option<OffsetDateTime>,
-    /// When the session was last written: its last request that changed it, or touched
-    /// it to extend its expiry. A request that only reads moves it only when it touches,
-    /// so it is as precise as [`touch_after`](crate::SessionStoreBuilder::touch_after) and
-    /// the framework's own saving (see the adapter's docs).
+    /// When a request last used the session: its last write (a change, or a touch), or
+    /// a request in a [scope](crate::RequestScope) that only loaded it, recorded when the
+    /// scope [finished](crate::RequestScope::finish) (without extending the expiry). Such
+    /// reads move it at most once a minute, or once per
+    /// [`touch_after`](crate::SessionStoreBuilder::touch_after) if longer: it is that
+    /// precise.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen: Option<OffsetDateTime>,
     /// Whether it is the session of the request asking (its scope loaded it).
@@ -129,6 +141,38 @@ impl SessionStore {
             infos.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
             let n = infos.len();
             Ok((infos, if n == 0 { List::None } else { List::Some }))
+        })
+        .await
+    }
+
+    /// Moves the "last seen" of the session under `key`, which a request used without
+    /// writing it, to now, unless it was seen within [`SEEN_PRECISION`] (or `touch_after`,
+    /// if longer) of now: at most one write per that window.
+    pub(crate) async fn record_seen(
+        &self,
+        key: &str,
+        last_seen: Option<OffsetDateTime>,
+    ) -> Result<(), Error> {
+        traced(op!("record_seen"), None, async {
+            let now = self.now();
+            let window = span(self.inner.options.touch_after).max(SEEN_PRECISION);
+            if last_seen.is_some_and(|t| now - t < window) {
+                return Ok(((), Seen::Recent));
+            }
+            let found = self
+                .inner
+                .backend
+                .record_seen(key, now)
+                .await
+                .map_err(|e| backend_error("record_seen", e))?;
+            Ok((
+                (),
+                if found {
+                    Seen::Recorded
+                } else {
+                    Seen::NotFound
+                },
+            ))
         })
         .await
     }

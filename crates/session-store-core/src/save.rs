@@ -239,6 +239,9 @@ impl SessionStore {
             self.enforce_owner_cap(tag, &key).await?;
         }
         let wrote = written.is_some();
+        if let Some(scope) = scope {
+            scope.wrote(&key);
+        }
         if let (Some(scope), Some(b)) = (scope, base) {
             if lease.is_some() {
                 // Released by this write, or lost to another request.
@@ -269,6 +272,7 @@ impl SessionStore {
                     created_at: b.created_at.or(update.created_at),
                     owner: update.owner.or(b.owner),
                     label: new_label.or(b.label),
+                    updated_at: update.updated_at.or(b.updated_at),
                 },
             );
         }

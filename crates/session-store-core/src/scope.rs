@@ -127,6 +127,9 @@ struct ScopeState {
     label: Option<String>,
     /// Leases this request holds and has not released, by storage key.
     leases: HashMap<String, Held>,
+    /// Sessions with an owner this request loaded and has not written, by storage key:
+    /// [`RequestScope::finish`] records the visit (their "last seen").
+    visits: HashMap<String, Arc<dyn Finisher>>,
     /// A session this request loaded was ended by someone else during the request.
     ended: bool,
     /// The first store operation of this request that failed.
@@ -141,6 +144,8 @@ pub(crate) struct Stamps {
     pub(crate) owner: Option<String>,
     /// The stored label, opened.
     pub(crate) label: Option<String>,
+    /// The stored `updatedAt`: when it was last written or seen.
+    pub(crate) updated_at: Option<OffsetDateTime>,
 }
 
 /// What a request knows of one session: the state its changes are measured against.
@@ -163,6 +168,8 @@ pub(crate) struct Base {
     pub(crate) owner: Option<String>,
     /// The stored `label`, opened, if any.
     pub(crate) label: Option<String>,
+    /// The stored `updatedAt` as of that version: when it was last written or seen.
+    pub(crate) updated_at: Option<OffsetDateTime>,
 }
 
 impl Base {
@@ -182,6 +189,7 @@ impl Base {
             created_at: stamps.created_at,
             owner: stamps.owner,
             label: stamps.label,
+            updated_at: stamps.updated_at,
         }
     }
 
@@ -196,6 +204,7 @@ impl Base {
             created_at: doc.created_at,
             owner: doc.owner.clone(),
             label,
+            updated_at: doc.updated_at,
         }
     }
 
@@ -205,8 +214,9 @@ impl Base {
     }
 }
 
-/// Releases the leases a request holds (the store that took them).
-pub(crate) trait Releaser: Send + Sync {
+/// What the store a request used does when the request finishes: release the leases it
+/// holds, record its visits to sessions it did not write.
+pub(crate) trait Finisher: Send + Sync {
     /// Releases the lease `token` holds on `key`; run by [`RequestScope::finish`] when no
     /// save did. Failures are logged: an unreleased lease runs out on its own.
     fn release(&self, key: String, token: String) -> BoxFuture<'static, ()>;
@@ -215,13 +225,19 @@ pub(crate) trait Releaser: Send + Sync {
     /// that still holds a lease is dropped: a request cancelled mid-way (the client went
     /// away) does not block its session until the lease runs out.
     fn detach(&self, key: String, token: String);
+
+    /// Records that the request used the session under `key` without writing it, last
+    /// seen at `last_seen` as it loaded it; run by [`RequestScope::finish`]. Failures are
+    /// logged: "last seen" then stays at the session's previous visit.
+    fn record_seen(&self, key: String, last_seen: Option<OffsetDateTime>)
+        -> BoxFuture<'static, ()>;
 }
 
 /// A lease the request holds: its token (the only copy the request keeps) and who
 /// releases it.
 pub(crate) struct Held {
     pub(crate) token: String,
-    pub(crate) releaser: Arc<dyn Releaser>,
+    pub(crate) releaser: Arc<dyn Finisher>,
 }
 
 impl Drop for ScopeInner {
@@ -304,6 +320,20 @@ impl RequestScope {
         let pending: Vec<(String, Held)> = self.lock().leases.drain().collect();
         for (key, held) in pending {
             held.releaser.release(key, held.token).await;
+        }
+        let visits: Vec<_> = {
+            let mut state = self.lock();
+            let visits: Vec<_> = state.visits.drain().collect();
+            visits
+                .into_iter()
+                .map(|(key, store)| {
+                    let last_seen = state.bases.get(&key).and_then(|b| b.updated_at);
+                    (key, store, last_seen)
+                })
+                .collect()
+        };
+        for (key, store, last_seen) in visits {
+            store.record_seen(key, last_seen).await;
         }
     }
 
@@ -398,6 +428,17 @@ impl RequestScope {
         self.lock().bases.insert(key.to_owned(), base);
     }
 
+    /// The request loaded the owned session under `key`: unless it writes it, `finish`
+    /// records the visit through `store`.
+    pub(crate) fn visited(&self, key: &str, store: Arc<dyn Finisher>) {
+        self.lock().visits.insert(key.to_owned(), store);
+    }
+
+    /// The request wrote the session under `key` (the write moved its "last seen").
+    pub(crate) fn wrote(&self, key: &str) {
+        self.lock().visits.remove(key);
+    }
+
     pub(crate) fn hold(&self, key: &str, held: Held) {
         self.lock().leases.insert(key.to_owned(), held);
     }
@@ -412,6 +453,7 @@ impl RequestScope {
     pub(crate) fn gone(&self, key: &str, by_us: bool) {
         let mut state = self.lock();
         state.leases.remove(key);
+        state.visits.remove(key);
         if let Some(base) = state.bases.remove(key) {
             if by_us {
                 state.ended_created = earliest(state.ended_created, base.created_at);

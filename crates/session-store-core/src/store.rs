@@ -158,8 +158,13 @@ impl SessionStore {
                     // A second load in one request keeps the first as the base: the
                     // framework's data came from the first.
                     if let Some(scope) = scope.filter(|_| !known) {
+                        let owned = stamps.owner.is_some();
                         let base = Base::loaded(version, session.data.clone(), stamps, session.expires);
                         scope.remember(&key, base);
+                        if owned {
+                            // Its owner's "last seen" moves with this request, written or not.
+                            scope.visited(&key, Arc::new(self.unscoped()));
+                        }
                     }
                     Ok((Some(session), Load::Hit))
                 }
@@ -296,6 +301,7 @@ impl SessionStore {
             last_modified: doc.last_modified,
             created_at: doc.created_at,
             owner: doc.owner,
+            updated_at: doc.updated_at,
             label: doc
                 .label
                 .as_ref()

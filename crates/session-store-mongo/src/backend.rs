@@ -24,8 +24,8 @@ use crate::convert;
 use crate::error::MongoError;
 use crate::watch;
 use crate::write::{
-    count, delete_write, insert_write, is_inserted, is_updated, release_write, update_write,
-    Applied, Failure, Purpose, Write,
+    count, delete_write, insert_write, is_inserted, is_updated, release_write, seen_write,
+    update_write, Applied, Failure, Purpose, Write,
 };
 
 /// A [`DocumentBackend`] over a MongoDB collection. Cheap to clone (clones share one
@@ -492,6 +492,13 @@ impl DocumentBackend for MongoBackend {
     async fn delete(&self, key: &str) -> Result<bool, MongoError> {
         // Idempotent: sent again after a lost reply.
         let applied = self.write_settled(|| delete_write(key)).await;
+        self.forget(key);
+        Ok(count(applied?) > 0)
+    }
+
+    async fn record_seen(&self, key: &str, at: OffsetDateTime) -> Result<bool, MongoError> {
+        // Idempotent (`$max`): sent again after a lost reply.
+        let applied = self.write_settled(|| seen_write(key, at)).await;
         self.forget(key);
         Ok(count(applied?) > 0)
     }

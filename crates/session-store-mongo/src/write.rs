@@ -138,6 +138,21 @@ pub(crate) fn release_write(key: &str, token: &str) -> Write {
     }
 }
 
+/// Moves `updatedAt` of the live document under `key` forward to `at` (`$max`: sending
+/// it again changes nothing).
+pub(crate) fn seen_write(key: &str, at: OffsetDateTime) -> Write {
+    Write {
+        operation: "record_seen",
+        name: "update",
+        list: "updates",
+        statement: doc! {
+            "q": convert::live_key(key, at),
+            "u": { "$max": { convert::UPDATED_AT: convert::to_bson_date(at) } },
+        },
+        purpose: Purpose::Ordinary,
+    }
+}
+
 /// Deletes the document under `key` (ending a session: majority).
 pub(crate) fn delete_write(key: &str) -> Write {
     Write {

@@ -2,7 +2,11 @@
 
 use futures_util::TryStreamExt as _;
 use session_store_core::crypto::{EncryptionKey, KeyRing};
-use session_store_core::{AutoRemove, RequestScope, SessionData, SessionStore};
+
+use session_store_core::time::{Duration, OffsetDateTime};
+use session_store_core::{
+    AutoRemove, Clock as _, ManualClock, RequestScope, SessionData, SessionStore,
+};
 use session_store_mongo::mongodb::bson::{doc, Bson, DateTime, Document};
 use session_store_mongo::{MongoBackend, OWNER_INDEX_NAME};
 use session_store_testkit::live::{self, TestDb};
@@ -184,4 +188,52 @@ async fn a_label_is_listed_kept_across_id_rotation_and_sealed_with_a_cipher() {
         }
         db.drop_and_shutdown().await;
     }
+}
+
+/// "Last seen" is the last request that used the session, written or not, to within a
+/// minute: a request that only reads an owned session moves it when the last visit is a
+/// minute old or more, and writes nothing when it is newer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_moves_last_seen_once_a_minute() {
+    let Some(uri) = live::mongo_uri() else { return };
+    let db = TestDb::new(&uri, "last_seen").await.expect("test database");
+    let backend = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    let clock = ManualClock::new(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap());
+    let store = SessionStore::builder(backend)
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let login = RequestScope::new();
+    login.set_owner("ann");
+    let id = store
+        .in_scope(&login)
+        .create(&SessionData::new(), None)
+        .await
+        .unwrap();
+    login.finish().await;
+    let created = store.sessions_of("ann").await.unwrap()[0].last_seen;
+
+    // One request that only reads, as an adapter runs it (its scope finished).
+    let read = || async {
+        let request = RequestScope::new();
+        let loaded = store.in_scope(&request).load(id.as_str()).await.unwrap();
+        assert!(loaded.is_some());
+        request.finish().await;
+        store.sessions_of("ann").await.unwrap()[0].last_seen
+    };
+    clock.advance(Duration::seconds(30));
+    assert_eq!(read().await, created, "seen 30 s ago: nothing written");
+    clock.advance(Duration::seconds(40));
+    let seen = read().await;
+    assert_eq!(seen, Some(clock.now()), "seen 70 s ago: moved to now");
+    clock.advance(Duration::seconds(10));
+    assert_eq!(read().await, seen);
+    store.close().await.ok();
+    db.drop_and_shutdown().await;
 }
