@@ -9,48 +9,9 @@
 //! environment, HTTPS, instances, a private mongod); the generated test owns the prologue
 //! (skip, or fail under `CI`, per the [`crate::live`] policy).
 //!
-//! [`contract_tests!`](crate::contract_tests) generates one test per case:
-//!
-//! | case | checks |
-//! | --- | --- |
-//! | [`health`] | `200 {"ok":true}`, no cookie, no document, even with a session cookie |
-//! | [`counter`] | counts 1, 2, 3; the `sid` cookie's attributes and value; one document |
-//! | [`stored_document`] | `_id`, `session` (JSON text), `expires` = now + TTL; the TTL index |
-//! | [`auto_remove_disabled`] | `AUTO_REMOVE=disabled` creates no index on `expires` |
-//! | [`peek`] | no session is created; the count is read, not changed |
-//! | [`peek_within_touch_window`] | inside `TOUCH_AFTER_SECS` a read writes nothing |
-//! | [`login_rotates_id`] | login rotates the id, keeps the data; the old id stops loading |
-//! | [`me_without_session`] | `401 {"user":null}` |
-//! | [`logout`] | the document is deleted and the cookie expired |
-//! | [`malformed_body`] | `400` with a JSON error, never `500` |
-//! | [`whoami_over_plain_http`] | `401` |
-//! | [`unknown_cookie`] | a client-chosen id is never loaded, stored or adopted |
-//! | [`mongodb_outage`] | `503` + `Retry-After` while MongoDB hangs or is down; recovery without loss |
-//! | [`https_and_secure_cookie`] | with `TLS_CERT`/`TLS_KEY`: the contract over HTTPS, the cookie gets `Secure`, `/whoami` is 401 without a client certificate |
-//! | [`mutual_tls`] | with `TLS_CLIENT_CA`: `/whoami` shows the client certificate's subject and SHA-256 fingerprint; a client without a certificate, or with one from another CA, is refused at the handshake |
-//! | [`session_bound_to_client_cert`] | with `BIND_SESSION_TO_CLIENT_CERT=1`: a cookie replayed with another client certificate finds no session and leaves the original unchanged |
-//! | [`secured_mongodb`] | the server works against a mongod requiring TLS (CA from `MONGO_TLS_CA_FILE`), mutual TLS, X.509 (`MONGO_TLS_CERT_KEY_FILE`) and SCRAM |
-//! | [`encrypted_at_rest`] | with `SESSION_KEYS`: `session` is an encrypted envelope without the plaintext, `_id` is not the cookie |
-//! | [`data_routes`] | `PUT /data/{key}` stores any JSON value without rotating the id; `GET /data` lists them; bad keys and bodies are `400` |
-//! | [`parallel_distinct_keys_are_kept`] | 16 parallel `PUT /data` on different keys over two instances, with parallel reads: every key is kept |
-//! | [`reads_never_revert`] | 100 sequential `GET /counter` under a flood of `GET /peek` / `GET /data` over two instances: every increment is kept |
-//! | [`logout_is_final_under_parallel_requests`] | logouts racing 8 parallel `GET /counter` over two instances: no cookie seen is logged in, no document holds the user |
-//! | [`serialized_parallel_counter`] | `SESSION_SERIALIZE=1`: 32 parallel `GET /counter` over two instances give 32 increments, each count once |
-//! | [`idle_connections_do_not_stop_https`] | HTTPS under a 256-file limit with 300 idle TCP connections held: the server stays up, `/health` answers within 20 s, sessions work afterwards |
-//! | [`a_users_sessions`] | two instances: `GET /sessions` lists a user's sessions (the asking one current), `DELETE /sessions/{handle}` revokes one, junk or foreign handles are `404`, no login `401`, a handle is no cookie, `POST /logout-everywhere` ends all of them and not another user's |
-//! | [`owner_unreadable_with_encryption`] | with `SESSION_KEYS`, the stored `owner` is not the user name; listing works |
-//! | [`log_out_everywhere_after_an_owner_key_change`] | with the earlier key in `SESSION_OWNER_KEY_PREVIOUS`, log out everywhere ends sessions tagged under it and sessions stored before owners |
-//! | [`absolute_lifetime`] | `SESSION_MAX_LIFETIME_SECS=3`: a session in steady use ends 3 s after creation; its stored `expires` never passes that |
-//! | [`secrets_never_printed`] | failing start-ups (auth refused, nothing listening, missing TLS key file, malformed URI) with `RUST_LOG=debug` never print the password or `tlsCertificateKeyFilePassword` |
-//! | [`client_identity_cannot_be_forged_locally`] | mutual TLS: `/whoami` names the client certificate through the public port; the server listens on no other TCP port, and any it did is probed from 127.0.0.2 (plain HTTP, and with the source port of each of the server's own connections to it): nothing answers |
-//! | [`slow_clients_are_cut_off`] | HTTPS with `REQUEST_BODY_TIMEOUT_SECS=3`: connections that send nothing after the handshake, one byte or a trickle of request headers, nothing after a response, or a body a byte every 500 ms, are ended within their bound (10 s, or 3 s for the body) plus slack |
-//! | [`tls_resumption_cannot_bypass_client_ca`] | mutual TLS: once `TLS_CLIENT_CA` drops a client's CA, that client is refused even when it offers a TLS session it kept from before |
-//! | [`key_rotation_across_restarts`] | a new first key between restarts keeps sessions readable, and a session used then (a read included) is re-sealed with it; a removed key means no session, not an error |
-//! | [`rotated_server_certificate`] | `TLS_CERT` renamed over with a renewed certificate reaches new connections without a restart, open ones keep theirs; a half-written file or a mismatched key is refused and logged, the last good one keeps serving |
-//! | [`tls_files_anyone_can_write_are_refused`] | a TLS file replaced with mode `0666` is refused (the log says why) and taken once only its owner may write it |
-//! | [`sighup_reloads_certificate`] | with `TLS_RELOAD_SECS=0` a replaced certificate is served only after `SIGHUP`, and right after it |
-//! | [`client_ca_bundle_follows_its_file`] | a client of a second CA is admitted once the `TLS_CLIENT_CA` file holds that CA, and the first CA's clients are refused once it drops theirs |
-//! | [`metrics`] | `METRICS=1`: `GET /metrics` is `200` in Prometheus' text format and counts the requests before it, sets no cookie; without it `404` |
+//! `contract_tests!` generates one test per case. The cases are this module's `async fn`s
+//! (listed once, by file, in the `cases!` invocation below); each one's documentation
+//! says what it checks.
 
 use std::fmt;
 use std::fs::File;
@@ -69,11 +30,6 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
-
-pub use concurrency::{
-    data_routes, logout_is_final_under_parallel_requests, parallel_distinct_keys_are_kept,
-    reads_never_revert, serialized_parallel_counter,
-};
 
 use crate::certs::CertSet;
 use crate::live::{self, file_tail, free_port, unique_name, TestDb};
@@ -135,69 +91,37 @@ const KEY_3: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
 /// `SESSION_OWNER_KEY` for cases with `SESSION_KEYS`: 32 bytes of 0x07.
 const OWNER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
-/// Generates one `#[tokio::test]` per contract case against the contract server binary at
-/// `bin` (typically `env!("CARGO_BIN_EXE_<name>")`). Each test owns the prologue: it makes the
-/// [`Target`] (skipping, or failing under `CI`, without a MongoDB) and runs
-/// `session_store_testkit::contract::<case>(&target)`.
-#[macro_export]
-macro_rules! contract_tests {
-    ($bin:expr $(,)?) => {
-        $crate::contract_tests!(@cases $bin;
-            health,
-            counter,
-            stored_document,
-            auto_remove_disabled,
-            peek,
-            peek_within_touch_window,
-            login_rotates_id,
-            me_without_session,
-            logout,
-            malformed_body,
-            whoami_over_plain_http,
-            unknown_cookie,
-            mongodb_outage,
-            encrypted_at_rest,
-            key_rotation_across_restarts,
-            https_and_secure_cookie,
-            mutual_tls,
-            session_bound_to_client_cert,
-            secured_mongodb,
-            data_routes,
-            parallel_distinct_keys_are_kept,
-            reads_never_revert,
-            logout_is_final_under_parallel_requests,
-            serialized_parallel_counter,
-            secrets_never_printed,
-            idle_connections_do_not_stop_https,
-            rotated_server_certificate,
-            tls_files_anyone_can_write_are_refused,
-            sighup_reloads_certificate,
-            client_ca_bundle_follows_its_file,
-            absolute_lifetime,
-            a_users_sessions,
-            owner_unreadable_with_encryption,
-            log_out_everywhere_after_an_owner_key_change,
-            metrics,
-            client_identity_cannot_be_forged_locally,
-            slow_clients_are_cut_off,
-            tls_resumption_cannot_bypass_client_ca,
-        );
-    };
-    (@cases $bin:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[$crate::__private::tokio::test(
-                flavor = "multi_thread",
-                worker_threads = 2,
-                crate = "::session_store_testkit::__private::tokio"
-            )]
-            async fn $case() {
-                let ::std::option::Option::Some(target) = $crate::contract::Target::from_env($bin)
-                else {
-                    return;
-                };
-                $crate::contract::$case(&target).await;
-            }
-        )*
+/// Declares the contract's cases once, by file: re-exports each and generates
+/// `contract_tests!` with one test per case. (`$d` is a `$`, for the generated macro's
+/// own variables.)
+macro_rules! cases {
+    ($d:tt $($module:ident { $($case:ident),* $(,)? })*) => {
+        $($(pub use $module::$case;)*)*
+
+        /// Generates one `#[tokio::test]` per contract case against the contract server
+        /// binary at `bin` (typically `env!("CARGO_BIN_EXE_<name>")`). Each test owns the
+        /// prologue: it makes the [`Target`] (skipping, or failing under `CI`, without a
+        /// MongoDB) and runs `session_store_testkit::contract::<case>(&target)`.
+        #[macro_export]
+        macro_rules! contract_tests {
+            ($d bin:expr $d(,)?) => {
+                $($(
+                    #[$d crate::__private::tokio::test(
+                        flavor = "multi_thread",
+                        worker_threads = 2,
+                        crate = "::session_store_testkit::__private::tokio"
+                    )]
+                    async fn $case() {
+                        let ::std::option::Option::Some(target) =
+                            $d crate::contract::Target::from_env($d bin)
+                        else {
+                            return;
+                        };
+                        $d crate::contract::$case(&target).await;
+                    }
+                )*)*
+            };
+        }
     };
 }
 
@@ -218,35 +142,58 @@ mod slow;
 mod tls;
 mod users;
 
-pub use basics::{
-    auto_remove_disabled, counter, health, login_rotates_id, logout, malformed_body,
-    me_without_session, peek, peek_within_touch_window, stored_document, unknown_cookie,
-    whoami_over_plain_http,
-};
+cases! { $
+    basics {
+        health,
+        counter,
+        stored_document,
+        auto_remove_disabled,
+        peek,
+        peek_within_touch_window,
+        login_rotates_id,
+        me_without_session,
+        logout,
+        malformed_body,
+        whoami_over_plain_http,
+        unknown_cookie,
+    }
+    outage { mongodb_outage }
+    encryption { encrypted_at_rest, key_rotation_across_restarts }
+    tls {
+        https_and_secure_cookie,
+        mutual_tls,
+        session_bound_to_client_cert,
+        secured_mongodb,
+        idle_connections_do_not_stop_https,
+    }
+    concurrency {
+        data_routes,
+        parallel_distinct_keys_are_kept,
+        reads_never_revert,
+        logout_is_final_under_parallel_requests,
+        serialized_parallel_counter,
+    }
+    secrets { secrets_never_printed }
+    rotation {
+        rotated_server_certificate,
+        tls_files_anyone_can_write_are_refused,
+        sighup_reloads_certificate,
+        client_ca_bundle_follows_its_file,
+    }
+    lifetime { absolute_lifetime }
+    users {
+        a_users_sessions,
+        owner_unreadable_with_encryption,
+        log_out_everywhere_after_an_owner_key_change,
+    }
+    metrics { metrics }
+    identity { client_identity_cannot_be_forged_locally, tls_resumption_cannot_bypass_client_ca }
+    slow { slow_clients_are_cut_off }
+}
+
 pub use cookie::SetCookie;
-pub use encryption::{encrypted_at_rest, key_rotation_across_restarts};
 pub use harness::Target;
-pub use identity::{
-    client_identity_cannot_be_forged_locally, tls_resumption_cannot_bypass_client_ca,
-};
-pub use lifetime::absolute_lifetime;
-pub use metrics::metrics;
-pub use outage::mongodb_outage;
-pub use rotation::{
-    client_ca_bundle_follows_its_file, rotated_server_certificate, sighup_reloads_certificate,
-    tls_files_anyone_can_write_are_refused,
-};
-pub use secrets::secrets_never_printed;
 pub(crate) use server::{HttpsClient, Reply, ServerUnderTest};
-pub use slow::slow_clients_are_cut_off;
-pub use tls::{
-    https_and_secure_cookie, idle_connections_do_not_stop_https, mutual_tls, secured_mongodb,
-    session_bound_to_client_cert,
-};
-pub use users::{
-    a_users_sessions, log_out_everywhere_after_an_owner_key_change,
-    owner_unreadable_with_encryption,
-};
 
 #[cfg(test)]
 use cookie::*;
