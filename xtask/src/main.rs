@@ -225,14 +225,25 @@ fn test_with(
 /// Runs `cmd` in its own process group as the child a signal is passed on to (see
 /// [`SERVING`]), and waits for it.
 pub(crate) fn wait_serving(cmd: &mut Command, what: &str) -> Result<std::process::ExitStatus> {
+    serving(cmd, what, |_| Ok(()))
+}
+
+/// [`wait_serving`], running `meanwhile` on the started child before waiting for it (it
+/// may see the child exit; waiting then returns that status).
+fn serving(
+    cmd: &mut Command,
+    what: &str,
+    meanwhile: impl FnOnce(&mut std::process::Child) -> Result<()>,
+) -> Result<std::process::ExitStatus> {
     let mut child = cmd
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot run {what}"))?;
     SERVING.store(child.id(), std::sync::atomic::Ordering::SeqCst);
-    let status = child.wait();
+    let status = meanwhile(&mut child)
+        .and_then(|()| child.wait().with_context(|| format!("waiting for {what}")));
     SERVING.store(0, std::sync::atomic::Ordering::SeqCst);
-    status.with_context(|| format!("waiting for {what}"))
+    status
 }
 
 fn demo(framework: Framework, port: u16) -> Result<bool> {
@@ -255,8 +266,10 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
         let url = format!("http://localhost:{port}");
         // The built binary itself (not `cargo run`), in its own process group, so a
         // signal passed on reaches it.
-        let mut child = Command::new(cargo_target_dir().join("debug").join(package))
-            .process_group(0)
+        let mut example = Command::new(cargo_target_dir().join("debug").join(package));
+        example
+            // Where its own files are (Rocket.toml).
+            .current_dir(project_root().join("examples").join(framework.name()))
             .env("MONGODB_URI", format!("{}sessions_demo", server.uri()))
             .env("PORT", port.to_string())
             // Rocket reads its port and `[sessions]` from its figment.
@@ -268,26 +281,24 @@ fn demo(framework: Framework, port: u16) -> Result<bool> {
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .spawn()
-            .context("cannot run the example")?;
-        SERVING.store(child.id(), std::sync::atomic::Ordering::SeqCst);
-        // Say where to go only once it answers.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !http_answers(port) {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status.success());
+            );
+        let status = serving(&mut example, "the example", |child| {
+            // Say where to go only once it answers.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !http_answers(port) {
+                if child.try_wait()?.is_some() {
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    eprintln!("xtask: the example did not answer HTTP within 60 s");
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
             }
-            if std::time::Instant::now() > deadline {
-                eprintln!("xtask: the example did not answer HTTP within 60 s");
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        eprintln!("\nxtask: serving the {framework} example at {url} (Ctrl-C to stop)");
-        eprintln!("xtask: try  curl -c /tmp/sid.jar -b /tmp/sid.jar {url}/counter\n");
-        let status = child.wait().context("waiting for the example")?;
-        SERVING.store(0, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("\nxtask: serving the {framework} example at {url} (Ctrl-C to stop)");
+            eprintln!("xtask: try  curl -c /tmp/sid.jar -b /tmp/sid.jar {url}/counter\n");
+            Ok(())
+        })?;
         Ok(status.success())
     })
 }

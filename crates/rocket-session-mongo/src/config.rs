@@ -27,6 +27,7 @@ struct Config {
     collection: Option<String>,
     ttl_secs: Option<u64>,
     touch_after_secs: Option<u64>,
+    owner_from_key: Option<String>,
     cookie_name: Option<String>,
     secure: Option<bool>,
     same_site: Option<SameSiteName>,
@@ -63,6 +64,7 @@ impl From<SameSiteName> for SameSite {
 /// # collection = "sessions"
 /// # ttl_secs = 1209600        # 14 days: idle lifetime, also the cookie's Max-Age
 /// # touch_after_secs = 0      # seconds an unchanged session is not rewritten
+/// # owner_from_key = "user"   # the session key naming its owner (see below)
 /// # cookie_name = "sid"
 /// # secure = true
 /// # same_site = "lax"         # "strict", "lax" or "none"
@@ -75,9 +77,14 @@ impl From<SameSiteName> for SameSite {
 /// `ROCKET_SESSIONS='{uri="mongodb://db:27017/app"}'`. At ignite the fairing connects
 /// (checking the connection and creating the TTL index); a missing or invalid option or
 /// an unreachable MongoDB aborts launch with the reason in the log. The store is closed
-/// at shutdown. Owners work with it as they are (`Session::set_owner`, the user's
+/// at shutdown. `owner_from_key` names the session key that holds the owner (the user id
+/// the app stores at login): "log out everywhere" then reads the sessions stored without
+/// an owner (visitors', or from before owners) to find the user's, and reports them
+/// checked; without it they are counted as unchecked
+/// ([`SessionStoreBuilder::owner_from`](session_store_core::SessionStoreBuilder::owner_from)).
+/// Owners work with it as they are (`Session::set_owner`, the user's
 /// sessions listed and revoked; owners stored as given). For options the table does not
-/// have (encryption, an owner key or `owner_from`, serialized requests), build the store
+/// have (encryption, an owner key, a custom `owner_from`, serialized requests), build the store
 /// yourself and attach
 /// [`SessionFairing`](crate::SessionFairing).
 #[must_use]
@@ -122,6 +129,9 @@ impl Initializer {
         }
         if let Some(secs) = config.touch_after_secs {
             store = store.touch_after(Duration::from_secs(secs));
+        }
+        if let Some(key) = config.owner_from_key {
+            store = store.owner_from(move |data| data.get(&key)?.as_str().map(str::to_owned));
         }
         let store = store.build().await.map_err(|e| {
             format!(

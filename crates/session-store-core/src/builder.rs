@@ -183,12 +183,14 @@ impl SessionStoreBuilder {
     }
 
     /// Names the owner of a session from its data (for example the logged-in user id
-    /// your handlers store), for sessions that carry no owner: stored before owners were
-    /// used, or moved from another store. Such a session is tagged with that owner on its
-    /// next write, and [`revoke_all`](crate::SessionStore::revoke_all) reads every
-    /// session without an owner and ends the ones this names as the owner being revoked.
-    /// Without it, `revoke_all` cannot tell whose those sessions are and reports them as
-    /// [`unchecked`](crate::Revocation::unchecked). Default: none.
+    /// your handlers store), for sessions that carry no owner: visitors' sessions, and
+    /// those stored before owners were used or moved from another store. Such a session
+    /// is tagged with that owner on its next write, and
+    /// [`revoke_all`](crate::SessionStore::revoke_all) reads every session without an
+    /// owner and ends the ones this names as the owner being revoked. Without it,
+    /// `revoke_all` cannot tell whose those sessions are and reports them as
+    /// [`unchecked`](crate::Revocation::unchecked): set it whenever the app has sessions
+    /// without a login, or every "log out everywhere" is incomplete. Default: none.
     pub fn owner_from(
         mut self,
         f: impl Fn(&crate::codec::SessionData) -> Option<String> + Send + Sync + 'static,

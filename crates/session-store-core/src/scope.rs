@@ -399,6 +399,17 @@ impl RequestScope {
         CURRENT.with(|c| c.borrow().clone())
     }
 
+    /// [`current`](Self::current), or, outside a request scope,
+    /// [`Error::NoRequestScope`](crate::Error::NoRequestScope) naming `option` (what
+    /// needed it): for an adapter's methods that would otherwise do nothing without a word.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRequestScope`](crate::Error::NoRequestScope) outside a scope.
+    pub fn required(option: &'static str) -> Result<Self, crate::Error> {
+        Self::current().ok_or(crate::Error::NoRequestScope { option })
+    }
+
     pub(crate) fn binding(&self) -> Option<&str> {
         self.inner.binding.as_deref()
     }

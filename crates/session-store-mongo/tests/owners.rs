@@ -2,14 +2,25 @@
 
 use futures_util::TryStreamExt as _;
 use session_store_core::crypto::{EncryptionKey, KeyRing};
-
 use session_store_core::time::{Duration, OffsetDateTime};
 use session_store_core::{
     AutoRemove, Clock as _, ManualClock, RequestScope, SessionData, SessionStore,
+    SessionStoreBuilder,
 };
 use session_store_mongo::mongodb::bson::{doc, Bson, DateTime, Document};
 use session_store_mongo::{MongoBackend, OWNER_INDEX_NAME};
 use session_store_testkit::live::{self, TestDb};
+
+/// A store builder on the test's database, without the interval reaper.
+async fn builder(db: &TestDb) -> SessionStoreBuilder {
+    let backend = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    SessionStore::builder(backend).auto_remove(AutoRemove::Disabled)
+}
 
 /// Among 10,000 sessions of other users, listing and revoking all of one user's three
 /// sessions read only those three documents through the `owner` index, and the search
@@ -18,17 +29,7 @@ use session_store_testkit::live::{self, TestDb};
 async fn revoking_a_users_sessions_uses_the_owner_index() {
     let Some(uri) = live::mongo_uri() else { return };
     let db = TestDb::new(&uri, "owners").await.expect("test database");
-    let backend = MongoBackend::builder()
-        .client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
-    let store = SessionStore::builder(backend)
-        .auto_remove(AutoRemove::Disabled)
-        .build()
-        .await
-        .unwrap();
+    let store = builder(&db).await.build().await.unwrap();
     let far = DateTime::from_millis(DateTime::now().timestamp_millis() + 3_600_000);
     let others: Vec<Document> = (0..10_000)
         .map(|i| doc! { "_id": format!("other-{i}"), "session": "{}", "expires": far, "owner": format!("user-{}", i % 2_000) })
@@ -104,13 +105,7 @@ async fn revoking_a_users_sessions_uses_the_owner_index() {
 
 /// A store on `db` with `keys` (first encrypts; none: no cipher).
 async fn store_with_keys(db: &TestDb, keys: &[(&str, u8)]) -> SessionStore {
-    let backend = MongoBackend::builder()
-        .client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
-    let mut builder = SessionStore::builder(backend).auto_remove(AutoRemove::Disabled);
+    let mut builder = builder(db).await;
     if !keys.is_empty() {
         let ring = KeyRing::new(
             keys.iter()
@@ -197,14 +192,9 @@ async fn a_label_is_listed_kept_across_id_rotation_and_sealed_with_a_cipher() {
 async fn a_read_moves_last_seen_once_a_minute() {
     let Some(uri) = live::mongo_uri() else { return };
     let db = TestDb::new(&uri, "last_seen").await.expect("test database");
-    let backend = MongoBackend::builder()
-        .client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
     let clock = ManualClock::new(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap());
-    let store = SessionStore::builder(backend)
+    let store = builder(&db)
+        .await
         .clock(clock.clone())
         .build()
         .await

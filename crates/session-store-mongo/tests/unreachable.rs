@@ -48,6 +48,27 @@ async fn capture_log() -> tokio::sync::MutexGuard<'static, ()> {
     guard
 }
 
+/// A store in `database` on a mongod of the test's own, each operation bounded by
+/// `timeout`.
+async fn store_on_private_mongod(
+    bin: &std::path::Path,
+    database: &str,
+    timeout: Duration,
+) -> (PrivateMongod, SessionStore) {
+    let mongod = PrivateMongod::start(bin).await.expect("mongod starts");
+    let backend = MongoBackend::builder()
+        .uri(format!("{}{database}", mongod.uri()))
+        .operation_timeout(timeout)
+        .build()
+        .await
+        .expect("mongod is up");
+    let store = SessionStore::builder(backend)
+        .build()
+        .await
+        .expect("the store starts");
+    (mongod, store)
+}
+
 /// Store operations that work (create, load, save, touch, destroy) log nothing at `INFO`
 /// through `log`: an env_logger or Rocket app at its default level gets no line per
 /// request from the store (its spans are `DEBUG`).
@@ -56,16 +77,7 @@ async fn a_request_that_works_logs_nothing_at_info() {
     let Some(bin) = live::mongod_bin() else {
         return;
     };
-    let mongod = PrivateMongod::start(&bin).await.expect("mongod starts");
-    let backend = MongoBackend::builder()
-        .uri(format!("{}quiet", mongod.uri()))
-        .build()
-        .await
-        .expect("mongod is up");
-    let store = SessionStore::builder(backend)
-        .build()
-        .await
-        .expect("the store starts");
+    let (_mongod, store) = store_on_private_mongod(&bin, "quiet", Duration::from_secs(5)).await;
     let _serial = capture_log().await;
     // As an adapter runs it: one request scope per request.
     let request = session_store_core::RequestScope::new();
@@ -104,18 +116,8 @@ async fn a_stopped_server_is_named_and_logged_through_log() {
         return;
     };
     let _serial = capture_log().await;
-    let mut mongod = PrivateMongod::start(&bin).await.expect("mongod starts");
     let timeout = Duration::from_secs(3);
-    let backend = MongoBackend::builder()
-        .uri(format!("{}unreachable", mongod.uri()))
-        .operation_timeout(timeout)
-        .build()
-        .await
-        .expect("mongod is up");
-    let store = SessionStore::builder(backend)
-        .build()
-        .await
-        .expect("the store starts");
+    let (mut mongod, store) = store_on_private_mongod(&bin, "unreachable", timeout).await;
     mongod.stop().await.expect("mongod stops");
 
     let started = Instant::now();

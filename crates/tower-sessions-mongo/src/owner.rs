@@ -41,18 +41,12 @@ pub trait SessionOwnerExt {
 
 impl SessionOwnerExt for Session {
     fn set_owner(&self, owner: impl Into<String>) -> Result<(), Error> {
-        let scope = RequestScope::current().ok_or(Error::NoRequestScope {
-            option: "set_owner",
-        })?;
-        scope.set_owner(owner);
+        RequestScope::required("set_owner")?.set_owner(owner);
         Ok(())
     }
 
     fn set_label(&self, label: impl Into<String>) -> Result<(), Error> {
-        let scope = RequestScope::current().ok_or(Error::NoRequestScope {
-            option: "set_label",
-        })?;
-        scope.set_label(label);
+        RequestScope::required("set_label")?.set_label(label);
         Ok(())
     }
 }

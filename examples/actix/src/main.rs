@@ -11,6 +11,8 @@
 
 use actix_session::config::PersistentSession;
 use actix_session::{Session, SessionMiddleware};
+use actix_session_mongo::core::SessionStore;
+use actix_session_mongo::mongo::MongoBackend;
 use actix_session_mongo::{MongoSessionStore, ScopedSessionMiddleware, SessionOwnerExt as _};
 use actix_web::cookie::{time, Key};
 use actix_web::error::{ErrorInternalServerError, ErrorServiceUnavailable, ErrorUnauthorized};
@@ -129,7 +131,24 @@ async fn logout_everywhere(
         .log_out_everywhere(&session, &user)
         .await
         .map_err(ErrorServiceUnavailable)?;
+    if !ended.is_complete() {
+        // Some sessions could not be checked (see `store` below); the store logged why.
+        return Err(ErrorInternalServerError("not every session was checked"));
+    }
     Ok(HttpResponse::Ok().json(json!({ "ended": ended.ended })))
+}
+
+/// The store on `backend`. `owner_from` names a session's owner from its data, so "log
+/// out everywhere" can check the sessions stored without one (visitors') and say it
+/// ended every session of the user.
+async fn store(
+    backend: MongoBackend,
+) -> std::result::Result<MongoSessionStore, actix_session_mongo::core::Error> {
+    let store = SessionStore::builder(backend)
+        .owner_from(|data| data.get("user")?.as_str().map(str::to_owned))
+        .build()
+        .await?;
+    Ok(MongoSessionStore::new(store))
 }
 
 #[actix_web::main]
@@ -138,7 +157,8 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let uri =
         std::env::var("MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/app".into());
     let port: u16 = std::env::var("PORT").map_or(Ok(3000), |p| p.parse())?;
-    let store = MongoSessionStore::connect(&uri).await?;
+    // Connects, checks the connection, creates the TTL index on `expires`.
+    let store = store(MongoBackend::builder().uri(&uri).build().await?).await?;
     // Load a 64-byte key from your secrets: cookies outlive a restart only if it does.
     let key = Key::generate();
     tracing::info!("listening on http://127.0.0.1:{port}");

@@ -1,7 +1,7 @@
 //! The app in process (no socket) on a real MongoDB: `MONGODB_URI`, and `MONGOD_BIN` for
 //! the outage; `cargo xtask test` sets both.
 
-use actix_session_mongo::MongoSessionStore;
+use actix_session_mongo::mongo::{MongoBackend, MongoBackendBuilder};
 use actix_web::body::MessageBody as _;
 use actix_web::cookie::Key;
 use actix_web::dev::{Service, ServiceResponse};
@@ -11,10 +11,11 @@ use serde_json::Value;
 use session_store_testkit::live::{self, TestDb};
 use session_store_testkit::mongod::PrivateMongod;
 
-/// The app as `main` builds it, on `store`.
+/// The app as `main` builds it, on the backend `backend` builds.
 async fn app(
-    store: MongoSessionStore,
+    backend: MongoBackendBuilder,
 ) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
+    let store = super::store(backend.build().await.unwrap()).await.unwrap();
     let key = Key::generate();
     test::init_service(
         App::new()
@@ -75,9 +76,9 @@ async fn send(
 async fn the_counter_counts_per_session() {
     let Some(uri) = live::mongo_uri() else { return };
     let db = TestDb::new(&uri, "ex_actix_counter").await.unwrap();
-    let app = app(MongoSessionStore::from_client(db.client.clone(), &db.name)
-        .await
-        .unwrap())
+    let app = app(MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name))
     .await;
     let (mut a, mut b) = (Browser::new("a"), Browser::new("b"));
     for n in 1..=3 {
@@ -98,9 +99,9 @@ async fn the_counter_counts_per_session() {
 async fn devices_are_listed_revoked_and_logged_out_everywhere() {
     let Some(uri) = live::mongo_uri() else { return };
     let db = TestDb::new(&uri, "ex_actix_devices").await.unwrap();
-    let app = app(MongoSessionStore::from_client(db.client.clone(), &db.name)
-        .await
-        .unwrap())
+    let app = app(MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name))
     .await;
     let (mut laptop, mut phone) = (Browser::new("laptop"), Browser::new("phone"));
     assert_eq!(
@@ -145,12 +146,19 @@ async fn devices_are_listed_revoked_and_logged_out_everywhere() {
         Some(r#"{"user":"ada"}"#),
     )
     .await;
+    // A visitor's session (no owner) is around: it is checked, and kept.
+    let mut visitor = Browser::new("visitor");
+    send(&app, &mut visitor, "GET", "/counter", None).await;
     let (status, body) = send(&app, &mut laptop, "POST", "/logout-everywhere", None).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"ended":2}"#));
     assert_eq!(laptop.cookie, None);
     assert_eq!(
         send(&app, &mut phone, "GET", "/devices", None).await.0,
         StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&app, &mut visitor, "GET", "/counter", None).await,
+        (StatusCode::OK, "2".to_owned())
     );
     drop(app);
     db.drop_and_shutdown().await;
@@ -163,10 +171,7 @@ async fn an_outage_is_a_503_not_a_reset_counter() {
         return;
     };
     let mut mongod = PrivateMongod::start(&bin).await.unwrap();
-    let app = app(MongoSessionStore::connect(&format!("{}app", mongod.uri()))
-        .await
-        .unwrap())
-    .await;
+    let app = app(MongoBackend::builder().uri(format!("{}app", mongod.uri()))).await;
     let mut browser = Browser::new("browser");
     assert_eq!(
         send(&app, &mut browser, "GET", "/counter", None).await.0,

@@ -16,7 +16,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower_sessions::{cookie::SameSite, Expiry, Session};
-use tower_sessions_mongo::core::SessionInfo;
+use tower_sessions_mongo::core::{SessionInfo, SessionStore};
+use tower_sessions_mongo::mongo::MongoBackend;
 use tower_sessions_mongo::{MongoSessionStore, SessionLayer, SessionOwnerExt as _};
 
 /// A handler's error: a status and a message. A store failure is a `503`, which the layer
@@ -125,7 +126,27 @@ async fn logout_everywhere(
         .log_out_everywhere(&session, &user)
         .await
         .map_err(unavailable)?;
+    if !ended.is_complete() {
+        // Some sessions could not be checked (see `store` below); the store logged why.
+        return Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "not every session was checked",
+        ));
+    }
     Ok(Json(json!({ "ended": ended.ended })))
+}
+
+/// The store on `backend`. `owner_from` names a session's owner from its data, so "log
+/// out everywhere" can check the sessions stored without one (visitors') and say it
+/// ended every session of the user.
+async fn store(
+    backend: MongoBackend,
+) -> Result<MongoSessionStore, tower_sessions_mongo::core::Error> {
+    let store = SessionStore::builder(backend)
+        .owner_from(|data| data.get("user")?.as_str().map(str::to_owned))
+        .build()
+        .await?;
+    Ok(MongoSessionStore::new(store))
 }
 
 /// The routes with their session layer, on `store`.
@@ -151,7 +172,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let uri =
         std::env::var("MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/app".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
-    let store = MongoSessionStore::connect(&uri).await?;
+    // Connects, checks the connection, creates the TTL index on `expires`.
+    let store = store(MongoBackend::builder().uri(&uri).build().await?).await?;
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app(store)).await?;

@@ -7,7 +7,7 @@ use serde_json::Value;
 use session_store_testkit::live::{self, TestDb};
 use session_store_testkit::mongod::PrivateMongod;
 use tower::ServiceExt as _;
-use tower_sessions_mongo::MongoSessionStore;
+use tower_sessions_mongo::mongo::MongoBackend;
 
 /// One client: its cookie jar of one cookie.
 struct Browser {
@@ -55,9 +55,13 @@ impl Browser {
 }
 
 async fn app_on(db: &TestDb) -> axum::Router {
-    let store = MongoSessionStore::from_client(db.client.clone(), &db.name)
+    let backend = MongoBackend::builder()
+        .client(db.client.clone())
+        .database(&db.name)
+        .build()
         .await
         .unwrap();
+    let store = super::store(backend).await.unwrap();
     super::app(store)
 }
 
@@ -121,16 +125,23 @@ async fn devices_are_listed_revoked_and_logged_out_everywhere() {
         StatusCode::NOT_FOUND
     );
 
-    // Log out everywhere: the laptop's cookie is cleared and its session is gone.
+    // Log out everywhere, with a visitor's session around (no owner): every session of
+    // the user ends, the laptop's cookie is cleared, the visitor keeps theirs.
     phone
         .send("POST", "/login", Some(r#"{"user":"ada"}"#))
         .await;
+    let mut visitor = Browser::new(&app, "visitor");
+    visitor.send("GET", "/counter", None).await;
     let (status, body) = laptop.send("POST", "/logout-everywhere", None).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"ended":2}"#));
     assert_eq!(laptop.cookie, None);
     assert_eq!(
         phone.send("GET", "/devices", None).await.0,
         StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        visitor.send("GET", "/counter", None).await,
+        (StatusCode::OK, "2".to_owned())
     );
     db.drop_and_shutdown().await;
 }
@@ -142,9 +153,12 @@ async fn an_outage_is_a_503_not_a_reset_counter() {
         return;
     };
     let mut mongod = PrivateMongod::start(&bin).await.unwrap();
-    let store = MongoSessionStore::connect(&format!("{}app", mongod.uri()))
+    let backend = MongoBackend::builder()
+        .uri(format!("{}app", mongod.uri()))
+        .build()
         .await
         .unwrap();
+    let store = super::store(backend).await.unwrap();
     let app = super::app(store);
     let mut browser = Browser::new(&app, "browser");
     assert_eq!(

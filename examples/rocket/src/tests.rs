@@ -136,12 +136,19 @@ async fn devices_are_listed_revoked_and_logged_out_everywhere() {
         Some(r#"{"user":"ada"}"#),
     )
     .await;
+    // A visitor's session (no owner) is around: it is checked, and kept.
+    let mut visitor = Browser::new("visitor");
+    send(&client, &mut visitor, "GET", "/counter", None).await;
     let (status, body) = send(&client, &mut laptop, "POST", "/logout-everywhere", None).await;
     assert_eq!((status, body.as_str()), (Status::Ok, r#"{"ended":2}"#));
     assert_eq!(laptop.cookie, None);
     assert_eq!(
         send(&client, &mut phone, "GET", "/devices", None).await.0,
         Status::Unauthorized
+    );
+    assert_eq!(
+        send(&client, &mut visitor, "GET", "/counter", None).await,
+        (Status::Ok, "2".to_owned())
     );
 }
 
