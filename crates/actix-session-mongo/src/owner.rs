@@ -30,7 +30,8 @@ pub trait SessionOwnerExt {
 
     /// Names this request's session in its owner's device list (e.g. the browser, from
     /// the `User-Agent`); stored with the session by this request's save, kept across id
-    /// rotations, sealed with a cipher; see
+    /// rotations, sealed with a cipher. The save must happen: actix-session saves a session only when it changed (or with `TtlExtensionPolicy::OnEveryRequest`), so set it in a
+    /// request that changes the session, as a login does. See
     /// [`RequestScope::set_label`](session_store_core::RequestScope::set_label).
     ///
     /// # Errors

@@ -104,7 +104,7 @@ impl StoredDocument {
 impl StoredDocument {
     /// Applies `update`'s fields to this document as a backend's write does (without
     /// checking its conditions): the payload (adding 1 to `version`), the expiry and
-    /// timestamps, the owner, `createdAt` where there is none; a lease the update was
+    /// timestamps, the owner and label, `createdAt` where there is none; a lease the update was
     /// conditional on is released.
     pub fn apply(&mut self, update: &DocumentUpdate) {
         if let Some(p) = &update.session {
@@ -271,14 +271,16 @@ pub trait DocumentBackend: Send + Sync + 'static {
     /// Deletes the document with this key, expired or not; `Ok(false)` when none existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
-    /// Moves `updatedAt` of the document under `key`, if unexpired at `at`, forward to
-    /// `at` (never back: a later one is kept); nothing else changes. A request used the
-    /// session without writing it: its owner's "last seen". `Ok(false)` when no unexpired
-    /// document has the key.
+    /// Sets `updatedAt` of the document under `key` to `at` when the document is
+    /// unexpired at `at` and its `updatedAt` is missing or earlier than `seen_before`;
+    /// nothing else changes. A request used the session without writing it: its owner's
+    /// "last seen", moved at most once per window however many requests arrive at once.
+    /// `Ok(false)` when no document met the conditions.
     fn record_seen(
         &self,
         key: &str,
         at: OffsetDateTime,
+        seen_before: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
     /// The unexpired documents whose `owner` is one of `owners`, their payload left out

@@ -66,8 +66,15 @@ impl SessionStore {
                 return Ok((next_id(), Create::Refused));
             }
             let mut doc = self.new_document(scope, data, expires)?;
-            // A handler's label, else the replaced session's (an id rotation keeps it).
-            let label = scope.and_then(RequestScope::label_for_new_session);
+            // A handler's label, else the replaced session's when the new one has its
+            // owner (an id rotation keeps it; another user logging in does not).
+            let label = scope.and_then(|s| {
+                s.label().or_else(|| {
+                    (doc.owner == s.loaded_owner())
+                        .then(|| s.loaded_label())
+                        .flatten()
+                })
+            });
             for _ in 0..MAX_CREATE_ATTEMPTS {
                 let id = next_id();
                 doc.key = match self.key_for(scope, &id.to_string()) {

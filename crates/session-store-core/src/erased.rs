@@ -36,7 +36,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> Done<'a, Acquire>;
     fn release<'a>(&'a self, key: &'a str, token: &'a str) -> Done<'a, bool>;
     fn delete<'a>(&'a self, key: &'a str) -> Done<'a, bool>;
-    fn record_seen<'a>(&'a self, key: &'a str, at: OffsetDateTime) -> Done<'a, bool>;
+    fn record_seen<'a>(
+        &'a self,
+        key: &'a str,
+        at: OffsetDateTime,
+        seen_before: OffsetDateTime,
+    ) -> Done<'a, bool>;
     fn find_owned<'a>(
         &'a self,
         owners: &'a [String],
@@ -114,8 +119,13 @@ impl<B: DocumentBackend> Backend for B {
         erase(DocumentBackend::delete(self, key))
     }
 
-    fn record_seen<'a>(&'a self, key: &'a str, at: OffsetDateTime) -> Done<'a, bool> {
-        erase(DocumentBackend::record_seen(self, key, at))
+    fn record_seen<'a>(
+        &'a self,
+        key: &'a str,
+        at: OffsetDateTime,
+        seen_before: OffsetDateTime,
+    ) -> Done<'a, bool> {
+        erase(DocumentBackend::record_seen(self, key, at, seen_before))
     }
 
     fn find_owned<'a>(

@@ -38,7 +38,7 @@
 //! // Unchanged data inside the touch window: nothing is written.
 //! let outcome = in_request.save(id.as_str(), &loaded.data, None).await?;
 //! assert_eq!(outcome, SaveOutcome::Skipped);
-//! request.finish().await; // releases leases (only taken with `serialize_requests`)
+//! request.finish().await; // releases leases, records "last seen" of owned sessions it read
 //!
 //! store.destroy(id.as_str()).await?;
 //! assert!(store.load(id.as_str()).await?.is_none());
@@ -145,7 +145,7 @@
 //! | `expires` | date | always; MongoDB's TTL index is on this field with `expireAfterSeconds: 0` |
 //! | `lastModified` | date | when `touch_after` is non-zero: the last write or touch |
 //! | `createdAt` | date | when `timestamps` is on: the insert |
-//! | `updatedAt` | date | when `timestamps` is on: the last write or touch |
+//! | `updatedAt` | date | when `timestamps` is on, and for every session with an owner: the last write or touch; for an owned session also the last request that only read it (its "last seen", at most once a minute, see [`SessionInfo::last_seen`]) |
 //! | `version` | 64-bit integer | from the first payload rewrite on: how many times the payload was written (absent: 0); saves are conditional on it |
 //! | `leaseToken` / `leaseUntil` | string / date | with [`serialize_requests`](SessionStoreBuilder::serialize_requests), while a request holds the session: its random token and when the lease runs out |
 //! | `owner` | string | when the session has an owner ([`RequestScope::set_owner`], kept across id rotation, or named by `owner_from`): the owner as given, or `h:<hex>` (an HMAC-SHA-256 of it) with an [`owner_key`](SessionStoreBuilder::owner_key); a backend indexes it to list a user's sessions |

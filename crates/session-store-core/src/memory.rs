@@ -173,11 +173,16 @@ impl DocumentBackend for MemoryBackend {
         Ok(self.lock().remove(key).is_some())
     }
 
-    async fn record_seen(&self, key: &str, at: OffsetDateTime) -> Result<bool, Infallible> {
+    async fn record_seen(
+        &self,
+        key: &str,
+        at: OffsetDateTime,
+        seen_before: OffsetDateTime,
+    ) -> Result<bool, Infallible> {
         let mut docs = self.lock();
         match docs.get_mut(key) {
-            Some(doc) if doc.is_live(at) => {
-                doc.updated_at = doc.updated_at.max(Some(at));
+            Some(doc) if doc.is_live(at) && doc.updated_at.is_none_or(|t| t < seen_before) => {
+                doc.updated_at = Some(at);
                 Ok(true)
             }
             _ => Ok(false),

@@ -30,11 +30,17 @@ impl SessionStore {
             return Ok(false);
         };
         let mut moved = found.clone();
-        let Ok(Some((session, _))) = self.decode(found, now) else {
+        let Ok(Some((session, stamps))) = self.decode(found, now) else {
             return Ok(false);
         };
         moved.key = key.to_owned();
         moved.session = Some(self.encode(&session.data, key)?);
+        // A sealed label is bound to its key too.
+        moved.label = stamps
+            .label
+            .as_deref()
+            .map(|l| self.seal_label(l, key))
+            .transpose()?;
         moved.lease_token = None;
         moved.lease_until = None;
         if self.insert(&moved, "load").await? == InsertOutcome::DuplicateKey {

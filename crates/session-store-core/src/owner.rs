@@ -162,7 +162,7 @@ impl SessionStore {
             let found = self
                 .inner
                 .backend
-                .record_seen(key, now)
+                .record_seen(key, now, now - window)
                 .await
                 .map_err(|e| backend_error("record_seen", e))?;
             Ok((

@@ -312,10 +312,14 @@ impl RequestScope {
     }
 
     /// Releases every lease the request still holds (a save releases its own; this
-    /// covers requests that did not save: an error response, a handler that failed).
-    /// Adapters call it when the response is ready. Release failures are logged, not
-    /// returned: an unreleased lease expires on its own. A scope dropped with leases
-    /// still held (a request cancelled mid-way) starts releasing them in the background.
+    /// covers requests that did not save: an error response, a handler that failed), then
+    /// records the visit to each session with an owner that the request loaded and did
+    /// not write (its [`last_seen`](crate::SessionInfo::last_seen): one small write, at
+    /// most once a minute per session, which the response waits for). Adapters call it
+    /// when the response is ready. Failures are logged, not returned: an unreleased lease
+    /// expires on its own, an unrecorded visit leaves "last seen" at the one before. A
+    /// scope dropped with leases still held (a request cancelled mid-way) starts
+    /// releasing them in the background; its visits are not recorded.
     pub async fn finish(&self) {
         let pending: Vec<(String, Held)> = self.lock().leases.drain().collect();
         for (key, held) in pending {
@@ -363,7 +367,8 @@ impl RequestScope {
     /// Names this request's session for its owner's device list (e.g. at login, the
     /// browser from the `User-Agent`, or what the user typed): stored with the session by
     /// this request's create or save, listed in
-    /// [`SessionInfo::label`](crate::SessionInfo::label), kept across id rotations. At
+    /// [`SessionInfo::label`](crate::SessionInfo::label), kept across id rotations (not
+    /// when the new session gets another owner: another user logging in). At
     /// most [`MAX_LABEL_CHARS`](MAX_LABEL_CHARS) characters are kept. With a
     /// cipher it is stored sealed, like the data. From a handler, use the adapter's way
     /// (`SessionOwnerExt::set_label` in Axum and Actix Web, `Session::set_label` in
@@ -490,14 +495,13 @@ impl RequestScope {
         self.lock().label.clone()
     }
 
-    /// The label a session this request creates gets: the one a handler set, else that
-    /// of the sessions it loaded (those it ended included).
-    pub(crate) fn label_for_new_session(&self) -> Option<String> {
+    /// The stored label of the sessions this request loaded (those it ended included).
+    pub(crate) fn loaded_label(&self) -> Option<String> {
         let state = self.lock();
         state
-            .label
-            .clone()
-            .or_else(|| state.bases.values().find_map(|b| b.label.clone()))
+            .bases
+            .values()
+            .find_map(|b| b.label.clone())
             .or_else(|| state.ended_label.clone())
     }
 

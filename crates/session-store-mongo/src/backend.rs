@@ -496,9 +496,16 @@ impl DocumentBackend for MongoBackend {
         Ok(count(applied?) > 0)
     }
 
-    async fn record_seen(&self, key: &str, at: OffsetDateTime) -> Result<bool, MongoError> {
-        // Idempotent (`$max`): sent again after a lost reply.
-        let applied = self.write_settled(|| seen_write(key, at)).await;
+    async fn record_seen(
+        &self,
+        key: &str,
+        at: OffsetDateTime,
+        seen_before: OffsetDateTime,
+    ) -> Result<bool, MongoError> {
+        // Sent again after a lost reply, it matches nothing.
+        let applied = self
+            .write_settled(|| seen_write(key, at, seen_before))
+            .await;
         self.forget(key);
         Ok(count(applied?) > 0)
     }

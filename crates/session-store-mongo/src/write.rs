@@ -138,16 +138,22 @@ pub(crate) fn release_write(key: &str, token: &str) -> Write {
     }
 }
 
-/// Moves `updatedAt` of the live document under `key` forward to `at` (`$max`: sending
-/// it again changes nothing).
-pub(crate) fn seen_write(key: &str, at: OffsetDateTime) -> Write {
+/// Sets `updatedAt` of the live document under `key` to `at` when it is missing or
+/// earlier than `seen_before` (sending it again matches nothing).
+pub(crate) fn seen_write(key: &str, at: OffsetDateTime, seen_before: OffsetDateTime) -> Write {
+    let mut filter = convert::live_key(key, at);
+    filter.insert(
+        convert::UPDATED_AT,
+        doc! { "$not": { "$gte": convert::to_bson_date(seen_before) } },
+    );
     Write {
         operation: "record_seen",
         name: "update",
         list: "updates",
         statement: doc! {
-            "q": convert::live_key(key, at),
-            "u": { "$max": { convert::UPDATED_AT: convert::to_bson_date(at) } },
+            "q": filter,
+            "u": { "$set": { convert::UPDATED_AT: convert::to_bson_date(at) } },
+            "hint": { convert::ID: 1 },
         },
         purpose: Purpose::Ordinary,
     }

@@ -128,6 +128,8 @@ cases! { $
         owner_is_unreadable_with_a_cipher,
         sessions_per_owner_are_capped,
         log_out_everywhere_reaches_every_session,
+        record_seen_moves_only_a_stale_last_seen,
+        a_label_goes_with_its_owner,
     }
     migration {
         raw_ids_are_adopted_on_first_load,

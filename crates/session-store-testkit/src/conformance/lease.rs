@@ -191,8 +191,13 @@ impl<B: DocumentBackend> DocumentBackend for Counting<B> {
         self.inner.delete(key).await
     }
 
-    async fn record_seen(&self, key: &str, at: OffsetDateTime) -> Result<bool, Self::Error> {
-        self.inner.record_seen(key, at).await
+    async fn record_seen(
+        &self,
+        key: &str,
+        at: OffsetDateTime,
+        seen_before: OffsetDateTime,
+    ) -> Result<bool, Self::Error> {
+        self.inner.record_seen(key, at, seen_before).await
     }
 
     async fn find_owned(

@@ -103,8 +103,8 @@ pub async fn rotation_keeps_the_owner<B: DocumentBackend + Clone>(backend: B) {
     let request = RequestScope::new();
     let rotated = async {
         let store = f.store.in_scope(&request);
-        let loaded = store.load(&id).await.unwrap().expect("live");
-        store.destroy(&id).await.unwrap();
+        let loaded = store.load(id.as_str()).await.unwrap().expect("live");
+        store.destroy(id.as_str()).await.unwrap();
         store.create(&loaded.data, None).await.unwrap()
     }
     .await;
@@ -280,4 +280,79 @@ pub async fn log_out_everywhere_reaches_every_session<B: DocumentBackend + Clone
     }
     assert!(f.store.load(bobs.as_str()).await.unwrap().is_some());
     assert!(f.store.load(anonymous.as_str()).await.unwrap().is_some());
+}
+
+/// The backend's `record_seen` (a read's "last seen"): it sets `updatedAt` of a live
+/// document when that is missing or older than the bound given, and nothing else; an
+/// expired or missing document gets nothing, and a second call in the window matches
+/// nothing.
+pub async fn record_seen_moves_only_a_stale_last_seen<B: DocumentBackend + Clone>(backend: B) {
+    let now = millis(OffsetDateTime::now_utc());
+    let window = Duration::minutes(1);
+    let mut doc = StoredDocument::new("seen-live");
+    doc.session = Some(Payload::Text("{}".into()));
+    doc.expires = Some(now + Duration::hours(1));
+    backend.insert(&doc).await.unwrap();
+
+    assert!(backend
+        .record_seen("seen-live", now, now - window)
+        .await
+        .unwrap());
+    let soon = now + Duration::seconds(30);
+    assert!(
+        !backend
+            .record_seen("seen-live", soon, soon - window)
+            .await
+            .unwrap(),
+        "seen 30 s ago: within the window"
+    );
+    let stored = raw_at(&backend, "seen-live").await;
+    assert_eq!(stored.updated_at, Some(now));
+    assert_eq!(
+        (stored.expires, stored.session),
+        (doc.expires, doc.session.clone())
+    );
+    let later = now + Duration::minutes(2);
+    assert!(backend
+        .record_seen("seen-live", later, later - window)
+        .await
+        .unwrap());
+    assert_eq!(raw_at(&backend, "seen-live").await.updated_at, Some(later));
+
+    let mut expired = StoredDocument::new("seen-expired");
+    expired.session = Some(Payload::Text("{}".into()));
+    expired.expires = Some(now - Duration::minutes(1));
+    backend.insert(&expired).await.unwrap();
+    assert!(!backend.record_seen("seen-expired", now, now).await.unwrap());
+    assert_eq!(raw_at(&backend, "seen-expired").await.updated_at, None);
+    assert!(!backend.record_seen("seen-missing", now, now).await.unwrap());
+    assert!(backend.find("seen-missing", now).await.unwrap().is_none());
+}
+
+/// A session created by an id rotation keeps its predecessor's label; one created when
+/// another user logs in on the same browser does not.
+pub async fn a_label_goes_with_its_owner<B: DocumentBackend + Clone>(backend: B) {
+    let f = fixture(backend, |b| b).await;
+    let login = RequestScope::new();
+    login.set_owner("ann");
+    login.set_label("Ann's tablet");
+    let id = f
+        .store
+        .in_scope(&login)
+        .create(&data(json!({"user": "ann"})), None)
+        .await
+        .unwrap();
+    // Another request on that browser: a new id for Bob.
+    let request = RequestScope::new();
+    let store = f.store.in_scope(&request);
+    let loaded = store.load(id.as_str()).await.unwrap().expect("live");
+    store.destroy(id.as_str()).await.unwrap();
+    request.set_owner("bob");
+    store.create(&loaded.data, None).await.unwrap();
+    let bobs = f.store.sessions_of("bob").await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(
+        bobs[0].label, None,
+        "Bob's session must not carry Ann's label"
+    );
 }
