@@ -69,11 +69,8 @@ impl SessionStore {
             // A handler's label, else the replaced session's when the new one has its
             // owner (an id rotation keeps it; another user logging in does not).
             let label = scope.and_then(|s| {
-                s.label().or_else(|| {
-                    (doc.owner == s.loaded_owner())
-                        .then(|| s.loaded_label())
-                        .flatten()
-                })
+                s.label()
+                    .or_else(|| s.loaded_label().filter(|_| doc.owner == s.loaded_owner()))
             });
             for _ in 0..MAX_CREATE_ATTEMPTS {
                 let id = next_id();

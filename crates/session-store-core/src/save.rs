@@ -272,7 +272,6 @@ impl SessionStore {
                     created_at: b.created_at.or(update.created_at),
                     owner: update.owner.or(b.owner),
                     label: new_label.or(b.label),
-                    updated_at: update.updated_at.or(b.updated_at),
                 },
             );
         }

@@ -127,9 +127,10 @@ struct ScopeState {
     label: Option<String>,
     /// Leases this request holds and has not released, by storage key.
     leases: HashMap<String, Held>,
-    /// Sessions with an owner this request loaded and has not written, by storage key:
-    /// [`RequestScope::finish`] records the visit (their "last seen").
-    visits: HashMap<String, Arc<dyn Finisher>>,
+    /// Sessions with an owner this request loaded and has not written, by storage key,
+    /// with their stored "last seen" and the store that loaded them:
+    /// [`RequestScope::finish`] records the visit.
+    visits: HashMap<String, Visit>,
     /// A session this request loaded was ended by someone else during the request.
     ended: bool,
     /// The first store operation of this request that failed.
@@ -168,8 +169,6 @@ pub(crate) struct Base {
     pub(crate) owner: Option<String>,
     /// The stored `label`, opened, if any.
     pub(crate) label: Option<String>,
-    /// The stored `updatedAt` as of that version: when it was last written or seen.
-    pub(crate) updated_at: Option<OffsetDateTime>,
 }
 
 impl Base {
@@ -189,7 +188,6 @@ impl Base {
             created_at: stamps.created_at,
             owner: stamps.owner,
             label: stamps.label,
-            updated_at: stamps.updated_at,
         }
     }
 
@@ -204,7 +202,6 @@ impl Base {
             created_at: doc.created_at,
             owner: doc.owner.clone(),
             label,
-            updated_at: doc.updated_at,
         }
     }
 
@@ -231,6 +228,13 @@ pub(crate) trait Finisher: Send + Sync {
     /// logged: "last seen" then stays at the session's previous visit.
     fn record_seen(&self, key: String, last_seen: Option<OffsetDateTime>)
         -> BoxFuture<'static, ()>;
+}
+
+/// A session with an owner the request loaded and has not written: its stored
+/// `updatedAt` ("last seen") and the store that records the visit.
+pub(crate) struct Visit {
+    pub(crate) last_seen: Option<OffsetDateTime>,
+    pub(crate) store: Arc<dyn Finisher>,
 }
 
 /// A lease the request holds: its token (the only copy the request keeps) and who
@@ -325,19 +329,9 @@ impl RequestScope {
         for (key, held) in pending {
             held.releaser.release(key, held.token).await;
         }
-        let visits: Vec<_> = {
-            let mut state = self.lock();
-            let visits: Vec<_> = state.visits.drain().collect();
-            visits
-                .into_iter()
-                .map(|(key, store)| {
-                    let last_seen = state.bases.get(&key).and_then(|b| b.updated_at);
-                    (key, store, last_seen)
-                })
-                .collect()
-        };
-        for (key, store, last_seen) in visits {
-            store.record_seen(key, last_seen).await;
+        let visits: Vec<(String, Visit)> = self.lock().visits.drain().collect();
+        for (key, visit) in visits {
+            visit.store.record_seen(key, visit.last_seen).await;
         }
     }
 
@@ -446,8 +440,8 @@ impl RequestScope {
 
     /// The request loaded the owned session under `key`: unless it writes it, `finish`
     /// records the visit through `store`.
-    pub(crate) fn visited(&self, key: &str, store: Arc<dyn Finisher>) {
-        self.lock().visits.insert(key.to_owned(), store);
+    pub(crate) fn visited(&self, key: &str, visit: Visit) {
+        self.lock().visits.insert(key.to_owned(), visit);
     }
 
     /// The request wrote the session under `key` (the write moved its "last seen").

@@ -14,7 +14,7 @@ use crate::erased::Backend;
 use crate::error::{backend_error, Error};
 use crate::events::{LoadFailure, SessionEvent};
 use crate::options::{span, Options};
-use crate::scope::{Base, RequestScope, Stamps};
+use crate::scope::{Base, RequestScope, Stamps, Visit};
 use crate::telemetry::{op, outcomes, traced};
 
 /// A session as loaded from the store.
@@ -158,12 +158,13 @@ impl SessionStore {
                     // A second load in one request keeps the first as the base: the
                     // framework's data came from the first.
                     if let Some(scope) = scope.filter(|_| !known) {
-                        let owned = stamps.owner.is_some();
+                        // An owner's "last seen" moves with this request, written or not.
+                        let last_seen = stamps.owner.is_some().then_some(stamps.updated_at);
                         let base = Base::loaded(version, session.data.clone(), stamps, session.expires);
                         scope.remember(&key, base);
-                        if owned {
-                            // Its owner's "last seen" moves with this request, written or not.
-                            scope.visited(&key, Arc::new(self.unscoped()));
+                        if let Some(last_seen) = last_seen {
+                            let store = Arc::new(self.unscoped());
+                            scope.visited(&key, Visit { last_seen, store });
                         }
                     }
                     Ok((Some(session), Load::Hit))
